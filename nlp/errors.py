@@ -1,0 +1,31 @@
+"""Errors of the nlp package: one root class, each also a matching builtin."""
+
+from __future__ import annotations
+
+
+class NLPError(Exception):
+    """Root of every error raised by :mod:`nlp`."""
+
+
+class ModelNotFoundError(NLPError, FileNotFoundError):
+    """A sentiment model file or registry entry does not exist."""
+
+
+class ModelLoadError(NLPError, ValueError):
+    """A model file exists but cannot be loaded (corrupt, wrong format or library version)."""
+
+
+class DataNotFoundError(NLPError, FileNotFoundError):
+    """A training or evaluation data set is missing from the data directory."""
+
+
+class GazetteerError(NLPError, ValueError):
+    """The gazetteer file is missing or malformed."""
+
+
+class InputError(NLPError, ValueError):
+    """An input record or line cannot be scored (malformed JSON, missing text...)."""
+
+
+class PromotionRefused(NLPError, RuntimeError):
+    """A retrained model scored worse than the current one on the frozen reference set."""
