@@ -1,0 +1,305 @@
+"""The project's one schema (schema v1). Every table of the mission lives here, articles too,
+so there is one migration history. DDL is owned by the Alembic migrations; these models are
+for reading and writing.
+
+Geometry columns of parcels and land changes are stored in a projected storage CRS chosen when
+the schema is created (``IOC_STORAGE_SRID``, default EPSG:5897); the ORM declares them without
+an SRID and writers transform into ``storage_srid(connection)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ADMIN_LEVELS = ("country", "province", "district", "commune")
+COVER_CLASSES = ("built_up", "vegetation", "water", "bare")
+ALERT_SEVERITIES = ("low", "medium", "high")
+REVIEW_STATUSES = ("new", "confirmed", "dismissed")
+RUN_STATUSES = ("running", "succeeded", "failed")
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+class AdminUnit(Base):
+    """An administrative unit (province, district, commune/ward) valid over a period."""
+
+    __tablename__ = "admin_units"
+    __table_args__ = (UniqueConstraint("code", "valid_from", name="uq_admin_units_code_valid_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), index=True)
+    level: Mapped[str] = mapped_column(String(16))
+    unit_type: Mapped[str | None] = mapped_column(String(32))  # xã, phường, thị trấn, huyện...
+    name: Mapped[str] = mapped_column(Text)
+    name_ascii: Mapped[str] = mapped_column(Text, index=True)
+    parent_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    province_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(Text)
+    area_km2: Mapped[float | None] = mapped_column(Float)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True)
+
+
+class AdminUnitCrosswalk(Base):
+    """Old unit → new unit after a reform (e.g. 1 July 2025), full or partial."""
+
+    __tablename__ = "admin_unit_crosswalk"
+
+    old_code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    new_code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    relation: Mapped[str] = mapped_column(String(16))  # full | partial
+    effective: Mapped[dt.date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class LandUseCode(Base):
+    """A legal land-use code of one code version (2014 or 2024)."""
+
+    __tablename__ = "land_use_codes"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    version: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name_vi: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str] = mapped_column(Text)
+    group: Mapped[str] = mapped_column("group", String(24))
+    cover_class: Mapped[str | None] = mapped_column(String(24))
+
+
+class LandUseCodeMapping(Base):
+    """2014 code → 2024 code."""
+
+    __tablename__ = "land_use_code_map"
+
+    code_2014: Mapped[str] = mapped_column(String(8), primary_key=True)
+    code_2024: Mapped[str] = mapped_column(String(8), primary_key=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Parcel(Base):
+    """A cadastral parcel (thửa đất), keyed by commune + map sheet + parcel number."""
+
+    __tablename__ = "parcels"
+    __table_args__ = (
+        UniqueConstraint("commune_code", "sheet_number", "parcel_number", name="uq_parcels_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(16), index=True)
+    old_commune_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    sheet_number: Mapped[str] = mapped_column(String(16))
+    parcel_number: Mapped[str] = mapped_column(String(16))
+    area_m2: Mapped[float] = mapped_column(Float)
+    legal_area_m2: Mapped[float | None] = mapped_column(Float)
+    land_use_code: Mapped[str] = mapped_column(String(8), index=True)  # 2024 code
+    land_use_code_raw: Mapped[str] = mapped_column(String(8))
+    land_use_code_version: Mapped[str] = mapped_column(String(8))
+    land_use_code_current_version: Mapped[str] = mapped_column(String(8), server_default="2024")
+    land_uses: Mapped[list[Any] | None] = mapped_column(JSONB)  # [{code, area_m2, term, origin}]
+    owner_class: Mapped[str | None] = mapped_column(String(16))
+    owner_name: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    source_file: Mapped[str | None] = mapped_column(Text)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False), nullable=False)
+
+
+class ImageryScene(Base):
+    """One image (date) read by a detection run: footprint, grid and metadata."""
+
+    __tablename__ = "imagery_scenes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sensor: Mapped[str | None] = mapped_column(String(32))
+    acquired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    crs: Mapped[str | None] = mapped_column(Text)
+    transform: Mapped[list[Any] | None] = mapped_column(JSONB)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    bands: Mapped[list[Any] | None] = mapped_column(JSONB)
+    cloud_fraction: Mapped[float | None] = mapped_column(Float)
+    nodata_fraction: Mapped[float | None] = mapped_column(Float)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    footprint = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False), nullable=True)
+
+
+class DetectionRun(Base):
+    """One change-detection run: inputs, parameters, model version, status and timings."""
+
+    __tablename__ = "detection_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    before_scene_id: Mapped[int | None] = mapped_column(ForeignKey("imagery_scenes.id"))
+    after_scene_id: Mapped[int | None] = mapped_column(ForeignKey("imagery_scenes.id"))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class LandChange(Base):
+    """A detected land-cover change polygon with its from→to classes."""
+
+    __tablename__ = "land_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
+    area_m2: Mapped[float] = mapped_column(Float)
+    from_class: Mapped[str | None] = mapped_column(String(24))
+    to_class: Mapped[str | None] = mapped_column(String(24))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    date_before: Mapped[dt.date | None] = mapped_column(Date)
+    date_after: Mapped[dt.date | None] = mapped_column(Date)
+    commune_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False), nullable=False)
+
+
+class ParcelAlert(Base):
+    """A likely violation on one parcel found by one run, with its review status."""
+
+    __tablename__ = "parcel_alerts"
+    __table_args__ = (UniqueConstraint("run_id", "parcel_id", "rule", name="uq_parcel_alerts_run_parcel_rule"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"), index=True)
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("land_changes.id", ondelete="SET NULL"))
+    commune_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    changed_area_m2: Mapped[float] = mapped_column(Float)
+    changed_fraction: Mapped[float] = mapped_column(Float)
+    legal_code: Mapped[str] = mapped_column(String(8))
+    observed_from: Mapped[str | None] = mapped_column(String(24))
+    observed_to: Mapped[str | None] = mapped_column(String(24))
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(8))
+    review_status: Mapped[str] = mapped_column(String(16), server_default="new")
+    reviewer: Mapped[str | None] = mapped_column(Text)
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class NewsSource(Base):
+    """An online outlet as configured in the sites file."""
+
+    __tablename__ = "news_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    homepage: Mapped[str | None] = mapped_column(Text)
+    scope: Mapped[str | None] = mapped_column(String(16))  # national | provincial
+    language: Mapped[str] = mapped_column(String(8), server_default="vi")
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Article(Base):
+    """A news article: canonical URL unique; near-duplicates point at the first copy."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("news_sources.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    canonical_url: Mapped[str] = mapped_column(Text, unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    fetched_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    language: Mapped[str | None] = mapped_column(String(8))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    simhash: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"))
+    relevant: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    matched_terms: Mapped[list[Any] | None] = mapped_column(JSONB)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class ArticleScore(Base):
+    """Sentiment and topic of an article by one model version, with the reasons."""
+
+    __tablename__ = "article_scores"
+    __table_args__ = (UniqueConstraint("article_id", "model_version", name="uq_article_scores_article_model"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(16))
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    topic: Mapped[str | None] = mapped_column(String(48))
+    topic_scores: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    reasons: Mapped[list[Any] | None] = mapped_column(JSONB)
+    scored_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ArticlePlace(Base):
+    """Article ↔ administrative unit it mentions."""
+
+    __tablename__ = "article_places"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    admin_unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True)
+    mention: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+
+
+class LabelFeedback(Base):
+    """A correction of an article's label by media staff; used by ``ioc nlp retrain``."""
+
+    __tablename__ = "label_feedback"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    field: Mapped[str] = mapped_column(String(16), server_default="sentiment")
+    old_label: Mapped[str | None] = mapped_column(String(48))
+    new_label: Mapped[str] = mapped_column(String(48))
+    reviewer: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_in_model_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class CrawlFailure(Base):
+    """Dead-letter record: an item that failed a crawler stage, with the reason."""
+
+    __tablename__ = "crawl_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    url: Mapped[str | None] = mapped_column(Text, index=True)
+    source_name: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved: Mapped[bool] = mapped_column(Boolean, server_default="false")

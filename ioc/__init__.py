@@ -1,0 +1,1 @@
+"""Composition root: the ``ioc`` console script and ``ioc demo`` wire the packages together."""
