@@ -1,0 +1,254 @@
+"""The pygeoapi configuration, generated from settings and the database.
+
+Nothing here is hand-edited: titles, keywords and providers come from :mod:`api.collections`,
+extents from the data, limits and languages from :class:`api.settings.ApiSettings`. Secrets
+never reach a file: :func:`write_config` writes ``${IOC_DATABASE_URL}`` (pygeoapi substitutes
+environment variables when it loads YAML) while the running app keeps the real URL in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import Engine
+
+from api.collections import COLLECTIONS, TableInfo, inspect_collection
+from api.errors import ConfigError
+from api.provider import CRS84, SUPPORTED_CRS, crs_uri
+from api.settings import ApiSettings
+
+DATABASE_URL_REF = "${IOC_DATABASE_URL}"
+# Vietnam, for empty collections (the extent is required by pygeoapi)
+FALLBACK_BBOX = [102.14, 8.18, 109.47, 23.39]
+TILE_MIN_ZOOM = {"parcels": 12, "land-changes": 8, "parcel-alerts": 6, "admin-units": 0}
+
+PROCESSES = {
+    "land-change-detection": "api.processes.LandChangeDetectionProcessor",
+    "sentiment-scoring": "api.processes.SentimentScoringProcessor",
+    "daily-digest": "api.processes.DailyDigestProcessor",
+}
+
+
+def collect_table_infos(engine: Engine) -> dict[str, TableInfo]:
+    """Inspect every published relation (columns, SRID, extents, row estimate)."""
+    infos: dict[str, TableInfo] = {}
+    with engine.connect() as conn:
+        for spec in COLLECTIONS:
+            try:
+                infos[spec.id] = inspect_collection(conn, spec, extents=True)
+            except LookupError as exc:
+                raise ConfigError(
+                    f"Cannot publish collection {spec.id}: {exc}; run `ioc db up` to migrate the database."
+                ) from exc
+    return infos
+
+
+def _as_datetime(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    return None
+
+
+def _collection(info: TableInfo, settings: ApiSettings, database_url: str) -> dict:
+    spec = info.spec
+    bbox = info.bbox_wgs84 or FALLBACK_BBOX
+    extents: dict[str, Any] = {"spatial": {"bbox": bbox, "crs": CRS84}}
+    if info.time_extent:
+        extents["temporal"] = {
+            "begin": _as_datetime(info.time_extent[0]),
+            "end": _as_datetime(info.time_extent[1]),
+        }
+    feature: dict[str, Any] = {
+        "type": "feature",
+        "name": "api.provider.PostGISProvider",
+        "data": spec.id,
+        "id_field": spec.id_column,
+        "options": {
+            "database_url": database_url,
+            "exact_count_limit": settings.exact_count_limit,
+            "pool_size": settings.pool_size,
+        },
+    }
+    if spec.time_column:
+        feature["time_field"] = spec.time_column
+    if spec.geom_column:
+        storage = info.srid or 4326
+        crs_list = list(SUPPORTED_CRS)
+        storage_uri = CRS84 if storage == 4326 else crs_uri(storage)
+        if storage_uri not in crs_list:
+            crs_list.append(storage_uri)
+        feature["crs"] = crs_list
+        feature["storage_crs"] = storage_uri
+        feature["geom_field"] = spec.geom_column
+    resource: dict[str, Any] = {
+        "type": "collection",
+        "title": {"vi": spec.title_vi, "en": spec.title_en},
+        "description": {"vi": spec.description_vi, "en": spec.description_en},
+        "keywords": list(spec.keywords),
+        "links": [],
+        "extents": extents,
+        "limits": {
+            "default_items": settings.default_items,
+            "max_items": settings.max_items,
+            "on_exceed": "throttle",
+        },
+        "providers": [feature],
+    }
+    if spec.tiles and spec.geom_column:
+        resource["providers"].append(
+            {
+                "type": "tile",
+                "name": "api.provider.PostGISTileProvider",
+                "data": spec.id,
+                "options": {
+                    "database_url": database_url,
+                    "collection": spec.id,
+                    "zoom": {"min": TILE_MIN_ZOOM.get(spec.id, 0), "max": 22},
+                    "schemes": ["WebMercatorQuad"],
+                },
+                "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"},
+            }
+        )
+    return resource
+
+
+def build_config(
+    infos: dict[str, TableInfo],
+    settings: ApiSettings,
+    database_url: str = DATABASE_URL_REF,
+) -> dict:
+    """The pygeoapi configuration as a dict.
+
+    Parameters
+    ----------
+    infos
+        From :func:`collect_table_infos`.
+    settings
+        API settings (URL, limits, languages).
+    database_url
+        The libpq URI for the running app, or the ``${IOC_DATABASE_URL}`` reference when the
+        configuration is written to a file.
+    """
+    resources: dict[str, Any] = {}
+    for spec in COLLECTIONS:
+        if spec.id not in infos:
+            raise ConfigError(f"No table information for collection {spec.id}.")
+        resources[spec.id] = _collection(infos[spec.id], settings, database_url)
+    for process_id, dotted in PROCESSES.items():
+        resources[process_id] = {
+            "type": "process",
+            "processor": {
+                "name": dotted,
+                "database_url": database_url,
+                "allowed_roots": [str(p) for p in settings.process_data_roots],
+            },
+        }
+    return {
+        "server": {
+            "bind": {"host": settings.host, "port": settings.port},
+            "url": settings.public_url(),
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "gzip": False,
+            "languages": list(settings.languages),
+            "cors": settings.cors,
+            "pretty_print": settings.pretty_print,
+            "limits": {
+                "default_items": settings.default_items,
+                "max_items": settings.max_items,
+                "on_exceed": "throttle",
+            },
+            "map": {
+                "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "attribution": "&copy; OpenStreetMap contributors",
+            },
+            "manager": {
+                "name": "PostgreSQL",
+                "connection": database_url,
+                "output_dir": None,
+                "options": {"search_path": ["pygeoapi"]},
+            },
+        },
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": {
+                    "vi": "Trung tâm điều hành thông minh — giám sát đất đai và thông tin trên mạng",
+                    "en": "Intelligent Operations Centre — land and online-news monitoring",
+                },
+                "description": {
+                    "vi": "Dữ liệu địa chính, biến động sử dụng đất, cảnh báo vi phạm và cảm xúc "
+                    "tin tức theo chuẩn OGC API.",
+                    "en": "Cadastre, land-use change, parcel alerts and news sentiment as OGC API.",
+                },
+                "keywords": {
+                    "vi": ["địa chính", "biến động đất đai", "tin tức", "IOC"],
+                    "en": ["cadastre", "land change", "news sentiment", "IOC"],
+                },
+                "keywords_type": "theme",
+                "terms_of_service": "https://creativecommons.org/licenses/by/4.0/",
+                "url": "https://github.com/ioc-monitor",
+            },
+            "license": {"name": "CC-BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+            "provider": {"name": "ioc-monitor", "url": "https://github.com/ioc-monitor"},
+            "contact": {
+                "name": "IOC operations",
+                "position": "Operator",
+                "address": "-",
+                "city": "-",
+                "stateorprovince": "-",
+                "postalcode": "-",
+                "country": "Vietnam",
+                "phone": "-",
+                "fax": "-",
+                "email": "-",
+                "url": "-",
+                "hours": "Mo-Fr 08:00-17:00",
+                "instructions": "During hours of service.",
+                "role": "pointOfContact",
+            },
+        },
+        "resources": resources,
+    }
+
+
+def write_config(config: dict, path: Path) -> Path:
+    """Write the YAML to a temp name then rename; refuses to write a literal database URL."""
+    manager_conn = str(config["server"]["manager"]["connection"])
+    if "://" in manager_conn and "@" in manager_conn:
+        raise ConfigError("Refusing to write a database URL with credentials; use ${IOC_DATABASE_URL}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_config(path: Path) -> dict:
+    """Load a written configuration, substituting ``${VAR}`` from the environment."""
+    from pygeoapi.util import yaml_load
+
+    with open(path, encoding="utf-8") as fh:
+        return yaml_load(fh)
+
+
+def validate(config: dict) -> None:
+    """Validate against pygeoapi's JSON schema; raise ConfigError with the first problem."""
+    import json
+
+    from pygeoapi.config import validate_config
+
+    try:
+        validate_config(json.loads(json.dumps(config, default=str)))
+    except Exception as exc:  # noqa: BLE001 - jsonschema errors
+        msg = str(exc).strip().splitlines()[0][:300]
+        raise ConfigError(f"The generated pygeoapi configuration is invalid: {msg}") from exc

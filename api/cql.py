@@ -1,0 +1,245 @@
+"""CQL2 (text and JSON, parsed by pygeofilter) compiled to a parameterised SQL WHERE clause.
+
+Only queryable properties of the collection become identifiers (quoted by psycopg); every
+literal becomes a bound parameter, so a filter can never inject SQL. Anything outside the
+supported subset is rejected with :class:`InvalidParameterError` naming the construct.
+
+>>> from pygeofilter.parsers.cql2_text import parse
+>>> c = Compiler({"land_use_code": "character varying"}, geom_column=None, storage_srid=None)
+>>> c.compile(parse("land_use_code = 'LUC'")).as_string(None)
+'("land_use_code" = %s)'
+>>> c.params
+['LUC']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from psycopg import sql
+from pygeofilter import ast, values
+
+from api.errors import InvalidParameterError
+
+_COMPARISON = {
+    ast.Equal: "=",
+    ast.NotEqual: "<>",
+    ast.LessThan: "<",
+    ast.LessEqual: "<=",
+    ast.GreaterThan: ">",
+    ast.GreaterEqual: ">=",
+}
+
+_SPATIAL = {
+    ast.GeometryIntersects: "ST_Intersects",
+    ast.GeometryDisjoint: "ST_Disjoint",
+    ast.GeometryContains: "ST_Contains",
+    ast.GeometryWithin: "ST_Within",
+    ast.GeometryTouches: "ST_Touches",
+    ast.GeometryCrosses: "ST_Crosses",
+    ast.GeometryOverlaps: "ST_Overlaps",
+    ast.GeometryEquals: "ST_Equals",
+}
+
+_ARITHMETIC = {"+": "+", "-": "-", "*": "*", "/": "/"}
+
+
+def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None) -> ast.Node | None:
+    """Parse a CQL2 filter from the ``filter`` parameter (text or JSON) or a JSON body."""
+    from pygeofilter.parsers.cql2_json import parse as parse_json
+    from pygeofilter.parsers.cql2_text import parse as parse_text
+
+    lang = (lang or "").lower() or None
+    if lang not in (None, "cql2-text", "cql2-json", "cql-text", "cql-json"):
+        raise InvalidParameterError(
+            f"filter-lang '{lang}' is not supported; use cql2-text or cql2-json."
+        )
+    if text is None and body is None:
+        return None
+    try:
+        if text is not None:
+            if lang in ("cql2-json", "cql-json") or (lang is None and text.lstrip().startswith("{")):
+                return parse_json(json.loads(text))
+            return parse_text(text)
+        data = json.loads(body) if isinstance(body, bytes | str) else body
+        return parse_json(data)
+    except InvalidParameterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parser errors of every kind
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The filter is not valid CQL2: {detail}") from None
+
+
+class Compiler:
+    """Compile a pygeofilter AST against one collection's queryables.
+
+    Parameters
+    ----------
+    columns
+        Queryable property -> PostgreSQL type.
+    geom_column
+        Name of the geometry column (queryable as ``geometry`` or by its name).
+    storage_srid
+        SRID of the geometry column.
+    filter_srid
+        SRID of geometry literals (``filter-crs``), 4326 for CRS84.
+    flip
+        Whether geometry literals come in latitude/longitude order (``EPSG:4326``).
+    """
+
+    def __init__(
+        self,
+        columns: dict[str, str],
+        geom_column: str | None,
+        storage_srid: int | None,
+        filter_srid: int = 4326,
+        flip: bool = False,
+        to_storage=None,
+    ) -> None:
+        self.columns = columns
+        self.geom_column = geom_column
+        self.storage_srid = storage_srid
+        self.filter_srid = filter_srid
+        self.flip = flip
+        self.to_storage = to_storage
+        self.params: list[Any] = []
+
+    # -- entry ---------------------------------------------------------------------------
+    def compile(self, node: ast.Node) -> sql.Composable:
+        return self._node(node)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _param(self, value: Any) -> sql.Composable:
+        self.params.append(value)
+        return sql.SQL("%s")
+
+    def _attribute(self, name: str) -> sql.Composable:
+        if self.geom_column and name in ("geometry", "geom", self.geom_column):
+            return sql.Identifier(self.geom_column)
+        if name not in self.columns and name != "id":
+            known = ", ".join(sorted(self.columns)) or "(none)"
+            raise InvalidParameterError(
+                f"The filter names an unknown property '{name}'; queryables are: {known}."
+            )
+        return sql.Identifier(name)
+
+    def _is_geom(self, node: Any) -> bool:
+        return isinstance(node, ast.Attribute) and bool(self.geom_column) and node.name in (
+            "geometry", "geom", self.geom_column)
+
+    def _value(self, node: Any) -> sql.Composable:
+        if isinstance(node, ast.Attribute):
+            return self._attribute(node.name)
+        if isinstance(node, ast.Arithmetic):
+            op = _ARITHMETIC.get(node.op.value)
+            if op is None:
+                raise InvalidParameterError(f"Arithmetic operator '{node.op.value}' is not supported.")
+            return sql.SQL("({} {} {})").format(self._value(node.lhs), sql.SQL(op), self._value(node.rhs))
+        if isinstance(node, ast.Function):
+            raise InvalidParameterError(f"The filter function '{node.name}' is not supported.")
+        if isinstance(node, values.Geometry | values.Envelope):
+            return self._geometry(node)
+        if isinstance(node, bool | int | float | str | dt.date | dt.datetime):
+            return self._param(node)
+        if node is None:
+            return sql.SQL("NULL")
+        raise InvalidParameterError(f"The filter uses an unsupported value {type(node).__name__}.")
+
+    def _geometry(self, node: Any) -> sql.Composable:
+        if not self.geom_column:
+            raise InvalidParameterError("This collection has no geometry to filter on.")
+        geometry = dict(node.geometry)
+        literal = sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON({}), {})").format(
+            self._param(json.dumps(geometry)), sql.Literal(int(self.filter_srid))
+        )
+        if self.flip:
+            literal = sql.SQL("ST_FlipCoordinates({})").format(literal)
+        if self.to_storage is not None:
+            return self.to_storage(literal, self.filter_srid)
+        return literal
+
+    # -- nodes ---------------------------------------------------------------------------
+    def _node(self, node: Any) -> sql.Composable:  # noqa: C901 - one dispatch table
+        if isinstance(node, ast.And | ast.Or):
+            word = "AND" if isinstance(node, ast.And) else "OR"
+            return sql.SQL("({} {} {})").format(self._node(node.lhs), sql.SQL(word), self._node(node.rhs))
+        if isinstance(node, ast.Not):
+            return sql.SQL("(NOT {})").format(self._node(node.sub_node))
+        if type(node) in _COMPARISON:
+            return sql.SQL("({} {} {})").format(
+                self._value(node.lhs), sql.SQL(_COMPARISON[type(node)]), self._value(node.rhs)
+            )
+        if isinstance(node, ast.Between):
+            return sql.SQL("({} {}BETWEEN {} AND {})").format(
+                self._value(node.lhs), sql.SQL("NOT " if node.not_ else ""),
+                self._value(node.low), self._value(node.high),
+            )
+        if isinstance(node, ast.Like):
+            pattern = node.pattern
+            if not isinstance(pattern, str):
+                raise InvalidParameterError("LIKE needs a text pattern.")
+            if node.wildcard != "%" or node.singlechar not in ("_", "."):
+                pattern = pattern.replace(node.wildcard, "%")
+            if node.singlechar == ".":
+                pass  # CQL2 uses '_'; pygeofilter's default '.' is not a wildcard in CQL2
+            return sql.SQL("(CAST({} AS text) {}{} {})").format(
+                self._value(node.lhs), sql.SQL("NOT " if node.not_ else ""),
+                sql.SQL("ILIKE" if node.nocase else "LIKE"), self._param(pattern),
+            )
+        if isinstance(node, ast.In):
+            items = sql.SQL(", ").join(self._value(v) for v in node.sub_nodes)
+            return sql.SQL("({} {}IN ({}))").format(
+                self._value(node.lhs), sql.SQL("NOT " if node.not_ else ""), items
+            )
+        if isinstance(node, ast.IsNull):
+            return sql.SQL("({} IS {}NULL)").format(
+                self._value(node.lhs), sql.SQL("NOT " if node.not_ else "")
+            )
+        if isinstance(node, ast.Include):
+            return sql.SQL("FALSE" if node.not_ else "TRUE")
+        if type(node) in _SPATIAL:
+            lhs, rhs = node.lhs, node.rhs
+            return sql.SQL("{}({}, {})").format(
+                sql.SQL(_SPATIAL[type(node)]), self._spatial(lhs), self._spatial(rhs)
+            )
+        if isinstance(node, ast.BBox):
+            env = values.Envelope(node.minx, node.maxx, node.miny, node.maxy)
+            return sql.SQL("ST_Intersects({}, {})").format(self._spatial(node.lhs), self._geometry(env))
+        if isinstance(node, ast.TemporalPredicate):
+            return self._temporal(node)
+        raise InvalidParameterError(f"The filter construct {type(node).__name__} is not supported.")
+
+    def _spatial(self, node: Any) -> sql.Composable:
+        if isinstance(node, ast.Attribute):
+            if not self._is_geom(node):
+                raise InvalidParameterError(
+                    f"Spatial predicates apply to the geometry, not to '{node.name}'."
+                )
+            return self._attribute(node.name)
+        if isinstance(node, values.Geometry | values.Envelope):
+            return self._geometry(node)
+        raise InvalidParameterError("A spatial predicate needs the geometry and a geometry literal.")
+
+    def _temporal(self, node: ast.TemporalPredicate) -> sql.Composable:
+        lhs = self._value(node.lhs)
+        rhs = node.rhs
+        if isinstance(rhs, values.Interval):
+            start = self._param(rhs.start) if rhs.start is not None else sql.SQL("'-infinity'")
+            end = self._param(rhs.end) if rhs.end is not None else sql.SQL("'infinity'")
+        elif isinstance(rhs, dt.date | dt.datetime):
+            start = end = self._param(rhs)
+        else:
+            raise InvalidParameterError("A temporal predicate needs a date, timestamp or interval.")
+        op = node.op.value.upper() if hasattr(node.op, "value") else str(node.op)
+        if op in ("AFTER",):
+            return sql.SQL("({} > {})").format(lhs, end)
+        if op in ("BEFORE",):
+            return sql.SQL("({} < {})").format(lhs, start)
+        if op in ("TEQUALS",):
+            return sql.SQL("({} = {})").format(lhs, start)
+        if op in ("DISJOINT",):
+            return sql.SQL("(NOT ({} BETWEEN {} AND {}))").format(lhs, start, end)
+        # INTERSECTS, DURING, CONTAINS, OVERLAPS... on an instant: within the interval
+        return sql.SQL("({} BETWEEN {} AND {})").format(lhs, start, end)

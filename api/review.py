@@ -1,0 +1,86 @@
+"""Review writes: land officers confirm or dismiss a parcel alert; media staff correct an
+article's sentiment label (stored in ``label_feedback`` for ``ioc nlp retrain``).
+
+Each function runs in one transaction on the connection it is given and validates its input
+first, raising :class:`InvalidParameterError` / :class:`NotFoundError` with one sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from api.errors import InvalidParameterError, NotFoundError
+
+REVIEW_STATUSES = ("new", "confirmed", "dismissed")
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
+
+def _text(value: Any, name: str, required: bool, max_len: int = 2000) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidParameterError(f"'{name}' is required.")
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameterError(f"'{name}' must be a string.")
+    if len(value) > max_len:
+        raise InvalidParameterError(f"'{name}' is longer than {max_len} characters.")
+    return value.strip()
+
+
+def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any, note: Any = None) -> None:
+    """Set the review status of one parcel alert (``confirmed``/``dismissed``/``new``)."""
+    if status not in REVIEW_STATUSES:
+        raise InvalidParameterError(
+            f"review_status must be one of {', '.join(REVIEW_STATUSES)}, got {str(status)[:40]!r}."
+        )
+    reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
+    note_ = _text(note, "review_note", required=False)
+    row = connection.execute(
+        text(
+            "UPDATE parcel_alerts SET review_status = :s, reviewer = :r, review_note = :n, "
+            "reviewed_at = CASE WHEN :s = 'new' THEN NULL ELSE now() END WHERE id = :id RETURNING id"
+        ),
+        {"s": status, "r": reviewer_, "n": note_, "id": alert_id},
+    ).first()
+    if row is None:
+        raise NotFoundError(f"No parcel alert {alert_id}.")
+
+
+def correct_article_label(
+    connection: Connection, article_id: int, label: Any, reviewer: Any, note: Any = None
+) -> int:
+    """Record a sentiment correction; returns the ``label_feedback`` id."""
+    if label not in SENTIMENT_LABELS:
+        raise InvalidParameterError(
+            f"label must be one of {', '.join(SENTIMENT_LABELS)}, got {str(label)[:40]!r}."
+        )
+    reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
+    note_ = _text(note, "note", required=False)
+    current = connection.execute(
+        text("SELECT a.id, l.label FROM articles a LEFT JOIN api_article_labels l "
+             "ON l.article_id = a.id WHERE a.id = :id"),
+        {"id": article_id},
+    ).first()
+    if current is None:
+        raise NotFoundError(f"No article {article_id}.")
+    return int(
+        connection.execute(
+            text(
+                "INSERT INTO label_feedback (article_id, field, old_label, new_label, reviewer, note) "
+                "VALUES (:a, 'sentiment', :old, :new, :r, :n) RETURNING id"
+            ),
+            {"a": article_id, "old": current[1], "new": label, "r": reviewer_, "n": note_},
+        ).scalar_one()
+    )
+
+
+def as_int_id(value: Any, what: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise NotFoundError(f"No {what} '{str(value)[:60]}'.") from None
+    if not 0 < number < 2**63:
+        raise NotFoundError(f"No {what} '{str(value)[:60]}'.")
+    return number

@@ -1,0 +1,60 @@
+"""Settings of the API, read at the edges (CLI, app start) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """How the OGC API is served (env prefix ``IOC_API_``).
+
+    Tokens: ``IOC_API_TOKENS`` is a comma-separated list of ``name:token`` (or bare tokens);
+    ``IOC_API_TOKENS_FILE`` names a file with one ``name:token`` per line. Every write needs one;
+    reads need one too when ``IOC_API_PROTECT_READS=true``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="IOC_API_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = Field(default=1, ge=1, le=64)
+    base_url: str | None = Field(
+        default=None, description="Public URL of the API; unset = http://host:port."
+    )
+    tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tokens_file: Path | None = None
+    protect_reads: bool = False
+    default_items: int = Field(default=100, ge=1)
+    max_items: int = Field(default=10000, ge=1)
+    exact_count_limit: int = Field(
+        default=200_000,
+        ge=0,
+        description="Tables estimated larger than this report pg_class.reltuples as "
+        "numberMatched when unfiltered; filtered counts stop at this many rows.",
+    )
+    pool_size: int = Field(default=8, ge=1)
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
+    config_file: Path | None = Field(
+        default=None, description="Where `ioc demo` writes the pygeoapi YAML; unset = state dir."
+    )
+    languages: list[str] = Field(default_factory=lambda: ["vi-VN", "en-US"])
+    cors: bool = True
+    process_data_roots: list[Path] = Field(
+        default_factory=lambda: [Path.cwd() / "data", Path.cwd().parent / "shared" / "data"],
+        description="Folders the land-change-detection process may read images from.",
+    )
+    pretty_print: bool = False
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
