@@ -49,6 +49,7 @@ from cssselect import GenericTranslator, SelectorError
 
 from crawler.errors import ExtractionError
 from crawler.textnorm import decode_html, normalize, vietnamese_ratio
+from nlp.text import decode_tcvn3, decode_vni
 
 if TYPE_CHECKING:
     from crawler.sites import Site, SitesFile
@@ -238,6 +239,14 @@ def _strip_weekday(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Page parsing helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _parse_tree(html: str) -> lxml.html.HtmlElement:
@@ -469,7 +478,16 @@ def extract_article(
     if size > max_bytes:
         raise ExtractionError(f"the page is too large ({size} bytes > {max_bytes})")
     if isinstance(page, bytes):
-        html, used = decode_html(page, encoding)
+        hint = _LEGACY_FONT_RE.search(page[:300_000].decode("latin-1"))
+        if hint and not _is_utf8(page):
+            # a page typed in a legacy Vietnamese font: convert the bytes as a whole
+            # (glyphs such as the soft hyphen of TCVN3 'ư' would not survive HTML parsing)
+            if hint.group(0).lower().startswith(".vn"):
+                html, used = decode_tcvn3(page), "tcvn3"
+            else:
+                html, used = decode_vni(page.decode("cp1252", "replace")), "vni"
+        else:
+            html, used = decode_html(page, encoding)
         if used not in ("utf-8", "ascii"):
             warnings.append(f"decoded as {used}")
     else:
@@ -563,6 +581,17 @@ def extract_article(
             warnings.append("site body selector matched nothing; generic extraction used")
     if not text:
         text = trafilatura.extract(copy.deepcopy(tree), url=url, **_TRAFILATURA_OPTS)
+    if not text:  # short or broken pages: recall mode, then plain paragraphs
+        opts = {**_TRAFILATURA_OPTS, "favor_precision": False, "favor_recall": True}
+        text = trafilatura.extract(copy.deepcopy(tree), url=url, **opts)
+        if text:
+            warnings.append("body found in recall mode")
+    if not text:
+        paras = [_text_of(p) for p in tree.iter("p")]
+        paras = [p for p in paras if len(p) >= 40 and p != lead]
+        if paras:
+            text = "\n".join(paras)
+            warnings.append("body from plain paragraphs")
     ld_body = _ld_get(ld, "articleBody")
     if isinstance(ld_body, str) and len(ld_body) > max(200, 2 * len(text or "")):
         text = ld_body

@@ -1,0 +1,313 @@
+"""Item pipelines: numbered stages extract (100) → clean (200) → dedupe (300) → score (400)
+→ store (500).
+
+The spider yields two kinds of items (plain dicts):
+
+* ``{"kind": "page", "url", "body" (bytes), "encoding", "site", "status", "feed_date"}``
+* ``{"kind": "failure", "url", "site", "stage", "reason"}`` (fetch errors, bad feeds)
+
+A page that fails a stage raises ``DropItem`` with the reason, after the reason is written to
+the dead-letter table ``crawl_failures`` (or spooled when the database is down). Nothing else
+escapes a pipeline. The store stage spools items to ``<jobdir>/spool.jsonl`` when the
+database is unreachable and writes them as soon as it answers again (also at the next run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scrapy.exceptions import DropItem, NotConfigured
+
+from crawler.errors import ExtractionError
+from crawler.extraction import extract_article
+from crawler.store import ArticleStore, Spool, content_hash, is_outage, simhash
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+log = logging.getLogger(__name__)
+
+MIN_TEXT_CHARS = 80
+
+
+def _spider_sites(spider: Any) -> dict[str, Any]:
+    return getattr(spider, "sites_by_name", {})
+
+
+class _Stage:
+    stage = "stage"
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler):
+        return cls(crawler)
+
+    def fail(self, item: dict[str, Any], spider: Any, reason: str, **payload: Any) -> DropItem:
+        """Record a dead letter for ``item`` and return the DropItem to raise."""
+        failure = {
+            "url": item.get("url"),
+            "source_name": item.get("site"),
+            "stage": self.stage,
+            "reason": reason,
+            "payload": payload or None,
+        }
+        sink = getattr(spider, "failure_sink", None)
+        if sink is not None:
+            sink(failure)
+        self.crawler.stats.inc_value(f"ioc/failed/{self.stage}")
+        return DropItem(f"{self.stage}: {reason} ({item.get('url')})")
+
+
+class ExtractStage(_Stage):
+    """100: HTML → article fields (crawler.extraction)."""
+
+    stage = "extract"
+
+    def process_item(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
+        if item.get("kind") == "failure":
+            raise self.fail(item, spider, item["reason"], origin=item.get("stage"))
+        site = _spider_sites(spider).get(item.get("site"))
+        try:
+            article = extract_article(
+                item["body"], url=item["url"], site=site, encoding=item.get("encoding")
+            )
+        except ExtractionError as exc:
+            raise self.fail(item, spider, str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a bug on one page must not stop the crawl
+            log.exception("extraction crashed on %s", item.get("url"))
+            raise self.fail(item, spider, f"extraction crashed: {exc!r}") from exc
+        record = article.to_record(None)
+        record.pop("source", None)
+        record.update(
+            url=item["url"],
+            canonical_url=article.canonical_url or item["url"],
+            source_name=item.get("site"),
+            published=article.published,
+            extra={
+                "warnings": article.warnings,
+                "site_name": article.site_name,
+                "section": article.section,
+                "tags": article.tags,
+                "image": article.image,
+                "encoding": article.encoding,
+                "modified": article.modified.isoformat() if article.modified else None,
+                "http_status": item.get("status"),
+            },
+        )
+        if article.published is None and item.get("feed_date"):
+            record["published"] = item["feed_date"]
+            record["extra"]["warnings"].append("published date from the feed/sitemap")
+        for warning in article.warnings:
+            log.info("%s: %s", item["url"], warning)
+        return record
+
+
+class CleanStage(_Stage):
+    """200: required fields, --since, fingerprints, relevance (gazetteer + keywords)."""
+
+    stage = "clean"
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        from crawler.relevance import RelevanceFilter
+
+        settings = crawler.settings
+        self.relevance = RelevanceFilter.from_paths(
+            settings.get("IOC_GAZETTEER"), settings.get("IOC_KEYWORDS_FILE") or None
+        )
+        since = settings.get("IOC_SINCE")
+        self.since = dt.datetime.fromisoformat(since) if since else None
+
+    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+        if not record.get("title"):
+            raise self.fail(record, spider, "no title found")
+        if len(record.get("text") or "") < MIN_TEXT_CHARS:
+            raise self.fail(
+                record, spider, f"body too short ({len(record.get('text') or '')} characters)"
+            )
+        published = record.get("published")
+        if isinstance(published, str):
+            published = dt.datetime.fromisoformat(published)
+            record["published"] = published
+        if self.since and published and published < self.since:
+            self.crawler.stats.inc_value("ioc/skipped/older_than_since")
+            raise DropItem(f"published {published.isoformat()} before --since ({record['url']})")
+        full = "\n".join(x for x in (record.get("title"), record.get("lead"), record["text"]) if x)
+        record["content_hash"] = content_hash(record["text"])
+        record["simhash"] = simhash(full)
+        relevant, terms, places = self.relevance.assess(
+            full, published.isoformat() if published else None
+        )
+        record["relevant"] = relevant
+        record["matched_terms"] = terms
+        record["places"] = places
+        if isinstance(record.get("published"), dt.datetime):
+            record["published"] = record["published"].isoformat()
+        return record
+
+
+class DedupeStage(_Stage):
+    """300: same canonical URL → update; same content or near-duplicate (SimHash) → linked to
+    the first copy via ``duplicate_of`` (stored, not dropped)."""
+
+    stage = "dedupe"
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 3)
+        self.seen: dict[str, tuple[str, int]] = {}
+
+    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+        store: ArticleStore | None = getattr(spider, "store", None)
+        if store is None:
+            return record
+        try:
+            found = store.find_duplicate(
+                record["canonical_url"], record["content_hash"], record["simhash"],
+                self.max_distance,
+            )
+        except Exception as exc:  # noqa: BLE001 - the store stage handles outages
+            if not is_outage(exc):
+                raise self.fail(record, spider, f"duplicate lookup failed: {exc}") from exc
+            record.setdefault("extra", {})["dedupe"] = "skipped: database unavailable"
+            return record
+        if found:
+            kind, first_id = found
+            record["duplicate_of"] = first_id
+            record.setdefault("extra", {})["duplicate"] = kind
+            self.crawler.stats.inc_value(f"ioc/duplicates/{kind}")
+        return record
+
+
+class ScoreStage(_Stage):
+    """400: sentiment, topic and places from ``nlp.scoring`` (switched off until it exists)."""
+
+    stage = "score"
+
+    def __init__(self, crawler: Crawler, scorer: Any) -> None:
+        super().__init__(crawler)
+        self.scorer = scorer
+        self.model_version = str(
+            getattr(scorer, "model_version", None) or getattr(scorer, "version", None) or "nlp"
+        )
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler):
+        if not crawler.settings.getbool("IOC_SCORING", True):
+            raise NotConfigured("scoring switched off (IOC_SCORING = False)")
+        try:
+            from nlp.scoring import load_scorer
+        except ImportError as exc:
+            raise NotConfigured(f"nlp.scoring is not available: {exc}") from exc
+        spec = crawler.settings.get("IOC_SCORER")
+        try:
+            scorer = load_scorer(spec) if spec else load_scorer()
+        except Exception as exc:  # noqa: BLE001 - no model → stage off, said in the log
+            raise NotConfigured(f"no NLP scorer could be loaded: {exc}") from exc
+        return cls(crawler, scorer)
+
+    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+        text = "\n".join(x for x in (record.get("title"), record.get("lead"), record["text"]) if x)
+        query = {"id": record["canonical_url"], "text": text, "title": record.get("title"),
+                 "published": record.get("published")}
+        try:
+            scored = list(self.scorer.score_records([query]))[0]
+        except Exception as exc:  # noqa: BLE001 - store the article unscored, say why
+            self.fail(record, spider, f"scoring failed: {exc!r}")
+            return record
+        record["sentiment"] = scored.get("sentiment")
+        record["topic"] = scored.get("topic")
+        if scored.get("places") is not None:
+            record["places"] = scored["places"]
+        record["model_version"] = scored.get("model_version") or self.model_version
+        return record
+
+
+class StoreStage(_Stage):
+    """500: idempotent upsert, one transaction per item; spool + retry on a database outage."""
+
+    stage = "store"
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        jobdir = crawler.settings.get("IOC_STATE_JOBDIR") or crawler.settings.get("JOBDIR")
+        self.spool = Spool(Path(jobdir or ".") / "spool.jsonl") if jobdir else None
+        self.retry_every = crawler.settings.getfloat("IOC_SPOOL_RETRY_SECONDS", 10.0)
+        self._next_retry = 0.0
+        self.outage = False
+
+    def open_spider(self, spider: Any) -> None:
+        store = getattr(spider, "store", None)
+        spider.failure_sink = self._failure_sink(spider)
+        if store is not None and self.spool is not None and len(self.spool):
+            try:
+                written = self.spool.drain(store)
+                log.info("wrote %d spooled items from the previous run", written)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("spool not drained yet: %s", exc)
+
+    def close_spider(self, spider: Any) -> None:
+        store = getattr(spider, "store", None)
+        if store is not None and self.spool is not None and len(self.spool):
+            try:
+                self.spool.drain(store)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("database still unavailable: %s", exc)
+            left = len(self.spool)
+            if left:
+                log.warning(
+                    "%d items wait in %s for the database; the next run writes them",
+                    left, self.spool.path,
+                )
+                self.crawler.stats.set_value("ioc/spooled_left", left)
+
+    def _failure_sink(self, spider: Any):
+        def sink(failure: dict[str, Any]) -> None:
+            store = getattr(spider, "store", None)
+            if store is None:
+                log.warning("crawl failure (no database): %s", failure)
+                return
+            try:
+                store.record_failure(**failure)
+            except Exception as exc:  # noqa: BLE001
+                if is_outage(exc) and self.spool is not None:
+                    self.spool.append("failure", failure)
+                else:
+                    log.error("cannot record failure %s: %s", failure.get("url"), exc)
+
+        return sink
+
+    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+        store: ArticleStore | None = getattr(spider, "store", None)
+        if store is None:
+            return record
+        payload = {k: v for k, v in record.items() if k != "body"}
+        if self.spool is not None and self.outage and time.monotonic() < self._next_retry:
+            self.spool.append("article", payload)
+            self.crawler.stats.inc_value("ioc/spooled")
+            return record
+        try:
+            if self.spool is not None and self.outage:
+                self.spool.drain(store)
+            article_id = store.upsert_article(payload)
+            self.outage = False
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if is_outage(exc) and self.spool is not None:
+                if not self.outage:
+                    log.error("database unavailable, spooling items to %s: %s",
+                              self.spool.path, str(exc).splitlines()[0])
+                self.outage = True
+                self._next_retry = time.monotonic() + self.retry_every
+                self.spool.append("article", payload)
+                self.crawler.stats.inc_value("ioc/spooled")
+                return record
+            raise self.fail(record, spider, f"database rejected the article: {exc}") from exc
+        record["id"] = article_id
+        self.crawler.stats.inc_value("ioc/stored")
+        return record
