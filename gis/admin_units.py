@@ -224,6 +224,9 @@ def read_admin_units(
             unit_type, bare = split_unit_type(full)
             name = name or bare
         name = name or full
+        if name and not unit_type:
+            unit_type, name = split_unit_type(name)
+            unit_type = unit_type or None
         unit_level = _level_for(code, unit_type, level or (_as_str(levels[i]) if levels is not None else None))
         if unit_level not in ("country", "province", "district", "commune"):
             raise InputFileError(f"{path}: feature {code} has unknown level '{unit_level}'.")

@@ -283,9 +283,9 @@ class EmbeddedCluster:
 
     def initialise(self) -> None:
         """initdb into the state directory (once)."""
+        self._check_state_dir()
         if self.initialised:
             return
-        self._check_state_dir()
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise DatabaseError(
                 f"Found a half-initialised cluster in {self.data_dir} (initdb did not complete); "

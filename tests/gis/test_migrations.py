@@ -1,0 +1,129 @@
+"""Schema v1: migrations up and down, and the constraints that keep bad data out."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, InternalError
+
+from gis.db import migrate
+from gis.db.session import make_engine
+
+pytestmark = pytest.mark.postgis
+
+TABLES = {
+    "admin_units", "admin_unit_crosswalk", "land_use_codes", "land_use_code_map", "parcels",
+    "imagery_scenes", "detection_runs", "land_changes", "parcel_alerts", "news_sources",
+    "articles", "article_scores", "article_places", "label_feedback", "crawl_failures",
+}
+
+
+@pytest.fixture
+def scratch_url(embedded_cluster, database_url):
+    """A fresh empty database next to the test database (embedded cluster only)."""
+    if embedded_cluster is None:
+        pytest.skip("needs the embedded cluster to create a scratch database")
+    name = "scratch_" + uuid.uuid4().hex[:8]
+    admin = make_engine(embedded_cluster.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield embedded_cluster.url(name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version", "spatial_ref_sys"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url)
+    assert tables(scratch_url) >= TABLES
+    head = migrate.current_revision(scratch_url)
+    migrate.downgrade(scratch_url, "base")
+    assert not (TABLES & tables(scratch_url))
+    assert migrate.current_revision(scratch_url) is None
+    migrate.upgrade(scratch_url)
+    assert migrate.current_revision(scratch_url) == head
+
+
+def test_storage_srid_is_configurable(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, storage_srid=3405)
+    engine = make_engine(scratch_url)
+    with engine.connect() as conn:
+        from gis.db.session import storage_srid
+
+        assert storage_srid(conn) == 3405
+    engine.dispose()
+
+
+def test_land_use_codes_and_mapping_loaded(connection) -> None:
+    rows = dict(connection.execute(sa.text(
+        "SELECT code_2014, code_2024 FROM land_use_code_map")).all())
+    assert rows["BHK"] == "HNK" and rows["NHK"] == "HNK" and rows["LUC"] == "LUC"
+    groups = dict(connection.execute(sa.text(
+        "SELECT code, \"group\" FROM land_use_codes WHERE version = '2024'")).all())
+    assert groups["LUC"] == "agricultural" and groups["ONT"] == "non_agricultural" and groups["BCS"] == "unused"
+
+
+def _parcel(connection, **overrides) -> None:
+    values = dict(commune="13285", sheet="1", number="1", code="LUC", raw="LUC", version="2024",
+                  wkt="MULTIPOLYGON(((587000 2268000,587020 2268000,587020 2268020,587000 2268020,587000 2268000)))")
+    values.update(overrides)
+    connection.execute(sa.text(
+        "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, "
+        "land_use_code_raw, land_use_code_version, geom) VALUES (:commune, :sheet, :number, 400, :code, "
+        ":raw, :version, ST_GeomFromText(:wkt, Find_SRID('public', 'parcels', 'geom')))"), values)
+
+
+def test_parcel_constraints(connection) -> None:
+    _parcel(connection)
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="uq_parcels_key"):
+            _parcel(connection)
+        sp.rollback()
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="fk_parcels"):
+            _parcel(connection, number="2", code="XYZ", raw="XYZ")
+        sp.rollback()
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="fk_parcels_raw_code"):
+            _parcel(connection, number="3", raw="BHK", version="2024")  # BHK is a 2014 code
+        sp.rollback()
+    _parcel(connection, number="4", code="HNK", raw="BHK", version="2014")
+    with connection.begin_nested() as sp:
+        bowtie = "MULTIPOLYGON(((587000 2268000,587020 2268020,587020 2268000,587000 2268020,587000 2268000)))"
+        with pytest.raises((IntegrityError, InternalError), match="ck_parcels_geom_valid"):
+            _parcel(connection, number="5", wkt=bowtie)
+        sp.rollback()
+
+
+def test_article_and_alert_constraints(connection) -> None:
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="ck_articles_canonical_url"):
+            connection.execute(sa.text(
+                "INSERT INTO articles (url, canonical_url, title, text, content_hash) "
+                "VALUES ('x', 'javascript:alert(1)', 't', 'b', 'h')"))
+        sp.rollback()
+    article_id = connection.execute(sa.text(
+        "INSERT INTO articles (url, canonical_url, title, text, content_hash) "
+        "VALUES ('https://a.vn/1', 'https://a.vn/1', 't', 'b', 'h') RETURNING id")).scalar_one()
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="ck_label_feedback_sentiment_label"):
+            connection.execute(sa.text(
+                "INSERT INTO label_feedback (article_id, new_label, reviewer) VALUES (:a, 'angry', 'lan')"),
+                {"a": article_id})
+        sp.rollback()
+    with connection.begin_nested() as sp:
+        with pytest.raises(IntegrityError, match="ck_article_scores_label"):
+            connection.execute(sa.text(
+                "INSERT INTO article_scores (article_id, model_version, label, probabilities) "
+                "VALUES (:a, 'v1', 'angry', '{}')"), {"a": article_id})
+        sp.rollback()
