@@ -1,0 +1,498 @@
+"""Change detection over a scene pair, tile by tile, locally or on a Dask cluster.
+
+Pipeline (``detect_changes``):
+
+1. open both scenes, check bands, CRS and overlap; the grid is BEFORE's finest band;
+2. per-image radiometric statistics from a decimated read (normalisation; CVA's Otsu threshold);
+3. for each tile (with a halo so the CNN and the morphology see context): read both images on
+   the grid, normalise, change probability, threshold, morphological opening, land-cover
+   class per date, connected components, component statistics and polygons; components that
+   lie inside the tile and are smaller than the minimum mapping unit are dropped there;
+4. components cut by tile edges are merged across tiles, the minimum mapping unit applied to
+   them, polygons simplified, from→to classes and a seasonal/conversion kind assigned;
+5. the change mask (1 change, 0 no change, 255 no data) is written window by window to a
+   temporary GeoTIFF, then renamed.
+
+Memory is bounded by the tile size (about 0.5 GB at 1,024 px with the CNN), not by the scene.
+The tile function :func:`process_tile` is a pure function of a picklable :class:`TileJob`, so
+the same code runs in-process or on ``dask.distributed`` workers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from gis.change.models import CvaDetector, Detector, load_detector
+from gis.errors import InputFileError
+from gis.imagery import (
+    BANDS_10M,
+    MODEL_BANDS,
+    Grid,
+    Scene,
+    SceneReader,
+    band_statistics,
+    check_alignment,
+    normalise,
+    open_scene,
+)
+from gis.land_cover import COVER_NAMES, classify
+
+Progress = Callable[[int, int], None]
+
+#: Cover classes between which change is seasonal on cropland (rice cycle: flooded → green →
+#: harvested/bare); see gis/alerts.py for how the rules use it.
+SEASONAL_CLASSES = frozenset({"vegetation", "water", "bare"})
+
+
+@dataclass
+class DetectionConfig:
+    """Parameters of a detection run (recorded with the run)."""
+
+    method: str = "cnn"
+    model_dir: Path | None = None
+    model_path: Path | None = None
+    threshold: float = 0.5
+    tile: int = 1024
+    min_mapping_unit_m2: float = 300.0
+    opening: int = 0
+    simplify_px: float = 0.5
+    threads: int = 2
+    dask_scheduler: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method, "threshold": self.threshold, "tile": self.tile,
+            "min_mapping_unit_m2": self.min_mapping_unit_m2, "opening": self.opening,
+            "simplify_px": self.simplify_px,
+            "model_path": str(self.model_path) if self.model_path else None,
+            "dask_scheduler": self.dask_scheduler,
+        }
+
+
+@dataclass
+class TileJob:
+    before: Scene
+    after: Scene
+    grid: Grid
+    bands: tuple[str, ...]
+    stats: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    detector: Detector
+    window: Window
+    halo: int
+    threshold: float
+    opening: int
+    mmu_pixels: float
+
+
+@dataclass
+class TileResult:
+    window: Window
+    mask: np.ndarray
+    features: list[dict]
+    n_valid: int
+    n_change: int
+    seconds: float
+
+
+@dataclass
+class DetectionResult:
+    """What a run found: change polygons (grid CRS), the grid, scene info and statistics."""
+
+    before: Scene
+    after: Scene
+    grid: Grid
+    method: str
+    model_version: str
+    features: list[dict]
+    stats: dict
+    timings: dict
+    parameters: dict
+    scene_info: dict = field(default_factory=dict)
+
+
+def _expand(window: Window, halo: int, grid: Grid) -> Window:
+    c0 = max(0, int(window.col_off) - halo)
+    r0 = max(0, int(window.row_off) - halo)
+    c1 = min(grid.width, int(window.col_off + window.width) + halo)
+    r1 = min(grid.height, int(window.row_off + window.height) + halo)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def process_tile(job: TileJob) -> TileResult:
+    """Change mask and change components of one tile (runs locally or on a Dask worker)."""
+    from rasterio.features import shapes
+    from scipy import ndimage
+    from shapely.geometry import shape
+
+    t0 = time.perf_counter()
+    big = _expand(job.window, job.halo, job.grid)
+    with SceneReader(job.before, job.grid) as rb, SceneReader(job.after, job.grid) as ra:
+        bv, bvalid = rb.read(big, job.bands)
+        av, avalid = ra.read(big, job.bands)
+        scale_b, scale_a = rb.scale, ra.scale
+    valid = bvalid & avalid
+    mb, sb, ma, sa = job.stats
+    prob = job.detector.probability(normalise(bv, mb, sb, valid), normalise(av, ma, sa, valid))
+    change = (prob >= job.threshold) & valid
+    if job.opening:
+        change = ndimage.binary_opening(change, iterations=job.opening) & valid
+    cover_b = classify(bv, job.bands, valid, scale_b)
+    cover_a = classify(av, job.bands, valid, scale_a)
+    del bv, av
+    # crop the halo
+    r0 = int(job.window.row_off - big.row_off)
+    c0 = int(job.window.col_off - big.col_off)
+    h, w = int(job.window.height), int(job.window.width)
+    core = (slice(r0, r0 + h), slice(c0, c0 + w))
+    change, valid, prob = change[core], valid[core], prob[core]
+    cover_b, cover_a = cover_b[core], cover_a[core]
+
+    labels, n = ndimage.label(change)
+    features: list[dict] = []
+    if n:
+        npx = np.bincount(labels.ravel(), minlength=n + 1)
+        psum = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
+        fcount = np.bincount((labels * 5 + cover_b).ravel(), minlength=(n + 1) * 5).reshape(-1, 5)
+        tcount = np.bincount((labels * 5 + cover_a).ravel(), minlength=(n + 1) * 5).reshape(-1, 5)
+        edge = np.zeros(n + 1, dtype=bool)
+        g = job.grid
+        if job.window.row_off > 0:
+            edge[labels[0]] = True
+        if job.window.row_off + h < g.height:
+            edge[labels[-1]] = True
+        if job.window.col_off > 0:
+            edge[labels[:, 0]] = True
+        if job.window.col_off + w < g.width:
+            edge[labels[:, -1]] = True
+        edge[0] = False
+        small = (npx < job.mmu_pixels) & ~edge
+        small[0] = False
+        if small.any():
+            change &= ~small[labels]
+            labels = np.where(small[labels], 0, labels)
+        tf = window_transform(job.window, g.transform)
+        for geom, value in shapes(labels.astype(np.int32), mask=labels > 0, transform=tf,
+                                  connectivity=4):
+            k = int(value)
+            features.append({
+                "geometry": shape(geom), "n_pixels": int(npx[k]), "prob_sum": float(psum[k]),
+                "from_counts": fcount[k].tolist(), "to_counts": tcount[k].tolist(),
+                "edge": bool(edge[k]),
+            })
+    mask = np.where(valid, change.astype(np.uint8), np.uint8(255)).astype(np.uint8)
+    return TileResult(job.window, mask, features, int(valid.sum()), int(change.sum()),
+                      time.perf_counter() - t0)
+
+
+def _merge_edge_features(features: list[dict]) -> list[dict]:
+    """Union components cut by tile edges; sum their statistics."""
+    import shapely
+    from shapely.strtree import STRtree
+
+    inner = [f for f in features if not f["edge"]]
+    edge = [f for f in features if f["edge"]]
+    if not edge:
+        return inner
+    geoms = [f["geometry"] for f in edge]
+    merged = shapely.get_parts(shapely.union_all(geoms))
+    tree = STRtree(geoms)
+    for part in merged:
+        idx = tree.query(part, predicate="intersects")
+        members = [edge[i] for i in idx]
+        inner.append({
+            "geometry": part,
+            "n_pixels": sum(m["n_pixels"] for m in members),
+            "prob_sum": sum(m["prob_sum"] for m in members),
+            "from_counts": np.sum([m["from_counts"] for m in members], axis=0).tolist(),
+            "to_counts": np.sum([m["to_counts"] for m in members], axis=0).tolist(),
+            "edge": False,
+        })
+    return inner
+
+
+def _majority(counts: list[int]) -> str | None:
+    known = counts[1:5]
+    if sum(known) == 0:
+        return None
+    return COVER_NAMES[int(np.argmax(known)) + 1]
+
+
+def change_kind(from_class: str | None, to_class: str | None) -> str:
+    """'conversion' when built-up appears or disappears, 'seasonal' when both classes are among
+    vegetation/water/bare (crop cycle on paddies), otherwise 'other' (e.g. built-up rebuilt).
+
+    >>> change_kind("vegetation", "built_up"), change_kind("water", "vegetation")
+    ('conversion', 'seasonal')
+    """
+    if from_class != to_class and "built_up" in (from_class, to_class):
+        return "conversion"
+    if from_class in SEASONAL_CLASSES and to_class in SEASONAL_CLASSES:
+        return "seasonal"
+    return "other"
+
+
+def projected_area_crs(grid: Grid):
+    """The CRS areas are measured in: the grid's if projected, else the local UTM zone."""
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(grid.crs.to_wkt())
+    if crs.is_projected:
+        return crs
+    w, s, e, n = grid.bounds
+    lon, lat = (w + e) / 2, (s + n) / 2
+    zone = int((lon + 180) // 6) + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def _finish_features(features: list[dict], grid: Grid, mmu_pixels: float,
+                     simplify_px: float) -> tuple[list[dict], list]:
+    import shapely
+    from pyproj import CRS, Transformer
+    from shapely.geometry import MultiPolygon, Polygon
+
+    keep, dropped = [], []
+    for f in features:
+        (keep if f["n_pixels"] >= mmu_pixels else dropped).append(f)
+    px = abs(grid.transform.a)
+    area_crs = projected_area_crs(grid)
+    src = CRS.from_user_input(grid.crs.to_wkt())
+    to_area = None if src == area_crs else Transformer.from_crs(src, area_crs, always_xy=True)
+    out = []
+    for i, f in enumerate(sorted(keep, key=lambda f: -f["n_pixels"]), start=1):
+        geom = shapely.simplify(f["geometry"], px * simplify_px, preserve_topology=True)
+        geom = shapely.make_valid(geom)
+        polys = [g for g in shapely.get_parts(geom) if isinstance(g, Polygon) and not g.is_empty]
+        if not polys:
+            continue
+        geom = MultiPolygon(polys)
+        metric = shapely.transform(geom, lambda xy: np.column_stack(
+            to_area.transform(xy[:, 0], xy[:, 1]))) if to_area else geom
+        frm, to = _majority(f["from_counts"]), _majority(f["to_counts"])
+        out.append({
+            "id": i, "geometry": geom, "area_m2": round(float(metric.area), 1),
+            "n_pixels": f["n_pixels"], "from_class": frm, "to_class": to,
+            "kind": change_kind(frm, to),
+            "confidence": round(f["prob_sum"] / max(f["n_pixels"], 1), 3),
+        })
+    return out, [f["geometry"] for f in dropped]
+
+
+def _client(config: DetectionConfig, client):
+    if client is not None:
+        return client, False
+    if config.dask_scheduler:
+        from dask.distributed import Client
+
+        return Client(config.dask_scheduler), True
+    return None, False
+
+
+def _run_tiles(jobs: list[TileJob], client, progress: Progress | None) -> Iterable[TileResult]:
+    total = len(jobs)
+    if client is None:
+        for i, job in enumerate(jobs, start=1):
+            yield process_tile(job)
+            if progress:
+                progress(i, total)
+        return
+    from dask.distributed import as_completed
+
+    futures = client.map(process_tile, jobs, pure=False)
+    for i, fut in enumerate(as_completed(futures), start=1):
+        yield fut.result()
+        fut.release()
+        if progress:
+            progress(i, total)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def detect_changes(
+    before_path: str | Path,
+    after_path: str | Path,
+    config: DetectionConfig | None = None,
+    mask_out: str | Path | None = None,
+    progress: Progress | None = None,
+    client=None,
+) -> DetectionResult:
+    """Detect land-cover change between two images of the same place.
+
+    Parameters
+    ----------
+    before_path, after_path
+        Multi-band GeoTIFFs or folders of per-band GeoTIFFs (see :func:`gis.imagery.open_scene`).
+    config
+        Method, threshold, tile size, minimum mapping unit...
+    mask_out
+        Optional single-band uint8 GeoTIFF on BEFORE's grid: 1 change, 0 no change, 255 nodata.
+    progress
+        Called with (tiles done, tiles total).
+    client
+        A ``dask.distributed.Client`` to run the tiles on (else ``config.dask_scheduler``, else
+        in-process).
+
+    Raises
+    ------
+    InputFileError, CRSError
+        Unreadable, non-overlapping, unalignable or empty images, missing bands.
+    """
+    config = config or DetectionConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    before, after = open_scene(before_path), open_scene(after_path)
+    detector = load_detector(config.method, config.model_dir, config.model_path,
+                             threads=config.threads)
+    if config.method == "cva":
+        common = [b for b in MODEL_BANDS if b in before.bands and b in after.bands]
+        bands = tuple(common) if set(BANDS_10M) <= set(common) else MODEL_BANDS
+    else:
+        bands = tuple(getattr(detector, "bands", ()) or MODEL_BANDS)
+    before.require(bands)
+    after.require(bands)
+    check_alignment(before, after)
+    grid = before.grid
+    mb, sb, vb, cb = band_statistics(before, grid, bands)
+    ma, sa, va, ca = band_statistics(after, grid, bands)
+    if isinstance(detector, CvaDetector):
+        _fit_cva(detector, before, after, grid, bands, (mb, sb, ma, sa))
+    timings["prepare_s"] = round(time.perf_counter() - t0, 3)
+
+    pixel_area = grid.pixel_area_m2
+    mmu_pixels = config.min_mapping_unit_m2 / pixel_area if pixel_area > 0 else 0
+    halo = detector.halo + 2 * config.opening
+    jobs = [
+        TileJob(before, after, grid, bands, (mb, sb, ma, sa), detector, win, halo,
+                config.threshold, config.opening, mmu_pixels)
+        for win in grid.windows(config.tile)
+    ]
+    tmp = None
+    dst = None
+    features: list[dict] = []
+    n_valid = n_change = 0
+    client, own_client = _client(config, client)
+    t1 = time.perf_counter()
+    try:
+        if mask_out is not None:
+            mask_out = Path(mask_out)
+            tmp = _temp_path(mask_out)
+            dst = rasterio.open(
+                tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                dtype="uint8", crs=grid.crs, transform=grid.transform, nodata=255,
+                tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                BIGTIFF="IF_SAFER",
+            )
+        for res in _run_tiles(jobs, client, progress):
+            n_valid += res.n_valid
+            n_change += res.n_change
+            features.extend(res.features)
+            if dst is not None:
+                dst.write(res.mask, 1, window=res.window)
+        timings["tiles_s"] = round(time.perf_counter() - t1, 3)
+        if n_valid == 0:
+            raise InputFileError(
+                f"{after.path}: no pixel is valid in both images (nodata or cloud everywhere "
+                f"they overlap {before.path})."
+            )
+        t2 = time.perf_counter()
+        features = _merge_edge_features(features)
+        final, dropped = _finish_features(features, grid, mmu_pixels, config.simplify_px)
+        if dst is not None and dropped:
+            _erase(dst, dropped, grid)
+        timings["vectorise_s"] = round(time.perf_counter() - t2, 3)
+        if dst is not None:
+            dst.close()
+            dst = None
+            os.replace(tmp, mask_out)
+            tmp = None
+    finally:
+        if dst is not None:
+            dst.close()
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink()
+        if own_client:
+            client.close()
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    total_px = grid.width * grid.height
+    stats = {
+        "pixels": total_px, "valid_pixels": n_valid, "change_pixels": n_change,
+        "change_fraction": round(n_change / n_valid, 5) if n_valid else 0.0,
+        "polygons": len(final),
+        "changed_area_m2": round(sum(f["area_m2"] for f in final), 1),
+        "by_kind": _count_by(final, "kind"),
+        "megapixels_per_s": round(total_px / 1e6 / max(timings["tiles_s"], 1e-9), 3),
+        "tiles": len(jobs),
+    }
+    scene_info = {
+        "before": _scene_info(before, 1 - vb, cb),
+        "after": _scene_info(after, 1 - va, ca),
+    }
+    return DetectionResult(
+        before=before, after=after, grid=grid, method=config.method,
+        model_version=detector.version, features=final, stats=stats, timings=timings,
+        parameters={**config.as_dict(), "bands": list(bands)}, scene_info=scene_info,
+    )
+
+
+def _count_by(features: list[dict], key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in features:
+        out[str(f[key])] = out.get(str(f[key]), 0) + 1
+    return out
+
+
+def _scene_info(scene: Scene, invalid_fraction: float, cloud_fraction: float) -> dict:
+    return {
+        "path": str(scene.path), "sensor": scene.sensor,
+        "acquired_at": scene.acquired_at, "crs": scene.grid.crs.to_string(),
+        "transform": list(scene.grid.transform)[:6], "width": scene.grid.width,
+        "height": scene.grid.height, "bands": sorted(scene.bands),
+        "cloud_fraction": round(cloud_fraction, 5),
+        "nodata_fraction": round(max(invalid_fraction - cloud_fraction, 0.0), 5),
+        "metadata": {k: v for k, v in scene.metadata.items() if k != "tags"},
+        "footprint": scene.footprint_lonlat(),
+    }
+
+
+def _fit_cva(detector: CvaDetector, before: Scene, after: Scene, grid: Grid,
+             bands: tuple[str, ...], stats) -> None:
+    step = max(1, math.ceil(math.sqrt(grid.width * grid.height / 2_000_000)))
+    sub = Grid(grid.crs, grid.transform * rasterio.Affine.scale(step),
+               math.ceil(grid.width / step), math.ceil(grid.height / step))
+    win = Window(0, 0, sub.width, sub.height)
+    with SceneReader(before, sub) as rb, SceneReader(after, sub) as ra:
+        bv, bvalid = rb.read(win, bands)
+        av, avalid = ra.read(win, bands)
+    valid = bvalid & avalid
+    mb, sb, ma, sa = stats
+    detector.fit(normalise(bv, mb, sb, valid), normalise(av, ma, sa, valid), valid)
+
+
+def _erase(dst, geoms: list, grid: Grid) -> None:
+    """Set the pixels of dropped (below minimum mapping unit) components back to 0."""
+    from rasterio.features import rasterize
+    from rasterio.windows import from_bounds
+
+    for geom in geoms:
+        win = from_bounds(*geom.bounds, transform=grid.transform).round_offsets().round_lengths()
+        win = win.intersection(Window(0, 0, grid.width, grid.height))
+        win = Window(int(win.col_off), int(win.row_off), max(1, int(win.width) + 1),
+                     max(1, int(win.height) + 1)).intersection(
+            Window(0, 0, grid.width, grid.height))
+        block = dst.read(1, window=win)
+        burn = rasterize([(geom, 1)], out_shape=block.shape,
+                         transform=window_transform(win, grid.transform), fill=0,
+                         dtype="uint8").astype(bool)
+        block[burn & (block == 1)] = 0
+        dst.write(block, 1, window=win)

@@ -1,0 +1,177 @@
+"""Change detectors: a per-pixel change probability from two normalised images.
+
+* ``cnn`` (default): an early-fusion U-Net trained on OSCD with PyTorch, exported to ONNX and
+  run with onnxruntime (``gis/models/change_cnn_v1.onnx``; see ``gis/models/MODEL_CARD.md``).
+* ``gbm``: a scikit-learn histogram gradient-boosting pixel classifier on spectral features
+  (``gis/models/change_gbm_v1.joblib``), the supervised fallback.
+* ``cva``: unsupervised change vector analysis: the magnitude of the difference of the
+  normalised images, thresholded automatically with Otsu's method on the whole scene.
+
+All detectors take normalised arrays (bands, h, w) in :data:`gis.imagery.MODEL_BANDS` order
+and return a float32 probability (h, w); 0.5 is the decision threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from gis.change.features import model_input, pixel_features
+from gis.errors import ConfigurationError
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODELS = {"cnn": "change_cnn_v1.onnx", "gbm": "change_gbm_v1.joblib"}
+METHODS = ("cnn", "gbm", "cva")
+
+
+class Detector(Protocol):
+    name: str
+    version: str
+    halo: int
+
+    def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray: ...
+
+
+@functools.lru_cache(maxsize=8)
+def _onnx_session(path: str, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class CnnDetector:
+    """The ONNX U-Net. Input padded (reflect) to a multiple of 8."""
+
+    name = "cnn"
+    halo = 32
+
+    def __init__(self, path: Path, threads: int = 2) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ConfigurationError(f"{self.path}: change model file not found.")
+        self.threads = threads
+        meta = _onnx_session(str(self.path), threads).get_modelmeta().custom_metadata_map
+        self.metadata = dict(meta)
+        self.bands = tuple(json.loads(meta.get("bands", "[]")))
+        self.version = self.path.stem
+
+    def __getstate__(self):  # picklable for Dask: the session is re-created per process
+        return {"path": self.path, "threads": self.threads}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["path"], state["threads"])
+
+    def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        x = model_input(before, after)
+        _, h, w = x.shape
+        ph, pw = (-h) % 8, (-w) % 8
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "edge"
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode=mode)
+        logit = _onnx_session(str(self.path), self.threads).run(None, {"x": x[None]})[0][0, 0]
+        logit = logit[:h, :w]
+        return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+
+
+class GbmDetector:
+    """scikit-learn gradient boosting on per-pixel spectral features."""
+
+    name = "gbm"
+    halo = 4
+
+    def __init__(self, path: Path) -> None:
+        import joblib
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ConfigurationError(f"{self.path}: gradient-boosting model file not found.")
+        self.model = joblib.load(self.path)
+        self.version = self.path.stem
+
+    def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        feats = pixel_features(before, after)
+        p = self.model.predict_proba(feats)[:, 1]
+        return p.reshape(before.shape[1:]).astype(np.float32)
+
+
+class CvaDetector:
+    """Change vector analysis with an automatic (Otsu) threshold set per scene pair."""
+
+    name = "cva"
+    version = "cva-otsu-v1"
+    halo = 2
+
+    def __init__(self, threshold: float | None = None) -> None:
+        self.threshold = threshold
+
+    def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
+        """Set the Otsu threshold from (a decimated copy of) the whole scene pair."""
+        mag = np.sqrt(((after - before) ** 2).sum(axis=0))[valid]
+        self.threshold = otsu_threshold(mag)
+        return self.threshold
+
+    def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            raise ConfigurationError("CVA threshold not set: call fit() on the scene first.")
+        mag = np.sqrt(((after - before) ** 2).sum(axis=0))
+        # A logistic ramp through 0.5 at the threshold, so all detectors share one cut-off.
+        scale = max(self.threshold * 0.1, 1e-6)
+        return (1.0 / (1.0 + np.exp(-(mag - self.threshold) / scale))).astype(np.float32)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1-D sample (between-class variance maximised).
+
+    >>> import numpy as np
+    >>> v = np.concatenate([np.zeros(100), np.ones(100) * 10])
+    >>> 0 < otsu_threshold(v) < 10
+    True
+    """
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0
+    hi = float(np.percentile(values, 99.9))
+    lo = float(values.min())
+    if hi <= lo:
+        return hi
+    hist, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu0 = m0 / w0
+        mu1 = (mt - m0) / w1
+        between = w0 * w1 * (mu0 - mu1) ** 2
+    between = np.nan_to_num(between)
+    return float(centres[int(np.argmax(between))])
+
+
+def load_detector(method: str, model_dir: Path | None = None, model_path: Path | None = None,
+                  threads: int = 2) -> Detector:
+    """The detector for ``method`` ('cnn', 'gbm' or 'cva').
+
+    Raises
+    ------
+    ConfigurationError
+        Unknown method or missing model file.
+    """
+    if method not in METHODS:
+        raise ConfigurationError(
+            f"Unknown change detection method '{method}' (choose from {', '.join(METHODS)})."
+        )
+    if method == "cva":
+        return CvaDetector()
+    path = model_path or Path(model_dir or MODEL_DIR) / DEFAULT_MODELS[method]
+    if method == "cnn":
+        return CnnDetector(path, threads=threads)
+    return GbmDetector(path)

@@ -1,0 +1,208 @@
+"""Train the CNN change detector (FC-EF-class U-Net) on OSCD and export it to ONNX.
+
+Runs in the separate training environment (CPU torch; the product needs onnxruntime only):
+
+    ~/.pyenv/versions/3.11.7/bin/python -m venv .venv-train
+    .venv-train/bin/pip install torch==2.13.0 numpy rasterio onnx
+    .venv-train/bin/python scripts/train_change_model.py --oscd ../shared/data/oscd \
+        --out gis/models/change_cnn_v1.onnx --steps 2500
+
+    # leave-one-city-out fold (model for benchmarks/land_oscd.py):
+    .venv-train/bin/python scripts/train_change_model.py --holdout paris \
+        --out .state/oscd_loco/paris.onnx
+
+The images are read with the product's own reader (gis.imagery: same bands, same resampling onto
+the 10 m grid of the earlier image, same per-image normalisation), so training and inference see
+the same inputs. OSCD labels are CC BY-NC-SA: they are read here, never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gis.change.features import model_input  # noqa: E402
+from gis.change.oscd import CITIES, load_city  # noqa: E402
+from gis.imagery import MODEL_BANDS  # noqa: E402
+
+
+def build_model(in_channels: int, width: int = 16):
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
+        )
+
+    class UNet(nn.Module):
+        """Early-fusion U-Net: input = before, after, after − before (normalised)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            w = width
+            self.enc1 = block(in_channels, w)
+            self.enc2 = block(w, 2 * w)
+            self.enc3 = block(2 * w, 4 * w)
+            self.bott = nn.Sequential(block(4 * w, 4 * w), nn.Dropout2d(0.2))
+            self.pool = nn.MaxPool2d(2)
+            self.up3 = nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2)
+            self.dec3 = block(8 * w, 2 * w)
+            self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
+            self.dec2 = block(4 * w, w)
+            self.up1 = nn.ConvTranspose2d(w, w, 2, stride=2)
+            self.dec1 = block(2 * w, w)
+            self.head = nn.Conv2d(w, 1, 1)
+
+        def forward(self, x):
+            e1 = self.enc1(x)
+            e2 = self.enc2(self.pool(e1))
+            e3 = self.enc3(self.pool(e2))
+            b = self.bott(self.pool(e3))
+            d3 = self.dec3(torch.cat([self.up3(b), e3], 1))
+            d2 = self.dec2(torch.cat([self.up2(d3), e2], 1))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
+            return self.head(d1)
+
+    return UNet()
+
+
+def sample_batch(cities, rng, batch: int, patch: int, pos_share: float):
+    """Random patches (a share centred on change pixels), flips, rotations, date swap and a
+    small per-band gain/offset jitter on the normalised values."""
+    xs, ys = [], []
+    weights = np.array([c["label"].size for c in cities], dtype=float)
+    weights /= weights.sum()
+    for _ in range(batch):
+        c = cities[rng.choice(len(cities), p=weights)]
+        b, a, y = c["before"], c["after"], c["label"]
+        h, w = y.shape
+        if rng.random() < pos_share and len(c["pos"]) > 0:
+            r, q = c["pos"][rng.integers(len(c["pos"]))]
+            r0 = int(np.clip(r - rng.integers(patch), 0, h - patch))
+            c0 = int(np.clip(q - rng.integers(patch), 0, w - patch))
+        else:
+            r0, c0 = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
+        pb = b[:, r0:r0 + patch, c0:c0 + patch]
+        pa = a[:, r0:r0 + patch, c0:c0 + patch]
+        py = y[r0:r0 + patch, c0:c0 + patch]
+        if rng.random() < 0.5:
+            pb, pa = pa, pb
+        nb = pb.shape[0]
+        gain = 1 + 0.1 * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
+        off = 0.1 * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
+        pb = pb * gain[0] + off[0]
+        pa = pa * gain[1] + off[1]
+        x = model_input(pb, pa)
+        k = int(rng.integers(4))
+        x, py = np.rot90(x, k, axes=(1, 2)), np.rot90(py, k)
+        if rng.random() < 0.5:
+            x, py = x[:, :, ::-1], py[:, ::-1]
+        xs.append(np.ascontiguousarray(x))
+        ys.append(np.ascontiguousarray(py))
+    return np.stack(xs), np.stack(ys)[:, None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--oscd", type=Path, default=ROOT.parent / "shared" / "data" / "oscd")
+    p.add_argument("--holdout", action="append", default=[], help="city left out (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--patch", type=int, default=64)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    cities = []
+    for name in CITIES:
+        if name in args.holdout:
+            continue
+        before, after, valid, label = load_city(args.oscd, name)
+        label = label & valid
+        cities.append({"name": name, "before": before, "after": after,
+                       "label": label.astype(np.float32), "pos": np.argwhere(label)})
+    train_names = [c["name"] for c in cities]
+    pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
+    print(f"training on {train_names}; change share {pos:.3f}", flush=True)
+
+    in_ch = 3 * len(MODEL_BANDS)
+    model = build_model(in_ch, args.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
+                                                pct_start=0.1)
+    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0))
+    t0 = time.time()
+    running = 0.0
+    for step in range(1, args.steps + 1):
+        model.train()
+        x, y = sample_batch(cities, rng, args.batch, args.patch, pos_share=0.5)
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        logit = model(x)
+        prob = torch.sigmoid(logit)
+        inter = (prob * y).sum()
+        dice = 1 - (2 * inter + 1) / (prob.sum() + y.sum() + 1)
+        loss = bce(logit, y) + dice
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        lv = loss.item()
+        running = 0.98 * running + 0.02 * lv if step > 1 else lv
+        if step % 100 == 0 or step == args.steps:
+            el = time.time() - t0
+            print(f"step {step}/{args.steps} loss {running:.4f} {el:.0f}s "
+                  f"({el / step:.2f}s/step)", flush=True)
+
+    model.eval()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp.onnx")
+    dummy = torch.zeros(1, in_ch, 64, 64)
+    torch.onnx.export(
+        model, dummy, str(tmp), input_names=["x"], output_names=["logit"],
+        dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logit": {0: "n", 2: "h", 3: "w"}},
+        opset_version=17, dynamo=False,
+    )
+    import onnx
+
+    m = onnx.load(str(tmp))
+    meta = {
+        "bands": json.dumps(list(MODEL_BANDS)),
+        "input": "concat(before_norm, after_norm, after_norm - before_norm)",
+        "normalisation": "per image and band: (x - mean) / std over valid pixels, clip +-6",
+        "trained_on": json.dumps(train_names),
+        "held_out": json.dumps(args.holdout),
+        "steps": str(args.steps), "batch": str(args.batch), "patch": str(args.patch),
+        "width": str(args.width), "seed": str(args.seed),
+        "data": "OSCD (Daudt et al. 2018); labels CC BY-NC-SA; images Copernicus Sentinel-2",
+        "multiple_of": "8",
+    }
+    for k, v in meta.items():
+        e = m.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(m, str(tmp))
+    tmp.replace(args.out)
+    print(f"wrote {args.out} in {time.time() - t0:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
