@@ -181,6 +181,7 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
     if not rows:
         raise LookupError(f"relation {spec.relation} of collection {spec.id} does not exist")
     columns: dict[str, str] = {}
+    geometry_columns: list[str] = []
     srid = None
     id_type = "text"
     for name, pg_type, typmod_srid in rows:
@@ -190,7 +191,10 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
         if name == spec.id_column:
             id_type = pg_type
             continue
-        if name in spec.exclude or pg_type in ("geometry", "geography"):
+        if pg_type in ("geometry", "geography"):
+            geometry_columns.append(name)
+            continue
+        if name in spec.exclude:
             continue
         columns[name] = pg_type
     if spec.geom_column and srid is None:
@@ -212,6 +216,7 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
         spec=spec, columns=columns, srid=srid, id_type=id_type, relkind=relkind,
         estimated_rows=float(reltuples if reltuples is not None else -1), base_table=base,
     )
+    info.extra["geometry_columns"] = tuple(geometry_columns)
     if extents:
         _read_extents(connection, info)
     return info

@@ -121,7 +121,7 @@ def get_pool(database_url: str, size: int = 8, statement_timeout_ms: int = 30_00
                 max_size=size,
                 kwargs={
                     "autocommit": True,
-                    "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+                    "options": f"-c statement_timeout={int(statement_timeout_ms)} -c jit=off",
                     "application_name": "ioc-api",
                 },
                 open=True,
@@ -372,23 +372,34 @@ class CollectionSQL:
         cell = 40075016.685578488 / (4096 * 2 ** z)  # metres per tile-extent unit
         props = [c for c in (self.spec.tile_properties or ()) if c in self.info.columns]
         cols = sql.SQL("").join(sql.SQL(", t.{}").format(sql.Identifier(c)) for c in props)
+        if "geom_webmercator" in self.info.extra.get("geometry_columns", ()):
+            # stored EPSG:3857 copy (migration 0005): no reprojection per request
+            g3857 = sql.SQL("t.geom_webmercator")
+            if z < 14:
+                g3857 = sql.SQL("ST_Simplify({}, {}, true)").format(g3857, sql.Literal(round(cell / 2, 6)))
+            return self._tile_sql(g3857, z, x, y, cell, cols)
         g = sql.SQL("t.{}").format(self.geom)
-        if z < 16:
+        if z < 14:
             # simplify in the storage CRS before reprojecting: half a tile cell
             tol = cell / 2 if self.srid not in (4326, 4756) else cell / 2 / 111_320
             g = sql.SQL("ST_Simplify({}, {}, true)").format(g, sql.Literal(round(tol, 9)))
-        g3857 = transform_expr(g, self.srid, 3857)
+        return self._tile_sql(transform_expr(g, self.srid, 3857), z, x, y, cell, cols)
+
+    def _tile_sql(self, g3857: sql.Composable, z: int, x: int, y: int, cell: float,
+                  cols: sql.Composable) -> tuple[sql.Composable, list[Any]]:
         env_storage = transform_expr(sql.SQL("ST_TileEnvelope(%s, %s, %s)"), 3857, self.srid)
         min_area = ""
         if z < 14 and self.srid not in (4326, 4756):
             min_area = f" AND ST_Area(t.{self.spec.geom_column}) > {cell * cell:.3f}"
+        # the CTE keeps PostgreSQL from evaluating ST_AsMVTGeom twice (filter + output);
+        # ST_AsMVT skips rows whose clipped geometry is NULL
         query = sql.SQL(
-            "SELECT ST_AsMVT(m, %s, 4096, 'geom', 'id') FROM ("
+            "WITH m AS MATERIALIZED ("
             "SELECT ST_AsMVTGeom({g}, ST_TileEnvelope(%s, %s, %s), 4096, 64, true) AS geom, "
-            "t.{id} AS id{cols} FROM {rel} t WHERE t.{gc} && {env}" + min_area + ") m "
-            "WHERE m.geom IS NOT NULL"
+            "t.{id} AS id{cols} FROM {rel} t WHERE t.{gc} && {env}" + min_area + ") "
+            "SELECT ST_AsMVT(m, %s, 4096, 'geom', 'id') FROM m"
         ).format(g=g3857, id=self.id, cols=cols, rel=self.rel, gc=self.geom, env=env_storage)
-        return query, [self.spec.id, z, x, y, z, x, y]
+        return query, [z, x, y, z, x, y, self.spec.id]
 
 
 class FeatureService:
@@ -653,6 +664,27 @@ class PostGISTileProvider(MVTPostgreSQLProvider):
         if tileset != "WebMercatorQuad" or not (0 <= z <= 24 and 0 <= x < 2**z and 0 <= y < 2**z):
             raise ProviderTileNotFoundError
         return self.service.tile(self.collection_id, z, x, y) or None
+
+    def get_metadata(self, dataset, server_url, layer=None, tileset=None, metadata_format=None,
+                     title=None, description=None, keywords=None, **kwargs):
+        # pygeoapi passes None when no f is given: answer the default (JSON) metadata
+        return super().get_metadata(dataset, server_url, layer, tileset, metadata_format or "json",
+                                    title, description, keywords, **kwargs)
+
+    def get_vendor_metadata(self, dataset, server_url, layer, tileset, title, description,
+                            keywords, **kwargs) -> dict:
+        """TileJSON 3.0.0."""
+        spec = BY_ID[self.collection_id]
+        zoom = (self.options or {}).get("zoom", {})
+        return {
+            "tilejson": "3.0.0",
+            "name": dataset,
+            "description": description,
+            "tiles": [f"{server_url}/collections/{dataset}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt"],
+            "minzoom": zoom.get("min", 0),
+            "maxzoom": zoom.get("max", 22),
+            "vector_layers": [{"id": dataset, "fields": {c: "" for c in spec.tile_properties}}],
+        }
 
     def __repr__(self) -> str:
         return f"<PostGISTileProvider> {self.collection_id}"

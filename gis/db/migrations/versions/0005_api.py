@@ -8,6 +8,9 @@
   ``api_article_labels`` (latest model label + latest staff correction per article),
   ``api_articles`` and ``api_commune_sentiment`` (daily sentiment per commune).
 - ``pygeoapi.jobs``: the job table of pygeoapi's PostgreSQL process manager.
+- ``geom_webmercator`` on parcels and land_changes: a stored generated column (EPSG:3857, via the
+  pinned transformation) so vector tiles do not reproject every polygon on every request (it
+  halves a z14 parcel tile); maintained by PostgreSQL on every insert/update.
 
 Revision ID: 0005
 Revises: 0004
@@ -135,9 +138,16 @@ CREATE VIEW api_parcel_alerts AS
 SELECT a.id, a.run_id, a.parcel_id, a.change_id, a.commune_code, a.changed_area_m2,
        a.changed_fraction, a.legal_code, a.observed_from, a.observed_to, a.rule, a.severity,
        a.review_status, a.reviewer, a.review_note, a.reviewed_at, a.created_at,
-       p.sheet_number, p.parcel_number, p.land_use_code, p.geom
+       p.sheet_number, p.parcel_number, p.land_use_code, p.geom, p.geom_webmercator
 FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id
 """
+
+
+def _to_webmercator(column: str, srid: int) -> str:
+    pinned = {epsg: pin for pin, (epsg, _) in PINNED_SRIDS.items()}
+    if srid in pinned:
+        return f"ST_Transform(ST_SetSRID({column}, {pinned[srid]}), 3857)"
+    return f"ST_Transform({column}, 3857)"
 
 
 def upgrade() -> None:
@@ -146,6 +156,15 @@ def upgrade() -> None:
             "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
             f"VALUES ({srid}, NULL, NULL, NULL, '{proj4}') "
             f"ON CONFLICT (srid) DO UPDATE SET proj4text = EXCLUDED.proj4text"
+        )
+    for table in ("parcels", "land_changes"):
+        srid = op.get_bind().exec_driver_sql(
+            f"SELECT Find_SRID('public', '{table}', 'geom')"
+        ).scalar()
+        expr = _to_webmercator("geom", int(srid))
+        op.execute(
+            f"ALTER TABLE {table} ADD COLUMN geom_webmercator geometry(MultiPolygon, 3857) "
+            f"GENERATED ALWAYS AS ({expr}) STORED"
         )
     op.execute(PARCEL_ALERTS_VIEW)
     op.execute(LABELS_VIEW)
@@ -181,5 +200,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS api_articles")
     op.execute("DROP VIEW IF EXISTS api_article_labels")
     op.execute("DROP VIEW IF EXISTS api_parcel_alerts")
+    for table in ("parcels", "land_changes"):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS geom_webmercator")
     srids = ", ".join(str(s) for s in PINNED_SRIDS)
     op.execute(f"DELETE FROM spatial_ref_sys WHERE srid IN ({srids})")
