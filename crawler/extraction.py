@@ -80,6 +80,7 @@ _BYLINE_XPATH = (
     "//*[@rel='author']|//*[@itemprop='author']//*[@itemprop='name']|//*[@itemprop='author']"
     "|//*[contains(concat(' ', normalize-space(@class), ' '), ' author-name ')]"
     "|//*[contains(concat(' ', normalize-space(@class), ' '), ' byline ')]"
+    "|//*[contains(concat(' ', normalize-space(@class), ' '), ' author ')]"
 )
 _LEGACY_FONT_RE = re.compile(r"\.vn(time|arial|avant|helve|univer)|vni[- ](times|helve|aptima)", re.I)
 _NAME_LINE_RE = re.compile(r"(?:[A-ZÀ-ỸĐ][a-zà-ỹđ]+\s){1,3}[A-ZÀ-ỸĐ][a-zà-ỹđ]+")
@@ -584,6 +585,8 @@ def extract_article(
     if not text:  # short or broken pages: recall mode, then plain paragraphs
         opts = {**_TRAFILATURA_OPTS, "favor_precision": False, "favor_recall": True}
         text = trafilatura.extract(copy.deepcopy(tree), url=url, **opts)
+        if text and len(text) < 100:
+            text = None  # a menu or a caption, not an article
         if text:
             warnings.append("body found in recall mode")
     if not text:

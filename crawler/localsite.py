@@ -1,7 +1,7 @@
 """A small HTTP server for a local mirror of news pages (tests, demo, benchmarks).
 
 Serves a folder on 127.0.0.1 with a few special routes that real sites also produce:
-``/__slow/<seconds>/...`` (a slow page), ``/__loop/<n>`` (a redirect loop), ``/__error/<code>``
+``/__slow/<seconds>/...`` (a slow page), ``/__loop/<n>`` (endless redirects), ``/__error/<code>``
 (an HTTP error). A ``.headers`` file next to a page (``name.html.headers``, lines
 ``Header: value``) overrides its response headers (e.g. a legacy charset). Never exposed
 beyond the loopback interface. ``{{BASE}}`` in served text files becomes the server's base URL.
@@ -33,7 +33,7 @@ class _Handler(SimpleHTTPRequestHandler):
         m = re.match(r"^/__loop/(\d+)", self.path)
         if m:
             self.send_response(302)
-            self.send_header("Location", f"/__loop/{(int(m.group(1)) + 1) % 3}")
+            self.send_header("Location", f"/__loop/{int(m.group(1)) + 1}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return True

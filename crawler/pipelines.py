@@ -153,14 +153,16 @@ class CleanStage(_Stage):
 
 
 class DedupeStage(_Stage):
-    """300: same canonical URL → update; same content or near-duplicate (SimHash) → linked to
-    the first copy via ``duplicate_of`` (stored, not dropped)."""
+    """300: same canonical URL → update; same content (hash) or near-duplicate (SimHash
+    prefilter + shingle Jaccard ≥ threshold) → linked to the first copy via ``duplicate_of``
+    (stored, not dropped)."""
 
     stage = "dedupe"
 
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
-        self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 3)
+        self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 18)
+        self.threshold = crawler.settings.getfloat("IOC_NEAR_DUPLICATE_THRESHOLD", 0.8)
         self.seen: dict[str, tuple[str, int]] = {}
 
     def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
@@ -168,9 +170,12 @@ class DedupeStage(_Stage):
         if store is None:
             return record
         try:
+            full = "\n".join(
+                x for x in (record.get("title"), record.get("lead"), record["text"]) if x
+            )
             found = store.find_duplicate(
                 record["canonical_url"], record["content_hash"], record["simhash"],
-                self.max_distance,
+                full_text=full, threshold=self.threshold, max_distance=self.max_distance,
             )
         except Exception as exc:  # noqa: BLE001 - the store stage handles outages
             if not is_outage(exc):
@@ -178,9 +183,10 @@ class DedupeStage(_Stage):
             record.setdefault("extra", {})["dedupe"] = "skipped: database unavailable"
             return record
         if found:
-            kind, first_id = found
+            kind, first_id, similarity = found
             record["duplicate_of"] = first_id
-            record.setdefault("extra", {})["duplicate"] = kind
+            record.setdefault("extra", {})["duplicate"] = {"kind": kind,
+                                                          "similarity": round(similarity, 3)}
             self.crawler.stats.inc_value(f"ioc/duplicates/{kind}")
         return record
 

@@ -89,6 +89,7 @@ def scrapy_settings(
         "IOC_KEYWORDS_FILE": str(settings.keywords_file) if settings.keywords_file else None,
         "IOC_SINCE": since.isoformat() if since else None,
         "IOC_SCORING": settings.scoring,
+        "IOC_NEAR_DUPLICATE_THRESHOLD": settings.near_duplicate_threshold,
         "IOC_SCORER": settings.scorer,
         "IOC_STATE_JOBDIR": str(jobdir),
         "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",

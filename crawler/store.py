@@ -72,6 +72,20 @@ def simhash(text: str, width: int = 3) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def shingle_set(text: str, width: int = 3) -> set[str]:
+    """Word ``width``-shingles of the lower-cased text."""
+    tokens = _TOKEN_RE.findall(text.lower())
+    if len(tokens) < width:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i : i + width]) for i in range(len(tokens) - width + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
 def hamming(a: int, b: int) -> int:
     """Bits that differ between two 64-bit SimHashes."""
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
@@ -228,9 +242,17 @@ class ArticleStore:
         canonical_url: str,
         digest: str,
         fingerprint: int | None,
-        max_distance: int = 3,
-    ) -> tuple[str, int] | None:
-        """('exact'|'near', first article id) when another article has the same content."""
+        full_text: str | None = None,
+        threshold: float = 0.8,
+        max_distance: int = 18,
+    ) -> tuple[str, int, float] | None:
+        """('exact'|'near', first article id, similarity) when another article has the same
+        or nearly the same content.
+
+        Exact: same content hash. Near: SimHash within ``max_distance`` bits as a cheap
+        prefilter (done in SQL), then the Jaccard similarity of word 3-shingles of
+        title + lead + text must reach ``threshold``. The earliest such article wins.
+        """
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(Article.id)
@@ -239,18 +261,25 @@ class ArticleStore:
                 .limit(1)
             ).first()
             if row:
-                return "exact", int(row[0])
-            if fingerprint is None:
+                return "exact", int(row[0]), 1.0
+            if fingerprint is None or not full_text:
                 return None
-            row = conn.execute(
+            rows = conn.execute(
                 text(
-                    "SELECT id FROM articles WHERE simhash IS NOT NULL AND canonical_url <> :c "
-                    "AND bit_count(((simhash # :h)::bit(64))) <= :d ORDER BY id LIMIT 1"
+                    "SELECT id, title, lead, text FROM articles WHERE simhash IS NOT NULL "
+                    "AND canonical_url <> :c AND bit_count(((simhash # :h)::bit(64))) <= :d "
+                    "ORDER BY id LIMIT 50"
                 ),
                 {"c": canonical_url, "h": fingerprint, "d": max_distance},
-            ).first()
-            if row:
-                return "near", int(row[0])
+            ).all()
+        if not rows:
+            return None
+        mine = shingle_set(full_text)
+        for row in rows:
+            other = shingle_set("\n".join(x for x in (row.title, row.lead, row.text) if x))
+            similarity = jaccard(mine, other)
+            if similarity >= threshold:
+                return "near", int(row.id), similarity
         return None
 
     def _unit_id(self, conn: Any, code: str) -> int | None:
