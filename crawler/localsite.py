@@ -22,9 +22,13 @@ class _Handler(SimpleHTTPRequestHandler):
     server_version = "ioc-localsite/1"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        pass
+
+    def log_request(self, code="-", size="-") -> None:
+        self.server.hits.append(getattr(self, "original_path", self.path))  # type: ignore[attr-defined]
 
     def _special(self) -> bool:
+        self.original_path = self.path
         m = re.match(r"^/__slow/([\d.]+)(/.*)$", self.path)
         if m:
             time.sleep(float(m.group(1)))

@@ -48,20 +48,24 @@ class _Stage:
     def from_crawler(cls, crawler: Crawler):
         return cls(crawler)
 
-    def fail(self, item: dict[str, Any], spider: Any, reason: str, **payload: Any) -> DropItem:
+    def fail(
+        self, item: dict[str, Any], spider: Any, reason: str, stage: str | None = None,
+        **payload: Any,
+    ) -> DropItem:
         """Record a dead letter for ``item`` and return the DropItem to raise."""
+        stage = stage or self.stage
         failure = {
             "url": item.get("url"),
-            "source_name": item.get("site"),
-            "stage": self.stage,
+            "source_name": item.get("site") or item.get("source_name"),
+            "stage": stage,
             "reason": reason,
             "payload": payload or None,
         }
         sink = getattr(spider, "failure_sink", None)
         if sink is not None:
             sink(failure)
-        self.crawler.stats.inc_value(f"ioc/failed/{self.stage}")
-        return DropItem(f"{self.stage}: {reason} ({item.get('url')})")
+        self.crawler.stats.inc_value(f"ioc/failed/{stage}")
+        return DropItem(f"{stage}: {reason} ({item.get('url')})")
 
 
 class ExtractStage(_Stage):
@@ -71,7 +75,7 @@ class ExtractStage(_Stage):
 
     def process_item(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
         if item.get("kind") == "failure":
-            raise self.fail(item, spider, item["reason"], origin=item.get("stage"))
+            raise self.fail(item, spider, item["reason"], stage=item.get("stage") or "fetch")
         site = _spider_sites(spider).get(item.get("site"))
         try:
             article = extract_article(

@@ -21,6 +21,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+class QuietLogFormatter:
+    """Scrapy's log formatter without item bodies in 'Dropped'/'Scraped' lines."""
+
+    def __new__(cls, *args, **kwargs):
+        from scrapy.logformatter import LogFormatter
+
+        class _Formatter(LogFormatter):
+            def dropped(self, item, exception, response, spider):
+                out = super().dropped(item, exception, response, spider)
+                out["msg"] = "Dropped: %(exception)s"
+                return out
+
+            def scraped(self, item, response, spider):
+                out = super().scraped(item, response, spider)
+                out["msg"] = "Scraped from %(src)s"
+                return out
+
+        return _Formatter(*args, **kwargs)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls()
+
+
 PIPELINES = {
     "crawler.pipelines.ExtractStage": 100,
     "crawler.pipelines.CleanStage": 200,
@@ -79,6 +103,7 @@ def scrapy_settings(
         "REDIRECT_MAX_TIMES": 5,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
+        "LOG_FORMATTER": "crawler.run.QuietLogFormatter",
         "LOG_LEVEL": log_level,
         "ITEM_PIPELINES": dict(PIPELINES),
         "HTTPCACHE_ENABLED": settings.http_cache,

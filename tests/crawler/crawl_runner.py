@@ -38,7 +38,7 @@ def main() -> None:
     stats = run_crawl(sites, settings, Path(conf["state_dir"]), engine=engine, since=since,
                       job=conf.get("job", "test"), distributed=conf.get("distributed", False),
                       redis_keys=conf.get("redis_keys", "ioc:test"),
-                      extra_settings=conf.get("scrapy"), log_level="INFO")
+                      extra_settings=conf.get("scrapy"), log_level=conf.get("log_level", "INFO"))
     out = {k: v for k, v in stats.items() if isinstance(v, int | float | str)}
     Path(conf["state_dir"], f"stats-{conf.get('job', 'test')}-{conf.get('tag', '')}.json").write_text(
         json.dumps(out, default=str))
