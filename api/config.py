@@ -171,9 +171,9 @@ def build_config(
                 "attribution": "&copy; OpenStreetMap contributors",
             },
             "manager": {
-                "name": "PostgreSQL",
+                "name": "api.jobs.JobManager",
                 "connection": database_url,
-                "output_dir": None,
+                "output_dir": "database",  # required by the schema; results go to pygeoapi.jobs
                 "options": {"search_path": ["pygeoapi"]},
             },
         },

@@ -35,6 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TIPG_VENV = Path("/tmp/tipg-venv")
+# the published parcel properties (the stock provider would try to serialise the second
+# geometry column, geom_webmercator, and crash)
+PROPERTIES = ["commune_code", "old_commune_code", "sheet_number", "parcel_number", "area_m2",
+              "legal_area_m2", "land_use_code", "land_use_code_raw", "land_use_code_version",
+              "land_uses", "owner_class", "address", "source_file", "imported_at"]
 CENTER_X, CENTER_Y = 590000.0, 2270000.0  # EPSG:5897, former Hà Nam
 CELL = 28.0
 
@@ -182,7 +187,7 @@ def stock_config(url: str, port: int, workdir: Path) -> tuple[Path, Path]:
                                     "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
             "providers": [
                 {"type": "feature", "name": "PostgreSQL", "data": conn, "id_field": "id",
-                 "table": "parcels", "geom_field": "geom", "crs": crs,
+                 "table": "parcels", "geom_field": "geom", "crs": crs, "properties": PROPERTIES,
                  "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/5897"},
                 {"type": "tile", "name": "MVT-postgresql", "data": conn, "id_field": "id",
                  "table": "parcels", "geom_field": "geom",

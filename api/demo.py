@@ -1,0 +1,30 @@
+"""``ioc demo`` stage of the API: generate the pygeoapi configuration from the loaded data,
+validate it against pygeoapi's schema and write it (with ``${IOC_DATABASE_URL}``, never the
+secret) to the state directory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from api.config import build_config, collect_table_infos, validate, write_config
+from api.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from ioc.demo import DemoContext
+
+
+def demo_stage(ctx: DemoContext) -> None:
+    settings = ApiSettings()
+    infos = collect_table_infos(ctx.engine)
+    config = build_config(infos, settings)
+    validate(config)
+    path = write_config(config, settings.config_file or ctx.state_dir / "api" / "pygeoapi.yml")
+    for cid, info in infos.items():
+        rows = max(int(info.estimated_rows), 0) if info.estimated_rows > 200_000 else None
+        if rows is None:
+            with ctx.engine.connect() as conn:
+                from sqlalchemy import text
+
+                rows = conn.execute(text(f'SELECT count(*) FROM "{info.spec.relation}"')).scalar()
+        ctx.echo(f"  {cid}: {rows} features" + (f", bbox {info.bbox_wgs84}" if info.bbox_wgs84 else ""))
+    ctx.echo(f"  pygeoapi configuration validated and written to {path}")
