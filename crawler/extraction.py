@@ -64,6 +64,7 @@ __all__ = [
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 MAX_PAGE_BYTES = 8 * 1024 * 1024
+MIN_BODY_CHARS = 50
 
 _ARTICLE_TYPES = {
     "newsarticle", "article", "reportagenews", "blogposting", "analysisnewsarticle",
@@ -600,8 +601,10 @@ def extract_article(
         text = ld_body
         warnings.append("body from JSON-LD articleBody")
     text = norm(text) or ""
-    if not text:
-        raise ExtractionError("no article body found on the page")
+    if len(text) < MIN_BODY_CHARS:
+        raise ExtractionError(
+            f"no article body found on the page ({len(text)} characters of text)"
+        )
 
     # published / modified
     published = None
