@@ -1,0 +1,311 @@
+"""The daily digest for media staff: what online news said about the province.
+
+``build_digest(connection, date)`` gathers everything with SQL text over the tables of
+``gis/db/models.py`` (articles, article_scores, article_places, admin_units,
+admin_unit_crosswalk, label_feedback, parcel_alerts, news_sources); ``render_html`` renders a
+self-contained page (inline CSS, inline SVG map and charts: works offline, readable on a
+phone); ``render_pdf`` prints that page with headless Chromium.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import text
+
+from nlp.errors import NLPError
+from nlp.sentiment import LABELS, TOPIC_NAMES_VI
+
+TIMEZONE = "Asia/Ho_Chi_Minh"
+LABEL_VI = {"negative": "Tiêu cực", "neutral": "Trung tính", "positive": "Tích cực"}
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# Latest score per article, with a staff correction (latest) overriding the model's label.
+_SCORED_SQL = f"""
+WITH s AS (
+  SELECT DISTINCT ON (article_id) article_id, label, probabilities, topic, reasons, model_version
+  FROM article_scores ORDER BY article_id, scored_at DESC, id DESC
+), f AS (
+  SELECT DISTINCT ON (article_id) article_id, new_label, reviewer
+  FROM label_feedback WHERE field = 'sentiment' ORDER BY article_id, created_at DESC, id DESC
+)
+SELECT a.id, a.title, a.url, a.lead,
+       (COALESCE(a.published_at, a.fetched_at) AT TIME ZONE '{TIMEZONE}')::date AS day,
+       COALESCE(ns.title, ns.name, split_part(split_part(a.url, '://', 2), '/', 1)) AS source,
+       COALESCE(f.new_label, s.label) AS label, s.label AS model_label, f.reviewer,
+       s.probabilities, s.topic, s.reasons, s.model_version
+FROM articles a
+JOIN s ON s.article_id = a.id
+LEFT JOIN f ON f.article_id = a.id
+LEFT JOIN news_sources ns ON ns.id = a.source_id
+WHERE a.duplicate_of IS NULL
+  AND (COALESCE(a.published_at, a.fetched_at) AT TIME ZONE '{TIMEZONE}')::date BETWEEN :start AND :day
+"""
+
+# Article -> current commune code (old communes through the crosswalk).
+_PLACES_SQL = """
+SELECT p.article_id, u.code, u.name, u.level, u.valid_to IS NOT NULL AS is_old,
+       COALESCE(c.new_code, u.code) AS current_code
+FROM article_places p
+JOIN admin_units u ON u.id = p.admin_unit_id
+LEFT JOIN admin_unit_crosswalk c ON c.old_code = u.code AND u.valid_to IS NOT NULL
+WHERE p.article_id = ANY(:ids)
+"""
+
+_COMMUNES_SQL = """
+WITH cur AS (
+  SELECT DISTINCT ON (code) code, name, unit_type, province_code, geom
+  FROM admin_units
+  WHERE level = 'commune' AND valid_to IS NULL AND geom IS NOT NULL
+    AND province_code IN (SELECT DISTINCT province_code FROM admin_units
+                          WHERE level = 'commune' AND valid_to IS NULL AND code = ANY(:codes))
+  ORDER BY code, valid_from DESC
+), g AS (
+  SELECT code, name, unit_type,
+         ST_SimplifyPreserveTopology(ST_Transform(geom, 3857), 60) AS geom
+  FROM cur
+)
+SELECT code, name, unit_type, ST_AsSVG(geom, 0, 0) AS path,
+       ST_X(ST_PointOnSurface(geom)) AS lx, -ST_Y(ST_PointOnSurface(geom)) AS ly,
+       (SELECT ST_XMin(e) FROM (SELECT ST_Extent(geom) AS e FROM g) x) AS xmin,
+       (SELECT ST_YMin(e) FROM (SELECT ST_Extent(geom) AS e FROM g) x) AS ymin,
+       (SELECT ST_XMax(e) FROM (SELECT ST_Extent(geom) AS e FROM g) x) AS xmax,
+       (SELECT ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM g) x) AS ymax
+FROM g ORDER BY code
+"""
+
+_ALERTS_SQL = """
+SELECT pa.id, pa.commune_code, COALESCE(u.name, pa.commune_code) AS commune, pa.rule, pa.severity,
+       pa.changed_area_m2, pa.changed_fraction, pa.legal_code, pa.observed_to, pa.review_status,
+       (pa.created_at AT TIME ZONE :tz)::date AS day
+FROM parcel_alerts pa
+LEFT JOIN LATERAL (
+  SELECT name FROM admin_units WHERE code = pa.commune_code ORDER BY valid_to IS NULL DESC LIMIT 1
+) u ON true
+WHERE (pa.created_at AT TIME ZONE :tz)::date BETWEEN :start AND :day
+  AND pa.commune_code = ANY(:codes)
+ORDER BY CASE pa.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, pa.changed_area_m2 DESC
+LIMIT 50
+"""
+
+
+def _tone(p: dict[str, Any] | None) -> float:
+    """Sentiment balance in [-1, 1]: P(positive) - P(negative)."""
+    if not p:
+        return 0.0
+    return float(p.get("positive", 0.0)) - float(p.get("negative", 0.0))
+
+
+def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any]:
+    """Gather the digest of ``date`` (local day, Asia/Ho_Chi_Minh) and the ``days`` before it.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.engine.Connection
+    date : datetime.date
+    days : int
+        Length of the history shown (volume and sentiment per day), the day included.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``date``, ``totals``, ``series``, ``by_topic``, ``by_source``,
+        ``communes`` (with SVG paths), ``map``, ``negative_articles``, ``alerts``,
+        ``feedback``.
+    """
+    start = date - dt.timedelta(days=days - 1)
+    rows = connection.execute(text(_SCORED_SQL), {"start": start, "day": date}).mappings().all()
+    arts = [dict(r) for r in rows]
+    today = [a for a in arts if a["day"] == date]
+    ids = [a["id"] for a in arts]
+    places: dict[int, list[dict[str, Any]]] = {}
+    if ids:
+        for r in connection.execute(text(_PLACES_SQL), {"ids": ids}).mappings():
+            places.setdefault(r["article_id"], []).append(dict(r))
+
+    def count(items: list[dict[str, Any]]) -> dict[str, int]:
+        c = {lab: 0 for lab in LABELS}
+        for a in items:
+            if a["label"] in c:
+                c[a["label"]] += 1
+        return c
+
+    series = []
+    for i in range(days):
+        d = start + dt.timedelta(days=i)
+        items = [a for a in arts if a["day"] == d]
+        series.append({"date": d.isoformat(), "total": len(items), **count(items)})
+
+    def grouped(key: str) -> list[dict[str, Any]]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for a in today:
+            groups.setdefault(a[key] or "—", []).append(a)
+        out = []
+        for k, items in groups.items():
+            c = count(items)
+            out.append({
+                "key": k, "name": TOPIC_NAMES_VI.get(k, k) if key == "topic" else k,
+                "total": len(items), **c,
+                "negative_share": round(c["negative"] / len(items), 3) if items else 0.0,
+            })
+        return sorted(out, key=lambda g: (-g["total"], -g["negative"]))
+
+    # communes in the news today (current codes), with sentiment balance
+    commune_stats: dict[str, dict[str, Any]] = {}
+    for a in today:
+        seen = set()
+        for p in places.get(a["id"], []):
+            if p["level"] != "commune" or p["current_code"] in seen:
+                continue
+            seen.add(p["current_code"])
+            st = commune_stats.setdefault(p["current_code"], {"code": p["current_code"], "articles": 0, "negative": 0, "tone_sum": 0.0})
+            st["articles"] += 1
+            st["negative"] += a["label"] == "negative"
+            st["tone_sum"] += _tone(a["probabilities"])
+    window_codes = sorted({p["current_code"] for ps in places.values() for p in ps if p["level"] == "commune"})
+    communes: list[dict[str, Any]] = []
+    map_box = None
+    if window_codes:
+        for r in connection.execute(text(_COMMUNES_SQL), {"codes": window_codes}).mappings():
+            st = commune_stats.get(r["code"])
+            communes.append({
+                "code": r["code"], "name": r["name"], "path": r["path"],
+                "label_x": r["lx"], "label_y": r["ly"],
+                "articles": st["articles"] if st else 0,
+                "negative": st["negative"] if st else 0,
+                "tone": round(st["tone_sum"] / st["articles"], 3) if st else None,
+            })
+            map_box = (r["xmin"], -r["ymax"], r["xmax"] - r["xmin"], r["ymax"] - r["ymin"])
+    names = {c["code"]: c["name"] for c in communes}
+    for st in commune_stats.values():
+        st["name"] = names.get(st["code"], st["code"])
+        st["tone"] = round(st.pop("tone_sum") / st["articles"], 3)
+
+    negative = sorted(
+        (a for a in today if a["label"] == "negative"),
+        key=lambda a: -float((a["probabilities"] or {}).get("negative", 0.0)),
+    )[:10]
+    neg_out = []
+    for a in negative:
+        reasons = a["reasons"] or []
+        neg_out.append({
+            "id": a["id"], "title": a["title"], "url": a["url"], "source": a["source"],
+            "topic": a["topic"], "topic_name": TOPIC_NAMES_VI.get(a["topic"] or "", a["topic"] or ""),
+            "p_negative": round(float((a["probabilities"] or {}).get("negative", 0.0)), 3),
+            "corrected_by": a["reviewer"], "model_label": a["model_label"],
+            "sentences": [r["text"] for r in reasons if isinstance(r, dict) and r.get("kind") == "sentence"][:2],
+            "phrases": [r["text"] for r in reasons if isinstance(r, dict) and r.get("kind") == "phrase"][:6],
+            "places": sorted({p["name"] for p in places.get(a["id"], [])}),
+        })
+
+    alerts: list[dict[str, Any]] = []
+    today_codes = sorted(commune_stats)
+    if today_codes:
+        old_codes = [
+            r[0] for r in connection.execute(
+                text("SELECT old_code FROM admin_unit_crosswalk WHERE new_code = ANY(:c)"), {"c": today_codes}
+            )
+        ]
+        for r in connection.execute(
+            text(_ALERTS_SQL), {"tz": TIMEZONE, "start": start, "day": date, "codes": today_codes + old_codes}
+        ).mappings():
+            alerts.append({k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(r).items()})
+
+    fb = connection.execute(
+        text(
+            "SELECT count(*) FROM label_feedback WHERE (created_at AT TIME ZONE :tz)::date BETWEEN :start AND :day"
+        ),
+        {"tz": TIMEZONE, "start": start, "day": date},
+    ).scalar_one()
+    versions = sorted({a["model_version"] for a in today if a["model_version"]})
+    return {
+        "date": date.isoformat(),
+        "days": days,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "totals": {"articles": len(today), **count(today)},
+        "series": series,
+        "by_topic": grouped("topic"),
+        "by_source": grouped("source"),
+        "communes": communes,
+        "commune_stats": sorted(commune_stats.values(), key=lambda s: (-s["negative"], -s["articles"])),
+        "map": {"viewbox": map_box} if map_box else None,
+        "negative_articles": neg_out,
+        "alerts": alerts,
+        "feedback": {"corrections_in_window": int(fb)},
+        "model_versions": versions,
+    }
+
+
+def _tone_colour(tone: float | None) -> str:
+    """Red (negative) → grey (neutral) → green (positive); light grey when no news."""
+    if tone is None:
+        return "#eceff1"
+    t = max(-1.0, min(1.0, tone))
+    if t < 0:
+        a = -t
+        r, g, b = 236 + (198 - 236) * a, 239 + (40 - 239) * a, 241 + (40 - 241) * a
+    else:
+        r, g, b = 236 + (46 - 236) * t, 239 + (160 - 239) * t, 241 + (67 - 241) * t
+    return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    env.filters["tone_colour"] = _tone_colour
+    env.globals["LABEL_VI"] = LABEL_VI
+    return env
+
+
+def render_html(digest: dict[str, Any]) -> str:
+    """The digest as one self-contained HTML page (Vietnamese, phone-friendly, offline)."""
+    d = dict(digest)
+    d.setdefault("feedback_url", "/digest/feedback")
+    series = d.get("series", [])
+    d["series_max"] = max([s["total"] for s in series] + [1])
+    return _env().get_template("digest.html").render(**d)
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def render_pdf(digest: dict[str, Any], chromium: str | None = None, timeout: float = 120.0) -> bytes:
+    """Print the HTML digest to PDF with headless Chromium (offline: no network is used).
+
+    Raises
+    ------
+    NLPError
+        Chromium is missing or fails.
+    """
+    exe = chromium or find_chromium()
+    if not exe:
+        raise NLPError("PDF needs Chromium (Debian package 'chromium'); it is not installed")
+    html = render_html(digest)
+    with tempfile.TemporaryDirectory(prefix="ioc-digest-") as tmp:
+        src = Path(tmp) / "digest.html"
+        out = Path(tmp) / "digest.pdf"
+        src.write_text(html, encoding="utf-8")
+        cmd = [
+            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-extensions", "--no-first-run", "--no-pdf-header-footer",
+            f"--user-data-dir={Path(tmp) / 'profile'}", f"--print-to-pdf={out}", src.as_uri(),
+        ]
+        env = dict(os.environ, HOME=tmp)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NLPError(f"Chromium could not print the digest: {exc}") from exc
+        if not out.exists() or out.stat().st_size == 0:
+            raise NLPError(f"Chromium printed no PDF (exit {proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
+        return out.read_bytes()

@@ -1,0 +1,94 @@
+"""Label corrections by media staff (table ``label_feedback``) and reading them for retraining.
+
+Takes a SQLAlchemy Connection passed in; plain SQL text against the tables of
+``gis/db/models.py``. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from nlp.errors import InputError
+from nlp.sentiment import LABELS, TOPICS
+
+
+def record_correction(
+    connection: Any,
+    article_id: int,
+    label: str,
+    reviewer: str,
+    note: str | None = None,
+    field: str = "sentiment",
+) -> int:
+    """Store one correction and return its id.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.engine.Connection
+    article_id : int
+        ``articles.id`` of the corrected article.
+    label : str
+        New label: negative, neutral or positive (``field="sentiment"``) or one of the 12
+        topics (``field="topic"``).
+    reviewer : str
+        Who corrected it (from the API's authentication).
+    note : str, optional
+
+    Raises
+    ------
+    InputError
+        Unknown label or field, empty reviewer, or no such article.
+    """
+    if field not in ("sentiment", "topic"):
+        raise InputError(f"field {field!r} cannot be corrected: use 'sentiment' or 'topic'")
+    allowed = LABELS if field == "sentiment" else TOPICS
+    if label not in allowed:
+        raise InputError(f"label {label!r} is not one of {', '.join(allowed)}")
+    if not reviewer or not str(reviewer).strip():
+        raise InputError("reviewer is empty: a correction needs the name of who made it")
+    exists = connection.execute(text("SELECT 1 FROM articles WHERE id = :a"), {"a": article_id}).first()
+    if exists is None:
+        raise InputError(f"article {article_id} does not exist")
+    column = "label" if field == "sentiment" else "topic"
+    old = connection.execute(
+        text(f"SELECT {column} FROM article_scores WHERE article_id = :a ORDER BY scored_at DESC, id DESC LIMIT 1"),
+        {"a": article_id},
+    ).scalar()
+    return int(
+        connection.execute(
+            text(
+                "INSERT INTO label_feedback (article_id, field, old_label, new_label, reviewer, note) "
+                "VALUES (:a, :f, :o, :n, :r, :note) RETURNING id"
+            ),
+            {"a": article_id, "f": field, "o": old, "n": label, "r": str(reviewer).strip(), "note": note},
+        ).scalar_one()
+    )
+
+
+def load_corrections(connection: Any) -> list[dict[str, Any]]:
+    """The latest sentiment correction of each article, with the article's text.
+
+    Returns dicts ``{"feedback_id", "article_id", "label", "title", "lead", "text"}``.
+    """
+    rows = connection.execute(
+        text(
+            "SELECT DISTINCT ON (f.article_id) f.id, f.article_id, f.new_label, a.title, a.lead, a.text "
+            "FROM label_feedback f JOIN articles a ON a.id = f.article_id "
+            "WHERE f.field = 'sentiment' ORDER BY f.article_id, f.created_at DESC, f.id DESC"
+        )
+    ).all()
+    return [
+        {"feedback_id": r[0], "article_id": r[1], "label": r[2], "title": r[3] or "", "lead": r[4] or "", "text": r[5] or ""}
+        for r in rows
+    ]
+
+
+def mark_used(connection: Any, feedback_ids: list[int], model_version: str) -> None:
+    """Record which model version was trained with these corrections."""
+    if feedback_ids:
+        connection.execute(
+            text("UPDATE label_feedback SET used_in_model_version = :v WHERE id = ANY(:ids)"),
+            {"v": model_version, "ids": list(feedback_ids)},
+        )

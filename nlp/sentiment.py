@@ -1,0 +1,538 @@
+"""News sentiment and topic model (scikit-learn), trained on in-domain news.
+
+Design (each step measured; see nlp/models/MODEL_CARD.md):
+
+- input unit: headline + lead (the news-dev items), or an article split into title, lead and
+  body sentences; text normalised (:mod:`nlp.text`) and word-segmented by underthesea;
+- features: TF-IDF word 1–2-grams of the item, a separate TF-IDF of the headline (the
+  headline foregrounds what the news is), char 1–5-grams, dense LSA vectors (TruncatedSVD)
+  learned on the ~20k unlabelled news texts, and counts of a news polarity lexicon seeded by
+  the annotation guideline and expanded through the LSA space of the unlabelled news;
+- classifier: multinomial logistic regression with balanced class weights, then temperature
+  scaling fitted on out-of-fold predictions, so the probabilities are calibrated;
+- articles: the title + lead score and the body sentences' scores are aggregated (weighted);
+  the sentences and phrases that pushed the label are returned as reasons.
+
+The same features feed a 12-class topic classifier trained on news-dev's topic labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, recall_score
+from sklearn.model_selection import StratifiedKFold
+
+from nlp.errors import DataNotFoundError
+from nlp.text import normalize_text, segment_for_features
+
+LABELS = ("negative", "neutral", "positive")
+TOPICS = (
+    "land_construction",
+    "land_disputes_complaints",
+    "traffic_accidents",
+    "environment_pollution",
+    "health",
+    "education",
+    "public_services_admin",
+    "security_order",
+    "economy_investment",
+    "agriculture",
+    "disasters_weather",
+    "culture_tourism",
+)
+TOPIC_NAMES_VI = {
+    "land_construction": "Đất đai, xây dựng",
+    "land_disputes_complaints": "Tranh chấp, khiếu nại đất đai",
+    "traffic_accidents": "Giao thông, tai nạn",
+    "environment_pollution": "Môi trường, ô nhiễm",
+    "health": "Y tế",
+    "education": "Giáo dục",
+    "public_services_admin": "Hành chính công",
+    "security_order": "An ninh trật tự",
+    "economy_investment": "Kinh tế, đầu tư",
+    "agriculture": "Nông nghiệp",
+    "disasters_weather": "Thiên tai, thời tiết",
+    "culture_tourism": "Văn hóa, du lịch",
+}
+# Seeds from the annotation guideline's definitions (not from the labelled items); the
+# training expands them with the nearest words in the LSA space of the unlabelled news.
+NEGATIVE_SEEDS = tuple(
+    [
+        "tai_nạn",
+        "chết",
+        "tử_vong",
+        "bị_thương",
+        "cháy",
+        "khởi_tố",
+        "bắt_giữ",
+        "vi_phạm",
+        "ô_nhiễm",
+        "tham_nhũng",
+        "lừa_đảo",
+        "thiệt_hại",
+        "bức_xúc",
+        "chậm_tiến_độ",
+        "sai_phạm",
+        "xử_phạt",
+        "ngập",
+        "sạt_lở",
+        "dịch_bệnh",
+        "nguy_kịch",
+        "thua_lỗ",
+        "trái_phép",
+        "khiếu_nại",
+        "tranh_chấp",
+        "hư_hỏng",
+        "thiếu",
+        "lo_ngại",
+        "thoát_chết",
+        "mất_mùa",
+        "giá_rớt",
+    ]
+)
+POSITIVE_SEEDS = tuple(
+    [
+        "khánh_thành",
+        "thông_xe",
+        "tăng_trưởng",
+        "thành_công",
+        "hoàn_thành",
+        "khen_thưởng",
+        "xuất_viện",
+        "giải_cứu",
+        "kỷ_lục",
+        "hiệu_quả",
+        "vượt",
+        "cải_thiện",
+        "thuận_lợi",
+        "được_mùa",
+        "lợi_nhuận",
+        "khỏi_bệnh",
+        "rút_ngắn",
+        "trao_tặng",
+    ]
+)
+
+_HEAD_RE = re.compile(r"[.!?…]\s")
+
+
+def split_headline(text: str) -> tuple[str, str]:
+    """(headline, rest) of a headline + lead item: the headline ends at the first sentence end."""
+    m = _HEAD_RE.search(text)
+    if not m:
+        return text, ""
+    return text[: m.start() + 1], text[m.end() :]
+
+
+@dataclass
+class ModelConfig:
+    """Which modelling steps are on (all measured in the model card)."""
+
+    char_ngrams: bool = True
+    headline_features: bool = True
+    lsa_components: int = 120
+    lsa_max_features: int = 12000
+    lexicon: bool = True
+    lexicon_expand: int = 60
+    self_training_fraction: float = 0.0  # share of unlabelled texts added with pseudo-labels
+    self_training_weight: float = 0.3
+    C: float = 10.0
+    calibrate: bool = True
+    headline_weight: float = 0.5  # article aggregation: title+lead vs body sentences
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Item:
+    """A text to score, split into headline, lead and body."""
+
+    title: str = ""
+    lead: str = ""
+    body: str = ""
+
+    @property
+    def head_text(self) -> str:
+        return " ".join(x for x in (self.title, self.lead) if x).strip()
+
+
+@dataclass
+class NewsModel:
+    """The fitted sentiment + topic model (what the joblib file holds)."""
+
+    config: ModelConfig
+    version: str = "unfitted"
+    meta: dict[str, Any] = field(default_factory=dict)
+    word_vec: TfidfVectorizer | None = None
+    head_vec: TfidfVectorizer | None = None
+    char_vec: TfidfVectorizer | None = None
+    lsa_vec: TfidfVectorizer | None = None
+    lsa_terms: np.ndarray | None = None  # (n_terms, k) float32 term vectors = svd.components_.T
+    neg_lexicon: frozenset[str] = frozenset()
+    pos_lexicon: frozenset[str] = frozenset()
+    sentiment_clf: LogisticRegression | None = None
+    temperature: float = 1.0
+    topic_clf: LogisticRegression | None = None
+
+    # ---------------------------------------------------------------- features
+    def _lsa(self, segs: Sequence[str]) -> np.ndarray:
+        assert self.lsa_vec is not None and self.lsa_terms is not None
+        z = np.asarray(self.lsa_vec.transform(segs) @ self.lsa_terms, dtype=np.float32)
+        z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-9
+        return z
+
+    def _lex(self, segs: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(segs), 2), dtype=np.float32)
+        for i, s in enumerate(segs):
+            toks = s.split()
+            out[i, 0] = np.log1p(sum(t in self.neg_lexicon for t in toks))
+            out[i, 1] = np.log1p(sum(t in self.pos_lexicon for t in toks))
+        return out
+
+    def features(
+        self, segs: Sequence[str], head_segs: Sequence[str], norms: Sequence[str]
+    ) -> sparse.csr_matrix:
+        cfg = self.config
+        assert self.word_vec is not None
+        blocks = [self.word_vec.transform(segs)]
+        if cfg.headline_features and self.head_vec is not None:
+            blocks.append(self.head_vec.transform(head_segs))
+        if cfg.char_ngrams and self.char_vec is not None:
+            blocks.append(self.char_vec.transform(norms))
+        if cfg.lsa_components and self.lsa_terms is not None:
+            blocks.append(sparse.csr_matrix(self._lsa(segs)))
+            if cfg.headline_features:
+                blocks.append(sparse.csr_matrix(self._lsa(head_segs)))
+        if cfg.lexicon and self.neg_lexicon:
+            blocks.append(sparse.csr_matrix(np.hstack([self._lex(segs), self._lex(head_segs)])))
+        return sparse.hstack(blocks).tocsr()
+
+    # ---------------------------------------------------------------- prediction
+    def _proba(self, x: sparse.csr_matrix) -> np.ndarray:
+        assert self.sentiment_clf is not None
+        logits = self.sentiment_clf.decision_function(x) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_units(
+        self, texts: Sequence[str], segs: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+        """Sentiment probabilities (columns in LABELS order) and topic probabilities of
+        headline+lead style units; also returns the feature matrix (for reasons)."""
+        norms = [t.lower() for t in texts]
+        if segs is None:
+            segs = [segment_for_features(t) for t in texts]
+        heads = [split_headline(s)[0] for s in segs]
+        x = self.features(segs, heads, norms)
+        p = self._proba(x)
+        p = p[:, [list(self.sentiment_clf.classes_).index(lab) for lab in LABELS]]
+        topics = (
+            self.topic_clf.predict_proba(x)
+            if self.topic_clf is not None
+            else np.zeros((len(texts), 0))
+        )
+        return p, topics, x
+
+    def phrase_reasons(self, x_row: sparse.csr_matrix, label: str, k: int = 5) -> list[str]:
+        """n-grams of one unit that pushed it towards ``label`` (coefficient × feature value)."""
+        clf = self.sentiment_clf
+        assert clf is not None and self.word_vec is not None
+        ci = list(clf.classes_).index(label)
+        coef = clf.coef_[ci] - clf.coef_.mean(axis=0)
+        n_word = len(self.word_vec.vocabulary_)
+        row = x_row.tocsr()
+        idx, vals = row.indices, row.data
+        contrib = [(coef[j] * v, j) for j, v in zip(idx, vals, strict=True) if j < n_word]
+        contrib.sort(reverse=True)
+        names = self.word_vec.get_feature_names_out()
+        out = []
+        for c, j in contrib:
+            if c <= 0 or len(out) >= k:
+                break
+            out.append(names[j].replace("_", " "))
+        return out
+
+
+def _temperature(logits: np.ndarray, y_idx: np.ndarray) -> float:
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y_idx)), y_idx].mean())
+
+    res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
+    return float(res.x)
+
+
+def expand_lexicon(
+    seeds: Sequence[str], vocab: dict[str, int], terms: np.ndarray, k: int
+) -> set[str]:
+    """Seeds plus the ``k`` single words nearest to the seeds' centroid in LSA space."""
+    idx = [vocab[s] for s in seeds if s in vocab]
+    if not idx or k <= 0:
+        return set(seeds)
+    t = terms / (np.linalg.norm(terms, axis=1, keepdims=True) + 1e-9)
+    sims = t @ t[idx].mean(axis=0)
+    inv = {i: w for w, i in vocab.items()}
+    near = [inv[i] for i in np.argsort(-sims)[: 3 * k] if " " not in inv[i]][:k]
+    return set(seeds) | set(near)
+
+
+@dataclass
+class Corpus:
+    """Normalised and segmented texts of the training data."""
+
+    texts: list[str]
+    segs: list[str]
+    labels: np.ndarray | None = None
+    topics: np.ndarray | None = None
+    ids: list[str] | None = None
+    weights: np.ndarray | None = None
+
+
+def prepare(texts: Sequence[str], **kw: Any) -> Corpus:
+    norms = [normalize_text(t) for t in texts]
+    return Corpus(norms, [segment_for_features(t) for t in norms], **kw)
+
+
+def fit_unsupervised(model: NewsModel, unlabelled: Corpus, labelled: Corpus) -> None:
+    """LSA term vectors and the expanded lexicon from unlabelled news (no labels used)."""
+    cfg = model.config
+    if cfg.lsa_components:
+        vec = TfidfVectorizer(
+            ngram_range=(1, 2),
+            min_df=2,
+            sublinear_tf=True,
+            token_pattern=r"\S+",
+            max_features=cfg.lsa_max_features,
+            dtype=np.float32,
+        )
+        xu = vec.fit_transform(unlabelled.segs + labelled.segs)
+        svd = TruncatedSVD(cfg.lsa_components, random_state=cfg.seed).fit(xu)
+        model.lsa_vec = vec
+        model.lsa_terms = svd.components_.T.astype(np.float32)
+    if cfg.lexicon:
+        if model.lsa_terms is not None and cfg.lexicon_expand:
+            neg = expand_lexicon(
+                NEGATIVE_SEEDS, model.lsa_vec.vocabulary_, model.lsa_terms, cfg.lexicon_expand
+            )
+            pos = expand_lexicon(
+                POSITIVE_SEEDS, model.lsa_vec.vocabulary_, model.lsa_terms, cfg.lexicon_expand
+            )
+        else:
+            neg, pos = set(NEGATIVE_SEEDS), set(POSITIVE_SEEDS)
+        both = neg & pos
+        model.neg_lexicon = frozenset(neg - both)
+        model.pos_lexicon = frozenset(pos - both)
+
+
+def fit_supervised(model: NewsModel, train: Corpus, unlabelled: Corpus | None = None) -> NewsModel:
+    """Fit vectorizers and classifiers on labelled items (LSA/lexicon must already be fitted)."""
+    cfg = model.config
+    heads = [split_headline(s)[0] for s in train.segs]
+    norms = [t.lower() for t in train.texts]
+    model.word_vec = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+", dtype=np.float32
+    ).fit(train.segs)
+    if cfg.headline_features:
+        model.head_vec = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+", dtype=np.float32
+        ).fit(heads)
+    if cfg.char_ngrams:
+        model.char_vec = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(1, 5),
+            min_df=2,
+            sublinear_tf=True,
+            max_features=60000,
+            dtype=np.float32,
+        ).fit(norms)
+    x = model.features(train.segs, heads, norms)
+    y = train.labels
+    w = train.weights if train.weights is not None else np.ones(len(y))
+    clf = LogisticRegression(C=cfg.C, max_iter=3000, class_weight="balanced")
+    clf.fit(x, y, sample_weight=w)
+    if cfg.self_training_fraction > 0 and unlabelled is not None and unlabelled.segs:
+        uheads = [split_headline(s)[0] for s in unlabelled.segs]
+        xu = model.features(unlabelled.segs, uheads, [t.lower() for t in unlabelled.texts])
+        pu = clf.predict_proba(xu)
+        keep = np.argsort(-pu.max(axis=1))[: int(cfg.self_training_fraction * len(unlabelled.segs))]
+        x = sparse.vstack([x, xu[keep]]).tocsr()
+        y = np.concatenate([y, clf.classes_[pu[keep].argmax(axis=1)]])
+        w = np.concatenate([w, np.full(len(keep), cfg.self_training_weight)])
+        clf = LogisticRegression(C=cfg.C, max_iter=3000, class_weight="balanced").fit(
+            x[: len(y)], y, sample_weight=w
+        )
+    model.sentiment_clf = clf
+    if train.topics is not None:
+        mask = np.array([t in TOPICS for t in train.topics])
+        xt = model.features(train.segs, heads, norms)[mask]
+        model.topic_clf = LogisticRegression(C=cfg.C, max_iter=3000, class_weight="balanced").fit(
+            xt, train.topics[mask]
+        )
+    return model
+
+
+def _oof_logits(
+    cfg: ModelConfig, data: Corpus, unlabelled: Corpus, base: NewsModel, folds: int = 5
+) -> np.ndarray:
+    """Out-of-fold decision values (columns in LABELS order) for temperature scaling."""
+    logits = np.zeros((len(data.segs), len(LABELS)))
+    skf = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed + 1)
+    for tr, te in skf.split(data.segs, data.labels):
+        m = _clone_unsupervised(base)
+        fit_supervised(m, _subset(data, tr), unlabelled)
+        sub = _subset(data, te)
+        heads = [split_headline(s)[0] for s in sub.segs]
+        x = m.features(sub.segs, heads, [t.lower() for t in sub.texts])
+        d = m.sentiment_clf.decision_function(x)
+        logits[te] = d[:, [list(m.sentiment_clf.classes_).index(lab) for lab in LABELS]]
+    return logits
+
+
+def _clone_unsupervised(base: NewsModel) -> NewsModel:
+    return NewsModel(
+        config=base.config,
+        lsa_vec=base.lsa_vec,
+        lsa_terms=base.lsa_terms,
+        neg_lexicon=base.neg_lexicon,
+        pos_lexicon=base.pos_lexicon,
+    )
+
+
+def _subset(c: Corpus, idx: np.ndarray) -> Corpus:
+    return Corpus(
+        [c.texts[i] for i in idx],
+        [c.segs[i] for i in idx],
+        c.labels[idx] if c.labels is not None else None,
+        c.topics[idx] if c.topics is not None else None,
+        [c.ids[i] for i in idx] if c.ids is not None else None,
+        c.weights[idx] if c.weights is not None else None,
+    )
+
+
+def train_model(
+    train: Corpus,
+    unlabelled: Corpus,
+    config: ModelConfig | None = None,
+    version: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> NewsModel:
+    """Fit the whole model: unsupervised parts, classifiers, then temperature calibration."""
+    cfg = config or ModelConfig()
+    model = NewsModel(config=cfg)
+    fit_unsupervised(model, unlabelled, train)
+    base = _clone_unsupervised(model)
+    fit_supervised(model, train, unlabelled)
+    if cfg.calibrate:
+        logits = _oof_logits(cfg, train, unlabelled, base)
+        y_idx = np.array([LABELS.index(lab) for lab in train.labels])
+        model.temperature = _temperature(logits, y_idx)
+    model.version = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    model.meta = dict(meta or {})
+    return model
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_news_dev(data_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(labelled items, unlabelled items) of ``<data_dir>/sentiment/news-dev``."""
+    folder = Path(data_dir) / "sentiment" / "news-dev"
+    lab, unl = folder / "news_sentiment_dev.jsonl", folder / "unlabelled.jsonl"
+    for p in (lab, unl):
+        if not p.exists():
+            raise DataNotFoundError(
+                f"news-dev file {p} does not exist (is --data-dir the shared data folder?)"
+            )
+    return read_jsonl(lab), read_jsonl(unl)
+
+
+def frozen_reference_ids(items: Sequence[dict[str, Any]], share: float = 0.2) -> list[str]:
+    """The frozen reference set for retraining: a fixed, hash-based 20 % of news-dev ids.
+
+    Membership depends only on each id (sha256), so it never changes when data is added.
+    """
+    out = []
+    for it in items:
+        h = int(hashlib.sha256(str(it["id"]).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        if h < share:
+            out.append(str(it["id"]))
+    return out
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def evaluate(model: NewsModel, corpus: Corpus) -> dict[str, float]:
+    p, _, _ = model.predict_units(corpus.texts, corpus.segs)
+    pred = np.array(LABELS)[p.argmax(axis=1)]
+    return scores(corpus.labels, pred)
+
+
+def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
+        "macro_f1": round(float(f1_score(y, pred, average="macro", labels=list(LABELS))), 4),
+        "negative_recall": round(
+            float(recall_score(y, pred, labels=["negative"], average=None)[0]), 4
+        ),
+        "accuracy": round(float(np.mean(y == pred)), 4),
+        "n": int(len(y)),
+    }
+
+
+def cross_validate(
+    labelled: Corpus,
+    unlabelled: Corpus,
+    config: ModelConfig,
+    folds: int = 10,
+    seed: int = 0,
+    base: NewsModel | None = None,
+) -> dict[str, Any]:
+    """Stratified k-fold CV on labelled news: each item is predicted by a model that never saw
+    it (LSA/lexicon come from the unlabelled texts only). Returns sentiment and topic scores."""
+    if base is None:
+        base = NewsModel(config=config)
+        fit_unsupervised(base, unlabelled, Corpus([], []))
+    pred = np.empty(len(labelled.segs), dtype=object)
+    tpred = np.empty(len(labelled.segs), dtype=object)
+    skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for tr, te in skf.split(labelled.segs, labelled.labels):
+        m = _clone_unsupervised(base)
+        m.config = config
+        fit_supervised(m, _subset(labelled, tr), unlabelled)
+        sub = _subset(labelled, te)
+        p, t, _ = m.predict_units(sub.texts, sub.segs)
+        pred[te] = np.array(LABELS)[p.argmax(axis=1)]
+        if m.topic_clf is not None:
+            tpred[te] = m.topic_clf.classes_[t.argmax(axis=1)]
+    out: dict[str, Any] = {"sentiment": scores(labelled.labels, pred)}
+    if labelled.topics is not None:
+        out["topic"] = {
+            "macro_f1": round(float(f1_score(labelled.topics, tpred, average="macro")), 4),
+            "accuracy": round(float(np.mean(labelled.topics == tpred)), 4),
+        }
+    return out
