@@ -190,6 +190,18 @@ def _grid_of(ds: rasterio.io.DatasetReader, path: Path) -> Grid:
 
 
 def _scene_date(name: str) -> dt.datetime | None:
+    """Acquisition time from an ISO 8601 tag value or a product/file name.
+
+    >>> _scene_date("T48QXH_20240420T033121_B02").isoformat()
+    '2024-04-20T03:31:21+00:00'
+    >>> _scene_date("2025-04-18T03:31:21Z").isoformat()
+    '2025-04-18T03:31:21+00:00'
+    """
+    try:
+        value = dt.datetime.fromisoformat(name.strip())
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except ValueError:
+        pass
     for m in _DATE_RE.finditer(name):
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
         try:

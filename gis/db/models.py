@@ -102,7 +102,9 @@ class Parcel(Base):
 
     __tablename__ = "parcels"
     __table_args__ = (
-        UniqueConstraint("commune_code", "sheet_number", "parcel_number", name="uq_parcels_key"),
+        # 0002_land: old communes each numbered sheets from 1, so the old code is in the key
+        UniqueConstraint("commune_code", "old_commune_code", "sheet_number", "parcel_number",
+                         name="uq_parcels_key", postgresql_nulls_not_distinct=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -176,6 +178,7 @@ class LandChange(Base):
     from_class: Mapped[str | None] = mapped_column(String(24))
     to_class: Mapped[str | None] = mapped_column(String(24))
     confidence: Mapped[float | None] = mapped_column(Float)
+    kind: Mapped[str | None] = mapped_column(String(16))  # 0002_land: conversion|seasonal|other
     date_before: Mapped[dt.date | None] = mapped_column(Date)
     date_after: Mapped[dt.date | None] = mapped_column(Date)
     commune_code: Mapped[str | None] = mapped_column(String(16), index=True)

@@ -1,0 +1,137 @@
+"""Change detection end to end on tiny real rasters: mask contract, tiling, Dask, detectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from gis.change.detect import DetectionConfig, change_kind, detect_changes
+from gis.change.models import MODEL_DIR, load_detector, otsu_threshold
+from gis.errors import ConfigurationError, InputFileError
+from gis.land_cover import COVER_CODES, classify
+from tests.gis._land_rasters import BUILT, VEG, WATER, scene, write_band_folder, write_multiband
+
+CHANGED = (slice(20, 34), slice(30, 44))  # 14 x 14 px = 19,600 m²
+
+
+@pytest.fixture
+def pair(tmp_path):
+    before = write_band_folder(tmp_path / "before", scene(64, seed=1))
+    after = write_multiband(tmp_path / "after.tif", scene(64, seed=2, changed=CHANGED))
+    return before, after
+
+
+def test_cva_finds_the_built_square_and_writes_the_mask_contract(pair, tmp_path):
+    before, after = pair
+    # a nodata corner in AFTER
+    with rasterio.open(after, "r+") as ds:
+        data = ds.read()
+        data[:, :4, -4:] = 0
+        ds.write(data)
+    mask_path = tmp_path / "out" / "mask.tif"
+    mask_path.parent.mkdir()
+    res = detect_changes(before, after, DetectionConfig(method="cva"), mask_out=mask_path)
+    with rasterio.open(mask_path) as m, rasterio.open(before / next(
+            p.name for p in before.iterdir() if p.name.endswith("_B02.tif"))) as b:
+        mask = m.read(1)
+        assert m.dtypes[0] == "uint8" and m.count == 1 and m.nodata == 255
+        assert m.crs == b.crs and m.transform == b.transform and m.shape == b.shape
+    assert set(np.unique(mask)) <= {0, 1, 255}
+    assert (mask[:4, -4:] == 255).all()
+    assert mask[CHANGED].mean() > 0.9
+    outside = mask.copy()
+    outside[CHANGED] = 0
+    assert (outside == 1).sum() < 20
+    big = max(res.features, key=lambda f: f["area_m2"])
+    assert big["area_m2"] == pytest.approx(19_600, rel=0.1)
+    assert (big["from_class"], big["to_class"], big["kind"]) == (
+        "vegetation", "built_up", "conversion")
+    assert not list(tmp_path.glob("out/.*tmp"))  # temp file renamed
+
+
+def test_tiles_merge_across_edges(pair):
+    before, after = pair
+    whole = detect_changes(before, after, DetectionConfig(method="cva", tile=1024))
+    tiled = detect_changes(before, after, DetectionConfig(method="cva", tile=16))
+    assert tiled.stats["tiles"] == 16
+    assert len(tiled.features) == len(whole.features)
+    assert sum(f["area_m2"] for f in tiled.features) == pytest.approx(
+        sum(f["area_m2"] for f in whole.features), rel=0.02)
+
+
+def test_minimum_mapping_unit_drops_small_patches(tmp_path):
+    before = write_multiband(tmp_path / "b.tif", scene(48, seed=1))
+    after = write_multiband(tmp_path / "a.tif", scene(48, seed=2, changed=(slice(10, 12),
+                                                                        slice(20, 22))))
+    kept = detect_changes(before, after, DetectionConfig(method="cva", min_mapping_unit_m2=0))
+    dropped = detect_changes(before, after, DetectionConfig(method="cva",
+                                                            min_mapping_unit_m2=500))
+    assert any(f["n_pixels"] >= 4 for f in kept.features)
+    assert all(f["area_m2"] >= 500 for f in dropped.features)
+
+
+def test_dask_local_cluster_gives_the_same_result(pair):
+    from dask.distributed import Client, LocalCluster
+
+    before, after = pair
+    local = detect_changes(before, after, DetectionConfig(method="cva", tile=32))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        remote = detect_changes(before, after, DetectionConfig(method="cva", tile=32),
+                                client=client)
+    assert remote.stats["change_pixels"] == local.stats["change_pixels"]
+    assert len(remote.features) == len(local.features)
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "change_cnn_v1.onnx").exists(), reason="no shipped CNN")
+def test_shipped_cnn_runs_with_onnxruntime(pair):
+    det = load_detector("cnn")
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal((10, 37, 45)).astype(np.float32)
+    p = det.probability(b, b)
+    assert p.shape == (37, 45) and ((p >= 0) & (p <= 1)).all()
+    res = detect_changes(*pair, DetectionConfig(method="cnn"))
+    assert res.model_version == "change_cnn_v1"
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "change_gbm_v1.joblib").exists(), reason="no shipped GBM")
+def test_shipped_gbm_runs(pair):
+    res = detect_changes(*pair, DetectionConfig(method="gbm"))
+    assert res.method == "gbm" and res.stats["valid_pixels"] > 0
+
+
+def test_unknown_method_and_missing_model(tmp_path):
+    with pytest.raises(ConfigurationError, match="Unknown change detection method"):
+        load_detector("magic")
+    with pytest.raises(ConfigurationError, match="not found"):
+        load_detector("cnn", model_path=tmp_path / "none.onnx")
+
+
+def test_missing_band_in_after_is_one_clear_error(tmp_path):
+    before = write_multiband(tmp_path / "b.tif", scene(16))
+    after = write_band_folder(tmp_path / "after", scene(16), skip=("B04",))
+    with pytest.raises(InputFileError, match=r"after: missing band\(s\) B04"):
+        detect_changes(before, after, DetectionConfig(method="cva"))
+
+
+def test_land_cover_rules():
+    bands = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    bare = np.array([1100, 1400, 1700, 1900, 2100, 2250, 2350, 2450, 3000, 2500], np.float32)
+    px = np.stack([VEG, BUILT, WATER, bare], axis=1)[:, None, :]
+    codes = classify(px, bands, np.ones((1, 4), bool))
+    assert codes.tolist() == [[COVER_CODES[c] for c in ("vegetation", "built_up", "water",
+                                                         "bare")]]
+
+
+def test_change_kind_seasonal_vs_conversion():
+    assert change_kind("water", "vegetation") == "seasonal"  # flooded paddy → green rice
+    assert change_kind("vegetation", "bare") == "seasonal"  # harvest
+    assert change_kind("vegetation", "built_up") == "conversion"
+    assert change_kind("built_up", "built_up") == "other"
+
+
+def test_otsu_separates_two_modes():
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(1, 0.2, 5000), rng.normal(5, 0.5, 500)])
+    assert 1.5 < otsu_threshold(v) < 4.5
