@@ -174,3 +174,43 @@ def run_crawl(
     )
     process.start()
     return dict(crawler.stats.get_stats()) if crawler.stats else {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m crawler.run CONFIG.json``: one crawl in its own process (used by the demo
+    and benchmarks, since Twisted's reactor cannot be restarted inside a process).
+
+    CONFIG: {"sites_yaml": text with {base} placeholders | "sites_file": path, "base": url,
+    "state_dir": path, "database_url": url | null, "job": str, "since": iso | null,
+    "settings": {CrawlSettings fields}, "scrapy": {Scrapy settings}, "stats_out": path}
+    """
+    import json
+    import sys
+
+    import yaml
+
+    from crawler.sites import load_sites, parse_sites
+
+    conf = json.loads(Path((argv or sys.argv[1:])[0]).read_text(encoding="utf-8"))
+    if conf.get("sites_yaml"):
+        data = yaml.safe_load(conf["sites_yaml"].replace("{base}", conf.get("base", "")))
+        sites = parse_sites(data, "sites").sites
+    else:
+        sites = load_sites(conf["sites_file"]).sites
+    settings = CrawlSettings(**conf.get("settings", {}))
+    engine = None
+    if conf.get("database_url"):
+        from gis.db.session import make_engine
+
+        engine = make_engine(conf["database_url"], connect_args={"connect_timeout": 3})
+    since = dt.datetime.fromisoformat(conf["since"]) if conf.get("since") else None
+    stats = run_crawl(sites, settings, Path(conf["state_dir"]), engine=engine, since=since,
+                      job=conf.get("job", "default"), extra_settings=conf.get("scrapy"),
+                      log_level=conf.get("log_level", "WARNING"))
+    if conf.get("stats_out"):
+        out = {k: v for k, v in stats.items() if isinstance(v, int | float | str)}
+        Path(conf["stats_out"]).write_text(json.dumps(out, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The crawler's demo stage fills the database from the shipped mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+pytestmark = [pytest.mark.postgis, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_stage_crawls_the_mirror(database_url, engine, tmp_path):
+    from crawler.demo import demo_stage
+    from ioc.demo import DemoContext
+
+    messages: list[str] = []
+    ctx = DemoContext(engine=engine, database_url=database_url, state_dir=tmp_path,
+                      data_dir=REPO / "data", echo=messages.append)
+    demo_stage(ctx)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT title, published_at, relevant, duplicate_of FROM articles "
+            "WHERE url LIKE 'http://127.0.0.1:%' AND url LIKE '%-20__.html'"
+        )).all()
+        assert len(rows) >= 25
+        assert all(r.published_at is not None for r in rows)
+        assert sum(r.relevant for r in rows) >= 20
+        assert sum(r.duplicate_of is not None for r in rows) >= 1
+        conn.execute(text("DELETE FROM articles WHERE url LIKE 'http://127.0.0.1:%'"))
+        conn.commit()
+    assert any("stored" in m for m in messages)
