@@ -263,9 +263,14 @@ def _env() -> Environment:
     return env
 
 
-def render_html(digest: dict[str, Any]) -> str:
-    """The digest as one self-contained HTML page (Vietnamese, phone-friendly, offline)."""
+def render_html(digest: dict[str, Any], feedback_url: str | None = None) -> str:
+    """The digest as one self-contained HTML page (Vietnamese, phone-friendly, offline).
+
+    ``feedback_url`` is where the correction forms POST (default ``/digest/feedback``).
+    """
     d = dict(digest)
+    if feedback_url:
+        d["feedback_url"] = feedback_url
     d.setdefault("feedback_url", "/digest/feedback")
     series = d.get("series", [])
     d["series_max"] = max([s["total"] for s in series] + [1])

@@ -7,6 +7,9 @@ class NLPError(Exception):
     """Root of every error raised by :mod:`nlp`."""
 
 
+NlpError = NLPError  # the name ioc.cli looks up for one-line user errors
+
+
 class ModelNotFoundError(NLPError, FileNotFoundError):
     """A sentiment model file or registry entry does not exist."""
 

@@ -231,12 +231,17 @@ class PlaceFinder:
         when = published or dt.date.today()
         return "new" if when >= reform else "old"
 
-    def find(self, text: str, published: dt.date | str | None = None) -> list[dict[str, Any]]:
-        """Places mentioned in ``text`` (normalised NFC text), best first.
+    def find(
+        self, text: str, published: dt.date | str | None = None, normalized: bool = False
+    ) -> list[dict[str, Any]]:
+        """Places mentioned in ``text``, best first.
 
         ``published`` (date or ISO string) chooses between an old and a new unit of the same
-        name: news before the reform date means the old unit.
+        name: news before the reform date means the old unit. ``normalized=True`` skips the
+        text normalisation when the caller has already done it.
         """
+        if not normalized:
+            text = normalize_text(text)
         if isinstance(published, str):
             try:
                 published = dt.date.fromisoformat(published[:10])

@@ -167,14 +167,15 @@ class Scorer:
                 return {"not_scored": "unreadable text (mojibake or an unknown encoding)"}
             return {"not_scored": "not Vietnamese text (too few Vietnamese syllables)"}
         title, lead, body = norm.get("title", ""), norm.get("lead", ""), norm.get("text", "")
+        for part in (title, lead):  # callers often send text = title + lead + body
+            if part and body.startswith(part):
+                body = body[len(part) :].lstrip()
         body_sents = split_sentences(body)
         if not title:
             # plain text: the first sentence is the headline, the next one the lead
             title = body_sents.pop(0) if body_sents else ""
             if not lead and body_sents:
                 lead = body_sents.pop(0)
-        elif lead and body.startswith(lead[:50]):
-            body_sents = split_sentences(body[len(lead) :])
         head = " ".join(x if re.search(r"[.!?…]$", x) else x + "." for x in (title, lead) if x)
         published = rec.get("published") or rec.get("published_at")
         return _Prepared(
@@ -249,7 +250,7 @@ class Scorer:
             else:
                 rec["topic"] = None
             try:
-                rec["places"] = self.places.find(p.full_text, p.published) if self.places else []
+                rec["places"] = self.places.find(p.full_text, p.published, normalized=True) if self.places else []
             except Exception as exc:  # noqa: BLE001 - places are an aid; keep the sentiment
                 log.warning("place finding failed on record %s: %s", p.index, exc)
                 rec["places"] = []

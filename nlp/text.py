@@ -304,10 +304,8 @@ def is_vietnamese_syllable(word: str) -> bool:
     return tones <= 1 and bool(_SYLLABLE_RE.match("".join(bases)))
 
 
-def vietnamese_score(text: str) -> float:
-    """How Vietnamese-Unicode a text looks: well-formed syllables carrying Vietnamese
-    diacritics, minus malformed ones and odd characters (legacy-font glyphs, C1 controls,
-    replacement characters)."""
+def _syllable_counts(text: str) -> tuple[int, int, int]:
+    """(well-formed syllables with diacritics, malformed non-ASCII words, odd characters)."""
     good = bad = 0
     for w in _WORD_RE.findall(text):
         if not any(c in _VI_DIACRITIC for c in w) and all(ord(c) < 128 for c in w):
@@ -316,7 +314,14 @@ def vietnamese_score(text: str) -> float:
             good += 1
         else:
             bad += 1
-    odd = len(_ODD_RE.findall(text))
+    return good, bad, len(_ODD_RE.findall(text))
+
+
+def vietnamese_score(text: str) -> float:
+    """How Vietnamese-Unicode a text looks: well-formed syllables carrying Vietnamese
+    diacritics, minus malformed ones and odd characters (legacy-font glyphs, C1 controls,
+    replacement characters)."""
+    good, bad, odd = _syllable_counts(text)
     return good - bad - 2.0 * odd
 
 
@@ -356,7 +361,10 @@ def repair_legacy(text: str) -> tuple[str, str | None]:
     base = vietnamese_score(text)
     best, best_enc, best_score = text, None, base
     for enc, cand in _candidates(text):
-        score = vietnamese_score(cand)
+        good, bad, odd = _syllable_counts(cand)
+        score = good - bad - 2.0 * odd
+        if good < 2 or bad > 0.25 * good:
+            continue  # the conversion does not read as Vietnamese either (French, German...)
         if score > best_score + 1:
             best, best_enc, best_score = cand, enc, score
     return unicodedata.normalize("NFC", best), best_enc
