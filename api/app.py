@@ -112,25 +112,42 @@ def error_response(exc: Exception) -> JSONResponse:
             "The filter compares a property with a value of the wrong type or uses an "
             "operator the property does not support.",
         )
+    if isinstance(exc, psycopg.errors.InternalError_ | psycopg.errors.ExternalRoutineException):
+        # every statement is ours: PostGIS refusing a value means the request's coordinates or
+        # geometry (bbox, filter literal) are outside what the CRS or GeoJSON allows
+        return ogc_error(
+            400, "InvalidParameterValue",
+            "The request's coordinates or geometry cannot be used (outside the CRS's area or "
+            "not valid GeoJSON).",
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        LOGGER.error("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return ogc_error(503, "ServiceUnavailable", "The database is not reachable; try again later.")
     LOGGER.exception("unhandled error")
     return ogc_error(500, "ServerError", "Internal server error.")
 
 
 def _wants_html(request: Request) -> bool:
+    """f=html, or a browser's Accept header (text/html before any JSON type)."""
     f = request.query_params.get("f")
     if f is not None:
         return f.lower() == "html"
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and accept.find("text/html") < max(accept.find("json"), 10**6) and "json" not in accept.split(",")[0]
+    accept = request.headers.get("accept", "").lower()
+    if "text/html" not in accept:
+        return False
+    json_at = accept.find("json")
+    return json_at < 0 or accept.find("text/html") < json_at
 
 
-def _int(value: str, name: str, minimum: int) -> int:
+def _int(value: str, name: str, minimum: int, maximum: int = 2**53) -> int:
     try:
         number = int(value)
     except ValueError:
         raise InvalidParameterError(f"{name} must be an integer, got '{value[:40]}'.") from None
     if number < minimum:
         raise InvalidParameterError(f"{name} must be at least {minimum}, got {number}.")
+    if number > maximum:
+        raise InvalidParameterError(f"{name} must be at most {maximum}.")
     return number
 
 
@@ -245,6 +262,11 @@ class OGCRoutes:
         if "bbox" in params:
             q.bbox = parse_bbox(params["bbox"])
             _, q.bbox_srid, q.bbox_flip = parse_crs(params.get("bbox-crs"), "bbox-crs")
+            if q.bbox_srid == 4326:
+                lons = q.bbox[1::2] if q.bbox_flip else q.bbox[0::2]
+                lats = q.bbox[0::2] if q.bbox_flip else q.bbox[1::2]
+                if any(abs(v) > 180 for v in lons) or any(abs(v) > 90 for v in lats):
+                    raise InvalidParameterError("bbox is outside -180..180 longitude / -90..90 latitude.")
         elif "bbox-crs" in params:
             raise InvalidParameterError("bbox-crs is given without bbox.")
         if "crs" in params:
@@ -588,7 +610,8 @@ def patch_openapi(openapi: dict, routes: OGCRoutes) -> dict:
         path = paths.get(f"/collections/{collection_id}/items", {})
         get = path.get("get")
         if get is not None:
-            names = {p.get("$ref", "").rsplit("/", 1)[-1] or p.get("name") for p in get.get("parameters", [])}
+            names = {(p.get("$ref", "").rsplit("/", 1)[-1].removesuffix(".yaml") or p.get("name"))
+                     for p in get.get("parameters", [])}
             for name in ("filter", "filter-lang", "filter-crs", "crs", "bbox-crs", "sortby", "cursor"):
                 if name not in names:
                     get["parameters"].append({"$ref": f"#/components/parameters/{name}"})
@@ -604,9 +627,10 @@ def patch_openapi(openapi: dict, routes: OGCRoutes) -> dict:
                                           "explode": False, "schema": schema})
             get.get("responses", {}).setdefault("400", {"$ref": "#/components/responses/InvalidParameter"})
             path.pop("post", None)
+            path.pop("options", None)
         item_path = paths.get(f"/collections/{collection_id}/items/{{featureId}}")
         if item_path is not None:
-            for method in ("put", "delete"):
+            for method in ("put", "delete", "options"):
                 item_path.pop(method, None)
             spec = BY_ID[collection_id]
             if spec.writable:

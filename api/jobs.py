@@ -50,7 +50,7 @@ class JobManager(PostgreSQLManager):
 
     def get_job(self, job_id: str) -> dict:
         job = super().get_job(job_id)
-        self._last_output = job.pop("output", None)
+        job.pop("output", None)
         return job
 
     def get_job_result(self, job_id: str):

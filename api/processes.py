@@ -209,6 +209,23 @@ def store_detection(engine: Engine, result: Any) -> int:
         return int(run_id)
 
 
+_SCORER: list = []
+
+
+def _scorer():
+    """The sentiment scorer, loaded once per process (model + gazetteer)."""
+    if not _SCORER:
+        try:
+            from nlp.scoring import load_scorer
+        except ImportError as exc:
+            raise ProcessorExecuteError(f"Sentiment scoring is not available: {exc}") from exc
+        try:
+            _SCORER.append(load_scorer())
+        except (IocError, ValueError, OSError) as exc:
+            raise ProcessorExecuteError(f"The sentiment model cannot be loaded: {exc}") from exc
+    return _SCORER[0]
+
+
 class SentimentScoringProcessor(_DatabaseProcessor):
     """Calls ``nlp.scoring.load_scorer().score_records(records)``."""
 
@@ -238,11 +255,7 @@ class SentimentScoringProcessor(_DatabaseProcessor):
         if len(records) > 5000:
             raise ProcessorExecuteError("At most 5000 records per execution.")
         try:
-            from nlp.scoring import load_scorer
-        except ImportError as exc:
-            raise ProcessorExecuteError(f"Sentiment scoring is not available: {exc}") from exc
-        try:
-            scored = load_scorer().score_records(records)
+            scored = _scorer().score_records(records)
         except (IocError, ValueError, OSError) as exc:
             raise ProcessorExecuteError(str(exc)) from exc
         return "application/json", {"id": "scores", "value": list(scored)}

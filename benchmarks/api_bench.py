@@ -243,7 +243,11 @@ def request_sets(url: str, rows: int, collection: str, kind: str) -> dict[str, l
         "deep page offset 900,000": [f"{base}/items?offset={900_000 + 100 * i}&limit=100{fmt}" for i in range(20)],
         "single item": [f"{base}/items/{i}{'?f=json' if kind == 'stock' else ''}" for i in ids],
         "z14 vector tile": [f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}{tile_suffix}" for tx, ty in tiles],
-    }
+    } | ({
+        # tipg given the same stored EPSG:3857 column our tiles read (fairness check)
+        "z14 vector tile, stored 3857 column": [
+            f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}?geom-column=geom_webmercator" for tx, ty in tiles],
+    } if kind == "tipg" else {})
 
 
 def measure(urls: list[str], seconds: float, max_requests: int, headers: dict | None = None) -> dict:
@@ -308,7 +312,7 @@ def main() -> None:
             collection = "parcels"
         else:
             tipg_uvicorn = ensure_tipg()
-            env = {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["public"]', "TIPG_DB_TABLES": '["parcels"]',
+            env = {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["public"]',
                    "TIPG_MAX_FEATURES_PER_QUERY": "10000", "TIPG_DEFAULT_FEATURES_LIMIT": "10"}
             cmd = [str(tipg_uvicorn), "tipg.main:app", "--port", str(port), *common]
             collection = "public.parcels"
@@ -320,6 +324,9 @@ def main() -> None:
             results[kind] = {}
             for name, urls in request_sets(base, args.rows, collection, kind).items():
                 res = measure(urls, args.seconds, args.max_requests)
+                bad = {k: v for k, v in res["statuses"].items() if k not in (200, 204)}
+                if bad:
+                    raise SystemExit(f"{kind} {name}: unexpected statuses {bad}; see {workdir}/{kind}.log")
                 results[kind][name] = res
                 log(f"{kind:5s} {name:26s} p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  "
                     f"{res['rps']:7.1f} req/s  ({res['n']} requests, {res['bytes']:,} B, {res['statuses']})")
@@ -333,7 +340,7 @@ def main() -> None:
                     log(f"ours  deep page via rel=next       p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  {res['rps']:7.1f} req/s")
         finally:
             stop(proc)
-    names = list(next(iter(results.values())).keys())
+    names = list(dict.fromkeys(n for r in results.values() for n in r))
     print()
     print(f"## {args.rows:,} parcels (EPSG:5897), {args.workers} uvicorn workers each, concurrency 1")
     print("| request | " + " | ".join(f"{k} p50 ms / p95 ms / req/s" for k in results) + " | ours÷stock (rps) | ours÷tipg (rps) |")
@@ -343,10 +350,11 @@ def main() -> None:
         for k in results:
             r = results[k].get(name)
             cells.append(f"{r['p50']:.1f} / {r['p95']:.1f} / {r['rps']:.1f}" if r else "–")
-        ours = results.get("ours", {}).get(name)
+        ours = results.get("ours", {}).get(name) or results.get("ours", {}).get(
+            "z14 vector tile" if "z14" in name else name)
         ratio = []
         for other in ("stock", "tipg"):
-            o = results.get(other, {}).get(name) or results.get(other, {}).get("deep page offset 900,000" if "keyset" in name else name)
+            o = results.get(other, {}).get(name)
             ratio.append(f"{ours['rps'] / o['rps']:.1f}×" if ours and o else "–")
         print(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(ratio) + " |")
     out = workdir / "results.json"
