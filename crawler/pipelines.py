@@ -196,46 +196,70 @@ class DedupeStage(_Stage):
 
 
 class ScoreStage(_Stage):
-    """400: sentiment, topic and places from ``nlp.scoring`` (switched off until it exists)."""
+    """400: sentiment, topic and places from ``nlp.scoring`` (switched off until it exists).
+
+    Uses ``nlp.scoring.load_scorer(model_path, gazetteer_path, use_ner)`` once per crawl and
+    ``Scorer.score_records`` per item. An article the scorer declines ("not_scored") or fails
+    on is stored unscored, the reason kept in ``extra`` (and a dead letter for errors).
+    """
 
     stage = "score"
 
     def __init__(self, crawler: Crawler, scorer: Any) -> None:
         super().__init__(crawler)
         self.scorer = scorer
-        self.model_version = str(
-            getattr(scorer, "model_version", None) or getattr(scorer, "version", None) or "nlp"
-        )
+        self.model_version = str(getattr(scorer, "model_version", None) or "nlp")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler):
-        if not crawler.settings.getbool("IOC_SCORING", True):
-            raise NotConfigured("scoring switched off (IOC_SCORING = False)")
+        settings = crawler.settings
+        if not settings.getbool("IOC_SCORING", True):
+            raise NotConfigured("scoring switched off (IOC_CRAWL_SCORING=false)")
         try:
             from nlp.scoring import load_scorer
         except ImportError as exc:
             raise NotConfigured(f"nlp.scoring is not available: {exc}") from exc
-        spec = crawler.settings.get("IOC_SCORER")
+        spec = settings.get("IOC_SCORER")
         try:
-            scorer = load_scorer(spec) if spec else load_scorer()
+            scorer = load_scorer(
+                Path(spec) if spec else None,
+                Path(settings.get("IOC_GAZETTEER")) if settings.get("IOC_GAZETTEER") else None,
+                use_ner=settings.getbool("IOC_SCORER_NER", True),
+            )
         except Exception as exc:  # noqa: BLE001 - no model → stage off, said in the log
+            log.warning("scoring switched off: no NLP scorer could be loaded (%s)", exc)
             raise NotConfigured(f"no NLP scorer could be loaded: {exc}") from exc
+        log.info("scoring with %s", getattr(scorer, "model_version", scorer))
         return cls(crawler, scorer)
 
     def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
-        text = "\n".join(x for x in (record.get("title"), record.get("lead"), record["text"]) if x)
-        query = {"id": record["canonical_url"], "text": text, "title": record.get("title"),
-                 "published": record.get("published")}
+        query = {
+            "id": record["canonical_url"],
+            "title": record.get("title"),
+            "lead": record.get("lead"),
+            "text": record.get("text"),
+            "published": record.get("published"),
+        }
         try:
-            scored = list(self.scorer.score_records([query]))[0]
+            scored = self.scorer.score_records([query])[0]
         except Exception as exc:  # noqa: BLE001 - store the article unscored, say why
             self.fail(record, spider, f"scoring failed: {exc!r}")
+            record.setdefault("extra", {})["not_scored"] = f"scoring failed: {exc}"
+            return record
+        if scored.get("error"):
+            self.fail(record, spider, f"scorer refused the record: {scored['error']}")
+        if scored.get("not_scored") or scored.get("error"):
+            record.setdefault("extra", {})["not_scored"] = scored.get("not_scored") or scored[
+                "error"]
+            self.crawler.stats.inc_value("ioc/not_scored")
             return record
         record["sentiment"] = scored.get("sentiment")
         record["topic"] = scored.get("topic")
+        record["topic_scores"] = scored.get("topic_scores")
         if scored.get("places") is not None:
             record["places"] = scored["places"]
         record["model_version"] = scored.get("model_version") or self.model_version
+        self.crawler.stats.inc_value("ioc/scored")
         return record
 
 

@@ -116,6 +116,7 @@ def scrapy_settings(
         "IOC_SCORING": settings.scoring,
         "IOC_NEAR_DUPLICATE_THRESHOLD": settings.near_duplicate_threshold,
         "IOC_SCORER": settings.scorer,
+        "IOC_SCORER_NER": settings.scorer_ner,
         "IOC_STATE_JOBDIR": str(jobdir),
         "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",
     }

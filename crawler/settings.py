@@ -44,7 +44,8 @@ class CrawlSettings(BaseSettings):
         default=None, description="scrapy-redis: shared queue and dupefilter (distributed mode)."
     )
     scorer: str | None = Field(
-        default=None, description="Argument to nlp.scoring.load_scorer (unset = its default)."
+        default=None, description="Model file for nlp.scoring.load_scorer (unset = newest)."
     )
     scoring: bool = Field(default=True, description="Score articles when nlp is available.")
+    scorer_ner: bool = Field(default=True, description="Let the scorer use underthesea NER.")
     near_duplicate_threshold: float = Field(default=0.8, description="MinHash Jaccard threshold.")
