@@ -1,7 +1,7 @@
 """A small HTTP server for a local mirror of news pages (tests, demo, benchmarks).
 
 Serves a folder on 127.0.0.1 with a few special routes that real sites also produce:
-``/__slow/<seconds>/...`` (a slow page), ``/__loop/<n>`` (endless redirects), ``/__error/<code>``
+``/__slow/<seconds>/...`` (a slow page), ``/__loop/<n>`` (endless redirects), ``/__big/<bytes>/...`` (an enormous page), ``/__error/<code>``
 (an HTTP error). A ``.headers`` file next to a page (``name.html.headers``, lines
 ``Header: value``) overrides its response headers (e.g. a legacy charset). Never exposed
 beyond the loopback interface. ``{{BASE}}`` in served text files becomes the server's base URL.
@@ -34,6 +34,23 @@ class _Handler(SimpleHTTPRequestHandler):
             time.sleep(float(m.group(1)))
             self.path = m.group(2)
             return False
+        m = re.match(r"^/__big/(\d+)/", self.path)
+        if m:
+            size = int(m.group(1))
+            chunk = "<p>Trang khổng lồ lặp lại một câu rất nhiều lần.</p>\n".encode() * 1000
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent = 0
+            try:
+                while sent < size:
+                    part = chunk[: size - sent]
+                    self.wfile.write(part)
+                    sent += len(part)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return True
         m = re.match(r"^/__loop/(\d+)", self.path)
         if m:
             self.send_response(302)

@@ -88,6 +88,9 @@ def test_crawl_fills_the_database(clean_db, local_site, database_url, tmp_path):
     assert any(k.startswith("/__loop/") for k in failures)
     assert failures["/dac-biet/khong-co-bai-1009.html"].stage in ("extract", "clean")
     assert "not XML" in failures["/bad-feed.xml"].reason
+    enormous = failures["/__big/17000000/dac-biet/trang-khong-lo-1015.html"]
+    assert enormous.stage == "fetch" and "Cancelled" in enormous.reason or "size" in (
+        enormous.reason)
     assert "/private/bi-mat-1014.html" not in local_site.hits  # robots.txt obeyed
     assert stats.get("ioc/stored", 0) >= 9
 
@@ -149,3 +152,29 @@ def test_database_outage_loses_nothing(local_site, database_url, engine, tmp_pat
         assert _failures(engine, base)  # dead letters were spooled too
     finally:
         _cleanup(engine, base)
+
+
+def test_cli_run_contract(clean_db, local_site, database_url, tmp_path):
+    """`ioc crawl run --site NAME --since DATE` against the database of IOC_DATABASE_URL."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.crawler.conftest import SITES_TEMPLATE
+
+    sites_file = tmp_path / "sites.yaml"
+    sites_file.write_text(SITES_TEMPLATE.replace("{base}", local_site.base), encoding="utf-8")
+    env = {**os.environ, "IOC_DATABASE_URL": database_url, "IOC_STATE_DIR": str(tmp_path),
+           "IOC_CRAWL_DOWNLOAD_DELAY": "0", "IOC_CRAWL_AUTOTHROTTLE": "false"}
+    ioc = [sys.executable, "-c", "from ioc.cli import main; main()"]
+    done = subprocess.run([*ioc, "crawl", "run", "--sites-file", str(sites_file), "--site",
+                           "testsite", "--since", "2025-08-07", "--log-level", "WARNING"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    arts = _articles(clean_db, local_site.base)
+    assert set(arts) == {"/kinh-te/binh-luc-lua-mua-1004.html", "/kinh-te/ha-noi-hoi-cho-1005.html",
+                         "/__slow/1.5/dac-biet/trang-cham-1012.html",
+                         "/dac-biet/trang-loi-cu-phap-1008.html"}  # no date: cannot be skipped
+    bad = subprocess.run([*ioc, "crawl", "run", "--sites-file", str(sites_file), "--site", "nope"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "Unknown site 'nope'" in bad.stderr
