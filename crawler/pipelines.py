@@ -209,6 +209,9 @@ class ScoreStage(_Stage):
         super().__init__(crawler)
         self.scorer = scorer
         self.model_version = str(getattr(scorer, "model_version", None) or "nlp")
+        self.max_consecutive_errors = crawler.settings.getint("IOC_SCORER_MAX_ERRORS", 5)
+        self.consecutive_errors = 0
+        self.disabled_reason: str | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler):
@@ -240,11 +243,23 @@ class ScoreStage(_Stage):
             "text": record.get("text"),
             "published": record.get("published"),
         }
+        if self.disabled_reason:
+            record.setdefault("extra", {})["not_scored"] = self.disabled_reason
+            return record
         try:
             scored = self.scorer.score_records([query])[0]
+            self.consecutive_errors = 0
         except Exception as exc:  # noqa: BLE001 - store the article unscored, say why
+            self.consecutive_errors += 1
             self.fail(record, spider, f"scoring failed: {exc!r}")
             record.setdefault("extra", {})["not_scored"] = f"scoring failed: {exc}"
+            if self.consecutive_errors >= self.max_consecutive_errors:
+                # a broken model: stop asking it (articles are still stored, unscored)
+                self.disabled_reason = (
+                    f"scoring switched off after {self.consecutive_errors} consecutive "
+                    f"errors (last: {exc!r})"
+                )
+                log.error("%s", self.disabled_reason)
             return record
         if scored.get("error"):
             self.fail(record, spider, f"scorer refused the record: {scored['error']}")
