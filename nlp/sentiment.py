@@ -190,6 +190,25 @@ class NewsModel:
     temperature: float = 1.0
     topic_clf: LogisticRegression | None = None
 
+    # ---------------------------------------------------------------- storage
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the LSA term vectors as int8 with one scale per dimension (4x smaller)."""
+        state = dict(self.__dict__)
+        terms = state.pop("lsa_terms")
+        if terms is not None:
+            scale = np.abs(terms).max(axis=0) / 127.0 + 1e-12
+            state["lsa_terms_int8"] = np.round(terms / scale).astype(np.int8)
+            state["lsa_terms_scale"] = scale.astype(np.float32)
+        else:
+            state["lsa_terms_int8"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        q = state.pop("lsa_terms_int8", None)
+        scale = state.pop("lsa_terms_scale", None)
+        state["lsa_terms"] = None if q is None else (q.astype(np.float32) * scale).astype(np.float32)
+        self.__dict__.update(state)
+
     # ---------------------------------------------------------------- features
     def _lsa(self, segs: Sequence[str]) -> np.ndarray:
         assert self.lsa_vec is not None and self.lsa_terms is not None

@@ -140,3 +140,15 @@ def test_places_scorer_uses_date(model_file):
     s = Scorer(load_model(model_file), PlaceFinder(gaz, use_ner=False))
     rec = s.score_records([{"id": 1, "text": "Cháy lớn ở phường Phủ Lý, tỉnh Ninh Bình, thiệt hại nặng.", "published": "2025-08-01"}])[0]
     assert ("13285", "new") in {(p["code"], p["valid"]) for p in rec["places"]}
+
+
+def test_lsa_quantised_storage_keeps_predictions(tmp_path):
+    rows = items(60, seed=3)
+    cfg = ModelConfig(char_ngrams=False, lsa_components=8, lsa_max_features=500, lexicon=False, calibrate=False)
+    unl = prepare([r["text"] for r in items(80, seed=4)])
+    model = train_model(_corpus(rows), unl, cfg, version="q")
+    texts = [r["text"] for r in rows[:10]]
+    before, _, _ = model.predict_units(texts)
+    path = save_model(model, tmp_path / "sentiment-q.joblib")
+    after, _, _ = load_model(path).predict_units(texts)
+    assert np.abs(before - after).max() < 0.02
