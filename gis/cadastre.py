@@ -118,7 +118,8 @@ class CodeTables:
         codes: dict[str, set[str]] = {"2014": set(), "2024": set()}
         for code, version in conn.execute(text("SELECT code, version FROM land_use_codes")):
             codes.setdefault(version, set()).add(code)
-        mapping = dict(conn.execute(text("SELECT code_2014, code_2024 FROM land_use_code_map")))
+        mapping = {r[0]: r[1] for r in conn.execute(
+            text("SELECT code_2014, code_2024 FROM land_use_code_map"))}
         return cls(codes, mapping)
 
     def resolve(self, raw: str, version: str | None) -> tuple[str, str] | None:
@@ -401,8 +402,7 @@ VALUES (:commune_code, :old_commune_code, :sheet_number, :parcel_number, :area_m
         :legal_area_m2, :land_use_code, :land_use_code_raw, :land_use_code_version,
         CAST(:land_uses AS jsonb), :owner_class, :owner_name, :address, :source_file, now(),
         ST_Multi(ST_SetSRID(ST_GeomFromWKB(decode(CAST(:wkb AS text), 'hex')), {srid})))
-ON CONFLICT (commune_code, sheet_number, parcel_number) DO UPDATE SET
-    old_commune_code = COALESCE(EXCLUDED.old_commune_code, parcels.old_commune_code),
+ON CONFLICT (commune_code, old_commune_code, sheet_number, parcel_number) DO UPDATE SET
     area_m2 = EXCLUDED.area_m2, legal_area_m2 = EXCLUDED.legal_area_m2,
     land_use_code = EXCLUDED.land_use_code, land_use_code_raw = EXCLUDED.land_use_code_raw,
     land_use_code_version = EXCLUDED.land_use_code_version, land_uses = EXCLUDED.land_uses,

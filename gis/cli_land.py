@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -24,6 +26,18 @@ def _engine():
     if obj is None or not hasattr(obj, "engine"):
         raise click.ClickException("no database configured (run through the `ioc` command).")
     return obj.engine()
+
+
+@contextmanager
+def _connect(bind) -> Iterator:
+    """A connection from an Engine (or the Connection itself, e.g. in tests)."""
+    from sqlalchemy import Connection
+
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
+            yield conn
 
 
 def _fail(exc: BaseException) -> click.ClickException:
@@ -139,7 +153,7 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
     if store:
         engine = _engine()
         try:
-            with engine.connect():
+            with _connect(engine):
                 pass
         except Exception as exc:  # connection problems: one line
             raise click.ClickException(f"database unavailable: {str(exc).splitlines()[0]}") \
@@ -233,7 +247,7 @@ def alerts_cmd(run_id, commune, severity, status, since, limit, summary, fmt, ou
     from gis.alerts import list_alerts, summarise_alerts
 
     try:
-        with _engine().connect() as conn:
+        with _connect(_engine()) as conn:
             if summary:
                 rows = summarise_alerts(conn, run_id)
                 columns = ("commune_code", "commune_name", "high", "medium", "low", "total",
@@ -313,7 +327,9 @@ def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> N
     """Set the review status of a parcel alert (after a field check)."""
     from sqlalchemy import text
 
-    with _engine().begin() as conn:
+    from gis.cadastre import transaction
+
+    with transaction(_engine()) as conn:
         n = conn.execute(text(
             "UPDATE parcel_alerts SET review_status = :s, reviewer = :r, review_note = :n, "
             "reviewed_at = now() WHERE id = :id"

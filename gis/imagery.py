@@ -475,23 +475,43 @@ def band_statistics(
     cloud_fraction : float
         Fraction of pixels that carry data but were masked as cloud/shadow.
     """
-    step = max(1, math.ceil(math.sqrt(grid.width * grid.height / max_pixels)))
-    sub = Grid(grid.crs, grid.transform * rasterio.Affine.scale(step),
-               math.ceil(grid.width / step), math.ceil(grid.height / step))
-    with SceneReader(scene, sub) as reader:
-        win = Window(0, 0, sub.width, sub.height)
-        values, valid = reader.read(win, bands, cloud_mask=True)
-        _, has_data = reader.read(win, bands, cloud_mask=False)
+    values, valid, has_data = read_sample(scene, grid, bands, max_pixels)
     n = int(valid.sum())
     total = valid.size
     if n == 0:
         raise InputFileError(f"{scene.path}: the image has no valid pixels (all nodata or cloud).")
-    v = values[:, valid].astype(np.float64)
-    mean = v.mean(axis=1)
-    std = v.std(axis=1)
+    v = values[:, valid]
+    mean = v.mean(axis=1, dtype=np.float64)
+    std = v.std(axis=1, dtype=np.float64)
     std[std < 1e-6] = 1.0
     cloud = float((has_data & ~valid).sum()) / total
     return mean.astype(np.float32), std.astype(np.float32), n / total, cloud
+
+
+def sample_windows(grid: Grid, max_pixels: int = 2_000_000, size: int = 256) -> list[Window]:
+    """The whole grid when it is small, else an even lattice of ``size``² windows holding
+    about ``max_pixels`` pixels (cheap and representative statistics for a full tile)."""
+    if grid.width * grid.height <= max_pixels:
+        return [Window(0, 0, grid.width, grid.height)]
+    n = max(2, math.ceil(math.sqrt(max_pixels / size**2)))
+    rows = np.linspace(0, max(grid.height - size, 0), n).astype(int)
+    cols = np.linspace(0, max(grid.width - size, 0), n).astype(int)
+    return [Window(int(c), int(r), min(size, grid.width), min(size, grid.height))
+            for r in rows for c in cols]
+
+
+def read_sample(scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values (bands, n) with valid and has-data masks (n,) of :func:`sample_windows`."""
+    vals, valids, datas = [], [], []
+    with SceneReader(scene, grid) as reader:
+        for win in sample_windows(grid, max_pixels):
+            v, ok = reader.read(win, bands, cloud_mask=True)
+            has = ok if ok.all() else reader.read(win, bands, cloud_mask=False)[1]
+            vals.append(v.reshape(len(bands), -1))
+            valids.append(ok.ravel())
+            datas.append(has.ravel())
+    return np.concatenate(vals, axis=1), np.concatenate(valids), np.concatenate(datas)
 
 
 def normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray,

@@ -20,7 +20,6 @@ the same code runs in-process or on ``dask.distributed`` workers.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +43,7 @@ from gis.imagery import (
     check_alignment,
     normalise,
     open_scene,
+    read_sample,
 )
 from gis.land_cover import COVER_NAMES, classify
 
@@ -68,6 +68,7 @@ class DetectionConfig:
     simplify_px: float = 0.5
     threads: int = 2
     dask_scheduler: str | None = None
+    gdal_cache_mb: int = 128
 
     def as_dict(self) -> dict:
         return {
@@ -92,6 +93,7 @@ class TileJob:
     threshold: float
     opening: int
     mmu_pixels: float
+    gdal_cache_mb: int = 128
 
 
 @dataclass
@@ -136,7 +138,8 @@ def process_tile(job: TileJob) -> TileResult:
 
     t0 = time.perf_counter()
     big = _expand(job.window, job.halo, job.grid)
-    with SceneReader(job.before, job.grid) as rb, SceneReader(job.after, job.grid) as ra:
+    with rasterio.Env(GDAL_CACHEMAX=job.gdal_cache_mb * 1024 * 1024), \
+            SceneReader(job.before, job.grid) as rb, SceneReader(job.after, job.grid) as ra:
         bv, bvalid = rb.read(big, job.bands)
         av, avalid = ra.read(big, job.bands)
         scale_b, scale_a = rb.scale, ra.scale
@@ -374,7 +377,7 @@ def detect_changes(
     halo = detector.halo + 2 * config.opening
     jobs = [
         TileJob(before, after, grid, bands, (mb, sb, ma, sa), detector, win, halo,
-                config.threshold, config.opening, mmu_pixels)
+                config.threshold, config.opening, mmu_pixels, config.gdal_cache_mb)
         for win in grid.windows(config.tile)
     ]
     tmp = None
@@ -383,6 +386,8 @@ def detect_changes(
     n_valid = n_change = 0
     client, own_client = _client(config, client)
     t1 = time.perf_counter()
+    env = rasterio.Env(GDAL_CACHEMAX=config.gdal_cache_mb * 1024 * 1024)
+    env.__enter__()
     try:
         if mask_out is not None:
             mask_out = Path(mask_out)
@@ -409,6 +414,8 @@ def detect_changes(
         features = _merge_edge_features(features)
         final, dropped = _finish_features(features, grid, mmu_pixels, config.simplify_px)
         if dst is not None and dropped:
+            dst.close()
+            dst = rasterio.open(tmp, "r+")
             _erase(dst, dropped, grid)
         timings["vectorise_s"] = round(time.perf_counter() - t2, 3)
         if dst is not None:
@@ -423,6 +430,7 @@ def detect_changes(
             Path(tmp).unlink()
         if own_client:
             client.close()
+        env.__exit__(None, None, None)
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     total_px = grid.width * grid.height
     stats = {
@@ -467,16 +475,13 @@ def _scene_info(scene: Scene, invalid_fraction: float, cloud_fraction: float) ->
 
 def _fit_cva(detector: CvaDetector, before: Scene, after: Scene, grid: Grid,
              bands: tuple[str, ...], stats) -> None:
-    step = max(1, math.ceil(math.sqrt(grid.width * grid.height / 2_000_000)))
-    sub = Grid(grid.crs, grid.transform * rasterio.Affine.scale(step),
-               math.ceil(grid.width / step), math.ceil(grid.height / step))
-    win = Window(0, 0, sub.width, sub.height)
-    with SceneReader(before, sub) as rb, SceneReader(after, sub) as ra:
-        bv, bvalid = rb.read(win, bands)
-        av, avalid = ra.read(win, bands)
+    bv, bvalid, _ = read_sample(before, grid, bands)
+    av, avalid, _ = read_sample(after, grid, bands)
     valid = bvalid & avalid
     mb, sb, ma, sa = stats
-    detector.fit(normalise(bv, mb, sb, valid), normalise(av, ma, sa, valid), valid)
+    bn = normalise(bv[:, None, :], mb, sb, valid[None, :])
+    an = normalise(av[:, None, :], ma, sa, valid[None, :])
+    detector.fit(bn, an, valid[None, :])
 
 
 def _erase(dst, geoms: list, grid: Grid) -> None:

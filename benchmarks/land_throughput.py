@@ -1,0 +1,136 @@
+"""Throughput and peak memory of change detection on a Sentinel-2-tile-sized pair.
+
+Generates (once) two 10,980 × 10,980-pixel, 10-band uint16 GeoTIFFs (a patchwork landscape
+with noise; the later one with changed blocks), then runs ``detect_changes`` — the code behind
+``ioc land detect BEFORE AFTER --mask-out ... --vector-out ...`` — in a fresh process and reports
+wall time, megapixels per second and that process's peak resident memory (ru_maxrss).
+
+    .venv/bin/python benchmarks/land_throughput.py                    # CNN, full tile
+    .venv/bin/python benchmarks/land_throughput.py --size 2048 --method cva
+
+The generated pair (2 × 2.4 GB) is kept in --workdir (default .state/bench_tile) for reruns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPECTRA = np.array([
+    [350, 700, 400, 1100, 2600, 3200, 3500, 3600, 2000, 1000],   # vegetation
+    [1300, 1450, 1550, 1650, 1750, 1850, 1950, 2000, 2300, 2100],  # built-up
+    [600, 650, 450, 400, 350, 330, 300, 290, 150, 100],            # water
+    [1100, 1400, 1700, 1900, 2100, 2250, 2350, 2450, 3000, 2500],  # bare
+], dtype=np.float32)
+
+
+def generate(path: Path, size: int, changed: bool, block: int = 512) -> None:
+    """Write one image strip by strip (bounded memory)."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from gis.imagery import MODEL_BANDS
+
+    land = np.random.default_rng(7)
+    cells = -(-size // 20)
+    cover_cells = land.choice(4, size=(cells, cells), p=[0.6, 0.15, 0.1, 0.15])
+    if changed:
+        flip = land.random((cells, cells)) < 0.02
+        cover_cells = np.where(flip, 1, cover_cells)  # 2 % of 200 m cells built over
+    noise = np.random.default_rng(11 if changed else 10)
+    tmp = path.with_name(path.name + ".tmp")
+    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=10,
+                       dtype="uint16", crs="EPSG:32648",
+                       transform=from_origin(500000, 2300000, 10, 10), nodata=0, tiled=True,
+                       blockxsize=512, blockysize=512, BIGTIFF="YES") as dst:
+        for i, b in enumerate(MODEL_BANDS, start=1):
+            dst.set_band_description(i, b)
+        for row in range(0, size, block):
+            h = min(block, size - row)
+            rows = (np.arange(row, row + h) // 20)[:, None]
+            cols = (np.arange(size) // 20)[None, :]
+            cover = cover_cells[rows, cols]
+            img = SPECTRA[cover].transpose(2, 0, 1)
+            img = img * (1 + 0.03 * noise.standard_normal(img.shape, dtype=np.float32))
+            dst.write(np.clip(img, 1, 10000).astype(np.uint16), window=Window(0, row, size, h))
+    os.replace(tmp, path)
+
+
+def run_detection(before: Path, after: Path, method: str, tile: int, out: Path) -> dict:
+    """In this (fresh) process: detect, write mask and vectors, report time and peak RSS."""
+    from gis.change.detect import DetectionConfig, detect_changes
+    from gis.cli_land import write_geojson
+
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 30 or done == total:
+            last[0] = now
+            print(f"  {done}/{total} tiles, {now - t0:.0f} s", file=sys.stderr, flush=True)
+
+    res = detect_changes(before, after, DetectionConfig(method=method, tile=tile),
+                         mask_out=out / "mask.tif", progress=progress)
+    write_geojson(res, out / "changes.geojson")
+    wall = time.perf_counter() - t0
+    px = res.grid.width * res.grid.height
+    return {
+        "method": method, "model_version": res.model_version, "width": res.grid.width,
+        "height": res.grid.height, "bands": 10, "tile": tile, "wall_s": round(wall, 1),
+        "megapixels_per_s": round(px / 1e6 / wall, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "polygons": len(res.features), "timings": res.timings,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=10980)
+    ap.add_argument("--method", choices=["cnn", "gbm", "cva"], default="cnn")
+    ap.add_argument("--tile", type=int, default=1024)
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".state" / "bench_tile")
+    ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    before = args.workdir / f"before_{args.size}.tif"
+    after = args.workdir / f"after_{args.size}.tif"
+    if args._child:
+        print(json.dumps(run_detection(before, after, args.method, args.tile, args.workdir)))
+        return 0
+    for path, changed in ((before, False), (after, True)):
+        if not path.exists():
+            t = time.perf_counter()
+            generate(path, args.size, changed)
+            print(f"generated {path} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_child", "--size", str(args.size), "--method",
+         args.method, "--tile", str(args.tile), "--workdir", str(args.workdir)],
+        stdout=subprocess.PIPE, text=True, check=True,
+    )
+    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{fig['width']} x {fig['height']} px, 10 bands, two dates, method {fig['method']} "
+          f"({fig['model_version']}): {fig['wall_s']} s wall, {fig['megapixels_per_s']} Mpx/s, "
+          f"peak memory {fig['peak_rss_mb']} MB (ru_maxrss of the detecting process), "
+          f"{fig['polygons']} polygons; load average at end {fig['load_avg_1min_at_end']} "
+          f"on {fig['cpu_count']} CPUs")
+    print(json.dumps(fig))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
