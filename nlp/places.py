@@ -308,7 +308,13 @@ class PlaceFinder:
                             context = True
             if context:
                 conf += _CONTEXT_BONUS
-            if not mm.prefixed and self.use_ner and ner_sentences < self.max_ner_sentences and u.level != "province":
+            if (
+                not mm.prefixed
+                and self.use_ner
+                and ner_sentences < self.max_ner_sentences
+                and u.level != "province"
+                and conf + _NER_LOC_BONUS >= self.min_confidence  # NER could change the outcome
+            ):
                 if sentences is None:
                     sentences = _sentence_spans(text)
                 idx = next((i for i, (s, e) in enumerate(sentences) if s <= mm.start < e), None)
