@@ -54,8 +54,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            log_level="warning",
-            access_log=False,
+            log_level="info" if settings.access_log else "warning",
+            access_log=settings.access_log,
             http="httptools",
             loop="uvloop",
         )

@@ -9,6 +9,7 @@ results live in PostgreSQL and any API worker can answer ``/jobs/{id}/results``.
 
 from __future__ import annotations
 
+import copy
 import json
 
 from pygeoapi.process.base import JobResultNotFoundError
@@ -18,7 +19,10 @@ from pygeoapi.util import JobStatus
 
 class JobManager(PostgreSQLManager):
     def __init__(self, manager_def: dict) -> None:
-        super().__init__({**manager_def, "output_dir": None})
+        # pygeoapi pops search_path out of the shared options dict: always pass a copy
+        options = dict(copy.deepcopy(manager_def.get("options") or {}))
+        options.setdefault("search_path", ["pygeoapi"])
+        super().__init__({**manager_def, "options": options, "output_dir": None})
 
     def _execute_handler_sync(self, p, job_id, data_dict, requested_outputs=None, subscriber=None,
                               requested_response="raw"):

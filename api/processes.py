@@ -105,8 +105,8 @@ class _DatabaseProcessor(BaseProcessor):
 
 
 class LandChangeDetectionProcessor(_DatabaseProcessor):
-    """Asynchronous change detection: calls ``gis.change.detect.detect_changes`` and stores the
-    run (``detection_runs``) and its polygons (``land_changes``)."""
+    """Asynchronous change detection: calls ``gis.change.detect.detect_changes`` and
+    ``gis.change.store.store_run`` (run, changes and parcel alerts, one transaction)."""
 
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, LAND_CHANGE_METADATA)
@@ -142,11 +142,20 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             result = detect_changes(before, after, config)
         except (IocError, ValueError, OSError) as exc:
             raise ProcessorExecuteError(str(exc)) from exc
-        run_id = None
+        stored: dict[str, Any] = {}
         if data.get("store", True):
-            run_id = store_detection(self.engine, result)
+            # the land engineer's entry point: run, scenes, changes and parcel alerts, one transaction
+            from gis.alerts import load_rules
+            from gis.change.store import store_run
+
+            try:
+                stored = store_run(self.engine, result, load_rules())
+            except (IocError, ValueError) as exc:
+                raise ProcessorExecuteError(str(exc)) from exc
         summary = {
-            "run_id": run_id,
+            "run_id": stored.get("run_id"),
+            "alerts": stored.get("alerts"),
+            "alerts_by_severity": stored.get("alerts_by_severity"),
             "method": result.method,
             "model_version": result.model_version,
             "stats": result.stats,
@@ -154,59 +163,6 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             "changes": len(result.features),
         }
         return "application/json", {"id": "result", "value": summary}
-
-
-def store_detection(engine: Engine, result: Any) -> int:
-    """Store a DetectionResult: the land engineer's store function when it exists, else one
-    transaction writing ``detection_runs`` + ``land_changes`` in the storage CRS."""
-    try:
-        from gis.change import store as land_store  # type: ignore[attr-defined]
-
-        for name in ("store_detection", "store_result", "store_run"):
-            fn = getattr(land_store, name, None)
-            if fn is not None:
-                with engine.begin() as conn:
-                    return int(fn(conn, result))
-    except ImportError:
-        pass
-    from shapely import to_wkb
-
-    from gis.db.session import storage_srid
-
-    epsg = None
-    try:
-        from pyproj import CRS
-
-        epsg = CRS.from_user_input(result.grid.crs.to_wkt()).to_epsg()
-    except Exception:  # noqa: BLE001
-        epsg = None
-    if epsg is None:
-        raise ProcessorExecuteError("The image CRS has no EPSG code; cannot store the changes.")
-    with engine.begin() as conn:
-        srid = storage_srid(conn)
-        run_id = conn.execute(
-            text(
-                "INSERT INTO detection_runs (status, method, model_version, parameters, finished_at, "
-                "timings, stats) VALUES ('succeeded', :m, :v, CAST(:p AS jsonb), now(), "
-                "CAST(:t AS jsonb), CAST(:s AS jsonb)) RETURNING id"
-            ),
-            {"m": result.method, "v": result.model_version, "p": json.dumps(result.parameters, default=str),
-             "t": json.dumps(result.timings), "s": json.dumps(result.stats, default=str)},
-        ).scalar_one()
-        date_before = getattr(result.before, "acquired", None)
-        date_after = getattr(result.after, "acquired", None)
-        for f in result.features:
-            conn.execute(
-                text(
-                    "INSERT INTO land_changes (run_id, area_m2, from_class, to_class, confidence, "
-                    "date_before, date_after, geom) VALUES (:r, :a, :fc, :tc, :c, :db, :da, "
-                    "ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_Transform(ST_SetSRID(ST_GeomFromWKB(:g), :src), :dst)), 3)))"
-                ),
-                {"r": run_id, "a": f["area_m2"], "fc": f.get("from_class"), "tc": f.get("to_class"),
-                 "c": f.get("confidence"), "db": date_before, "da": date_after,
-                 "g": to_wkb(f["geometry"]), "src": int(epsg), "dst": srid},
-            )
-        return int(run_id)
 
 
 _SCORER: list = []

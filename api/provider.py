@@ -448,9 +448,8 @@ class FeatureService:
             rows = rows[: q.limit]
             returned = len(rows)
             matched: int | None
-            offset = q.offset
-            if returned < q.limit and (q.after is None or not q.filtered) and q.after is None:
-                matched = offset + returned  # last page reached by offset: exact for free
+            if returned < q.limit and (returned > 0 or q.offset == 0):
+                matched = q.offset + returned  # the last page: exact for free
             elif not q.filtered:
                 estimate = self._estimate(conn, c)
                 if estimate > self.exact_count_limit:

@@ -39,8 +39,8 @@ def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: A
     note_ = _text(note, "review_note", required=False)
     row = connection.execute(
         text(
-            "UPDATE parcel_alerts SET review_status = :s, reviewer = :r, review_note = :n, "
-            "reviewed_at = CASE WHEN :s = 'new' THEN NULL ELSE now() END WHERE id = :id RETURNING id"
+            "UPDATE parcel_alerts SET review_status = CAST(:s AS varchar), reviewer = :r, review_note = :n, "
+            "reviewed_at = CASE WHEN CAST(:s AS varchar) = 'new' THEN NULL ELSE now() END WHERE id = :id RETURNING id"
         ),
         {"s": status, "r": reviewer_, "n": note_, "id": alert_id},
     ).first()

@@ -43,6 +43,7 @@ class ApiSettings(BaseSettings):
     )
     languages: list[str] = Field(default_factory=lambda: ["vi-VN", "en-US"])
     cors: bool = True
+    access_log: bool = False
     process_data_roots: list[Path] = Field(
         default_factory=lambda: [Path.cwd() / "data", Path.cwd().parent / "shared" / "data"],
         description="Folders the land-change-detection process may read images from.",

@@ -242,12 +242,10 @@ def request_sets(url: str, rows: int, collection: str, kind: str) -> dict[str, l
         "bbox 300 m, limit 100": [f"{base}/items?bbox={b}&limit=100{fmt}" for b in bboxes],
         "deep page offset 900,000": [f"{base}/items?offset={900_000 + 100 * i}&limit=100{fmt}" for i in range(20)],
         "single item": [f"{base}/items/{i}{'?f=json' if kind == 'stock' else ''}" for i in ids],
-        "z14 vector tile": [f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}{tile_suffix}" for tx, ty in tiles],
-    } | ({
-        # tipg given the same stored EPSG:3857 column our tiles read (fairness check)
-        "z14 vector tile, stored 3857 column": [
-            f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}?geom-column=geom_webmercator" for tx, ty in tiles],
-    } if kind == "tipg" else {})
+        # OGC order is {tileMatrix}/{tileRow}/{tileCol} (z/y/x); tipg routes z/x/y
+        "z14 vector tile": [f"{base}/tiles/WebMercatorQuad/14/{tx}/{ty}" if kind == "tipg"
+                            else f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}{tile_suffix}" for tx, ty in tiles],
+    }
 
 
 def measure(urls: list[str], seconds: float, max_requests: int, headers: dict | None = None) -> dict:
@@ -325,6 +323,8 @@ def main() -> None:
             for name, urls in request_sets(base, args.rows, collection, kind).items():
                 res = measure(urls, args.seconds, args.max_requests)
                 bad = {k: v for k, v in res["statuses"].items() if k not in (200, 204)}
+                if "tile" in name and res["bytes"] < 1000:
+                    bad["tiny tiles"] = res["bytes"]
                 if bad:
                     raise SystemExit(f"{kind} {name}: unexpected statuses {bad}; see {workdir}/{kind}.log")
                 results[kind][name] = res

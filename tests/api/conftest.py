@@ -80,6 +80,14 @@ def client(api_database_url, api_engine, settings):
         yield c
 
 
+server_log_path: list[Path] = []
+
+
+def server_log() -> str:
+    """What the server process logged so far (uvicorn access log: one line per request)."""
+    return server_log_path[0].read_text(errors="replace") if server_log_path else ""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,7 +100,7 @@ def server(api_database_url, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "IOC_DATABASE_URL": api_database_url, "IOC_API_TOKENS": TOKEN,
-           "IOC_API_MAX_ITEMS": "1000", "IOC_API_BASE_URL": f"http://127.0.0.1:{port}"}
+           "IOC_API_MAX_ITEMS": "1000", "IOC_API_ACCESS_LOG": "true", "IOC_API_BASE_URL": f"http://127.0.0.1:{port}"}
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from api.cli import serve; serve()", "--port", str(port)],
@@ -112,6 +120,7 @@ def server(api_database_url, tmp_path_factory):
             proc.terminate()
             pytest.fail(f"the server did not start: {log.read_text()[-2000:]}")
         time.sleep(0.3)
+    server_log_path[:] = [log]
     yield base
     proc.terminate()
     try:

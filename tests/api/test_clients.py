@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import count
+from tests.api.conftest import count, server_log
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 
@@ -40,6 +40,7 @@ def test_gdal_harvests_a_whole_collection(server, api_engine, tmp_path):
     assert len(features) == count(api_engine, "SELECT count(*) FROM parcels")
     assert len({f["properties"]["id"] if "id" in f["properties"] else f.get("id") for f in features}) == len(features)
     # an attribute filter: GDAL sends it to the server (CQL2 / query parameter), same answer as SQL
+    seen = len(server_log())
     info = subprocess.run(
         ["ogrinfo", "-ro", "-so", "-oo", "PAGE_SIZE=1000", f"OAPIF:{server}", "parcels",
          "-where", "land_use_code = 'LUC'"],
@@ -48,6 +49,8 @@ def test_gdal_harvests_a_whole_collection(server, api_engine, tmp_path):
     assert info.returncode == 0, info.stderr
     expected = count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
     assert f"Feature Count: {expected}" in info.stdout
+    requests = server_log()[seen:]
+    assert "land_use_code=LUC" in requests or "filter=" in requests, requests[-2000:]
 
 
 def test_owslib_reads_collections_and_items(server, api_engine):
@@ -99,6 +102,7 @@ def test_qgis_opens_the_shipped_project_and_filters_on_the_server(server, api_en
     script.write_text(QGIS_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update({"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)})
+    seen = len(server_log())
     proc = subprocess.run(["/usr/bin/python3", str(script), str(PROJECT), server],
                           capture_output=True, text=True, timeout=300, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -112,6 +116,9 @@ def test_qgis_opens_the_shipped_project_and_filters_on_the_server(server, api_en
     assert alerts["valid"] and alerts["renderer"] == "categorizedSymbol"
     assert result["filtered"] == count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
     assert result["filtered_codes"] == ["LUC"]
+    # the filter went to the server (equality query parameter or CQL2), not applied locally
+    requests = server_log()[seen:]
+    assert "land_use_code=LUC" in requests or "filter=" in requests, requests[-2000:]
 
 
 def test_schemathesis_against_the_openapi_document(server):

@@ -29,7 +29,7 @@ def test_generated_config_is_valid_and_written_without_secrets(api_engine, api_d
     assert parcels["title"] == {"vi": "Thửa đất địa chính", "en": "Cadastral parcels"}
     assert parcels["providers"][0]["name"] == "api.provider.PostGISProvider"
     assert parcels["providers"][0]["storage_crs"].endswith("/5897")
-    assert parcels["extents"]["temporal"]["begin"].year == 2025
+    assert parcels["extents"]["temporal"]["begin"].isoformat() == "2024-12-31T17:01:00+00:00"
     path = write_config(config, tmp_path / "pygeoapi.yml")
     text = path.read_text(encoding="utf-8")
     password = api_database_url.split("@")[0].rsplit(":", 1)[-1]

@@ -48,9 +48,14 @@ def test_land_officer_confirms_and_dismisses_an_alert(client, api_engine):
     assert r.status_code == 200 and r.json()["properties"]["review_status"] == "dismissed"
     filtered = client.get("/collections/parcel-alerts/items?review_status=dismissed").json()
     assert [f["id"] for f in filtered["features"]] == [alert]
+    assert filtered["features"][0]["properties"]["reviewer"] == "Lê Văn C"
     assert_ogc_error(client.patch(url, json={"review_status": "approved", "reviewer": "x"}, headers=BEARER),
                      400, "review_status")
-    assert_ogc_error(client.patch(url, json={"review_status": "confirmed"}, headers=BEARER), 400, "reviewer")
+    # without a reviewer name the token's name is recorded
+    r = client.patch(url, json={"review_status": "confirmed"}, headers=BEARER)
+    assert r.status_code == 200 and r.json()["properties"]["reviewer"] == "officer"
+    assert_ogc_error(client.patch(url, json={"review_status": "confirmed", "reviewer": 42}, headers=BEARER),
+                     400, "reviewer")
     assert_ogc_error(client.patch(url, json={"geometry": None, "review_status": "new"}, headers=BEARER), 400)
     assert_ogc_error(client.patch(url, content=b"{not json", headers=BEARER), 400, "json")
     assert_ogc_error(client.patch("/collections/parcel-alerts/items/999999", json={
