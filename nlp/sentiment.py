@@ -144,8 +144,8 @@ class ModelConfig:
 
     char_ngrams: bool = True
     headline_features: bool = True
-    lsa_components: int = 120
-    lsa_max_features: int = 12000
+    lsa_components: int = 300
+    lsa_max_features: int = 15000
     lexicon: bool = False  # measured: -0.014 macro-F1 in CV (see the model card)
     lexicon_expand: int = 60
     self_training_fraction: float = 0.0  # share of unlabelled texts added with pseudo-labels

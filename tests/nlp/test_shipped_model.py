@@ -1,0 +1,53 @@
+"""The shipped model file loads with the installed scikit-learn and behaves sensibly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nlp.scoring import default_model_path, load_scorer
+from nlp.settings import DEFAULT_MODEL_DIR
+
+pytestmark = pytest.mark.skipif(
+    not list(DEFAULT_MODEL_DIR.glob("sentiment-*.joblib")), reason="no shipped model in nlp/models"
+)
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_scorer(use_ner=False)
+
+
+def test_shipped_model_loads_and_scores(scorer):
+    assert scorer.model_version == "sentiment-" + default_model_path().name[len("sentiment-") : -len(".joblib")]
+    out = scorer.score_records([
+        {"id": "a", "text": "Xe khách đâm vào vách núi, hai người chết, nhiều người bị thương nặng. Cơ quan công an đang điều tra nguyên nhân."},
+        {"id": "b", "text": "Khánh thành và thông xe cầu mới nối hai huyện, người dân phấn khởi. Công trình hoàn thành vượt tiến độ hai tháng."},
+        {"id": "c", "text": "UBND tỉnh họp bàn kế hoạch phát triển giáo dục năm học tới. Sở sẽ trình đề án trong tháng sau."},
+    ])
+    labels = [r["sentiment"]["label"] for r in out]
+    assert labels[0] == "negative" and labels[1] == "positive"
+    for r in out:
+        assert r["topic"] in {
+            "land_construction", "land_disputes_complaints", "traffic_accidents", "environment_pollution",
+            "health", "education", "public_services_admin", "security_order", "economy_investment",
+            "agriculture", "disasters_weather", "culture_tourism",
+        }
+    assert out[0]["topic"] in {"traffic_accidents", "security_order"}
+    assert out[2]["topic"] == "education"
+
+
+def test_ioc_nlp_score_command(run_ioc, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"id": 1, "text": "Cháy lớn tại xưởng gỗ ở thành phố Phủ Lý, tỉnh Hà Nam, thiệt hại hàng tỷ đồng."}, ensure_ascii=False)
+        + "\nnot json\n",
+        encoding="utf-8",
+    )
+    res = run_ioc("nlp", "score", "--input", str(src), "--output", "-")
+    assert res.returncode == 0, res.stderr
+    first, second = (json.loads(x) for x in res.stdout.splitlines())
+    assert first["sentiment"]["label"] == "negative"
+    assert any(p["code"] == "347" for p in first["places"])
+    assert "error" in second
