@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", choices=["cnn", "gbm", "cva"], default="cnn")
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".state" / "bench_tile")
+    ap.add_argument("--generate-only", action="store_true", help="only make the input pair")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             generate(path, args.size, changed)
             print(f"generated {path} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if args.generate_only:
+        return 0
     proc = subprocess.run(
         [sys.executable, __file__, "--_child", "--size", str(args.size), "--method",
          args.method, "--tile", str(args.tile), "--workdir", str(args.workdir)],

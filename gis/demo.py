@@ -3,16 +3,17 @@ with the CNN, store the run, its changes and parcel alerts, and summarise them."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # ioc imports gis, never the other way round
-    from ioc.demo import DemoContext
+from typing import Any
 
 
-def demo_stage(ctx: DemoContext) -> None:
-    """Run the land part of the demo on ``ctx.data_dir / 'land'`` (see data/README.md)."""
+def demo_stage(ctx: Any) -> None:
+    """Run the land part of the demo on ``ctx.data_dir / 'land'`` (see data/README.md).
+
+    ``ctx`` is ``ioc.demo.DemoContext`` (engine, database_url, state_dir, data_dir, echo), used
+    duck-typed: ioc imports gis, never the other way round.
+    """
     from gis.alerts import load_rules, summarise_alerts
-    from gis.cadastre import import_cadastre
+    from gis.cadastre import import_cadastre, transaction
     from gis.change.detect import DetectionConfig, detect_changes
     from gis.change.store import store_run
 
@@ -34,7 +35,7 @@ def demo_stage(ctx: DemoContext) -> None:
     ctx.echo(f"  detection ({result.method}, {result.model_version}): run {stored['run_id']}, "
              f"{stored['changes']} change polygons ({kinds}), {stored['alerts']} parcel alerts "
              f"{stored['alerts_by_severity']}; mask and GeoJSON in {out_dir}")
-    with ctx.engine.connect() as conn:
+    with transaction(ctx.engine) as conn:
         for row in summarise_alerts(conn, stored["run_id"]):
             ctx.echo(f"  alerts in {row['commune_code']} {row['commune_name'] or ''}: "
                      f"{row['high']} high, {row['medium']} medium, {row['low']} low, "

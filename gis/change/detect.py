@@ -208,10 +208,15 @@ def _merge_edge_features(features: list[dict]) -> list[dict]:
         return inner
     geoms = [f["geometry"] for f in edge]
     merged = shapely.get_parts(shapely.union_all(geoms))
-    tree = STRtree(geoms)
-    for part in merged:
-        idx = tree.query(part, predicate="intersects")
-        members = [edge[i] for i in idx]
+    # each piece belongs to exactly one merged part: the one holding its interior point
+    points = shapely.point_on_surface(np.array(geoms, dtype=object))
+    piece_idx, part_idx = STRtree(merged).query(points, predicate="intersects")
+    owner = np.full(len(geoms), -1)
+    owner[piece_idx] = part_idx
+    for k, part in enumerate(merged):
+        members = [edge[i] for i in np.flatnonzero(owner == k)]
+        if not members:
+            continue
         inner.append({
             "geometry": part,
             "n_pixels": sum(m["n_pixels"] for m in members),
