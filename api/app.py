@@ -465,7 +465,7 @@ class OGCRoutes:
         import pygeoapi.api as core_api
 
         response = await self.pygeoapi(request, core_api.conformance)
-        if response.headers.get("content-type", "").startswith("application/json"):
+        if response.status_code == 200 and response.headers.get("content-type", "").startswith("application/json"):
             doc = json.loads(response.body)
             doc["conformsTo"] = sorted(set(doc["conformsTo"]) | set(EXTRA_CONFORMANCE))
             return JSONResponse(doc)
@@ -584,6 +584,41 @@ class OGCRoutes:
         ]
 
 
+_EXTERNAL_PARAMETERS = {
+    "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
+                 "schema": {"type": "string"},
+                 "description": "RFC 3339 instant or interval ('../2025-01-01', '2025-01-01/..')."},
+    "featureId": {"name": "featureId", "in": "path", "required": True, "schema": {"type": "string"}},
+    "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,
+               "schema": {"type": "array", "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"}}},
+    "tileMatrixSetId": {"name": "tileMatrixSetId", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": ["WebMercatorQuad"]}},
+    "tileMatrix": {"name": "tileMatrix", "in": "path", "required": True, "schema": {"type": "string"}},
+    "tileRow": {"name": "tileRow", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+    "tileCol": {"name": "tileCol", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+}
+
+
+def inline_external_refs(doc: Any) -> Any:
+    """Replace references to schemas.opengis.net & co by local definitions, so the document is
+    complete offline (clients, schemathesis) -- the operations centre may have no internet."""
+    if isinstance(doc, list):
+        return [inline_external_refs(v) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    ref = doc.get("$ref")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        fragment = ref.rsplit("#", 1)[-1] if "#" in ref else ref.rsplit("/", 1)[-1].removesuffix(".yaml")
+        name = fragment.rsplit("/", 1)[-1]
+        if "/parameters/" in fragment or ref.endswith("parameters/sortby.yaml"):
+            return dict(_EXTERNAL_PARAMETERS.get(name) or {
+                "name": name, "in": "query", "required": False, "schema": {"type": "string"}})
+        if "/responses/" in fragment or "/responses/" in ref:
+            return {"description": name, "content": {"application/json": {"schema": {"type": "object"}}}}
+        return {"type": "object"}
+    return {k: inline_external_refs(v) for k, v in doc.items()}
+
+
 def patch_openapi(openapi: dict, routes: OGCRoutes) -> dict:
     """Declare what we serve beyond pygeoapi's document: filter/CRS/sort parameters, equality
     query parameters of the queryables (so GDAL sends them), review writes, the digest."""
@@ -639,7 +674,7 @@ def patch_openapi(openapi: dict, routes: OGCRoutes) -> dict:
                     "tags": [collection_id],
                     "operationId": f"patch{collection_id.replace('-', '')}Item",
                     "security": [{"bearer": []}],
-                    "parameters": [{"$ref": "#/components/parameters/featureId"}],
+                    "parameters": [dict(_EXTERNAL_PARAMETERS["featureId"])],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
                         "type": "object", "additionalProperties": False,
                         "properties": {k: {"type": "string"} for k in spec.writable}}}}},
@@ -668,6 +703,7 @@ def patch_openapi(openapi: dict, routes: OGCRoutes) -> dict:
         "responses": {"201": {"description": "Stored"}, "400": {"description": "Invalid"},
                       "401": {"description": "No or invalid token"}, "404": {"description": "No such article"}},
     }}
+    openapi = inline_external_refs(openapi)
     responses = openapi["components"].setdefault("responses", {})
     responses.setdefault("InvalidParameter", {"description": "A query parameter has an invalid value.",
                                               "content": {"application/json": {"schema": {"type": "object"}}}})
