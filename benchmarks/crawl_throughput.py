@@ -13,8 +13,11 @@ second (article pages crawled and extracted / wall time) and the child's peak me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,8 +48,38 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=3000)
     parser.add_argument("--database-url", default=None,
                         help="Also dedupe and store into this PostGIS (default: extract only).")
+    parser.add_argument("--embedded-db", action="store_true",
+                        help="Store into a throwaway embedded PostGIS (started and removed here).")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
+    if args.embedded_db:
+        with _embedded_database() as url:
+            args.database_url = url
+            _run(args)
+    else:
+        _run(args)
+
+
+@contextlib.contextmanager
+def _embedded_database():
+    from gis.db import migrate
+    from gis.db.embedded import EmbeddedCluster
+
+    state = Path(tempfile.mkdtemp(prefix="ioc-bench-db-"))
+    os.chmod(state, 0o755)
+    cluster = EmbeddedCluster(state, db_name="ioc_bench")
+    try:
+        cluster.initialise()
+        cluster.start()
+        cluster.ensure_database()
+        migrate.upgrade(cluster.url())
+        yield cluster.url()
+    finally:
+        cluster.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ioc-crawl-bench-") as tmp:
         root = Path(tmp) / "site"
         write_mirror(root, synthetic_articles(args.pages), per_page=50)
@@ -77,7 +110,15 @@ def main() -> None:
     print(f"throughput: {scraped / elapsed:.1f} article pages/s extracted "
           f"({responses / elapsed:.1f} responses/s)")
     print(f"peak memory (crawler process RSS): {peak_mb:.0f} MB")
-    print(f"storage: {'PostGIS ' + args.database_url if args.database_url else 'off'}")
+    from gis.db.session import redact
+
+    print(f"storage: {'PostGIS ' + redact(args.database_url) if args.database_url else 'off'}")
+    stages = {k.split("/")[-1]: v for k, v in stats.items() if k.startswith("ioc/seconds/")}
+    if stages:
+        print("pipeline seconds per article: " + ", ".join(
+            f"{k} {v / max(scraped, 1) * 1000:.1f} ms" for k, v in stages.items()))
+    print(f"stored: {stats.get('ioc/stored', 0)}; near/exact duplicates linked: "
+          f"{stats.get('ioc/duplicates/near', 0)}/{stats.get('ioc/duplicates/exact', 0)}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,16 @@ from scrapy.exceptions import DropItem, NotConfigured
 
 from crawler.errors import ExtractionError
 from crawler.extraction import extract_article
-from crawler.store import ArticleStore, Spool, content_hash, is_outage, simhash
+from crawler.store import (
+    ArticleStore,
+    Spool,
+    content_hash,
+    hamming,
+    is_outage,
+    jaccard,
+    shingle_set,
+    simhash,
+)
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -32,6 +42,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_TEXT_CHARS = 80
+
+
+def db_worker(crawler: Crawler):
+    """The crawl's single database thread (a Twisted thread pool of one thread).
+
+    Dedupe lookups and stores run there, in order, so the reactor keeps downloading and
+    extracting while the database answers; one thread keeps the writes ordered.
+    """
+    pool = getattr(crawler, "_ioc_db_pool", None)
+    if pool is None:
+        from twisted.internet import reactor
+        from twisted.python.threadpool import ThreadPool
+
+        pool = ThreadPool(minthreads=1, maxthreads=1, name="ioc-db")
+        pool.start()
+        crawler._ioc_db_pool = pool
+
+        def stop(*_args: Any, **_kwargs: Any) -> None:
+            if pool.started:
+                pool.stop()
+
+        reactor.addSystemEventTrigger("before", "shutdown", stop)
+    return pool
+
+
+def in_db_thread(crawler: Crawler, func, *args: Any):
+    """Run ``func(*args)`` on the crawl's database thread; a Deferred of its result."""
+    from twisted.internet import reactor
+    from twisted.internet.threads import deferToThreadPool
+
+    return deferToThreadPool(reactor, db_worker(crawler), func, *args)
 
 
 def _spider_sites(spider: Any) -> dict[str, Any]:
@@ -47,6 +88,18 @@ class _Stage:
     @classmethod
     def from_crawler(cls, crawler: Crawler):
         return cls(crawler)
+
+    def process_item(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return self._process(item, spider)
+        finally:
+            self.crawler.stats.inc_value(
+                f"ioc/seconds/{self.stage}", round(time.perf_counter() - started, 6)
+            )
+
+    def _process(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
+        raise NotImplementedError
 
     def fail(
         self, item: dict[str, Any], spider: Any, reason: str, stage: str | None = None,
@@ -73,7 +126,7 @@ class ExtractStage(_Stage):
 
     stage = "extract"
 
-    def process_item(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
+    def _process(self, item: dict[str, Any], spider: Any) -> dict[str, Any]:
         if item.get("kind") == "failure":
             raise self.fail(item, spider, item["reason"], stage=item.get("stage") or "fetch")
         site = _spider_sites(spider).get(item.get("site"))
@@ -128,7 +181,7 @@ class CleanStage(_Stage):
         since = settings.get("IOC_SINCE")
         self.since = dt.datetime.fromisoformat(since) if since else None
 
-    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+    def _process(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
         if not record.get("title"):
             raise self.fail(record, spider, "no title found")
         if len(record.get("text") or "") < MIN_TEXT_CHARS:
@@ -159,40 +212,96 @@ class CleanStage(_Stage):
 class DedupeStage(_Stage):
     """300: same canonical URL → update; same content (hash) or near-duplicate (SimHash
     prefilter + shingle Jaccard ≥ threshold) → linked to the first copy via ``duplicate_of``
-    (stored, not dropped)."""
+    (stored, not dropped).
+
+    Copies within one crawl are found in memory (the first copy may still be on its way to
+    the database: the store resolves ``duplicate_of_url`` to its id); copies of articles
+    from earlier crawls are found in the database, on the database thread.
+    """
 
     stage = "dedupe"
 
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
-        self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 18)
+        self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 16)
         self.threshold = crawler.settings.getfloat("IOC_NEAR_DUPLICATE_THRESHOLD", 0.8)
-        self.seen: dict[str, tuple[str, int]] = {}
+        self.memory_size = crawler.settings.getint("IOC_DEDUPE_MEMORY", 5000)
+        self.by_hash: dict[str, str] = {}
+        self.recent: deque[tuple[int, str, str]] = deque(maxlen=self.memory_size)
 
-    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+    @staticmethod
+    def _full(record: dict[str, Any]) -> str:
+        return "\n".join(x for x in (record.get("title"), record.get("lead"), record["text"]) if x)
+
+    def _in_memory(self, record: dict[str, Any]) -> tuple[str, str, float] | None:
+        canonical = record["canonical_url"]
+        first = self.by_hash.get(record["content_hash"])
+        if first and first != canonical:
+            return "exact", first, 1.0
+        fingerprint = record["simhash"]
+        near = sorted(
+            (hamming(fingerprint, h), url, full) for h, url, full in self.recent
+            if url != canonical
+        )
+        mine = None
+        for dist, url, full in near[:10]:
+            if dist > self.max_distance:
+                break
+            mine = mine or shingle_set(self._full(record))
+            similarity = jaccard(mine, shingle_set(full))
+            if similarity >= self.threshold:
+                return "near", url, similarity
+        return None
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        self.by_hash.setdefault(record["content_hash"], record["canonical_url"])
+        self.recent.append((record["simhash"], record["canonical_url"], self._full(record)))
+        if len(self.by_hash) > 4 * self.memory_size:
+            self.by_hash.clear()
+
+    def _mark(self, record: dict[str, Any], kind: str, similarity: float) -> None:
+        record.setdefault("extra", {})["duplicate"] = {"kind": kind,
+                                                      "similarity": round(similarity, 3)}
+        self.crawler.stats.inc_value(f"ioc/duplicates/{kind}")
+
+    def process_item(self, record: dict[str, Any], spider: Any):
+        found = self._in_memory(record)
+        if found:
+            kind, url, similarity = found
+            record["duplicate_of_url"] = url
+            self._mark(record, kind, similarity)
+            return record
+        self._remember(record)
         store: ArticleStore | None = getattr(spider, "store", None)
         if store is None:
             return record
-        try:
-            full = "\n".join(
-                x for x in (record.get("title"), record.get("lead"), record["text"]) if x
+        started = time.perf_counter()
+
+        def lookup() -> tuple[str, int, float] | None | Exception:
+            try:
+                return store.find_duplicate(
+                    record["canonical_url"], record["content_hash"], record["simhash"],
+                    full_text=self._full(record), threshold=self.threshold,
+                    max_distance=self.max_distance,
+                )
+            except Exception as exc:  # noqa: BLE001 - classified on the reactor thread
+                return exc
+
+        def done(found: Any) -> dict[str, Any]:
+            self.crawler.stats.inc_value(
+                "ioc/seconds/dedupe", round(time.perf_counter() - started, 6)
             )
-            found = store.find_duplicate(
-                record["canonical_url"], record["content_hash"], record["simhash"],
-                full_text=full, threshold=self.threshold, max_distance=self.max_distance,
-            )
-        except Exception as exc:  # noqa: BLE001 - the store stage handles outages
-            if not is_outage(exc):
-                raise self.fail(record, spider, f"duplicate lookup failed: {exc}") from exc
-            record.setdefault("extra", {})["dedupe"] = "skipped: database unavailable"
+            if isinstance(found, Exception):
+                if not is_outage(found):
+                    raise self.fail(record, spider, f"duplicate lookup failed: {found}")
+                record.setdefault("extra", {})["dedupe"] = "skipped: database unavailable"
+            elif found:
+                kind, first_id, similarity = found
+                record["duplicate_of"] = first_id
+                self._mark(record, kind, similarity)
             return record
-        if found:
-            kind, first_id, similarity = found
-            record["duplicate_of"] = first_id
-            record.setdefault("extra", {})["duplicate"] = {"kind": kind,
-                                                          "similarity": round(similarity, 3)}
-            self.crawler.stats.inc_value(f"ioc/duplicates/{kind}")
-        return record
+
+        return in_db_thread(self.crawler, lookup).addCallback(done)
 
 
 class ScoreStage(_Stage):
@@ -235,7 +344,7 @@ class ScoreStage(_Stage):
         log.info("scoring with %s", getattr(scorer, "model_version", scorer))
         return cls(crawler, scorer)
 
-    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+    def _process(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
         query = {
             "id": record["canonical_url"],
             "title": record.get("title"),
@@ -332,7 +441,28 @@ class StoreStage(_Stage):
 
         return sink
 
-    def process_item(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
+    def process_item(self, record: dict[str, Any], spider: Any):
+        if getattr(spider, "store", None) is None:
+            return record
+        started = time.perf_counter()
+
+        def done(result: Any) -> Any:
+            self.crawler.stats.inc_value(
+                "ioc/seconds/store", round(time.perf_counter() - started, 6)
+            )
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+        def work() -> Any:
+            try:
+                return self._process(record, spider)
+            except Exception as exc:  # noqa: BLE001 - re-raised on the reactor thread
+                return exc
+
+        return in_db_thread(self.crawler, work).addCallback(done)
+
+    def _process(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
         store: ArticleStore | None = getattr(spider, "store", None)
         if store is None:
             return record

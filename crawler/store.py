@@ -15,10 +15,11 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -198,6 +199,55 @@ class ArticleStore:
         self.engine = engine
         self._source_ids: dict[str, int] = {}
         self._unit_ids: dict[str, int | None] = {}
+        self._local = threading.local()
+        # first copy's canonical URL -> copies stored before it (linked when it arrives)
+        self._waiting: dict[str, list[str]] = {}
+
+    # -- connections --------------------------------------------------------------------------
+    def _conn(self) -> Connection:
+        """A connection kept per thread (no pool checkout and pre-ping per statement)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is broken anyway
+                pass
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction on this thread's connection; the connection is dropped on
+        a database error so the next call reconnects."""
+        conn = self._conn()
+        try:
+            with conn.begin():
+                yield conn
+        except DBAPIError:
+            self._drop_conn()
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        conn = self._conn()
+        try:
+            yield conn
+        except DBAPIError:
+            self._drop_conn()
+            raise
+        finally:
+            if conn.in_transaction() and not conn.closed:
+                conn.rollback()
+
+    def close(self) -> None:
+        self._drop_conn()
 
     # -- sources ------------------------------------------------------------------------------
     def ensure_source(self, site: Any) -> int:
@@ -219,7 +269,7 @@ class ArticleStore:
         stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=update).returning(
             NewsSource.id
         )
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             source_id = int(conn.execute(stmt).scalar_one())
         self._source_ids[name] = source_id
         return source_id
@@ -231,7 +281,7 @@ class ArticleStore:
         if since is not None:
             stmt = stmt.where(Article.fetched_at >= since)
         urls: set[str] = set()
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             for url, canonical in conn.execute(stmt):
                 urls.add(url)
                 urls.add(canonical)
@@ -244,16 +294,18 @@ class ArticleStore:
         fingerprint: int | None,
         full_text: str | None = None,
         threshold: float = 0.8,
-        max_distance: int = 18,
+        max_distance: int = 16,
+        max_candidates: int = 10,
     ) -> tuple[str, int, float] | None:
         """('exact'|'near', first article id, similarity) when another article has the same
         or nearly the same content.
 
         Exact: same content hash. Near: SimHash within ``max_distance`` bits as a cheap
-        prefilter (done in SQL), then the Jaccard similarity of word 3-shingles of
-        title + lead + text must reach ``threshold``. The earliest such article wins.
+        prefilter (done in SQL, nearest ``max_candidates`` first), then the Jaccard similarity
+        of word 3-shingles of title + lead + text must reach ``threshold``. Among the
+        candidates that pass, the earliest article wins (the first copy).
         """
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(
                 select(Article.id)
                 .where(Article.content_hash == digest, Article.canonical_url != canonical_url)
@@ -266,21 +318,23 @@ class ArticleStore:
                 return None
             rows = conn.execute(
                 text(
-                    "SELECT id, title, lead, text FROM articles WHERE simhash IS NOT NULL "
-                    "AND canonical_url <> :c AND bit_count(((simhash # :h)::bit(64))) <= :d "
-                    "ORDER BY id LIMIT 50"
+                    "SELECT id, title, lead, text FROM ("
+                    " SELECT id, bit_count(((simhash # :h)::bit(64))) AS dist FROM articles"
+                    " WHERE simhash IS NOT NULL AND canonical_url <> :c) AS near"
+                    " JOIN articles USING (id) WHERE dist <= :d ORDER BY dist, id LIMIT :k"
                 ),
-                {"c": canonical_url, "h": fingerprint, "d": max_distance},
+                {"c": canonical_url, "h": fingerprint, "d": max_distance, "k": max_candidates},
             ).all()
         if not rows:
             return None
         mine = shingle_set(full_text)
+        best: tuple[str, int, float] | None = None
         for row in rows:
             other = shingle_set("\n".join(x for x in (row.title, row.lead, row.text) if x))
             similarity = jaccard(mine, other)
-            if similarity >= threshold:
-                return "near", int(row.id), similarity
-        return None
+            if similarity >= threshold and (best is None or row.id < best[1]):
+                best = ("near", int(row.id), similarity)
+        return best
 
     def _unit_id(self, conn: Any, code: str) -> int | None:
         if code not in self._unit_ids:
@@ -316,14 +370,32 @@ class ArticleStore:
             "matched_terms": record.get("matched_terms") or [],
             "extra": record.get("extra") or {},
         }
-        stmt = pg_insert(Article).values(**values)
-        update = {k: stmt.excluded[k] for k in values if k not in ("canonical_url",)}
-        update["duplicate_of"] = func.coalesce(Article.duplicate_of, stmt.excluded.duplicate_of)
-        update["fetched_at"] = func.now()
-        stmt = stmt.on_conflict_do_update(index_elements=["canonical_url"], set_=update)
-        stmt = stmt.returning(Article.id)
-        with self.engine.begin() as conn:
+        waiting_for = None
+        with self.begin() as conn:
+            if values["duplicate_of"] is None and record.get("duplicate_of_url"):
+                # the first copy was crawled in this run: look its id up now, or link this
+                # copy as soon as the first one is stored
+                values["duplicate_of"] = conn.execute(
+                    select(Article.id).where(Article.canonical_url == record["duplicate_of_url"])
+                ).scalar()
+                if values["duplicate_of"] is None:
+                    waiting_for = record["duplicate_of_url"]
+            stmt = pg_insert(Article).values(**values)
+            update = {k: stmt.excluded[k] for k in values if k not in ("canonical_url",)}
+            update["duplicate_of"] = func.coalesce(
+                Article.duplicate_of, stmt.excluded.duplicate_of
+            )
+            update["fetched_at"] = func.now()
+            stmt = stmt.on_conflict_do_update(index_elements=["canonical_url"], set_=update)
+            stmt = stmt.returning(Article.id)
             article_id = int(conn.execute(stmt).scalar_one())
+            copies = self._waiting.pop(values["canonical_url"], [])
+            if copies:
+                conn.execute(
+                    Article.__table__.update()
+                    .where(Article.canonical_url.in_(copies), Article.duplicate_of.is_(None))
+                    .values(duplicate_of=article_id)
+                )
             if article_id == values["duplicate_of"]:
                 conn.execute(
                     Article.__table__.update()
@@ -376,6 +448,8 @@ class ArticleStore:
                     }
                 if rows:
                     conn.execute(pg_insert(ArticlePlace).values(list(rows.values())))
+        if waiting_for:
+            self._waiting.setdefault(waiting_for, []).append(values["canonical_url"])
         return article_id
 
     def record_failure(
@@ -387,7 +461,7 @@ class ArticleStore:
         payload: dict[str, Any] | None = None,
     ) -> None:
         """Write a dead-letter row."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 CrawlFailure.__table__.insert().values(
                     url=url,
@@ -407,7 +481,7 @@ class ArticleStore:
             return False
 
     def count(self, table: str = "articles") -> int:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
