@@ -53,11 +53,13 @@ from api.errors import (
 from api.provider import (
     CRS84,
     FeatureQuery,
+    Page,
     crs_uri,
     decode_cursor,
     encode_cursor,
     get_service,
     iter_collection,
+    iter_streamed,
     parse_crs,
     parse_datetime,
 )
@@ -92,6 +94,9 @@ ITEMS_PARAMS = {
     "properties", "skipGeometry", "filter", "filter-lang", "filter-crs",
 }
 ITEM_PARAMS = {"f", "lang", "crs"}
+# pages larger than this are streamed from PostgreSQL row by row (single-row mode); smaller ones
+# are read in one round trip, which is faster for them
+STREAM_ABOVE = 2000
 
 
 def ogc_error(status: int, code: str, description: str) -> JSONResponse:
@@ -350,15 +355,30 @@ class OGCRoutes:
         if f not in ("", "json", "geojson"):
             raise InvalidParameterError(f"f '{f[:20]}' is not supported here; use json, geojson or html.")
         q = self.parse_items_query(collection_id, request.query_params)
+        headers = self._crs_header(collection_id, q)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if q.limit > STREAM_ABOVE:
+            # big pages: count first, then write features as PostgreSQL sends them
+            matched = await run_in_threadpool(self.service.matched, collection_id, q)
+
+            def tail_of(returned: int, has_more: bool, last_id: Any) -> dict:
+                page = Page([], returned, matched, has_more, last_id)
+                tail: dict[str, Any] = {"numberReturned": returned}
+                if matched is not None:
+                    tail["numberMatched"] = matched
+                tail["timeStamp"] = stamp
+                tail["links"] = self._links(request, collection_id, q, page)
+                return tail
+
+            rows = self.service.stream(collection_id, q)
+            return StreamingResponse(iter_streamed(rows, q.limit, {"type": "FeatureCollection"}, tail_of),
+                                     media_type=GEOJSON, headers=headers)
         page = await run_in_threadpool(self.service.page, collection_id, q)
         tail: dict[str, Any] = {"numberReturned": page.number_returned}
         if page.number_matched is not None:
             tail["numberMatched"] = page.number_matched
-        tail["timeStamp"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        tail["timeStamp"] = stamp
         tail["links"] = self._links(request, collection_id, q, page)
-        headers = {"Content-Crs": f"<{CRS84 if (q.out_srid == 4326 and not q.out_flip) else crs_uri(q.out_srid)}>"}
-        if not BY_ID[collection_id].geom_column:
-            headers.pop("Content-Crs")
         return StreamingResponse(
             iter_collection(page, {"type": "FeatureCollection"}, tail), media_type=GEOJSON, headers=headers
         )

@@ -469,6 +469,27 @@ class FeatureService:
             last_id=rows[-1][0] if rows else None,
         )
 
+    def matched(self, collection_id: str, q: FeatureQuery) -> int | None:
+        """numberMatched before the rows are read: the planner's estimate on large unfiltered
+        tables, else an exact count (capped at ``exact_count_limit`` when filtered)."""
+        c = self.collection(collection_id)
+        with self.pool.connection() as conn:
+            if not q.filtered:
+                estimate = self._estimate(conn, c)
+                if estimate > self.exact_count_limit:
+                    return int(estimate)
+            cq, cp = c.count(q)
+            n = int(conn.execute(cq, cp).fetchone()[0])
+        return n if n <= self.exact_count_limit else None
+
+    def stream(self, collection_id: str, q: FeatureQuery) -> Iterator[tuple[Any, str]]:
+        """(id, feature JSON) rows as PostgreSQL sends them (libpq single-row mode), holding one
+        pooled connection only while the response is being written; ``limit + 1`` rows."""
+        c = self.collection(collection_id)
+        query, params = c.page(q)
+        with self.pool.connection() as conn:
+            yield from conn.cursor().stream(query, params)
+
     def item(self, collection_id: str, identifier: str, q: FeatureQuery) -> str:
         c = self.collection(collection_id)
         key: Any = identifier
@@ -503,6 +524,32 @@ def get_service(database_url: str, **kwargs) -> FeatureService:
         service = FeatureService(database_url, **kwargs)
         _SERVICES[database_url] = service
     return service
+
+
+def iter_streamed(rows: Iterator[tuple[Any, str]], limit: int, head: dict, tail_of) -> Iterator[bytes]:
+    """A FeatureCollection written while the rows arrive; ``tail_of(returned, has_more, last_id)``
+    gives the keys written after the features (numberReturned, links)."""
+    opening = json.dumps(head, ensure_ascii=False)[:-1]
+    yield (opening + (', ' if head else '') + '"features":[').encode()
+    returned, has_more, last_id = 0, False, None
+    chunk: list[str] = []
+    size = 0
+    for row_id, feature in rows:
+        if returned == limit:
+            has_more = True  # the look-ahead row
+            break
+        chunk.append(("," if returned else "") + feature)
+        returned += 1
+        last_id = row_id
+        size += len(feature)
+        if size > 256_000:
+            yield "".join(chunk).encode()
+            chunk, size = [], 0
+    if hasattr(rows, "close"):
+        rows.close()
+    if chunk:
+        yield "".join(chunk).encode()
+    yield ("]," + json.dumps(tail_of(returned, has_more, last_id), ensure_ascii=False)[1:]).encode()
 
 
 def iter_collection(page: Page, head: dict, tail: dict) -> Iterator[bytes]:
