@@ -4,16 +4,15 @@ secret) to the state directory."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from api.config import build_config, collect_table_infos, validate, write_config
 from api.settings import ApiSettings
 
-if TYPE_CHECKING:
-    from ioc.demo import DemoContext
 
-
-def demo_stage(ctx: DemoContext) -> None:
+def demo_stage(ctx: Any) -> None:
+    """Run with the ``ioc.demo.DemoContext`` (duck-typed: api never imports ioc): uses
+    ``engine``, ``state_dir`` and ``echo``."""
     settings = ApiSettings()
     infos = collect_table_infos(ctx.engine)
     config = build_config(infos, settings)
