@@ -194,6 +194,7 @@ class NewsModel:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the LSA term vectors as int8 with one scale per dimension (4x smaller)."""
         state = dict(self.__dict__)
+        state.pop("_word_names", None)  # a cache
         terms = state.pop("lsa_terms")
         if terms is not None:
             scale = np.abs(terms).max(axis=0) / 127.0 + 1e-12
@@ -301,7 +302,9 @@ class NewsModel:
         idx, vals = row.indices, row.data
         contrib = [(coef[j] * v, j) for j, v in zip(idx, vals, strict=True) if j < n_word]
         contrib.sort(reverse=True)
-        names = self.word_vec.get_feature_names_out()
+        names = self.__dict__.get("_word_names")
+        if names is None:
+            names = self.__dict__["_word_names"] = self.word_vec.get_feature_names_out()
         out = []
         for c, j in contrib:
             if c <= 0 or len(out) >= k:

@@ -95,6 +95,7 @@ def _tone_position(base: str, style: str) -> int | None:
     return start + 1
 
 
+@lru_cache(maxsize=200_000)
 def _normalize_syllable(word: str, style: str) -> str:
     lower = word.lower()
     if not all(c in _VI_LETTERS for c in word):
@@ -358,9 +359,11 @@ def repair_legacy(text: str) -> tuple[str, str | None]:
     if not text:
         return text, None
     text = unicodedata.normalize("NFC", text)
-    base = vietnamese_score(text)
-    best, best_enc, best_score = text, None, base
-    for enc, cand in _candidates(text):
+    candidates = _candidates(text)
+    if not candidates:
+        return text, None
+    best, best_enc, best_score = text, None, vietnamese_score(text)
+    for enc, cand in candidates:
         good, bad, odd = _syllable_counts(cand)
         score = good - bad - 2.0 * odd
         if good < 2 or bad > 0.25 * good:
