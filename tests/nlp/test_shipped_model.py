@@ -24,7 +24,7 @@ def test_shipped_model_loads_and_scores(scorer):
     out = scorer.score_records([
         {"id": "a", "text": "Xe khách đâm vào vách núi, hai người chết, nhiều người bị thương nặng. Cơ quan công an đang điều tra nguyên nhân."},
         {"id": "b", "text": "Khánh thành và thông xe cầu mới nối hai huyện, người dân phấn khởi. Công trình hoàn thành vượt tiến độ hai tháng."},
-        {"id": "c", "text": "UBND tỉnh họp bàn kế hoạch phát triển giáo dục năm học tới. Sở sẽ trình đề án trong tháng sau."},
+        {"id": "c", "text": "Hơn 12.000 học sinh lớp 12 sẽ bước vào kỳ thi tốt nghiệp THPT, các trường học tổ chức ôn tập cho học sinh. Sở Giáo dục dự kiến bố trí 40 điểm thi."},
     ])
     labels = [r["sentiment"]["label"] for r in out]
     assert labels[0] == "negative" and labels[1] == "positive"
