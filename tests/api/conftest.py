@@ -35,9 +35,12 @@ def api_database_url(database_url) -> str:
 
     name = "ioc_api_test"
     admin = _with_database(database_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"the API tests need a database of their own and cannot create it: {exc}")
     url = _with_database(database_url, name)
     migrate.upgrade(url)
     engine = make_engine(url)

@@ -50,6 +50,7 @@ def test_land_change_detection_runs_as_a_persisted_async_job(client, api_engine,
     assert client.delete(location.replace("http://testserver", ""), headers=BEARER).status_code == 200
 
 
+@pytest.mark.slow
 def test_sentiment_scoring_and_result_stored_in_the_database(client, api_engine):
     pytest.importorskip("nlp.scoring")
     from nlp.scoring import default_model_path
