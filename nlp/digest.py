@@ -235,7 +235,12 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
         "by_source": grouped("source"),
         "communes": communes,
         "commune_stats": sorted(commune_stats.values(), key=lambda s: (-s["negative"], -s["articles"])),
-        "map": {"viewbox": map_box} if map_box else None,
+        "map": {
+            "viewbox": map_box,
+            "font": round(max(map_box[2], map_box[3]) / 38, 1),
+            "stroke": round(max(map_box[2], map_box[3]) / 900, 1),
+            "pad": round(max(map_box[2], map_box[3]) / 40, 1),
+        } if map_box else None,
         "negative_articles": neg_out,
         "alerts": alerts,
         "feedback": {"corrections_in_window": int(fb)},
