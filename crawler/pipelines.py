@@ -321,6 +321,11 @@ class ScoreStage(_Stage):
         self.max_consecutive_errors = crawler.settings.getint("IOC_SCORER_MAX_ERRORS", 5)
         self.consecutive_errors = 0
         self.disabled_reason: str | None = None
+        self.batch_size = crawler.settings.getint("IOC_SCORER_BATCH", 16)
+        self.max_wait = crawler.settings.getfloat("IOC_SCORER_MAX_WAIT", 0.5)
+        self.pending: list[tuple[dict[str, Any], Any, Any]] = []
+        self._timer: Any = None
+        self._pool: Any = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler):
@@ -344,32 +349,80 @@ class ScoreStage(_Stage):
         log.info("scoring with %s", getattr(scorer, "model_version", scorer))
         return cls(crawler, scorer)
 
-    def _process(self, record: dict[str, Any], spider: Any) -> dict[str, Any]:
-        query = {
-            "id": record["canonical_url"],
-            "title": record.get("title"),
-            "lead": record.get("lead"),
-            "text": record.get("text"),
-            "published": record.get("published"),
-        }
+    # Articles are scored in batches (the model scores a batch in one matrix: ~3x cheaper
+    # per article) on a thread of their own, while the reactor keeps crawling.
+    def process_item(self, record: dict[str, Any], spider: Any):
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+
         if self.disabled_reason:
             record.setdefault("extra", {})["not_scored"] = self.disabled_reason
             return record
-        try:
-            scored = self.scorer.score_records([query])[0]
-            self.consecutive_errors = 0
-        except Exception as exc:  # noqa: BLE001 - store the article unscored, say why
+        d: Deferred = Deferred()
+        self.pending.append((record, d, spider))
+        if len(self.pending) >= self.batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = reactor.callLater(self.max_wait, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.threads import deferToThreadPool
+        from twisted.python.threadpool import ThreadPool
+
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        if self._pool is None:
+            self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ioc-score")
+            self._pool.start()
+            reactor.addSystemEventTrigger("before", "shutdown", self._pool.stop)
+        queries = [
+            {
+                "id": r["canonical_url"], "title": r.get("title"), "lead": r.get("lead"),
+                "text": r.get("text"), "published": r.get("published"),
+            }
+            for r, _, _ in batch
+        ]
+        started = time.perf_counter()
+
+        def score() -> list[Any] | Exception:
+            try:
+                return self.scorer.score_records(queries)
+            except Exception as exc:  # noqa: BLE001 - handled per record below
+                return exc
+
+        def done(results: list[Any] | Exception) -> None:
+            self.crawler.stats.inc_value(
+                "ioc/seconds/score", round(time.perf_counter() - started, 6)
+            )
+            for i, (record, d, spider) in enumerate(batch):
+                scored = results if isinstance(results, Exception) else results[i]
+                try:
+                    d.callback(self._apply(record, scored, spider))
+                except Exception as exc:  # noqa: BLE001 - never leave an item hanging
+                    d.errback(exc)
+
+        deferToThreadPool(reactor, self._pool, score).addCallback(done)
+
+    def _apply(self, record: dict[str, Any], scored: Any, spider: Any) -> dict[str, Any]:
+        if isinstance(scored, Exception):
             self.consecutive_errors += 1
-            self.fail(record, spider, f"scoring failed: {exc!r}")
-            record.setdefault("extra", {})["not_scored"] = f"scoring failed: {exc}"
-            if self.consecutive_errors >= self.max_consecutive_errors:
+            self.fail(record, spider, f"scoring failed: {scored!r}")
+            record.setdefault("extra", {})["not_scored"] = f"scoring failed: {scored}"
+            if self.consecutive_errors >= self.max_consecutive_errors and not self.disabled_reason:
                 # a broken model: stop asking it (articles are still stored, unscored)
                 self.disabled_reason = (
                     f"scoring switched off after {self.consecutive_errors} consecutive "
-                    f"errors (last: {exc!r})"
+                    f"errors (last: {scored!r})"
                 )
                 log.error("%s", self.disabled_reason)
             return record
+        self.consecutive_errors = 0
         if scored.get("error"):
             self.fail(record, spider, f"scorer refused the record: {scored['error']}")
         if scored.get("not_scored") or scored.get("error"):
@@ -385,6 +438,10 @@ class ScoreStage(_Stage):
         record["model_version"] = scored.get("model_version") or self.model_version
         self.crawler.stats.inc_value("ioc/scored")
         return record
+
+    def close_spider(self, spider: Any) -> None:
+        if self._pool is not None and self._pool.started:
+            self._pool.stop()
 
 
 class StoreStage(_Stage):

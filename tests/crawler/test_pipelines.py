@@ -57,23 +57,25 @@ def test_score_stage_is_switched_off_without_a_scorer(tmp_path):
             "IOC_GAZETTEER": str(DEFAULT_GAZETTEER)}))
 
 
-class _BrokenScorer:
-    model_version = "broken"
-
-    def __init__(self):
-        self.calls = 0
-
-    def score_records(self, records):
-        self.calls += 1
-        raise ValueError("feature mismatch")
-
-
 def test_a_broken_scorer_never_loses_articles_and_is_switched_off():
     crawler = get_crawler(settings_dict={"IOC_SCORER_MAX_ERRORS": 3})
-    scorer = _BrokenScorer()
-    stage, spider = ScoreStage(crawler, scorer), _Spider()
-    for i in range(6):
-        record = stage.process_item({"canonical_url": f"http://x/{i}", "title": "t",
-                                     "text": "x"}, spider)
+    stage, spider = ScoreStage(crawler, scorer=object()), _Spider()
+    for i in range(3):
+        record = stage._apply({"canonical_url": f"http://x/{i}", "title": "t", "text": "x"},
+                              ValueError("feature mismatch"), spider)
         assert "not_scored" in record["extra"] and "sentiment" not in record
-    assert scorer.calls == 3 and len(spider.failures) == 3
+    assert stage.disabled_reason and len(spider.failures) == 3
+    later = stage.process_item({"canonical_url": "http://x/9", "title": "t", "text": "x"}, spider)
+    assert later["extra"]["not_scored"] == stage.disabled_reason  # not asked again
+
+
+def test_scored_record_gets_sentiment_topic_places():
+    stage, spider = ScoreStage(get_crawler(), scorer=object()), _Spider()
+    scored = {"sentiment": {"label": "negative", "scores": {}, "reasons": []},
+              "topic": "environment", "topic_scores": {"environment": 0.9},
+              "places": [{"code": "13495"}], "model_version": "sentiment-x"}
+    record = stage._apply({"canonical_url": "http://x/1"}, scored, spider)
+    assert record["sentiment"]["label"] == "negative" and record["places"] == [{"code": "13495"}]
+    assert record["model_version"] == "sentiment-x"
+    declined = stage._apply({"canonical_url": "http://x/2"}, {"not_scored": "too short"}, spider)
+    assert declined["extra"]["not_scored"] == "too short" and "sentiment" not in declined
