@@ -113,3 +113,19 @@ def test_pdf(connection):
     _seed(connection)
     pdf = render_pdf(build_digest(connection, DAY))
     assert pdf.startswith(b"%PDF") and len(pdf) > 5000
+
+
+def test_ioc_digest_and_retrain_status_commands(run_ioc, tmp_path):
+    out = tmp_path / "d.json"
+    res = run_ioc("digest", "--date", "2001-01-01", "--format", "json", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["totals"]["articles"] == 0
+    html = tmp_path / "d.html"
+    assert run_ioc("digest", "--date", "2001-01-01", "--out", str(html)).returncode == 0
+    assert "Bản tin dư luận" in html.read_text(encoding="utf-8")
+    bad = run_ioc("digest", "--date", "01/02/2001")
+    assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr
+    status = run_ioc("nlp", "retrain", "--status", "--registry", str(tmp_path / "reg"))
+    assert status.returncode == 0 and json.loads(status.stdout)["current"] is None
+    rb = run_ioc("nlp", "retrain", "--rollback", "--registry", str(tmp_path / "reg"))
+    assert rb.returncode != 0 and "roll back" in rb.stderr
