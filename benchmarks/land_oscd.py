@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     tot = [0, 0, 0]
+    samples = None
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for city in args.cities:
@@ -69,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not model.exists():
                     import joblib
 
-                    from gis.change.gbm import train_gbm
+                    from gis.change.gbm import train_gbm, training_sample
 
+                    if samples is None:  # every city's pixel sample, read once
+                        samples = {c: training_sample(args.oscd, [c]) for c in CITIES}
                     model.parent.mkdir(parents=True, exist_ok=True)
-                    joblib.dump(train_gbm(args.oscd, holdout=[city]), model)
+                    joblib.dump(train_gbm(args.oscd, holdout=[city], samples=samples), model)
             cfg = DetectionConfig(method=args.method, model_path=model,
                                   threshold=args.threshold, min_mapping_unit_m2=args.mmu)
             mask_path = Path(tmp) / f"{city}.tif"

@@ -133,7 +133,10 @@ def render(rows, transform, shape, which: str, utm_geoms) -> np.ndarray:
     # per-parcel variation
     ids = rasterize([(g, i + 1) for i, g in enumerate(utm_geoms)], out_shape=shape,
                     transform=transform, fill=0, dtype="int32")
-    gain = 1 + 0.06 * RNG.standard_normal(len(rows) + 1).astype(np.float32)
+    # the same parcel keeps its brightness (soil, roof material) from one date to the next,
+    # up to a small per-date variation
+    gain = 1 + 0.06 * np.random.default_rng(1).standard_normal(len(rows) + 1).astype(np.float32)
+    gain *= 1 + 0.015 * RNG.standard_normal(len(rows) + 1).astype(np.float32)
     img *= gain[ids][None]
     img *= 1 + 0.03 * RNG.standard_normal(img.shape).astype(np.float32)
     img = np.stack([gaussian_filter(b, 0.6) for b in img])

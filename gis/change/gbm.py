@@ -38,12 +38,21 @@ def training_sample(root: Path, cities: Sequence[str], per_city: int = 30000,
     return np.concatenate(xs), np.concatenate(ys).astype(np.int8)
 
 
-def train_gbm(root: Path, holdout: Sequence[str] = (), seed: int = 0):
-    """A fitted ``HistGradientBoostingClassifier`` on all OSCD cities but ``holdout``."""
+def train_gbm(root: Path, holdout: Sequence[str] = (), seed: int = 0,
+              samples: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    """A fitted ``HistGradientBoostingClassifier`` on all OSCD cities but ``holdout``.
+
+    ``samples`` (city → features, labels from :func:`training_sample`) avoids re-reading the
+    cities for every leave-one-out fold.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     cities = [c for c in CITIES if c not in holdout]
-    x, y = training_sample(root, cities, seed=seed)
+    if samples is not None:
+        x = np.concatenate([samples[c][0] for c in cities])
+        y = np.concatenate([samples[c][1] for c in cities])
+    else:
+        x, y = training_sample(root, cities, seed=seed)
     # pos share ~1/3 in the sample vs a few % in scenes: weight the negatives back up a little
     weights = np.where(y == 1, 1.0, 2.0)
     model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
