@@ -44,20 +44,22 @@ log = logging.getLogger(__name__)
 MIN_TEXT_CHARS = 80
 
 
-def db_worker(crawler: Crawler):
-    """The crawl's single database thread (a Twisted thread pool of one thread).
+def db_worker(crawler: Crawler, name: str = "store"):
+    """A database thread of the crawl (a Twisted thread pool of one thread), by purpose.
 
-    Dedupe lookups and stores run there, in order, so the reactor keeps downloading and
-    extracting while the database answers; one thread keeps the writes ordered.
+    Stores run on the "store" thread, in order (one thread keeps the writes ordered);
+    duplicate lookups on the "dedupe" thread. The reactor keeps downloading and extracting
+    while the database answers.
     """
-    pool = getattr(crawler, "_ioc_db_pool", None)
+    pools = crawler.__dict__.setdefault("_ioc_db_pools", {})
+    pool = pools.get(name)
     if pool is None:
         from twisted.internet import reactor
         from twisted.python.threadpool import ThreadPool
 
-        pool = ThreadPool(minthreads=1, maxthreads=1, name="ioc-db")
+        pool = ThreadPool(minthreads=1, maxthreads=1, name=f"ioc-{name}")
         pool.start()
-        crawler._ioc_db_pool = pool
+        pools[name] = pool
 
         def stop(*_args: Any, **_kwargs: Any) -> None:
             if pool.started:
@@ -67,12 +69,12 @@ def db_worker(crawler: Crawler):
     return pool
 
 
-def in_db_thread(crawler: Crawler, func, *args: Any):
-    """Run ``func(*args)`` on the crawl's database thread; a Deferred of its result."""
+def in_db_thread(crawler: Crawler, func, *args: Any, name: str = "store"):
+    """Run ``func(*args)`` on the crawl's database thread ``name``; a Deferred of its result."""
     from twisted.internet import reactor
     from twisted.internet.threads import deferToThreadPool
 
-    return deferToThreadPool(reactor, db_worker(crawler), func, *args)
+    return deferToThreadPool(reactor, db_worker(crawler, name), func, *args)
 
 
 def _spider_sites(spider: Any) -> dict[str, Any]:
@@ -225,8 +227,11 @@ class DedupeStage(_Stage):
         super().__init__(crawler)
         self.max_distance = crawler.settings.getint("IOC_SIMHASH_MAX_DISTANCE", 16)
         self.threshold = crawler.settings.getfloat("IOC_NEAR_DUPLICATE_THRESHOLD", 0.8)
-        self.memory_size = crawler.settings.getint("IOC_DEDUPE_MEMORY", 5000)
+        self.memory_size = crawler.settings.getint("IOC_DEDUPE_MEMORY", 10000)
         self.by_hash: dict[str, str] = {}
+        # articles stored by this crawl are compared in memory; the database lookup covers
+        # the earlier crawls (their first copies were fetched before this one started)
+        self.crawl_start = dt.datetime.now(dt.UTC)
         self.recent: deque[tuple[int, str, str]] = deque(maxlen=self.memory_size)
 
     @staticmethod
@@ -278,14 +283,19 @@ class DedupeStage(_Stage):
         started = time.perf_counter()
 
         def lookup() -> tuple[str, int, float] | None | Exception:
+            t0 = time.perf_counter()
             try:
                 return store.find_duplicate(
                     record["canonical_url"], record["content_hash"], record["simhash"],
                     full_text=self._full(record), threshold=self.threshold,
-                    max_distance=self.max_distance,
+                    max_distance=self.max_distance, fetched_before=self.crawl_start,
                 )
             except Exception as exc:  # noqa: BLE001 - classified on the reactor thread
                 return exc
+            finally:
+                self.crawler.stats.inc_value(
+                    "ioc/seconds/dedupe_db", round(time.perf_counter() - t0, 6)
+                )
 
         def done(found: Any) -> dict[str, Any]:
             self.crawler.stats.inc_value(
@@ -301,7 +311,7 @@ class DedupeStage(_Stage):
                 self._mark(record, kind, similarity)
             return record
 
-        return in_db_thread(self.crawler, lookup).addCallback(done)
+        return in_db_thread(self.crawler, lookup, name="dedupe").addCallback(done)
 
 
 class ScoreStage(_Stage):
@@ -512,10 +522,15 @@ class StoreStage(_Stage):
             return result
 
         def work() -> Any:
+            t0 = time.perf_counter()
             try:
                 return self._process(record, spider)
             except Exception as exc:  # noqa: BLE001 - re-raised on the reactor thread
                 return exc
+            finally:
+                self.crawler.stats.inc_value(
+                    "ioc/seconds/store_db", round(time.perf_counter() - t0, 6)
+                )
 
         return in_db_thread(self.crawler, work).addCallback(done)
 

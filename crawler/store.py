@@ -296,6 +296,8 @@ class ArticleStore:
         threshold: float = 0.8,
         max_distance: int = 16,
         max_candidates: int = 10,
+        fetched_before: dt.datetime | None = None,
+        window_days: int = 60,
     ) -> tuple[str, int, float] | None:
         """('exact'|'near', first article id, similarity) when another article has the same
         or nearly the same content.
@@ -303,14 +305,23 @@ class ArticleStore:
         Exact: same content hash. Near: SimHash within ``max_distance`` bits as a cheap
         prefilter (done in SQL, nearest ``max_candidates`` first), then the Jaccard similarity
         of word 3-shingles of title + lead + text must reach ``threshold``. Among the
-        candidates that pass, the earliest article wins (the first copy).
+        candidates that pass, the earliest article wins (the first copy). With
+        ``fetched_before``, only articles fetched before it (and within ``window_days``) are
+        compared: the crawler compares its own run's articles in memory.
         """
+        window = ""
+        params: dict[str, Any] = {}
+        if fetched_before is not None:
+            window = " AND fetched_at < :before AND fetched_at > :after"
+            params = {"before": fetched_before,
+                      "after": fetched_before - dt.timedelta(days=window_days)}
         with self.read() as conn:
             row = conn.execute(
-                select(Article.id)
-                .where(Article.content_hash == digest, Article.canonical_url != canonical_url)
-                .order_by(Article.id)
-                .limit(1)
+                text(
+                    "SELECT id FROM articles WHERE content_hash = :hash AND canonical_url <> :c"
+                    + window + " ORDER BY id LIMIT 1"
+                ),
+                {"hash": digest, "c": canonical_url, **params},
             ).first()
             if row:
                 return "exact", int(row[0]), 1.0
@@ -320,10 +331,11 @@ class ArticleStore:
                 text(
                     "SELECT id, title, lead, text FROM ("
                     " SELECT id, bit_count(((simhash # :h)::bit(64))) AS dist FROM articles"
-                    " WHERE simhash IS NOT NULL AND canonical_url <> :c) AS near"
+                    " WHERE simhash IS NOT NULL AND canonical_url <> :c" + window + ") AS near"
                     " JOIN articles USING (id) WHERE dist <= :d ORDER BY dist, id LIMIT :k"
                 ),
-                {"c": canonical_url, "h": fingerprint, "d": max_distance, "k": max_candidates},
+                {"c": canonical_url, "h": fingerprint, "d": max_distance, "k": max_candidates,
+                 **params},
             ).all()
         if not rows:
             return None

@@ -99,3 +99,16 @@ def test_spool_survives_an_outage_and_drains(store, engine, tmp_path):
                             {"u": URL}).scalar_one() == 1
         assert conn.execute(text("SELECT reason FROM crawl_failures WHERE url = :u"),
                             {"u": URL}).scalar_one() == "HTTP 500"
+
+
+def test_duplicate_lookup_is_limited_to_earlier_crawls(store):
+    first = store.upsert_article(_record())
+    body = _record()["text"]
+    other = "http://store-test.invalid/c-0003.html"
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    found = store.find_duplicate(other, content_hash(body), simhash(body), full_text=body,
+                                 fetched_before=later)
+    assert found is not None and found[1] == first
+    earlier = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    assert store.find_duplicate(other, content_hash(body), simhash(body), full_text=body,
+                                fetched_before=earlier) is None
