@@ -127,6 +127,87 @@ POSITIVE_SEEDS = tuple(
     ]
 )
 
+# function words, times and units: never shown alone as the reason for a label
+_WEAK_WORDS = frozenset(
+    [
+        "và",
+        "của",
+        "là",
+        "có",
+        "được",
+        "cho",
+        "các",
+        "những",
+        "một",
+        "với",
+        "trong",
+        "tại",
+        "khi",
+        "đã",
+        "sẽ",
+        "đang",
+        "này",
+        "đó",
+        "theo",
+        "về",
+        "từ",
+        "đến",
+        "lúc",
+        "giờ",
+        "sáng",
+        "chiều",
+        "tối",
+        "ngày",
+        "tháng",
+        "năm",
+        "hôm",
+        "qua",
+        "nay",
+        "người",
+        "ông",
+        "bà",
+        "anh",
+        "chị",
+        "em",
+        "ở",
+        "trên",
+        "dưới",
+        "vào",
+        "ra",
+        "bị",
+        "do",
+        "để",
+        "thì",
+        "mà",
+        "như",
+        "nhiều",
+        "ít",
+        "hơn",
+        "rất",
+        "cũng",
+        "vẫn",
+        "còn",
+        "nhưng",
+        "nên",
+        "không",
+        "chưa",
+        "phải",
+        "đồng",
+        "tỷ",
+        "triệu",
+        "nghìn",
+        "ngàn",
+        "tp",
+        "tỉnh",
+        "huyện",
+        "xã",
+        "phường",
+        "thành",
+        "phố",
+        "thị",
+    ]
+)
+
 _HEAD_RE = re.compile(r"[.!?…]\s")
 
 
@@ -207,7 +288,9 @@ class NewsModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         q = state.pop("lsa_terms_int8", None)
         scale = state.pop("lsa_terms_scale", None)
-        state["lsa_terms"] = None if q is None else (q.astype(np.float32) * scale).astype(np.float32)
+        state["lsa_terms"] = (
+            None if q is None else (q.astype(np.float32) * scale).astype(np.float32)
+        )
         self.__dict__.update(state)
 
     # ---------------------------------------------------------------- features
@@ -305,12 +388,28 @@ class NewsModel:
         names = self.__dict__.get("_word_names")
         if names is None:
             names = self.__dict__["_word_names"] = self.word_vec.get_feature_names_out()
-        out = []
+        out: list[str] = []
+        if self.config.lexicon:  # lexicon words of the label present in the unit come first
+            lex = (
+                self.neg_lexicon
+                if label == "negative"
+                else self.pos_lexicon
+                if label == "positive"
+                else ()
+            )
+            for j in idx:
+                if j < n_word and " " not in names[j] and names[j] in lex:
+                    out.append(names[j].replace("_", " "))
         for c, j in contrib:
             if c <= 0 or len(out) >= k:
                 break
-            out.append(names[j].replace("_", " "))
-        return out
+            phrase = names[j].replace("_", " ")
+            words = phrase.split()
+            if all(w in _WEAK_WORDS or not any(ch.isalpha() for ch in w) for w in words):
+                continue  # times, numbers and function words are not reasons a reader can use
+            if phrase not in out and not any(phrase in o or o in phrase for o in out):
+                out.append(phrase)
+        return out[:k]
 
 
 def _temperature(logits: np.ndarray, y_idx: np.ndarray) -> float:
