@@ -44,12 +44,14 @@ def news(data_dir: Path, ablation: bool) -> None:
     runs = [("shipped recipe", base_cfg)]
     if ablation:
         runs += [
-            ("baseline: word+char TF-IDF, LR, no head/LSA", ModelConfig(headline_features=False, lsa_components=0)),
-            ("+ headline features, no LSA", ModelConfig(lsa_components=0)),
-            ("- char n-grams", ModelConfig(char_ngrams=False)),
-            ("+ news lexicon (guideline seeds, LSA-expanded)", ModelConfig(lexicon=True)),
-            ("+ self-training (10 % of unlabelled, weight 0.3)", ModelConfig(self_training_fraction=0.1)),
-            ("LSA 300 dims x 40k terms", ModelConfig(lsa_components=300, lsa_max_features=40000)),
+            ("same without the news lexicon", ModelConfig(lexicon=False)),
+            ("baseline: word+char TF-IDF, LR, no head/LSA/lexicon",
+             ModelConfig(headline_features=False, lsa_components=0, lexicon=False)),
+            ("+ headline features, no LSA/lexicon", ModelConfig(lsa_components=0, lexicon=False)),
+            ("- char n-grams, no lexicon", ModelConfig(char_ngrams=False, lexicon=False)),
+            ("+ self-training (10 % of unlabelled, weight 0.3), no lexicon",
+             ModelConfig(self_training_fraction=0.1, lexicon=False)),
+            ("LSA 300 dims x 40k terms, no lexicon", ModelConfig(lsa_components=300, lsa_max_features=40000, lexicon=False)),
         ]
     amb = np.array([bool(x.get("ambiguous")) for x in raw])
     for name, cfg in runs:
