@@ -87,11 +87,15 @@ def run_detection(before: Path, after: Path, method: str, tile: int, out: Path) 
     write_geojson(res, out / "changes.geojson")
     wall = time.perf_counter() - t0
     px = res.grid.width * res.grid.height
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     return {
         "method": method, "model_version": res.model_version, "width": res.grid.width,
         "height": res.grid.height, "bands": 10, "tile": tile, "wall_s": round(wall, 1),
         "megapixels_per_s": round(px / 1e6 / wall, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(cpu, 1),
+        "megapixels_per_cpu_s": round(px / 1e6 / cpu, 3),
         "polygons": len(res.features), "timings": res.timings,
         "cpu_count": os.cpu_count(),
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
@@ -129,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{fig['width']} x {fig['height']} px, 10 bands, two dates, method {fig['method']} "
           f"({fig['model_version']}): {fig['wall_s']} s wall, {fig['megapixels_per_s']} Mpx/s, "
           f"peak memory {fig['peak_rss_mb']} MB (ru_maxrss of the detecting process), "
-          f"{fig['polygons']} polygons; load average at end {fig['load_avg_1min_at_end']} "
-          f"on {fig['cpu_count']} CPUs")
+          f"{fig['polygons']} polygons; {fig['cpu_s']} CPU-s ({fig['megapixels_per_cpu_s']} Mpx "
+          f"per CPU-second); load average at end {fig['load_avg_1min_at_end']} "
+          f"on {fig['cpu_count']} CPUs (other processes share them)")
     print(json.dumps(fig))
     return 0
 

@@ -153,8 +153,8 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
                 if (code in seasonal_codes and frm in seasonal_classes
                         and to in seasonal_classes):
                     continue  # crop cycle, not conversion
-                if to not in rule.to:
-                    continue
+                if to not in rule.to or frm == to:
+                    continue  # only land that became `to` (already built-up is not new)
                 if rule.from_ is not None and frm not in rule.from_:
                     continue
                 matching.append(it)

@@ -9,7 +9,8 @@ surface reflectances (Sentinel-2 digital numbers / 10,000):
 * built-up vs bare for the rest: bare soil has a high bare-soil index
   BSI = ((SWIR1 + red) − (NIR + blue)) / ((SWIR1 + red) + (NIR + blue)) and red > green;
   built-up surfaces (roofs, concrete, asphalt) are flatter across the spectrum. Pixels with
-  BSI > 0.12 or red/green > 1.15 and NDBI > 0.05 are bare, the others built-up.
+  BSI > 0.12, or red/green > 1.15 and NDBI > 0.05, or NDVI ≥ 0.2 with red/green > 1.05
+  (soil/vegetation mixtures) are bare, the others built-up.
 
 The classes are coarse on purpose: they give each detected change a from→to that the alert
 rules can reason with (e.g. vegetation → built-up on rice land), they are not a land-cover map.
@@ -58,7 +59,10 @@ def classify(values: np.ndarray, bands: Sequence[str], valid: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         red_green = np.where(green > 1e-6, red / green, 1.0)
     out = np.full(values.shape[1:], COVER_CODES["built_up"], dtype=np.uint8)
-    bare = (bsi > 0.12) | ((red_green > 1.15) & (ndbi > 0.05))
+    # reddish soil-vegetation mixtures (NDVI 0.2-0.35, red > green) count as bare, not
+    # built-up: on cropland a false "built-up" is a false alarm, a false "bare" is seasonal
+    bare = (bsi > 0.12) | ((red_green > 1.15) & (ndbi > 0.05)) | (
+        (ndvi >= 0.2) & (red_green > 1.05))
     out[bare] = COVER_CODES["bare"]
     out[ndvi >= 0.35] = COVER_CODES["vegetation"]
     out[(mndwi > 0.1) & (ndvi < 0.3)] = COVER_CODES["water"]

@@ -30,7 +30,7 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
-from scipy.ndimage import gaussian_filter, zoom
+from scipy.ndimage import gaussian_filter
 
 from gis.crs import make_transformer, transform_geometries
 from gis.imagery import MODEL_BANDS
@@ -138,7 +138,7 @@ def render(rows, transform, shape, which: str, utm_geoms) -> np.ndarray:
     gain = 1 + 0.06 * np.random.default_rng(1).standard_normal(len(rows) + 1).astype(np.float32)
     gain *= 1 + 0.015 * RNG.standard_normal(len(rows) + 1).astype(np.float32)
     img *= gain[ids][None]
-    img *= 1 + 0.03 * RNG.standard_normal(img.shape).astype(np.float32)
+    img *= 1 + 0.012 * RNG.standard_normal(img.shape).astype(np.float32)  # sensor noise (SNR ~ 80)
     img = np.stack([gaussian_filter(b, 0.6) for b in img])
     if which == "after":
         img *= 1.04  # a different atmosphere / sun angle
@@ -198,8 +198,21 @@ def main() -> None:
             **prof, "dtype": "uint8", "width": w // 2, "height": h // 2,
             "transform": from_origin(xmin, ymax, 20, 20)}) as dst:
         dst.write(scl, 1)
-    _ = zoom  # (kept: 20 m bands are block means, SCL nearest, like the real product)
 
+    # AFTER: one multi-band GeoTIFF with band descriptions, all on the 10 m grid; its 20 m
+    # bands carry 20 m detail (2 x 2 block means, bilinear back to 10 m), as a stack made
+    # from a real product would
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    for i, band in enumerate(MODEL_BANDS):
+        if band in ("B05", "B06", "B07", "B8A", "B11", "B12"):
+            coarse = after[i].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.float32)
+            fine = np.zeros((h, w), np.float32)
+            reproject(coarse, fine, src_transform=from_origin(xmin, ymax, 20, 20),
+                      src_crs="EPSG:32648", dst_transform=tf, dst_crs="EPSG:32648",
+                      resampling=Resampling.bilinear)
+            after[i] = np.clip(fine, 1, 10000).astype(np.uint16)
     # AFTER: one multi-band GeoTIFF with band descriptions
     with rasterio.open(OUT / "after_T48QXH_20250418.tif", "w", driver="GTiff", dtype="uint16",
                        count=len(MODEL_BANDS), width=w, height=h, crs="EPSG:32648",

@@ -62,15 +62,16 @@ def test_import_detect_store_and_list_alerts(invoke, connection, tmp_path):
     with rasterio.open(mask) as m, rasterio.open(next(BEFORE.glob("*_B02.tif"))) as b:
         assert m.transform == b.transform and m.shape == b.shape and m.nodata == 255
         assert (m.read(1) == 255).any()  # the SCL cloud
-    # alerts: the two rice parcels and the pond built over; orchard cleared; nothing on
-    # seasonal rice/annual-crop changes
+    # alerts: the two rice parcels built over, garden (CLN) plots cleared; nothing on the
+    # seasonal rice / annual-crop changes
     alerts = connection.execute(text(
         "SELECT p.land_use_code_raw AS raw, a.rule, a.severity, a.observed_to "
         "FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"),
         {"r": run_id}).mappings().all()
     rules = {(a["raw"], a["rule"]) for a in alerts}
     assert ("LUC", "rice_land_lost") in rules
-    assert ("NTS", "agricultural_to_built_up") in rules
+    assert ("LUC", "agricultural_to_built_up") in rules
+    assert ("CLN", "agricultural_to_bare") in rules
     assert not any(a["raw"] == "BHK" for a in alerts)  # annual crop → bare: seasonal
     assert all(a["observed_to"] in ("built_up", "bare") for a in alerts)
     # listing and export
