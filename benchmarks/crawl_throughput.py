@@ -51,6 +51,10 @@ def main() -> None:
     parser.add_argument("--embedded-db", action="store_true",
                         help="Store into a throwaway embedded PostGIS (started and removed here).")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--scorer", default=None,
+                        help="nlp model file to score with (default: nlp's newest shipped model).")
+    parser.add_argument("--no-scoring", action="store_true", help="Switch the score stage off.")
+    parser.add_argument("--no-ner", action="store_true", help="Scorer without underthesea NER.")
     args = parser.parse_args()
     if args.embedded_db:
         with _embedded_database() as url:
@@ -89,7 +93,9 @@ def _run(args: argparse.Namespace) -> None:
                 "database_url": args.database_url, "job": "bench",
                 "settings": {"download_delay": 0.0, "autothrottle": False, "obey_robots": True,
                              "concurrency": args.concurrency,
-                             "concurrency_per_domain": args.concurrency},
+                             "concurrency_per_domain": args.concurrency,
+                             "scoring": not args.no_scoring, "scorer": args.scorer,
+                             "scorer_ner": not args.no_ner},
                 "stats_out": str(Path(tmp) / "stats.json"), "log_level": "WARNING",
             }
             conf_path = Path(tmp) / "conf.json"
@@ -117,7 +123,8 @@ def _run(args: argparse.Namespace) -> None:
     if stages:
         print("pipeline seconds per article: " + ", ".join(
             f"{k} {v / max(scraped, 1) * 1000:.1f} ms" for k, v in stages.items()))
-    print(f"stored: {stats.get('ioc/stored', 0)}; near/exact duplicates linked: "
+    print(f"scored: {stats.get('ioc/scored', 0)}; stored: {stats.get('ioc/stored', 0)}; "
+          f"near/exact duplicates linked: "
           f"{stats.get('ioc/duplicates/near', 0)}/{stats.get('ioc/duplicates/exact', 0)}")
 
 
