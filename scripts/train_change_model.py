@@ -4,12 +4,15 @@ Runs in the separate training environment (CPU torch; the product needs onnxrunt
 
     ~/.pyenv/versions/3.11.7/bin/python -m venv .venv-train
     .venv-train/bin/pip install torch==2.13.0 numpy rasterio onnx
-    .venv-train/bin/python scripts/train_change_model.py --oscd ../shared/data/oscd \
-        --out gis/models/change_cnn_v1.onnx --steps 2500
+    # the shipped model (recipe v2), all 8 cities:
+    .venv-train/bin/python scripts/train_change_model.py --steps 2400 --batch 16 --patch 64 \
+        --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
+        --out gis/models/change_cnn_v2.onnx
 
-    # leave-one-city-out fold (model for benchmarks/land_oscd.py):
-    .venv-train/bin/python scripts/train_change_model.py --holdout paris \
-        --out .state/oscd_loco/paris.onnx
+    # leave-one-city-out fold (model for benchmarks/land_oscd.py), same recipe, 1200 steps:
+    .venv-train/bin/python scripts/train_change_model.py --steps 1200 --batch 16 --patch 64 \
+        --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 --holdout paris \
+        --out .state/oscd_loco_v2/paris.onnx
 
 The images are read with the product's own reader (gis.imagery: same bands, same resampling onto
 the 10 m grid of the earlier image, same per-image normalisation), so training and inference see
@@ -76,7 +79,7 @@ def build_model(in_channels: int, width: int = 16):
     return UNet()
 
 
-def sample_batch(cities, rng, batch: int, patch: int, pos_share: float):
+def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1):
     """Random patches (a share centred on change pixels), flips, rotations, date swap and a
     small per-band gain/offset jitter on the normalised values."""
     xs, ys = [], []
@@ -98,8 +101,8 @@ def sample_batch(cities, rng, batch: int, patch: int, pos_share: float):
         if rng.random() < 0.5:
             pb, pa = pa, pb
         nb = pb.shape[0]
-        gain = 1 + 0.1 * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
-        off = 0.1 * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
+        gain = 1 + jitter * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
+        off = jitter * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
         pb = pb * gain[0] + off[0]
         pa = pa * gain[1] + off[1]
         x = model_input(pb, pa)
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pos-share", type=float, default=0.5, help="share of change-centred patches")
+    p.add_argument("--pos-weight", type=float, default=3.0, help="BCE weight of change pixels")
+    p.add_argument("--dice-weight", type=float, default=1.0)
+    p.add_argument("--jitter", type=float, default=0.1, help="per-band gain/offset jitter (σ)")
     args = p.parse_args(argv)
 
     import torch
@@ -149,18 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
                                                 pct_start=0.1)
-    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0))
+    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(args.pos_weight))
     t0 = time.time()
     running = 0.0
     for step in range(1, args.steps + 1):
         model.train()
-        x, y = sample_batch(cities, rng, args.batch, args.patch, pos_share=0.5)
+        x, y = sample_batch(cities, rng, args.batch, args.patch, pos_share=args.pos_share,
+                            jitter=args.jitter)
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         logit = model(x)
         prob = torch.sigmoid(logit)
         inter = (prob * y).sum()
         dice = 1 - (2 * inter + 1) / (prob.sum() + y.sum() + 1)
-        loss = bce(logit, y) + dice
+        loss = bce(logit, y) + args.dice_weight * dice
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -191,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": json.dumps(train_names),
         "held_out": json.dumps(args.holdout),
         "steps": str(args.steps), "batch": str(args.batch), "patch": str(args.patch),
-        "width": str(args.width), "seed": str(args.seed),
+        "width": str(args.width), "seed": str(args.seed), "pos_share": str(args.pos_share),
+        "pos_weight": str(args.pos_weight), "dice_weight": str(args.dice_weight),
+        "jitter": str(args.jitter),
         "data": "OSCD (Daudt et al. 2018); labels CC BY-NC-SA; images Copernicus Sentinel-2",
         "multiple_of": "8",
     }

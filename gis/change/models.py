@@ -1,7 +1,7 @@
 """Change detectors: a per-pixel change probability from two normalised images.
 
 * ``cnn`` (default): an early-fusion U-Net trained on OSCD with PyTorch, exported to ONNX and
-  run with onnxruntime (``gis/models/change_cnn_v1.onnx``; see ``gis/models/MODEL_CARD.md``).
+  run with onnxruntime (``gis/models/change_cnn_v2.onnx``; see ``gis/models/MODEL_CARD.md``).
 * ``gbm``: a scikit-learn histogram gradient-boosting pixel classifier on spectral features
   (``gis/models/change_gbm_v1.joblib``), the supervised fallback.
 * ``cva``: unsupervised change vector analysis: the magnitude of the difference of the
@@ -24,7 +24,7 @@ from gis.change.features import model_input, pixel_features
 from gis.errors import ConfigurationError
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODELS = {"cnn": "change_cnn_v1.onnx", "gbm": "change_gbm_v1.joblib"}
+DEFAULT_MODELS = {"cnn": "change_cnn_v2.onnx", "gbm": "change_gbm_v1.joblib"}
 METHODS = ("cnn", "gbm", "cva")
 
 

@@ -84,7 +84,7 @@ def test_dask_local_cluster_gives_the_same_result(pair):
     assert len(remote.features) == len(local.features)
 
 
-@pytest.mark.skipif(not (MODEL_DIR / "change_cnn_v1.onnx").exists(), reason="no shipped CNN")
+@pytest.mark.skipif(not (MODEL_DIR / "change_cnn_v2.onnx").exists(), reason="no shipped CNN")
 def test_shipped_cnn_runs_with_onnxruntime(pair):
     det = load_detector("cnn")
     rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def test_shipped_cnn_runs_with_onnxruntime(pair):
     p = det.probability(b, b)
     assert p.shape == (37, 45) and ((p >= 0) & (p <= 1)).all()
     res = detect_changes(*pair, DetectionConfig(method="cnn"))
-    assert res.model_version == "change_cnn_v1"
+    assert res.model_version == "change_cnn_v2"
 
 
 @pytest.mark.skipif(not (MODEL_DIR / "change_gbm_v1.joblib").exists(), reason="no shipped GBM")
