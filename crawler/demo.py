@@ -12,15 +12,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from crawler.localsite import LocalSite
 from crawler.mirror import MirrorArticle, write_mirror
 
-if TYPE_CHECKING:
-    from ioc.demo import DemoContext
+if TYPE_CHECKING:  # the demo context is duck-typed: crawler must not import ioc
+    DemoContext = Any
 
 TZ = dt.timezone(dt.timedelta(hours=7))
 
