@@ -54,6 +54,19 @@ def run_stages(ctx: DemoContext) -> None:
         ctx.echo(f"  done in {time.perf_counter() - started:.1f} s")
 
 
+def _print_entry_points(engine: Engine, host: str, port: int) -> None:
+    """Where to look once the API serves (the demo news is dated in the past)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        latest = conn.execute(text(
+            "SELECT (max(published_at) AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM articles")).scalar()
+    base = f"http://{host}:{port}"
+    click.echo(f"collections: {base}/collections   admin units: {base}/collections/admin-units/items")
+    if latest:
+        click.echo(f"daily digest of the sample news: {base}/digest/{latest}?f=html")
+
+
 @click.command()
 @click.option("--no-serve", is_flag=True, help="Stop after loading the sample data.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -72,6 +85,7 @@ def demo(app, no_serve: bool, host: str, port: int) -> None:
                       data_dir=app.data_dir, echo=click.echo)
     run_stages(ctx)
     click.echo(f"demo data loaded in {time.perf_counter() - started:.1f} s")
+    _print_entry_points(engine, host, port)
     if no_serve:
         return
     if importlib.util.find_spec("api.cli") is None:
