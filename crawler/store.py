@@ -198,7 +198,7 @@ class ArticleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._source_ids: dict[str, int] = {}
-        self._unit_ids: dict[str, int | None] = {}
+        self._unit_ids: dict[tuple[str, str], int | None] = {}
         self._local = threading.local()
         # first copy's canonical URL -> copies stored before it (linked when it arrives)
         self._waiting: dict[str, list[str]] = {}
@@ -348,15 +348,23 @@ class ArticleStore:
                 best = ("near", int(row.id), similarity)
         return best
 
-    def _unit_id(self, conn: Any, code: str) -> int | None:
-        if code not in self._unit_ids:
-            self._unit_ids[code] = conn.execute(
+    def _unit_id(self, conn: Any, code: str, valid: str | None = None) -> int | None:
+        """The admin unit of a place. Codes can be reused across the 2025 reform (an old
+        commune and a new one share 13285), so the place's "valid" (old|new) picks the unit
+        whose validity matches; without it the current unit wins."""
+        key = (str(code), valid or "new")
+        if key not in self._unit_ids:
+            wants_current = (valid or "new") != "old"
+            self._unit_ids[key] = conn.execute(
                 select(AdminUnit.id)
                 .where(AdminUnit.code == str(code))
-                .order_by(AdminUnit.valid_from.desc())
+                .order_by(
+                    (AdminUnit.valid_to.is_(None) == wants_current).desc(),
+                    AdminUnit.valid_from.desc(),
+                )
                 .limit(1)
             ).scalar()
-        return self._unit_ids[code]
+        return self._unit_ids[key]
 
     # -- writes -------------------------------------------------------------------------------
     def upsert_article(self, record: dict[str, Any]) -> int:
@@ -449,7 +457,8 @@ class ArticleStore:
                 rows = {}
                 for place in places:
                     code = place.get("code") if isinstance(place, dict) else None
-                    unit_id = self._unit_id(conn, code) if code else None
+                    valid = place.get("valid") if isinstance(place, dict) else None
+                    unit_id = self._unit_id(conn, code, valid) if code else None
                     if unit_id is None or unit_id in rows:
                         continue
                     rows[unit_id] = {
