@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,9 +331,7 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
     ``*_old_communes.csv`` (names, codes, old→new) and ``*_new_communes_2025.csv``.
     """
     admin_dir = Path(admin_dir)
-    reports: list[ImportReport] = []
-    all_rows: list[dict] = []
-    row_reports: list[ImportReport] = []
+    batches: list[tuple[ImportReport, list[dict]]] = []  # (report, its rows), one per source
 
     def first(pattern: str) -> Path | None:
         found = sorted(admin_dir.glob(pattern))
@@ -353,20 +352,22 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
                 row["valid_from"] = start
                 if row["level"] == "commune" and start == REFORM_2025:
                     row["parent_code"] = row["province_code"]
-            all_rows.extend(rows)
-            row_reports.extend([report] * len(rows))
-            reports.append(report)
+            batches.append((report, rows))
+
+    polygon_rows = [row for _, rows in batches for row in rows]
+    polygon_keys = {(r["code"], r["valid_from"]) for r in polygon_rows}
+    province_codes = {r["province_code"] for r in polygon_rows if r["valid_from"] == REFORM_2025 and r["province_code"]}
+    province_code = sorted(province_codes)[0] if province_codes else None
 
     # names-only units: former communes, and the new province's other communes
     old_csv = first("*_old_communes.csv")
     new_csv = first("*_new_communes_2025.csv")
-    names_report = ImportReport(path=str(admin_dir), source_crs="no geometry")
-    polygon_keys = {(r["code"], r["valid_from"]) for r in all_rows}
+    name_rows: list[dict] = []
     if old_csv:
         with open(old_csv, encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 merged_early = not rec["status"].startswith("in force")
-                all_rows.append({
+                name_rows.append({
                     "code": rec["old_code"], "level": "commune", "unit_type": rec["old_type"],
                     "name": rec["old_name"], "name_ascii": rec["old_name_ascii"],
                     "parent_code": rec["old_district_code"], "province_code": None,
@@ -374,48 +375,36 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
                     "valid_to": dt.date(2025, 2, 28) if merged_early else pre_end,
                     "source": f"{old_csv.name} ({rec['status']})", "area_km2": None, "wkb": None,
                 })
-                names_report.features += 1
-                row_reports.append(names_report)
     if new_csv:
-        province_codes = {r["province_code"] for r in all_rows if r["valid_from"] == REFORM_2025 and r["province_code"]}
-        province_code = sorted(province_codes)[0] if province_codes else None
         with open(new_csv, encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 if (rec["new_code"], REFORM_2025) in polygon_keys:
                     continue
-                all_rows.append({
+                name_rows.append({
                     "code": rec["new_code"], "level": "commune", "unit_type": rec["new_type"],
                     "name": rec["new_name"], "name_ascii": rec["new_name_ascii"],
                     "parent_code": province_code, "province_code": province_code,
                     "valid_from": REFORM_2025, "valid_to": None, "source": new_csv.name,
                     "area_km2": None, "wkb": None,
                 })
-                names_report.features += 1
-                row_reports.append(names_report)
         gazetteer = first("*gazetteer*.json")
         successor = {}
         if gazetteer:
-            import json
-
             successor = json.loads(gazetteer.read_text(encoding="utf-8")).get("province_old", {}).get("successor") or {}
         if province_code and successor.get("code") == province_code:
             unit_type, bare = split_unit_type(successor["name"])
-            all_rows.append({
+            name_rows.append({
                 "code": province_code, "level": "province", "unit_type": unit_type, "name": bare,
                 "name_ascii": strip_diacritics(bare), "parent_code": None, "province_code": province_code,
                 "valid_from": dt.date.fromisoformat(successor.get("effective", str(REFORM_2025))),
                 "valid_to": None, "source": gazetteer.name, "area_km2": None, "wkb": None,
             })
-            names_report.features += 1
-            row_reports.append(names_report)
-    reports.append(names_report)
+    names_report = ImportReport(path=str(admin_dir), source_crs="no geometry", features=len(name_rows))
+    batches.append((names_report, name_rows))
 
     with engine.begin() as conn:
-        for row, report in zip(all_rows, row_reports, strict=True):
-            if conn.execute(UPSERT_UNIT, row).scalar_one():
-                report.inserted += 1
-            else:
-                report.updated += 1
+        for report, rows in batches:
+            _upsert(conn, rows, report)
         if new_csv:
             for row in _crosswalk_rows(new_csv):
                 conn.execute(
@@ -426,4 +415,4 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
                     ),
                     row,
                 )
-    return reports
+    return [report for report, _ in batches]

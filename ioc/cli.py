@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from gis.errors import IocError
 from gis.settings import DatabaseSettings, StateSettings
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -69,8 +68,8 @@ class AppContext:
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [IocError]
-    for module_name, attr in USER_ERROR_CLASSES[1:]:
+    types: list[type[BaseException]] = []
+    for module_name, attr in USER_ERROR_CLASSES:
         try:
             types.append(getattr(importlib.import_module(module_name), attr))
         except (ImportError, AttributeError):

@@ -42,7 +42,7 @@ def make_engine(database_url: str, **kwargs) -> Engine:
 
 def check_connection(database_url: str, timeout: int = 5) -> None:
     """Raise DatabaseError with one sentence when the database cannot be reached."""
-    engine = make_engine(database_url, connect_args={"connect_timeout": timeout}, poolclass=None)
+    engine = make_engine(database_url, connect_args={"connect_timeout": timeout})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
