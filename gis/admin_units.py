@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyogrio
 import shapely
 from pyproj import Geod
 from sqlalchemy import Engine, text
 
 from gis.crs import parse_crs, transform_geometries
 from gis.errors import CRSError, GeometryError, InputFileError
+from gis.vector import as_str, polygonal, read_vector
 
 REFORM_2025 = dt.date(2025, 7, 1)
 UNKNOWN_START = dt.date(1900, 1, 1)
@@ -97,13 +97,8 @@ def _pick(fields: dict[str, np.ndarray], candidates: tuple[str, ...]) -> np.ndar
 
 
 def _as_str(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    text_value = str(value).strip()
+    """A field value as NFC text (names mix NFC and NFD in the wild)."""
+    text_value = as_str(value)
     return unicodedata.normalize("NFC", text_value) if text_value else None
 
 
@@ -133,24 +128,6 @@ def _level_for(code: str, unit_type: str | None, explicit: str | None) -> str:
     return "commune"
 
 
-def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
-    """The polygonal part of a geometry as a MultiPolygon (None if there is none)."""
-    if geom is None or geom.is_empty:
-        return None
-    if geom.geom_type == "Polygon":
-        return shapely.MultiPolygon([geom])
-    if geom.geom_type == "MultiPolygon":
-        return geom
-    if geom.geom_type == "GeometryCollection":
-        polys = []
-        for part in geom.geoms:
-            piece = _polygonal(part)
-            if piece is not None:
-                polys.extend(piece.geoms)
-        return shapely.MultiPolygon(polys) if polys else None
-    return None
-
-
 def read_admin_units(
     path: Path,
     *,
@@ -166,17 +143,8 @@ def read_admin_units(
     Raises InputFileError / CRSError / GeometryError with one sentence naming the problem.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file.")
-    try:
-        meta, _fids, wkb, field_data = pyogrio.raw.read(path, layer=layer)
-    except Exception as exc:  # pyogrio raises several GDAL-derived types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(f"{path}: cannot be read as a vector file ({reason}).") from exc
+    meta, wkb, fields = read_vector(path, layer)
     report = ImportReport(path=str(path))
-    if wkb is None or len(wkb) == 0:
-        raise InputFileError(f"{path}: holds no features.")
-    fields = dict(zip([str(f) for f in meta["fields"]], field_data, strict=True))
     codes = _pick(fields, CODE_FIELDS)
     if codes is None:
         raise InputFileError(
@@ -235,14 +203,14 @@ def read_admin_units(
             unrepairable.append(code)
             continue
         if not shapely.is_valid(geom):
-            fixed = _polygonal(shapely.make_valid(geom))
+            fixed = polygonal(shapely.make_valid(geom))
             if fixed is None or fixed.is_empty:
                 unrepairable.append(code)
                 continue
             report.repaired.append(code)
             geom = fixed
         else:
-            geom = _polygonal(geom)
+            geom = polygonal(geom)
             if geom is None:
                 unrepairable.append(code)
                 continue

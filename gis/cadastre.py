@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyogrio
 import shapely
 from sqlalchemy import Connection, Engine, text
 
@@ -39,6 +38,7 @@ from gis.crs import make_transformer, parse_crs, transform_geometries
 from gis.db.session import storage_srid
 from gis.errors import CRSError, GeometryError, InputFileError
 from gis.legacy_text import repair_legacy
+from gis.vector import as_str, polygonal, read_vector
 
 #: Recognised field names (compared lower-case, without accents, '_' and spaces removed).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -136,18 +136,6 @@ class CodeTables:
         return (raw, "2024") if raw in self.codes.get("2024", ()) else None
 
 
-def _as_str(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if np.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-    s = str(value).strip()
-    return s or None
-
-
 def _as_float(value) -> float | None:
     if value is None:
         return None
@@ -156,17 +144,6 @@ def _as_float(value) -> float | None:
     except ValueError:
         return None
     return None if np.isnan(f) else f
-
-
-def _polygonal(geom) -> shapely.MultiPolygon | None:
-    if geom is None or geom.is_empty:
-        return None
-    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
-    polys = []
-    for g in parts:
-        polys.extend(shapely.get_parts(g) if g.geom_type == "MultiPolygon" else [g])
-    polys = [p for p in polys if not p.is_empty and p.area > 0]
-    return shapely.MultiPolygon(polys) if polys else None
 
 
 def _looks_swapped(geoms: np.ndarray, crs) -> bool:
@@ -214,18 +191,9 @@ def read_cadastre(
         Features without a usable polygon (their keys are named); nothing is imported.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file.")
-    try:
-        meta, _fids, wkb, field_data = pyogrio.raw.read(path, layer=layer)
-    except Exception as exc:  # pyogrio raises several GDAL-derived types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(f"{path}: cannot be read as a vector file ({reason}).") from exc
-    if wkb is None or len(wkb) == 0:
-        raise InputFileError(f"{path}: holds no features.")
+    meta, wkb, fields = read_vector(path, layer)
     report = CadastreReport(path=str(path))
-    names = [str(f) for f in meta["fields"]]
-    fields = dict(zip(names, field_data, strict=True))
+    names = list(fields)
     by_key = {_key(n): n for n in names}
     chosen: dict[str, str] = {}
     for target, aliases in FIELD_ALIASES.items():
@@ -271,22 +239,22 @@ def read_cadastre(
         "parcel_number")
     unrepairable: list[str] = []
     for i in range(len(geoms)):
-        com = (_as_str(com_col[i]) if com_col is not None else None) or commune_code or "?"
-        key = f"{com}/{_as_str(sheet_col[i]) or '?'}/{_as_str(parcel_col[i]) or '?'}"
+        com = (as_str(com_col[i]) if com_col is not None else None) or commune_code or "?"
+        key = f"{com}/{as_str(sheet_col[i]) or '?'}/{as_str(parcel_col[i]) or '?'}"
         keys.append(key)
         g = geoms[i]
         if g is None or g.is_empty:
             unrepairable.append(key)
             continue
         if not shapely.is_valid(g):
-            fixed = _polygonal(shapely.make_valid(g))
+            fixed = polygonal(shapely.make_valid(g))
             if fixed is None:
                 unrepairable.append(key)
                 continue
             report.repaired.append(key)
             geoms[i] = fixed
         else:
-            poly = _polygonal(g)
+            poly = polygonal(g)
             if poly is None:
                 unrepairable.append(key)
                 continue
@@ -304,7 +272,7 @@ def read_cadastre(
     except CRSError as exc:
         raise CRSError(f"{path}: {exc}") from exc
     _check_in_vietnam(path, lonlat, src)
-    out = np.array([_polygonal(shapely.make_valid(g)) if not shapely.is_valid(g) else g
+    out = np.array([polygonal(shapely.make_valid(g)) if not shapely.is_valid(g) else g
                     for g in out], dtype=object)
 
     # text fields: legacy encodings → Unicode
@@ -314,7 +282,7 @@ def read_cadastre(
         col = column(t)
         vals: list[str | None] = []
         for v in (col if col is not None else [None] * len(out)):
-            s = _as_str(v)
+            s = as_str(v)
             if s:
                 s, enc = repair_legacy(s)
                 if enc:
@@ -328,17 +296,17 @@ def read_cadastre(
     rows: dict[tuple[str, str, str], dict] = {}
     unknown: list[str] = []
     for i, geom in enumerate(out):
-        com = (_as_str(com_col[i]) if com_col is not None else None) or commune_code
-        sheet, parcel = _as_str(sheet_col[i]), _as_str(parcel_col[i])
+        com = (as_str(com_col[i]) if com_col is not None else None) or commune_code
+        sheet, parcel = as_str(sheet_col[i]), as_str(parcel_col[i])
         if not com or not sheet or not parcel:
             raise InputFileError(f"{path}: feature {i + 1} ({keys[i]}) has an empty key field.")
-        raw_code_field = _as_str(code_col[i]) or ""
+        raw_code_field = as_str(code_col[i]) or ""
         uses = [(m.group(1).upper(), _as_float(m.group(2)) if m.group(2) else None)
                 for m in _MULTI_CODE_RE.finditer(raw_code_field)]
         if not uses:
             unknown.append(f"{keys[i]} ('{raw_code_field}')")
             continue
-        version = (_as_str(ver_col[i]) if ver_col is not None else None) or code_version
+        version = (as_str(ver_col[i]) if ver_col is not None else None) or code_version
         resolved = [codes.resolve(c, version) for c, _ in uses]
         if any(r is None for r in resolved):
             unknown.append(f"{keys[i]} ('{raw_code_field}')")
@@ -361,7 +329,7 @@ def read_cadastre(
             report.duplicates.append("/".join(key))
         rows[key] = {
             "commune_code": com,
-            "old_commune_code": _as_str(old_col[i]) if old_col is not None else None,
+            "old_commune_code": as_str(old_col[i]) if old_col is not None else None,
             "sheet_number": sheet, "parcel_number": parcel,
             "area_m2": area, "legal_area_m2": legal,
             "land_use_code": main_2024, "land_use_code_raw": main_raw,
