@@ -14,7 +14,6 @@ from sqlalchemy import Connection, text
 from api.errors import InvalidParameterError, NotFoundError
 
 REVIEW_STATUSES = ("new", "confirmed", "dismissed")
-SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
 
 def _text(value: Any, name: str, required: bool, max_len: int = 2000) -> str | None:
@@ -51,29 +50,25 @@ def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: A
 def correct_article_label(
     connection: Connection, article_id: int, label: Any, reviewer: Any, note: Any = None
 ) -> int:
-    """Record a sentiment correction; returns the ``label_feedback`` id."""
-    if label not in SENTIMENT_LABELS:
+    """Record a sentiment correction through :func:`nlp.feedback.record_correction` (the one
+    writer of ``label_feedback``); returns its id."""
+    # Imported here: nlp brings scikit-learn, which the read-only API never needs.
+    from nlp.errors import InputError
+    from nlp.feedback import record_correction
+    from nlp.sentiment import LABELS
+
+    if label not in LABELS:
         raise InvalidParameterError(
-            f"label must be one of {', '.join(SENTIMENT_LABELS)}, got {str(label)[:40]!r}."
+            f"label must be one of {', '.join(LABELS)}, got {str(label)[:40]!r}."
         )
     reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
     note_ = _text(note, "note", required=False)
-    current = connection.execute(
-        text("SELECT a.id, l.label FROM articles a LEFT JOIN api_article_labels l "
-             "ON l.article_id = a.id WHERE a.id = :id"),
-        {"id": article_id},
-    ).first()
-    if current is None:
+    if connection.execute(text("SELECT 1 FROM articles WHERE id = :id"), {"id": article_id}).first() is None:
         raise NotFoundError(f"No article {article_id}.")
-    return int(
-        connection.execute(
-            text(
-                "INSERT INTO label_feedback (article_id, field, old_label, new_label, reviewer, note) "
-                "VALUES (:a, 'sentiment', :old, :new, :r, :n) RETURNING id"
-            ),
-            {"a": article_id, "old": current[1], "new": label, "r": reviewer_, "n": note_},
-        ).scalar_one()
-    )
+    try:
+        return record_correction(connection, article_id, label, reviewer_, note_)
+    except InputError as exc:
+        raise InvalidParameterError(str(exc)) from exc
 
 
 def as_int_id(value: Any, what: str) -> int:

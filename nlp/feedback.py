@@ -52,10 +52,18 @@ def record_correction(
     if exists is None:
         raise InputError(f"article {article_id} does not exist")
     column = "label" if field == "sentiment" else "topic"
+    # The label the reviewer saw: the last correction if there is one, else the model's.
     old = connection.execute(
-        text(f"SELECT {column} FROM article_scores WHERE article_id = :a ORDER BY scored_at DESC, id DESC LIMIT 1"),
-        {"a": article_id},
+        text("SELECT new_label FROM label_feedback WHERE article_id = :a AND field = :f "
+             "ORDER BY created_at DESC, id DESC LIMIT 1"),
+        {"a": article_id, "f": field},
     ).scalar()
+    if old is None:
+        old = connection.execute(
+            text(f"SELECT {column} FROM article_scores WHERE article_id = :a "
+                 "ORDER BY scored_at DESC, id DESC LIMIT 1"),
+            {"a": article_id},
+        ).scalar()
     return int(
         connection.execute(
             text(
