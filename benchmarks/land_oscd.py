@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="cnn: <city>.onnx per held-out city; gbm: <city>.joblib (else trained)")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--mmu", type=float, default=300.0, help="minimum mapping unit, m²")
+    ap.add_argument("--tta", action="store_true", help="cnn: average the four flips")
     ap.add_argument("--cities", nargs="*", default=list(CITIES))
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args(argv)
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     model.parent.mkdir(parents=True, exist_ok=True)
                     joblib.dump(train_gbm(args.oscd, holdout=[city], samples=samples), model)
             cfg = DetectionConfig(method=args.method, model_path=model,
-                                  threshold=args.threshold, min_mapping_unit_m2=args.mmu)
+                                  threshold=args.threshold, min_mapping_unit_m2=args.mmu,
+                                  tta=args.tta)
             mask_path = Path(tmp) / f"{city}.tif"
             t = time.perf_counter()
             detect_changes(args.oscd / city / "imgs_1", args.oscd / city / "imgs_2", cfg,
@@ -98,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     p, r, f = prf(*tot)
     mean_f1 = sum(row["f1"] for row in rows) / len(rows)
     print(f"{'POOLED':12s} P {p:.3f}  R {r:.3f}  F1 {f:.3f}   (mean per-city F1 {mean_f1:.3f}; "
-          f"method {args.method}, threshold {args.threshold}, mmu {args.mmu} m², "
+          f"method {args.method}{' +tta' if args.tta else ''}, threshold {args.threshold}, mmu {args.mmu} m², "
           f"{time.perf_counter() - t0:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps({
-            "method": args.method, "threshold": args.threshold, "mmu_m2": args.mmu,
+            "method": args.method, "tta": args.tta, "threshold": args.threshold, "mmu_m2": args.mmu,
             "cities": rows, "pooled": {"precision": round(p, 4), "recall": round(r, 4),
                                        "f1": round(f, 4)},
             "mean_city_f1": round(mean_f1, 4)}, indent=1))

@@ -124,11 +124,14 @@ def _progress_printer(enabled: bool):
 @click.option("--mmu", type=float, default=300.0, show_default=True,
               help="Minimum mapping unit in m² (smaller change patches are dropped).")
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile size in pixels.")
+@click.option("--tta/--no-tta", default=None,
+              help="cnn: average the model over four flips (steadier, 4x the model time). "
+                   "Default: IOC_LAND_TTA.")
 @click.option("--dask-scheduler", help="Run tiles on a Dask cluster (scheduler address).")
 @click.option("--rules", type=click.Path(path_type=Path), help="Alert rules file (YAML).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, model,
-               threshold, mmu, tile, dask_scheduler, rules, quiet) -> None:
+               threshold, mmu, tile, tta, dask_scheduler, rules, quiet) -> None:
     """Detect land-cover change between BEFORE and AFTER.
 
     BEFORE, AFTER: a multi-band GeoTIFF, or a folder of per-band GeoTIFFs whose names end in
@@ -142,6 +145,7 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
     config = DetectionConfig(
         method=method or settings.detector, model_dir=settings.model_dir, model_path=model,
         threshold=threshold, tile=tile, min_mapping_unit_m2=mmu,
+        tta=settings.tta if tta is None else tta,
         dask_scheduler=dask_scheduler or settings.dask_scheduler,
     )
     params = {**config.as_dict(), "before": str(before), "after": str(after)}

@@ -56,4 +56,5 @@ class LandSettings(BaseSettings):
     rules_file: Path | None = None
     model_dir: Path | None = None
     detector: str = "cnn"
+    tta: bool = False  # cnn test-time augmentation (four flips)
     dask_scheduler: str | None = None

@@ -53,8 +53,9 @@ class CnnDetector:
     name = "cnn"
     halo = 32
 
-    def __init__(self, path: Path, threads: int = 2) -> None:
+    def __init__(self, path: Path, threads: int = 2, tta: bool = False) -> None:
         self.path = Path(path)
+        self.tta = tta
         if not self.path.exists():
             raise ConfigurationError(f"{self.path}: change model file not found.")
         self.threads = threads
@@ -64,12 +65,25 @@ class CnnDetector:
         self.version = self.path.stem
 
     def __getstate__(self):  # picklable for Dask: the session is re-created per process
-        return {"path": self.path, "threads": self.threads}
+        return {"path": self.path, "threads": self.threads, "tta": self.tta}
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["path"], state["threads"])
+        self.__init__(state["path"], state["threads"], state.get("tta", False))
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        if not self.tta:
+            return self._probability(before, after)
+        # Test-time augmentation: the mean over the four flips (the model was trained on
+        # flipped and rotated patches, so each view is an equally valid prediction).
+        total = np.zeros(before.shape[1:], dtype=np.float32)
+        for flip in ((), (1,), (2,), (1, 2)):
+            b = np.flip(before, flip) if flip else before
+            a = np.flip(after, flip) if flip else after
+            p = self._probability(np.ascontiguousarray(b), np.ascontiguousarray(a))
+            total += np.flip(p, tuple(f - 1 for f in flip)) if flip else p
+        return total / 4
+
+    def _probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         x = model_input(before, after)
         _, h, w = x.shape
         ph, pw = (-h) % 8, (-w) % 8
@@ -157,7 +171,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def load_detector(method: str, model_dir: Path | None = None, model_path: Path | None = None,
-                  threads: int = 2) -> Detector:
+                  threads: int = 2, tta: bool = False) -> Detector:
     """The detector for ``method`` ('cnn', 'gbm' or 'cva').
 
     Raises
@@ -173,5 +187,5 @@ def load_detector(method: str, model_dir: Path | None = None, model_path: Path |
         return CvaDetector()
     path = model_path or Path(model_dir or MODEL_DIR) / DEFAULT_MODELS[method]
     if method == "cnn":
-        return CnnDetector(path, threads=threads)
+        return CnnDetector(path, threads=threads, tta=tta)
     return GbmDetector(path)

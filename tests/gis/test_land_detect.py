@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
 
 from gis.change.detect import DetectionConfig, change_kind, detect_changes
-from gis.change.models import MODEL_DIR, load_detector, otsu_threshold
+from gis.change.models import DEFAULT_MODELS, MODEL_DIR, load_detector, otsu_threshold
 from gis.errors import ConfigurationError, InputFileError
 from gis.land_cover import COVER_CODES, classify
 from tests.gis._land_rasters import BUILT, VEG, WATER, scene, write_band_folder, write_multiband
@@ -84,7 +86,7 @@ def test_dask_local_cluster_gives_the_same_result(pair):
     assert len(remote.features) == len(local.features)
 
 
-@pytest.mark.skipif(not (MODEL_DIR / "change_cnn_v2.onnx").exists(), reason="no shipped CNN")
+@pytest.mark.skipif(not (MODEL_DIR / DEFAULT_MODELS["cnn"]).exists(), reason="no shipped CNN")
 def test_shipped_cnn_runs_with_onnxruntime(pair):
     det = load_detector("cnn")
     rng = np.random.default_rng(0)
@@ -92,7 +94,23 @@ def test_shipped_cnn_runs_with_onnxruntime(pair):
     p = det.probability(b, b)
     assert p.shape == (37, 45) and ((p >= 0) & (p <= 1)).all()
     res = detect_changes(*pair, DetectionConfig(method="cnn"))
-    assert res.model_version == "change_cnn_v2"
+    assert res.model_version == Path(DEFAULT_MODELS["cnn"]).stem
+
+
+@pytest.mark.skipif(not (MODEL_DIR / DEFAULT_MODELS["cnn"]).exists(), reason="no shipped CNN")
+def test_cnn_test_time_augmentation_is_flip_equivariant():
+    # The mean over the four flips must map back to the right pixels: flipping the input
+    # flips the output exactly (a single view of a CNN does not have this property).
+    tta = load_detector("cnn", tta=True)
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal((10, 24, 40)).astype(np.float32)
+    a = b + rng.standard_normal((10, 24, 40)).astype(np.float32)
+    p = tta.probability(b, a)
+    for axis in (1, 2):
+        flipped = tta.probability(np.flip(b, axis).copy(), np.flip(a, axis).copy())
+        np.testing.assert_allclose(np.flip(flipped, axis - 1), p, atol=1e-5)
+    single = load_detector("cnn").probability(b, a)
+    assert not np.allclose(single, p, atol=1e-5)
 
 
 @pytest.mark.skipif(not (MODEL_DIR / "change_gbm_v1.joblib").exists(), reason="no shipped GBM")
