@@ -37,7 +37,7 @@ from gis.change.oscd import CITIES, load_city  # noqa: E402
 from gis.imagery import MODEL_BANDS  # noqa: E402
 
 
-def build_model(in_channels: int, width: int = 16):
+def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
     import torch
     from torch import nn
 
@@ -76,7 +76,44 @@ def build_model(in_channels: int, width: int = 16):
             d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
             return self.head(d1)
 
-    return UNet()
+    class SiamDiff(nn.Module):
+        """FC-Siam-diff (Daudt et al. 2018): one encoder shared by both dates, skips carry
+        |features(after) - features(before)|. Same input tensor as the early-fusion net (the
+        first two thirds of the channels are before and after), so the product is unchanged."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            w = width
+            self.nb = in_channels // 3
+            self.enc1 = block(self.nb, w)
+            self.enc2 = block(w, 2 * w)
+            self.enc3 = block(2 * w, 4 * w)
+            self.bott = nn.Sequential(block(4 * w, 4 * w), nn.Dropout2d(0.2))
+            self.pool = nn.MaxPool2d(2)
+            self.up3 = nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2)
+            self.dec3 = block(8 * w, 2 * w)
+            self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
+            self.dec2 = block(4 * w, w)
+            self.up1 = nn.ConvTranspose2d(w, w, 2, stride=2)
+            self.dec1 = block(2 * w, w)
+            self.head = nn.Conv2d(w, 1, 1)
+
+        def encode(self, x):
+            e1 = self.enc1(x)
+            e2 = self.enc2(self.pool(e1))
+            e3 = self.enc3(self.pool(e2))
+            return e1, e2, e3, self.bott(self.pool(e3))
+
+        def forward(self, x):
+            nb = self.nb
+            b1, b2, b3, bb = self.encode(x[:, :nb])
+            a1, a2, a3, ab = self.encode(x[:, nb:2 * nb])
+            d3 = self.dec3(torch.cat([self.up3(torch.abs(ab - bb)), torch.abs(a3 - b3)], 1))
+            d2 = self.dec2(torch.cat([self.up2(d3), torch.abs(a2 - b2)], 1))
+            d1 = self.dec1(torch.cat([self.up1(d2), torch.abs(a1 - b1)], 1))
+            return self.head(d1)
+
+    return SiamDiff() if arch == "siamdiff" else UNet()
 
 
 def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1):
@@ -124,12 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--arch", choices=["ef", "siamdiff"], default="ef",
+                   help="early-fusion U-Net or FC-Siam-diff")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pos-share", type=float, default=0.5, help="share of change-centred patches")
     p.add_argument("--pos-weight", type=float, default=3.0, help="BCE weight of change pixels")
     p.add_argument("--dice-weight", type=float, default=1.0)
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights (e.g. 0.995) and "
+                        "export it: steadier than the last step's weights")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="print the held-out cities' F1 (threshold 0.5) every N steps: a learning "
+                        "curve for diagnosis, not a model selection")
     p.add_argument("--jitter", type=float, default=0.1, help="per-band gain/offset jitter (σ)")
     args = p.parse_args(argv)
 
@@ -148,14 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         cities.append({"name": name, "before": before, "after": after,
                        "label": label.astype(np.float32), "pos": np.argwhere(label)})
     train_names = [c["name"] for c in cities]
+    held = [load_city(args.oscd, name) for name in args.holdout] if args.eval_every else []
     pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
     print(f"training on {train_names}; change share {pos:.3f}", flush=True)
 
     in_ch = 3 * len(MODEL_BANDS)
-    model = build_model(in_ch, args.width)
+    model = build_model(in_ch, args.width, args.arch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
                                                 pct_start=0.1)
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+        use_buffers=True) if args.ema else None
     bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(args.pos_weight))
     t0 = time.time()
     running = 0.0
@@ -173,13 +222,32 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         lv = loss.item()
         running = 0.98 * running + 0.02 * lv if step > 1 else lv
         if step % 100 == 0 or step == args.steps:
             el = time.time() - t0
             print(f"step {step}/{args.steps} loss {running:.4f} {el:.0f}s "
                   f"({el / step:.2f}s/step)", flush=True)
+        if held and (step % args.eval_every == 0 or step == args.steps):
+            net = ema.module if ema is not None else model
+            net.eval()
+            tp = fp = fn = 0
+            with torch.no_grad():
+                for before, after, valid, label in held:
+                    x = model_input(before, after)
+                    h, w = label.shape
+                    x = np.pad(x, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
+                    pred = (net(torch.from_numpy(x[None]))[0, 0, :h, :w] > 0).numpy() & valid
+                    tp += int((pred & label).sum())
+                    fp += int((pred & ~label).sum())
+                    fn += int((~pred & label).sum())
+            print(f"  eval step {step}: held-out F1 {2 * tp / max(2 * tp + fp + fn, 1):.3f} "
+                  f"(tp {tp} fp {fp} fn {fn})", flush=True)
 
+    if ema is not None:
+        model = ema.module
     model.eval()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp.onnx")
@@ -199,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": json.dumps(train_names),
         "held_out": json.dumps(args.holdout),
         "steps": str(args.steps), "batch": str(args.batch), "patch": str(args.patch),
-        "width": str(args.width), "seed": str(args.seed), "pos_share": str(args.pos_share),
+        "width": str(args.width), "arch": args.arch, "seed": str(args.seed), "pos_share": str(args.pos_share),
         "pos_weight": str(args.pos_weight), "dice_weight": str(args.dice_weight),
-        "jitter": str(args.jitter),
+        "jitter": str(args.jitter), "ema": str(args.ema),
         "data": "OSCD (Daudt et al. 2018); labels CC BY-NC-SA; images Copernicus Sentinel-2",
         "multiple_of": "8",
     }
