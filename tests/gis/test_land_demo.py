@@ -8,14 +8,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import text
 
-from gis.change.models import MODEL_DIR
+from gis.change.models import DEFAULT_MODELS, MODEL_DIR
 from gis.demo import demo_stage
 
 pytestmark = pytest.mark.postgis
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not (MODEL_DIR / "change_cnn_v2.onnx").exists(), reason="no shipped CNN")
+@pytest.mark.skipif(not (MODEL_DIR / DEFAULT_MODELS["cnn"]).exists(), reason="no shipped CNN")
 def test_demo_stage_imports_detects_and_stores(connection, tmp_path):
     lines: list[str] = []
     ctx = SimpleNamespace(engine=connection, database_url="", state_dir=tmp_path,
