@@ -14,6 +14,11 @@ Runs in the separate training environment (CPU torch; the product needs onnxrunt
         --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 --holdout paris \
         --out .state/oscd_loco_v2/paris.onnx
 
+    # recipe v3 (measured, not shipped: see gis/models/MODEL_CARD.md), one fold:
+    .venv-train/bin/python scripts/train_change_model.py --arch ef --width 16 --steps 5000 \
+        --batch 16 --patch 64 --pos-share 0.3 --pos-weight 2 --dice-weight 0.5 --jitter 0.1 \
+        --ema 0.995 --holdout paris --out .state/oscd_loco_v3/paris.onnx
+
 The images are read with the product's own reader (gis.imagery: same bands, same resampling onto
 the 10 m grid of the earlier image, same per-image normalisation), so training and inference see
 the same inputs. OSCD labels are CC BY-NC-SA: they are read here, never copied.
