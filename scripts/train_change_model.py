@@ -53,44 +53,20 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
         )
 
     class UNet(nn.Module):
-        """Early-fusion U-Net: input = before, after, after − before (normalised)."""
+        """U-Net on the input before, after, after − before (normalised), in two variants:
 
-        def __init__(self) -> None:
+        * early fusion (FC-EF, ``siamese=False``): the whole input goes through the encoder;
+        * FC-Siam-diff (Daudt et al. 2018, ``siamese=True``): one encoder shared by both dates
+          (the first two thirds of the channels), skips carry |features(after) − features(before)|.
+          Same input tensor, so the product runs either unchanged.
+        """
+
+        def __init__(self, siamese: bool) -> None:
             super().__init__()
             w = width
-            self.enc1 = block(in_channels, w)
-            self.enc2 = block(w, 2 * w)
-            self.enc3 = block(2 * w, 4 * w)
-            self.bott = nn.Sequential(block(4 * w, 4 * w), nn.Dropout2d(0.2))
-            self.pool = nn.MaxPool2d(2)
-            self.up3 = nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2)
-            self.dec3 = block(8 * w, 2 * w)
-            self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
-            self.dec2 = block(4 * w, w)
-            self.up1 = nn.ConvTranspose2d(w, w, 2, stride=2)
-            self.dec1 = block(2 * w, w)
-            self.head = nn.Conv2d(w, 1, 1)
-
-        def forward(self, x):
-            e1 = self.enc1(x)
-            e2 = self.enc2(self.pool(e1))
-            e3 = self.enc3(self.pool(e2))
-            b = self.bott(self.pool(e3))
-            d3 = self.dec3(torch.cat([self.up3(b), e3], 1))
-            d2 = self.dec2(torch.cat([self.up2(d3), e2], 1))
-            d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
-            return self.head(d1)
-
-    class SiamDiff(nn.Module):
-        """FC-Siam-diff (Daudt et al. 2018): one encoder shared by both dates, skips carry
-        |features(after) - features(before)|. Same input tensor as the early-fusion net (the
-        first two thirds of the channels are before and after), so the product is unchanged."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            w = width
+            self.siamese = siamese
             self.nb = in_channels // 3
-            self.enc1 = block(self.nb, w)
+            self.enc1 = block(self.nb if siamese else in_channels, w)
             self.enc2 = block(w, 2 * w)
             self.enc3 = block(2 * w, 4 * w)
             self.bott = nn.Sequential(block(4 * w, 4 * w), nn.Dropout2d(0.2))
@@ -110,15 +86,18 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
             return e1, e2, e3, self.bott(self.pool(e3))
 
         def forward(self, x):
-            nb = self.nb
-            b1, b2, b3, bb = self.encode(x[:, :nb])
-            a1, a2, a3, ab = self.encode(x[:, nb:2 * nb])
-            d3 = self.dec3(torch.cat([self.up3(torch.abs(ab - bb)), torch.abs(a3 - b3)], 1))
-            d2 = self.dec2(torch.cat([self.up2(d3), torch.abs(a2 - b2)], 1))
-            d1 = self.dec1(torch.cat([self.up1(d2), torch.abs(a1 - b1)], 1))
+            if self.siamese:
+                before = self.encode(x[:, :self.nb])
+                after = self.encode(x[:, self.nb:2 * self.nb])
+                e1, e2, e3, b = (torch.abs(a - q) for a, q in zip(after, before, strict=True))
+            else:
+                e1, e2, e3, b = self.encode(x)
+            d3 = self.dec3(torch.cat([self.up3(b), e3], 1))
+            d2 = self.dec2(torch.cat([self.up2(d3), e2], 1))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
             return self.head(d1)
 
-    return SiamDiff() if arch == "siamdiff" else UNet()
+    return UNet(siamese=arch == "siamdiff")
 
 
 def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1):
