@@ -53,21 +53,16 @@ def correct_article_label(
     """Record a sentiment correction through :func:`nlp.feedback.record_correction` (the one
     writer of ``label_feedback``); returns its id."""
     # Imported here: nlp brings scikit-learn, which the read-only API never needs.
-    from nlp.errors import InputError
+    from nlp.errors import ArticleNotFoundError, InputError
     from nlp.feedback import record_correction
-    from nlp.sentiment import LABELS
 
-    if label not in LABELS:
-        raise InvalidParameterError(
-            f"label must be one of {', '.join(LABELS)}, got {str(label)[:40]!r}."
-        )
     reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
     note_ = _text(note, "note", required=False)
-    if connection.execute(text("SELECT 1 FROM articles WHERE id = :id"), {"id": article_id}).first() is None:
-        raise NotFoundError(f"No article {article_id}.")
     try:
         return record_correction(connection, article_id, label, reviewer_, note_)
-    except InputError as exc:
+    except ArticleNotFoundError:
+        raise NotFoundError(f"No article {article_id}.") from None
+    except InputError as exc:  # unknown label
         raise InvalidParameterError(str(exc)) from exc
 
 

@@ -30,5 +30,9 @@ class InputError(NLPError, ValueError):
     """An input record or line cannot be scored (malformed JSON, missing text...)."""
 
 
+class ArticleNotFoundError(InputError, LookupError):
+    """A label correction names an article that does not exist."""
+
+
 class PromotionRefused(NLPError, RuntimeError):
     """A retrained model scored worse than the current one on the frozen reference set."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from nlp.errors import InputError
+from nlp.errors import ArticleNotFoundError, InputError
 from nlp.sentiment import LABELS, TOPICS
 
 
@@ -38,19 +38,21 @@ def record_correction(
 
     Raises
     ------
+    ArticleNotFoundError
+        No such article (an :class:`InputError`).
     InputError
-        Unknown label or field, empty reviewer, or no such article.
+        Unknown label or field, empty reviewer.
     """
     if field not in ("sentiment", "topic"):
         raise InputError(f"field {field!r} cannot be corrected: use 'sentiment' or 'topic'")
     allowed = LABELS if field == "sentiment" else TOPICS
     if label not in allowed:
-        raise InputError(f"label {label!r} is not one of {', '.join(allowed)}")
+        raise InputError(f"label {str(label)[:40]!r} is not one of {', '.join(allowed)}")
     if not reviewer or not str(reviewer).strip():
         raise InputError("reviewer is empty: a correction needs the name of who made it")
     exists = connection.execute(text("SELECT 1 FROM articles WHERE id = :a"), {"a": article_id}).first()
     if exists is None:
-        raise InputError(f"article {article_id} does not exist")
+        raise ArticleNotFoundError(f"article {article_id} does not exist")
     column = "label" if field == "sentiment" else "topic"
     # The label the reviewer saw: the last correction if there is one, else the model's.
     old = connection.execute(
