@@ -126,8 +126,7 @@ def _progress_printer(enabled: bool):
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile size in pixels.")
 @click.option("--tta/--no-tta", default=None,
               help="cnn: average the model over four flips (4x the model time; no gain measured "
-                   "on OSCD). "
-                   "Default: IOC_LAND_TTA.")
+                   "on OSCD). Default: IOC_LAND_TTA.")
 @click.option("--dask-scheduler", help="Run tiles on a Dask cluster (scheduler address).")
 @click.option("--rules", type=click.Path(path_type=Path), help="Alert rules file (YAML).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
