@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ from sqlalchemy import Connection, Engine, text
 from gis.crs import make_transformer, parse_crs, transform_geometries
 from gis.db.session import storage_srid
 from gis.errors import CRSError, GeometryError, InputFileError
-from gis.legacy_text import repair_legacy
 from gis.vector import as_str, polygonal, read_vector
+from vntext import repair_legacy, strip_diacritics
 
 #: Recognised field names (compared lower-case, without accents, '_' and spaces removed).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,9 +63,7 @@ _MULTI_CODE_RE = re.compile(r"([A-Za-z]{2,4})\s*(?:\(\s*([\d.,]+)\s*\))?")
 
 
 def _key(name: str) -> str:
-    s = unicodedata.normalize("NFD", name.replace("đ", "d").replace("Đ", "D"))
-    s = "".join(c for c in s if unicodedata.category(c) != "Mn")
-    return re.sub(r"[\s_\-.]", "", s.lower())
+    return re.sub(r"[\s_\-.]", "", strip_diacritics(name).lower())
 
 
 @dataclass

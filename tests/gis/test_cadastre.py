@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from gis.cadastre import import_cadastre
 from gis.errors import CRSError, GeometryError, InputFileError
-from gis.legacy_text import repair_legacy
+from vntext import repair_legacy
 
 pytestmark = pytest.mark.postgis
 
@@ -97,7 +97,7 @@ def test_vn2000_geographic_input_uses_the_pinned_transformation(connection, tmp_
 
 
 def test_tcvn3_shapefile_text_is_converted(connection, tmp_path):
-    from gis.legacy_text import TCVN3_DECODE
+    from vntext import TCVN3_DECODE
 
     rev = {c: b for b, c in TCVN3_DECODE.items()}
 
