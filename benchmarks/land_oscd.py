@@ -9,8 +9,8 @@ unit 300 m², the ``--mask-out`` raster), and the mask is compared with the labe
     .venv/bin/python benchmarks/land_oscd.py --method cnn --models-dir .state/oscd_loco
     # gradient boosting: trained per fold here (a few minutes)
     .venv/bin/python benchmarks/land_oscd.py --method gbm
-    # unsupervised change vector analysis + Otsu: no training
-    .venv/bin/python benchmarks/land_oscd.py --method cva
+    # unsupervised change vector analysis (threshold 4 × scene median magnitude, or Otsu)
+    .venv/bin/python benchmarks/land_oscd.py --method cva [--cva-rule otsu]
 
 OSCD labels are CC BY-NC-SA and are only read from ../shared/data/oscd.
 """
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--mmu", type=float, default=300.0, help="minimum mapping unit, m²")
     ap.add_argument("--tta", action="store_true", help="cnn: average the four flips")
+    ap.add_argument("--cva-rule", choices=["noise", "otsu"], default="noise",
+                    help="cva: threshold at 4 × the scene's median magnitude, or Otsu")
     ap.add_argument("--cities", nargs="*", default=list(CITIES))
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args(argv)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     joblib.dump(train_gbm(args.oscd, holdout=[city], samples=samples), model)
             cfg = DetectionConfig(method=args.method, model_path=model,
                                   threshold=args.threshold, min_mapping_unit_m2=args.mmu,
-                                  tta=args.tta)
+                                  tta=args.tta, cva_rule=args.cva_rule)
             mask_path = Path(tmp) / f"{city}.tif"
             t = time.perf_counter()
             detect_changes(args.oscd / city / "imgs_1", args.oscd / city / "imgs_2", cfg,
@@ -100,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p, r, f = prf(*tot)
     mean_f1 = sum(row["f1"] for row in rows) / len(rows)
     print(f"{'POOLED':12s} P {p:.3f}  R {r:.3f}  F1 {f:.3f}   (mean per-city F1 {mean_f1:.3f}; "
-          f"method {args.method}{' +tta' if args.tta else ''}, threshold {args.threshold}, mmu {args.mmu} m², "
+          f"method {args.method}{' +tta' if args.tta else ''}{' ' + args.cva_rule if args.method == 'cva' else ''}, threshold {args.threshold}, mmu {args.mmu} m², "
           f"{time.perf_counter() - t0:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps({
-            "method": args.method, "tta": args.tta, "threshold": args.threshold, "mmu_m2": args.mmu,
+            "method": args.method, "tta": args.tta, "cva_rule": args.cva_rule, "threshold": args.threshold, "mmu_m2": args.mmu,
             "cities": rows, "pooled": {"precision": round(p, 4), "recall": round(r, 4),
                                        "f1": round(f, 4)},
             "mean_city_f1": round(mean_f1, 4)}, indent=1))

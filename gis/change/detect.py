@@ -68,6 +68,7 @@ class DetectionConfig:
     simplify_px: float = 0.5
     threads: int = 2
     tta: bool = False  # cnn: average the four flips (4x the model time)
+    cva_rule: str = "noise"  # cva: "noise" (4 × the scene's median magnitude) or "otsu"
     dask_scheduler: str | None = None
     gdal_cache_mb: int = 128
 
@@ -75,7 +76,7 @@ class DetectionConfig:
         return {
             "method": self.method, "threshold": self.threshold, "tile": self.tile,
             "min_mapping_unit_m2": self.min_mapping_unit_m2, "opening": self.opening,
-            "simplify_px": self.simplify_px, "tta": self.tta,
+            "simplify_px": self.simplify_px, "tta": self.tta, "cva_rule": self.cva_rule,
             "model_path": str(self.model_path) if self.model_path else None,
             "dask_scheduler": self.dask_scheduler,
         }
@@ -362,7 +363,7 @@ def detect_changes(
     t0 = time.perf_counter()
     before, after = open_scene(before_path), open_scene(after_path)
     detector = load_detector(config.method, config.model_dir, config.model_path,
-                             threads=config.threads, tta=config.tta)
+                             threads=config.threads, tta=config.tta, cva_rule=config.cva_rule)
     if config.method == "cva":
         common = [b for b in MODEL_BANDS if b in before.bands and b in after.bands]
         bands = tuple(common) if set(BANDS_10M) <= set(common) else MODEL_BANDS

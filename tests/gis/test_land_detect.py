@@ -9,7 +9,13 @@ import pytest
 import rasterio
 
 from gis.change.detect import DetectionConfig, change_kind, detect_changes
-from gis.change.models import DEFAULT_MODELS, MODEL_DIR, load_detector, otsu_threshold
+from gis.change.models import (
+    DEFAULT_MODELS,
+    MODEL_DIR,
+    CvaDetector,
+    load_detector,
+    otsu_threshold,
+)
 from gis.errors import ConfigurationError, InputFileError
 from gis.land_cover import COVER_CODES, classify
 from tests.gis._land_rasters import BUILT, VEG, WATER, scene, write_band_folder, write_multiband
@@ -63,14 +69,16 @@ def test_tiles_merge_across_edges(pair):
 
 
 def test_minimum_mapping_unit_drops_small_patches(tmp_path):
+    # a 2 x 2 px (400 m²) house in a vegetation block (rows/cols 8-15), nothing else changes
     before = write_multiband(tmp_path / "b.tif", scene(48, seed=1))
     after = write_multiband(tmp_path / "a.tif", scene(48, seed=2, changed=(slice(10, 12),
-                                                                        slice(20, 22))))
+                                                                        slice(10, 12))))
     kept = detect_changes(before, after, DetectionConfig(method="cva", min_mapping_unit_m2=0))
     dropped = detect_changes(before, after, DetectionConfig(method="cva",
                                                             min_mapping_unit_m2=500))
-    assert any(f["n_pixels"] >= 4 for f in kept.features)
-    assert all(f["area_m2"] >= 500 for f in dropped.features)
+    assert [f["n_pixels"] for f in kept.features] == [4]
+    assert kept.features[0]["area_m2"] == pytest.approx(400)
+    assert dropped.features == []
 
 
 def test_dask_local_cluster_gives_the_same_result(pair):
@@ -147,6 +155,45 @@ def test_change_kind_seasonal_vs_conversion():
     assert change_kind("vegetation", "bare") == "seasonal"  # harvest
     assert change_kind("vegetation", "built_up") == "conversion"
     assert change_kind("built_up", "built_up") == "other"
+
+
+def _noisy_pair(noise: float, changed_share: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    before = rng.normal(0, 1, (4, 200, 200)).astype(np.float32)
+    after = before + rng.normal(0, noise, before.shape).astype(np.float32)
+    truth = np.zeros((200, 200), bool)
+    truth.flat[: int(truth.size * changed_share)] = True
+    after[:, truth] += 3.0  # a land-cover change: a large step in every band
+    return before, after, truth
+
+
+@pytest.mark.parametrize("noise", [0.1, 0.3])
+def test_cva_noise_rule_follows_the_scene_noise_level(noise):
+    # rare change (1 %), as in real scenes: the threshold sits above the no-change noise
+    # whatever its level, so neither the noise nor the change is misread
+    before, after, truth = _noisy_pair(noise, 0.01)
+    valid = np.ones(truth.shape, bool)
+    det = CvaDetector(rule="noise")
+    det.fit(before, after, valid)
+    found = det.probability(before, after) > 0.5
+    assert found[truth].mean() > 0.95
+    assert found[~truth].mean() < 0.005
+
+
+def test_cva_rules_on_a_pair_without_change():
+    # Otsu always splits the histogram in two, so a pair with no change still gets "change";
+    # the noise rule flags almost nothing
+    before, after, _ = _noisy_pair(0.3, 0.0)
+    valid = np.ones(before.shape[1:], bool)
+    flagged = {}
+    for rule in ("noise", "otsu"):
+        det = CvaDetector(rule=rule)
+        det.fit(before, after, valid)
+        flagged[rule] = float((det.probability(before, after) > 0.5).mean())
+    assert flagged["noise"] < 0.001
+    assert flagged["otsu"] > 0.05
+    with pytest.raises(ConfigurationError, match="Unknown CVA threshold rule"):
+        CvaDetector(rule="magic")
 
 
 def test_otsu_separates_two_modes():
