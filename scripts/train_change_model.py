@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gis.change.features import model_input, scene_diff_scale  # noqa: E402
+from gis.change.features import model_input  # noqa: E402
 from gis.change.oscd import CITIES, load_city  # noqa: E402
 from gis.imagery import MODEL_BANDS  # noqa: E402
 
@@ -126,7 +126,7 @@ def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: 
         off = jitter * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
         pb = pb * gain[0] + off[0]
         pa = pa * gain[1] + off[1]
-        x = model_input(pb, pa, c["diff_scale"])
+        x = model_input(pb, pa)
         k = int(rng.integers(4))
         x, py = np.rot90(x, k, axes=(1, 2)), np.rot90(py, k)
         if rng.random() < 0.5:
@@ -160,13 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="print the held-out cities' F1 (threshold 0.5) every N steps: a learning "
                         "curve for diagnosis, not a model selection")
     p.add_argument("--jitter", type=float, default=0.1, help="per-band gain/offset jitter (σ)")
-    p.add_argument("--diff-norm", choices=["none", "scene-median"], default="none",
-                   help="scale the difference channels by the scene's median change magnitude "
-                        "(gis.change.features.scene_diff_scale)")
     args = p.parse_args(argv)
-
-    def diff_scale(before, after, valid) -> float:
-        return scene_diff_scale(before, after, valid) if args.diff_norm == "scene-median" else 1.0
 
     import torch
     from torch import nn
@@ -181,13 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         before, after, valid, label = load_city(args.oscd, name)
         label = label & valid
         cities.append({"name": name, "before": before, "after": after,
-                       "label": label.astype(np.float32), "pos": np.argwhere(label),
-                       "diff_scale": diff_scale(before, after, valid)})
+                       "label": label.astype(np.float32), "pos": np.argwhere(label)})
     train_names = [c["name"] for c in cities]
     held = [load_city(args.oscd, name) for name in args.holdout] if args.eval_every else []
     pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
-    print(f"training on {train_names}; change share {pos:.3f}; difference scale "
-          + ", ".join(f"{c['name']} {c['diff_scale']:.2f}" for c in cities), flush=True)
+    print(f"training on {train_names}; change share {pos:.3f}", flush=True)
 
     in_ch = 3 * len(MODEL_BANDS)
     model = build_model(in_ch, args.width, args.arch)
@@ -228,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             tp = fp = fn = 0
             with torch.no_grad():
                 for before, after, valid, label in held:
-                    x = model_input(before, after, diff_scale(before, after, valid))
+                    x = model_input(before, after)
                     h, w = label.shape
                     x = np.pad(x, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
                     pred = (net(torch.from_numpy(x[None]))[0, 0, :h, :w] > 0).numpy() & valid
@@ -254,10 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     m = onnx.load(str(tmp))
     meta = {
         "bands": json.dumps(list(MODEL_BANDS)),
-        "input": ("concat(before_norm, after_norm, after_norm - before_norm)"
-                  if args.diff_norm == "none" else
-                  "concat(before_norm, after_norm, (after_norm - before_norm) * scene_diff_scale)"),
-        "diff_norm": args.diff_norm,
+        "input": "concat(before_norm, after_norm, after_norm - before_norm)",
         "normalisation": "per image and band: (x - mean) / std over valid pixels, clip +-6",
         "trained_on": json.dumps(train_names),
         "held_out": json.dumps(args.holdout),
