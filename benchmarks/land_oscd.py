@@ -101,12 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"(tp {tp}, fp {fp}, fn {fn}, {rows[-1]['seconds']} s)", flush=True)
     p, r, f = prf(*tot)
     mean_f1 = sum(row["f1"] for row in rows) / len(rows)
+    method = args.method + (" +tta" if args.tta else "")
+    if args.method == "cva":
+        method += f" ({args.cva_rule} rule)"
     print(f"{'POOLED':12s} P {p:.3f}  R {r:.3f}  F1 {f:.3f}   (mean per-city F1 {mean_f1:.3f}; "
-          f"method {args.method}{' +tta' if args.tta else ''}{' ' + args.cva_rule if args.method == 'cva' else ''}, threshold {args.threshold}, mmu {args.mmu} m², "
+          f"method {method}, threshold {args.threshold}, mmu {args.mmu} m², "
           f"{time.perf_counter() - t0:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps({
-            "method": args.method, "tta": args.tta, "cva_rule": args.cva_rule, "threshold": args.threshold, "mmu_m2": args.mmu,
+            "method": args.method, "tta": args.tta, "cva_rule": args.cva_rule,
+            "threshold": args.threshold, "mmu_m2": args.mmu,
             "cities": rows, "pooled": {"precision": round(p, 4), "recall": round(r, 4),
                                        "f1": round(f, 4)},
             "mean_city_f1": round(mean_f1, 4)}, indent=1))

@@ -135,7 +135,7 @@ class CvaDetector:
 
     name = "cva"
     halo = 2
-    NOISE_RATIO = 4.0  # OSCD pooled F1 0.215–0.223 over ratios 3.5–5: a plateau, not a peak
+    NOISE_RATIO = 4.0  # OSCD pixel F1 0.215–0.223 for ratios 3.5–5: a plateau, not a tuned peak
 
     def __init__(self, threshold: float | None = None, rule: str = "noise") -> None:
         if rule not in CVA_RULES:
