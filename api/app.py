@@ -773,11 +773,19 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
         return error_response(exc)
 
     middleware = []
+    vendor = []
+    if settings.local_assets:
+        from api.assets import LocalAssetsMiddleware, libraries, rewrites, vendor_mounts
+
+        libs = libraries()
+        vendor = vendor_mounts(libs)
+        middleware.append(Middleware(LocalAssetsMiddleware,
+                                     pairs=rewrites(libs, config["server"]["url"])))
     if settings.cors:
         middleware.append(Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
                                      allow_headers=["*"], expose_headers=["*"]))
     app = Starlette(
-        routes=[Mount("/static", static), *routes.routes()],
+        routes=[Mount("/static", static), *vendor, *routes.routes()],
         middleware=middleware,
         exception_handlers={HTTPException: not_found, Exception: server_error},
     )

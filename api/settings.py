@@ -49,6 +49,11 @@ class ApiSettings(BaseSettings):
         description="Folders the land-change-detection process may read images from.",
     )
     pretty_print: bool = False
+    local_assets: bool = Field(
+        default=True,
+        description="Serve the HTML pages' Leaflet, Bootstrap and Swagger UI from /vendor "
+        "(Python packages) instead of public CDNs (api/assets.py).",
+    )
 
     @field_validator("tokens", mode="before")
     @classmethod

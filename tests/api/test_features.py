@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 
 import pytest
 from pyproj import Transformer
@@ -266,6 +269,38 @@ def test_queryables_and_html(client):
     html = client.get("/collections/parcels/items?f=html&limit=5")
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert client.get("/collections/parcels/items/1?f=html").status_code == 200
+
+
+def test_html_pages_load_their_libraries_from_the_api(client):
+    # no CDN needed: Leaflet, marker clusters, Bootstrap and Swagger UI come from /vendor
+    page = client.get("/collections/parcels/items?f=html&limit=5").text
+    assert "unpkg.com/leaflet" not in page and "unpkg.com/bootstrap" not in page
+    local = re.findall(r'(?:src|href)="https?://[^/"]+(/vendor/[^"]+)"', page)
+    assert any(u.endswith("/leaflet.js") for u in local)
+    assert any(u.endswith("/leaflet.markercluster-src.js") for u in local)
+    swagger = client.get("/openapi?f=html").text
+    local += re.findall(r'(?:src|href)="https?://[^/"]+(/vendor/[^"]+)"', swagger)
+    assert any("swagger-ui-bundle.js" in u for u in local)
+    for url in set(local):
+        r = client.get(url)
+        assert r.status_code == 200 and len(r.content) > 500, url
+    # JSON is left alone
+    assert client.get("/collections/parcels/items?f=json&limit=1").json()["type"] == "FeatureCollection"
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_items_page_draws_its_map_without_internet(server, tmp_path):
+    # headless Chromium with every host but the API's unreachable: the map must still draw
+    # the parcels (Leaflet adds one interactive path per polygon)
+    out = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+         "--virtual-time-budget=15000", "--dump-dom",
+         f"{server}/collections/parcels/items?f=html&limit=20"],
+        capture_output=True, text=True, timeout=120)
+    assert "leaflet-container" in out.stdout, out.stderr[-2000:]
+    assert out.stdout.count("leaflet-interactive") >= 5
 
 
 def test_vector_tiles(client):
