@@ -315,13 +315,17 @@ class CollectionSQL:
             return sql.SQL("")
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses)
 
-    def order_by(self, q: FeatureQuery) -> sql.Composable:
-        terms = [
-            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("ASC" if asc else "DESC"))
-            for c, asc in q.sortby
-        ]
+    def order_by(self, q: FeatureQuery, alias: str | None = None) -> sql.Composable:
+        """ORDER BY the requested keys, then the id (a total order for paging); columns
+        qualified with ``alias`` when given."""
+        def col(name: str) -> sql.Composable:
+            ident = sql.Identifier(name)
+            return sql.SQL("{}.{}").format(sql.Identifier(alias), ident) if alias else ident
+
+        terms = [sql.SQL("{} {}").format(col(c), sql.SQL("ASC" if asc else "DESC"))
+                 for c, asc in q.sortby]
         if not any(c == self.spec.id_column for c, _ in q.sortby):
-            terms.append(sql.SQL("{} ASC").format(self.id))
+            terms.append(sql.SQL("{} ASC").format(col(self.spec.id_column)))
         return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(terms)
 
     # -- statements -----------------------------------------------------------------------
@@ -346,18 +350,9 @@ class CollectionSQL:
             "WITH page AS MATERIALIZED (SELECT * FROM {rel}{where}{order} LIMIT %s OFFSET %s) "
             "SELECT {id}, {feature} FROM page t{order2}"
         ).format(rel=self.rel, where=where, order=self.order_by(q), id=self.id,
-                 feature=self.feature_text(q), order2=self._order_alias(q))
+                 feature=self.feature_text(q), order2=self.order_by(q, alias="t"))
         params.extend([q.limit + 1, offset])
         return query, params
-
-    def _order_alias(self, q: FeatureQuery) -> sql.Composable:
-        terms = [
-            sql.SQL("t.{} {}").format(sql.Identifier(c), sql.SQL("ASC" if asc else "DESC"))
-            for c, asc in q.sortby
-        ]
-        if not any(c == self.spec.id_column for c, _ in q.sortby):
-            terms.append(sql.SQL("t.{} ASC").format(self.id))
-        return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(terms)
 
     def count(self, q: FeatureQuery) -> tuple[sql.Composable, list[Any]]:
         params: list[Any] = []
