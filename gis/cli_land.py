@@ -118,8 +118,8 @@ def _progress_printer(enabled: bool):
               help="Store the run, its changes and parcel alerts in the database.")
 @click.option("--method", type=click.Choice(["cnn", "gbm", "cva"]), default=None,
               help="Detector: cnn (default; IOC_LAND_DETECTOR), gbm (gradient boosting) or cva "
-                   "(unsupervised change vector analysis: the most accurate of the three on "
-                   "OSCD cities none was trained on, see gis/models/MODEL_CARD.md).")
+                   "(unsupervised change vector analysis, no model). Their accuracy on unseen "
+                   "cities: gis/models/MODEL_CARD.md.")
 @click.option("--model", type=click.Path(path_type=Path), help="Model file for cnn/gbm.")
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Change probability threshold.")

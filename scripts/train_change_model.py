@@ -4,20 +4,20 @@ Runs in the separate training environment (CPU torch; the product needs onnxrunt
 
     ~/.pyenv/versions/3.11.7/bin/python -m venv .venv-train
     .venv-train/bin/pip install torch==2.13.0 numpy rasterio onnx
-    # the shipped model (recipe v2), all 8 cities:
+    # the shipped model (v3: the difference only, scaled by the pair's no-change level):
     .venv-train/bin/python scripts/train_change_model.py --steps 2400 --batch 16 --patch 64 \
         --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
-        --out gis/models/change_cnn_v2.onnx
+        --diff-norm scene-median --diff-only --threads 2 --out gis/models/change_cnn_v3.onnx
 
     # leave-one-city-out fold (model for benchmarks/land_oscd.py), same recipe, 1200 steps:
     .venv-train/bin/python scripts/train_change_model.py --steps 1200 --batch 16 --patch 64 \
-        --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 --holdout paris \
-        --out .state/oscd_loco_v2/paris.onnx
+        --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
+        --diff-norm scene-median --diff-only --eval-every 1200 --holdout paris \
+        --out .state/oscd_loco_do/paris.onnx
 
-    # recipe v3 (measured, not shipped: see gis/models/MODEL_CARD.md), one fold:
-    .venv-train/bin/python scripts/train_change_model.py --arch ef --width 16 --steps 5000 \
-        --batch 16 --patch 64 --pos-share 0.3 --pos-weight 2 --dice-weight 0.5 --jitter 0.1 \
-        --ema 0.995 --holdout paris --out .state/oscd_loco_v3/paris.onnx
+    # earlier recipes (measured, see gis/models/MODEL_CARD.md): v2 = the same without
+    # --diff-norm/--diff-only; "v2 long" = v2 with --steps 5000 --pos-weight 2 --jitter 0.1
+    # --ema 0.995
 
 The images are read with the product's own reader (gis.imagery: same bands, same resampling onto
 the 10 m grid of the earlier image, same per-image normalisation), so training and inference see
@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gis.change.features import model_input  # noqa: E402
+from gis.change.features import TYPICAL_NOISE_LEVEL, model_input, noise_level  # noqa: E402
 from gis.change.oscd import CITIES, load_city  # noqa: E402
 from gis.imagery import MODEL_BANDS  # noqa: E402
 
@@ -100,7 +100,8 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
     return UNet(siamese=arch == "siamdiff")
 
 
-def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1):
+def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1,
+                 diff_only: bool = False):
     """Random patches (a share centred on change pixels), flips, rotations, date swap and a
     small per-band gain/offset jitter on the normalised values."""
     xs, ys = [], []
@@ -126,7 +127,7 @@ def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: 
         off = jitter * rng.standard_normal((2, nb, 1, 1)).astype(np.float32)
         pb = pb * gain[0] + off[0]
         pa = pa * gain[1] + off[1]
-        x = model_input(pb, pa)
+        x = model_input(pb, pa, c["diff_scale"], diff_only=diff_only)
         k = int(rng.integers(4))
         x, py = np.rot90(x, k, axes=(1, 2)), np.rot90(py, k)
         if rng.random() < 0.5:
@@ -160,7 +161,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="print the held-out cities' F1 (threshold 0.5) every N steps: a learning "
                         "curve for diagnosis, not a model selection")
     p.add_argument("--jitter", type=float, default=0.1, help="per-band gain/offset jitter (σ)")
+    p.add_argument("--diff-only", action="store_true",
+                   help="input only the (scaled) difference channels, not the two images")
+    p.add_argument("--diff-norm", choices=["none", "scene-median"], default="none",
+                   help="scale the difference channels by the scene's median change magnitude "
+                        "(gis.change.features.scene_diff_scale)")
     args = p.parse_args(argv)
+    if args.diff_only and args.arch == "siamdiff":
+        p.error("--diff-only gives no images for the Siam-diff encoder: use --arch ef")
+
+    def diff_scale(before, after, valid) -> float:
+        if args.diff_norm == "none":
+            return 1.0
+        level = noise_level(before, after, valid)
+        return TYPICAL_NOISE_LEVEL / level if level > 1e-6 else 1.0
 
     import torch
     from torch import nn
@@ -175,13 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         before, after, valid, label = load_city(args.oscd, name)
         label = label & valid
         cities.append({"name": name, "before": before, "after": after,
-                       "label": label.astype(np.float32), "pos": np.argwhere(label)})
+                       "label": label.astype(np.float32), "pos": np.argwhere(label),
+                       "diff_scale": diff_scale(before, after, valid)})
     train_names = [c["name"] for c in cities]
     held = [load_city(args.oscd, name) for name in args.holdout] if args.eval_every else []
     pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
-    print(f"training on {train_names}; change share {pos:.3f}", flush=True)
+    print(f"training on {train_names}; change share {pos:.3f}; difference scale "
+          + ", ".join(f"{c['name']} {c['diff_scale']:.2f}" for c in cities), flush=True)
 
-    in_ch = 3 * len(MODEL_BANDS)
+    in_ch = (1 if args.diff_only else 3) * len(MODEL_BANDS)
     model = build_model(in_ch, args.width, args.arch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
@@ -195,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         model.train()
         x, y = sample_batch(cities, rng, args.batch, args.patch, pos_share=args.pos_share,
-                            jitter=args.jitter)
+                            jitter=args.jitter, diff_only=args.diff_only)
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         logit = model(x)
         prob = torch.sigmoid(logit)
@@ -220,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             tp = fp = fn = 0
             with torch.no_grad():
                 for before, after, valid, label in held:
-                    x = model_input(before, after)
+                    x = model_input(before, after, diff_scale(before, after, valid),
+                                    diff_only=args.diff_only)
                     h, w = label.shape
                     x = np.pad(x, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
                     pred = (net(torch.from_numpy(x[None]))[0, 0, :h, :w] > 0).numpy() & valid
@@ -246,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     m = onnx.load(str(tmp))
     meta = {
         "bands": json.dumps(list(MODEL_BANDS)),
-        "input": "concat(before_norm, after_norm, after_norm - before_norm)",
+        "input": "gis.change.features.model_input(before_norm, after_norm, diff_scale, diff_only)",
+        "diff_norm": args.diff_norm,
+        "diff_only": "true" if args.diff_only else "false",
         "normalisation": "per image and band: (x - mean) / std over valid pixels, clip +-6",
         "trained_on": json.dumps(train_names),
         "held_out": json.dumps(args.holdout),

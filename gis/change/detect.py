@@ -31,7 +31,7 @@ import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from gis.change.models import CvaDetector, Detector, load_detector
+from gis.change.models import Detector, load_detector
 from gis.errors import InputFileError
 from gis.imagery import (
     BANDS_10M,
@@ -375,8 +375,8 @@ def detect_changes(
     grid = before.grid
     mb, sb, vb, cb = band_statistics(before, grid, bands)
     ma, sa, va, ca = band_statistics(after, grid, bands)
-    if isinstance(detector, CvaDetector):
-        _fit_cva(detector, before, after, grid, bands, (mb, sb, ma, sa))
+    if getattr(detector, "needs_scene_fit", False):
+        _fit_on_scene(detector, before, after, grid, bands, (mb, sb, ma, sa))
     timings["prepare_s"] = round(time.perf_counter() - t0, 3)
 
     pixel_area = grid.pixel_area_m2
@@ -480,8 +480,10 @@ def _scene_info(scene: Scene, invalid_fraction: float, cloud_fraction: float) ->
     }
 
 
-def _fit_cva(detector: CvaDetector, before: Scene, after: Scene, grid: Grid,
-             bands: tuple[str, ...], stats) -> None:
+def _fit_on_scene(detector, before: Scene, after: Scene, grid: Grid,
+                  bands: tuple[str, ...], stats) -> None:
+    """Let a detector measure the whole scene pair (CVA's threshold, the CNN's difference
+    scale) on a decimated sample, so every tile is scored alike."""
     bv, bvalid, _ = read_sample(before, grid, bands)
     av, avalid, _ = read_sample(after, grid, bands)
     valid = bvalid & avalid

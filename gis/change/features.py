@@ -5,14 +5,46 @@ from __future__ import annotations
 import numpy as np
 
 
-def model_input(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """CNN input from two normalised images (bands, h, w): before, after, after − before.
+def change_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per-pixel length of the change vector after − before (normalised units), (h, w)."""
+    return np.sqrt(((after - before) ** 2).sum(axis=0))
+
+
+def noise_level(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
+    """The pair's no-change level: the median change magnitude over valid pixels.
+
+    Change covers a small share of a scene, so the median is set by what did not change
+    (season, haze, registration); it differs from scene to scene (0.75–1.93 over OSCD's
+    cities), and dividing by it makes "a large difference" mean the same in a desert and in a
+    green city.
+    """
+    mag = change_magnitude(before, after)[valid]
+    return float(np.median(mag)) if mag.size else 0.0
+
+
+#: Median of :func:`noise_level` over OSCD's 8 development cities: the level the CNN's
+#: difference channels are scaled to when the model was trained with ``--diff-norm``.
+TYPICAL_NOISE_LEVEL = 1.2
+
+
+def model_input(before: np.ndarray, after: np.ndarray, diff_scale: float = 1.0,
+                diff_only: bool = False) -> np.ndarray:
+    """CNN input from two normalised images (bands, h, w): before, after and
+    (after − before) × ``diff_scale``; only the last with ``diff_only``.
 
     >>> import numpy as np
     >>> model_input(np.zeros((2, 4, 4), np.float32), np.ones((2, 4, 4), np.float32)).shape
     (6, 4, 4)
+    >>> model_input(np.zeros((2, 4, 4), np.float32), np.ones((2, 4, 4), np.float32), 2.0,
+    ...             diff_only=True)[:, 0, 0].tolist()
+    [2.0, 2.0]
     """
-    return np.concatenate([before, after, after - before], axis=0).astype(np.float32, copy=False)
+    diff = after - before
+    if diff_scale != 1.0:
+        diff = diff * np.float32(diff_scale)
+    if diff_only:
+        return diff.astype(np.float32, copy=False)
+    return np.concatenate([before, after, diff], axis=0).astype(np.float32, copy=False)
 
 
 def pixel_features(before: np.ndarray, after: np.ndarray) -> np.ndarray:

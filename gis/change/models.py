@@ -1,7 +1,7 @@
 """Change detectors: a per-pixel change probability from two normalised images.
 
 * ``cnn`` (default): an early-fusion U-Net trained on OSCD with PyTorch, exported to ONNX and
-  run with onnxruntime (``gis/models/change_cnn_v2.onnx``; see ``gis/models/MODEL_CARD.md``).
+  run with onnxruntime (``gis/models/change_cnn_v3.onnx``; see ``gis/models/MODEL_CARD.md``).
 * ``gbm``: a scikit-learn histogram gradient-boosting pixel classifier on spectral features
   (``gis/models/change_gbm_v1.joblib``), the supervised fallback.
 * ``cva``: unsupervised change vector analysis: the magnitude of the difference of the
@@ -21,11 +21,17 @@ from typing import Protocol
 
 import numpy as np
 
-from gis.change.features import model_input, pixel_features
+from gis.change.features import (
+    TYPICAL_NOISE_LEVEL,
+    change_magnitude,
+    model_input,
+    noise_level,
+    pixel_features,
+)
 from gis.errors import ConfigurationError
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_MODELS = {"cnn": "change_cnn_v2.onnx", "gbm": "change_gbm_v1.joblib"}
+DEFAULT_MODELS = {"cnn": "change_cnn_v3.onnx", "gbm": "change_gbm_v1.joblib"}
 METHODS = ("cnn", "gbm", "cva")
 
 
@@ -49,12 +55,19 @@ def _onnx_session(path: str, threads: int):
 
 
 class CnnDetector:
-    """The ONNX U-Net. Input padded (reflect) to a multiple of 8."""
+    """The ONNX U-Net. Input padded (reflect) to a multiple of 8.
+
+    The model's metadata (written by ``scripts/train_change_model.py``) says what it takes:
+    ``diff_only`` "true" = the difference channels only, not the two images; ``diff_norm``
+    "scene-median" = differences scaled by the scene pair's no-change level, which
+    :meth:`fit` measures on the whole pair before any tile is scored.
+    """
 
     name = "cnn"
     halo = 32
 
-    def __init__(self, path: Path, threads: int = 2, tta: bool = False) -> None:
+    def __init__(self, path: Path, threads: int = 2, tta: bool = False,
+                 diff_scale: float | None = None) -> None:
         self.path = Path(path)
         self.tta = tta
         if not self.path.exists():
@@ -64,12 +77,28 @@ class CnnDetector:
         self.metadata = dict(meta)
         self.bands = tuple(json.loads(meta.get("bands", "[]")))
         self.version = self.path.stem
+        self.diff_only = meta.get("diff_only", "false") == "true"
+        diff_norm = meta.get("diff_norm", "none")
+        if diff_norm not in ("none", "scene-median"):
+            raise ConfigurationError(
+                f"{self.path}: the model wants input normalisation '{diff_norm}', which this "
+                "version of the product does not know.")
+        self.needs_scene_fit = diff_norm == "scene-median"
+        self.diff_scale = diff_scale
 
     def __getstate__(self):  # picklable for Dask: the session is re-created per process
-        return {"path": self.path, "threads": self.threads, "tta": self.tta}
+        return {"path": self.path, "threads": self.threads, "tta": self.tta,
+                "diff_scale": self.diff_scale}
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["path"], state["threads"], state.get("tta", False))
+        self.__init__(state["path"], state["threads"], state.get("tta", False),
+                      state.get("diff_scale"))
+
+    def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
+        """Measure the pair's no-change level (a decimated copy of the whole scene pair)."""
+        level = noise_level(before, after, valid)
+        self.diff_scale = TYPICAL_NOISE_LEVEL / level if level > 1e-6 else 1.0
+        return self.diff_scale
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         if not self.tta:
@@ -85,7 +114,9 @@ class CnnDetector:
         return total / 4
 
     def _probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        x = model_input(before, after)
+        if self.needs_scene_fit and self.diff_scale is None:
+            raise ConfigurationError(f"{self.path}: scene scale not set: call fit() first.")
+        x = model_input(before, after, self.diff_scale or 1.0, diff_only=self.diff_only)
         _, h, w = x.shape
         ph, pw = (-h) % 8, (-w) % 8
         if ph or pw:
@@ -135,6 +166,7 @@ class CvaDetector:
 
     name = "cva"
     halo = 2
+    needs_scene_fit = True
     NOISE_RATIO = 4.0  # OSCD pixel F1 0.215–0.223 for ratios 3.5–5: a plateau, not a tuned peak
 
     def __init__(self, threshold: float | None = None, rule: str = "noise") -> None:
@@ -147,20 +179,20 @@ class CvaDetector:
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Set the threshold from (a decimated copy of) the whole scene pair."""
-        mag = np.sqrt(((after - before) ** 2).sum(axis=0))[valid]
+        mag = change_magnitude(before, after)[valid]
         if self.rule == "otsu":
             self.threshold = otsu_threshold(mag)
         else:
             # above the noise, and above Otsu's split when change is frequent enough to form
             # a mode of its own (then Otsu's threshold is the higher one)
-            noise = self.NOISE_RATIO * float(np.median(mag)) if mag.size else 0.0
+            noise = self.NOISE_RATIO * noise_level(before, after, valid)
             self.threshold = max(noise, otsu_threshold(mag))
         return self.threshold
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         if self.threshold is None:
             raise ConfigurationError("CVA threshold not set: call fit() on the scene first.")
-        mag = np.sqrt(((after - before) ** 2).sum(axis=0))
+        mag = change_magnitude(before, after)
         # A logistic ramp through 0.5 at the threshold, so all detectors share one cut-off.
         scale = max(self.threshold * 0.1, 1e-6)
         return (1.0 / (1.0 + np.exp(-(mag - self.threshold) / scale))).astype(np.float32)

@@ -99,7 +99,9 @@ def test_shipped_cnn_runs_with_onnxruntime(pair):
     det = load_detector("cnn")
     rng = np.random.default_rng(0)
     b = rng.standard_normal((10, 37, 45)).astype(np.float32)
-    p = det.probability(b, b)
+    a = b + rng.normal(0, 0.3, b.shape).astype(np.float32)
+    det.fit(b, a, np.ones(b.shape[1:], bool))
+    p = det.probability(b, a)
     assert p.shape == (37, 45) and ((p >= 0) & (p <= 1)).all()
     res = detect_changes(*pair, DetectionConfig(method="cnn"))
     assert res.model_version == Path(DEFAULT_MODELS["cnn"]).stem
@@ -113,12 +115,40 @@ def test_cnn_test_time_augmentation_is_flip_equivariant():
     rng = np.random.default_rng(1)
     b = rng.standard_normal((10, 24, 40)).astype(np.float32)
     a = b + rng.standard_normal((10, 24, 40)).astype(np.float32)
+    scale = tta.fit(b, a, np.ones(b.shape[1:], bool))
     p = tta.probability(b, a)
     for axis in (1, 2):
         flipped = tta.probability(np.flip(b, axis).copy(), np.flip(a, axis).copy())
         np.testing.assert_allclose(np.flip(flipped, axis - 1), p, atol=1e-5)
-    single = load_detector("cnn").probability(b, a)
-    assert not np.allclose(single, p, atol=1e-5)
+    single = load_detector("cnn")
+    single.diff_scale = scale
+    assert not np.allclose(single.probability(b, a), p, atol=1e-5)
+
+
+@pytest.mark.skipif(not (MODEL_DIR / DEFAULT_MODELS["cnn"]).exists(), reason="no shipped CNN")
+def test_shipped_cnn_reads_change_relative_to_the_scene_noise():
+    # The shipped CNN sees only the differences, scaled by the pair's no-change level: a pair
+    # whose every difference is three times larger (a hazier or more seasonal scene) gives
+    # the same map, and the scale travels with the detector to Dask workers.
+    import pickle
+
+    rng = np.random.default_rng(2)
+    b = rng.standard_normal((10, 40, 48)).astype(np.float32)
+    delta = rng.normal(0, 0.3, b.shape).astype(np.float32)
+    delta[:, 10:20, 10:20] += 3.0  # a changed block
+    valid = np.ones(b.shape[1:], bool)
+    det = load_detector("cnn")
+    assert det.needs_scene_fit and det.diff_only
+    with pytest.raises(ConfigurationError, match="call fit"):
+        det.probability(b, b + delta)
+    det.fit(b, b + delta, valid)
+    p1 = det.probability(b, b + delta)
+    det.fit(b, b + 3 * delta, valid)
+    np.testing.assert_allclose(det.probability(b, b + 3 * delta), p1, atol=1e-4)
+    remote = pickle.loads(pickle.dumps(det))
+    assert remote.diff_scale == det.diff_scale
+    np.testing.assert_allclose(remote.probability(b, b + 3 * delta), p1, atol=1e-4)
+    assert p1[10:20, 10:20].mean() > p1[25:, 25:].mean()
 
 
 @pytest.mark.skipif(not (MODEL_DIR / "change_gbm_v1.joblib").exists(), reason="no shipped GBM")
