@@ -134,6 +134,7 @@ def _expand(window: Window, halo: int, grid: Grid) -> Window:
 
 def process_tile(job: TileJob) -> TileResult:
     """Change mask and change components of one tile (runs locally or on a Dask worker)."""
+    import shapely
     from rasterio.features import shapes
     from scipy import ndimage
     from shapely.geometry import shape
@@ -162,52 +163,128 @@ def process_tile(job: TileJob) -> TileResult:
     change, valid, prob = change[core], valid[core], prob[core]
     cover_b, cover_a = cover_b[core], cover_a[core]
 
+    # Change components: the minimum mapping unit applies to them (and to the mask).
     labels, n = ndimage.label(change)
     features: list[dict] = []
     if n:
         npx = np.bincount(labels.ravel(), minlength=n + 1)
-        psum = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n + 1)
-        fcount = np.bincount((labels * 5 + cover_b).ravel(), minlength=(n + 1) * 5).reshape(-1, 5)
-        tcount = np.bincount((labels * 5 + cover_a).ravel(), minlength=(n + 1) * 5).reshape(-1, 5)
-        edge = np.zeros(n + 1, dtype=bool)
-        g = job.grid
-        if job.window.row_off > 0:
-            edge[labels[0]] = True
-        if job.window.row_off + h < g.height:
-            edge[labels[-1]] = True
-        if job.window.col_off > 0:
-            edge[labels[:, 0]] = True
-        if job.window.col_off + w < g.width:
-            edge[labels[:, -1]] = True
-        edge[0] = False
+        edge = _touches_tile_edge(labels, n, job.window, job.grid)
         small = (npx < job.mmu_pixels) & ~edge
         small[0] = False
         if small.any():
             change &= ~small[labels]
             labels = np.where(small[labels], 0, labels)
-        tf = window_transform(job.window, g.transform)
-        for geom, value in shapes(labels.astype(np.int32), mask=labels > 0, transform=tf,
+        parts, m = _split_by_cover(labels, n, cover_a, job.mmu_pixels)
+        ppx = np.bincount(parts.ravel(), minlength=m + 1)
+        psum = np.bincount(parts.ravel(), weights=prob.ravel(), minlength=m + 1)
+        fcount = np.bincount((parts * 5 + cover_b).ravel(), minlength=(m + 1) * 5).reshape(-1, 5)
+        tcount = np.bincount((parts * 5 + cover_a).ravel(), minlength=(m + 1) * 5).reshape(-1, 5)
+        part_edge = _touches_tile_edge(parts, m, job.window, job.grid)
+        # a part of a component that reaches the mapping unit is kept whatever its own size
+        parent = np.zeros(m + 1, dtype=np.int64)
+        parent[parts.ravel()] = labels.ravel()
+        parent_big = npx[parent] >= job.mmu_pixels
+        tf = window_transform(job.window, job.grid.transform)
+        pieces: dict[int, list] = {}
+        for geom, value in shapes(parts.astype(np.int32), mask=parts > 0, transform=tf,
                                   connectivity=4):
-            k = int(value)
+            pieces.setdefault(int(value), []).append(shape(geom))
+        for k, geoms in pieces.items():
             features.append({
-                "geometry": shape(geom), "n_pixels": int(npx[k]), "prob_sum": float(psum[k]),
+                "geometry": geoms[0] if len(geoms) == 1 else shapely.union_all(geoms),
+                "n_pixels": int(ppx[k]), "prob_sum": float(psum[k]),
                 "from_counts": fcount[k].tolist(), "to_counts": tcount[k].tolist(),
-                "edge": bool(edge[k]),
+                "edge": bool(part_edge[k]), "in_mapped_change": bool(parent_big[k]),
             })
     mask = np.where(valid, change.astype(np.uint8), np.uint8(255)).astype(np.uint8)
     return TileResult(job.window, mask, features, int(valid.sum()), int(change.sum()),
                       time.perf_counter() - t0)
 
 
+#: A class region becomes a polygon of its own only if it also holds this share of its change:
+#: smaller ones are mostly cover-class confusion (bare soil read as built-up at field edges).
+MIN_SPLIT_SHARE = 0.15
+
+
+def _split_by_cover(labels: np.ndarray, n: int, cover_after: np.ndarray,
+                    mmu_pixels: float) -> tuple[np.ndarray, int]:
+    """Cut change components into polygons by the after-date cover class.
+
+    A house built in a paddy must not merge with the harvested paddy next to it into one
+    "seasonal" change: each polygon is reported, and matched to parcels, by its majority
+    classes. Only class regions reaching the mapping unit and :data:`MIN_SPLIT_SHARE` of their
+    change become polygons of their own; smaller ones (class noise at field edges) join the
+    nearest polygon of the change, and a change without any such region stays whole.
+    """
+    from scipy import ndimage
+
+    changed = labels > 0
+    comp_size = np.bincount(labels.ravel(), minlength=n + 1)
+    parts = np.zeros(labels.shape, dtype=np.int64)
+    m = 0
+    for code in np.unique(cover_after[changed]):
+        sub, k = ndimage.label(changed & (cover_after == code))
+        size = np.bincount(sub.ravel(), minlength=k + 1)
+        comp = np.zeros(k + 1, dtype=np.int64)
+        comp[sub.ravel()] = labels.ravel()
+        keep = (size >= max(mmu_pixels, 1)) & (size >= MIN_SPLIT_SHARE * comp_size[comp])
+        keep[0] = False
+        remap = np.zeros(k + 1, dtype=np.int64)
+        remap[keep] = np.arange(m + 1, m + 1 + int(keep.sum()))
+        parts = np.where(remap[sub] > 0, remap[sub], parts)
+        m += int(keep.sum())
+    rest = changed & (parts == 0)
+    if rest.any():
+        has_part = np.zeros(n + 1, dtype=bool)
+        has_part[labels[parts > 0]] = True
+        whole = rest & ~has_part[labels]
+        if whole.any():
+            ids = np.unique(labels[whole])
+            remap = np.zeros(n + 1, dtype=np.int64)
+            remap[ids] = np.arange(m + 1, m + 1 + len(ids))
+            parts[whole] = remap[labels[whole]]
+            m += len(ids)
+        rest = changed & (parts == 0)
+        if rest.any():
+            _, (ri, ci) = ndimage.distance_transform_edt(parts == 0, return_indices=True)
+            parts[rest] = parts[ri[rest], ci[rest]]
+    return parts, m
+
+
+def _touches_tile_edge(labels: np.ndarray, n: int, window: Window, grid: Grid) -> np.ndarray:
+    """Per label: does it touch a tile edge that is not the image's edge."""
+    edge = np.zeros(n + 1, dtype=bool)
+    h, w = labels.shape
+    if window.row_off > 0:
+        edge[labels[0]] = True
+    if window.row_off + h < grid.height:
+        edge[labels[-1]] = True
+    if window.col_off > 0:
+        edge[labels[:, 0]] = True
+    if window.col_off + w < grid.width:
+        edge[labels[:, -1]] = True
+    edge[0] = False
+    return edge
+
+
 def _merge_edge_features(features: list[dict]) -> list[dict]:
-    """Union components cut by tile edges; sum their statistics."""
+    """Union the polygons of the same after-date class cut by tile edges; sum their
+    statistics."""
+    inner = [f for f in features if not f["edge"]]
+    by_class: dict[str | None, list[dict]] = {}
+    for f in features:
+        if f["edge"]:
+            by_class.setdefault(_majority(f["to_counts"]), []).append(f)
+    for edge in by_class.values():
+        inner.extend(_union_pieces(edge))
+    return inner
+
+
+def _union_pieces(edge: list[dict]) -> list[dict]:
     import shapely
     from shapely.strtree import STRtree
 
-    inner = [f for f in features if not f["edge"]]
-    edge = [f for f in features if f["edge"]]
-    if not edge:
-        return inner
+    out: list[dict] = []
     geoms = [f["geometry"] for f in edge]
     merged = shapely.get_parts(shapely.union_all(geoms))
     # each piece belongs to exactly one merged part: the one holding its interior point
@@ -219,15 +296,16 @@ def _merge_edge_features(features: list[dict]) -> list[dict]:
         members = [edge[i] for i in np.flatnonzero(owner == k)]
         if not members:
             continue
-        inner.append({
+        out.append({
             "geometry": part,
             "n_pixels": sum(m["n_pixels"] for m in members),
             "prob_sum": sum(m["prob_sum"] for m in members),
             "from_counts": np.sum([m["from_counts"] for m in members], axis=0).tolist(),
             "to_counts": np.sum([m["to_counts"] for m in members], axis=0).tolist(),
             "edge": False,
+            "in_mapped_change": any(m["in_mapped_change"] for m in members),
         })
-    return inner
+    return out
 
 
 def _majority(counts: list[int]) -> str | None:
@@ -272,7 +350,8 @@ def _finish_features(features: list[dict], grid: Grid, mmu_pixels: float,
 
     keep, dropped = [], []
     for f in features:
-        (keep if f["n_pixels"] >= mmu_pixels else dropped).append(f)
+        big = f["n_pixels"] >= mmu_pixels or f.get("in_mapped_change", False)
+        (keep if big else dropped).append(f)
     px = abs(grid.transform.a)
     area_crs = projected_area_crs(grid)
     src = CRS.from_user_input(grid.crs.to_wkt())

@@ -25,6 +25,21 @@ def noise_level(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> flo
 #: Median of :func:`noise_level` over OSCD's 8 development cities: the level the CNN's
 #: difference channels are scaled to when the model was trained with ``--diff-norm``.
 TYPICAL_NOISE_LEVEL = 1.2
+#: The scale stays within this range: the model saw 0.62–1.56 in training, and an unusually
+#: clean pair (e.g. synthetic images, noise level 0.2) must not blow small differences up.
+DIFF_SCALE_RANGE = (0.5, 2.0)
+
+
+def diff_scale(level: float) -> float:
+    """The factor bringing a pair's :func:`noise_level` to the typical level, within
+    :data:`DIFF_SCALE_RANGE`.
+
+    >>> diff_scale(1.2), diff_scale(0.2), diff_scale(0.0)
+    (1.0, 2.0, 2.0)
+    """
+    if level <= 1e-6:
+        return DIFF_SCALE_RANGE[1]
+    return min(max(TYPICAL_NOISE_LEVEL / level, DIFF_SCALE_RANGE[0]), DIFF_SCALE_RANGE[1])
 
 
 def model_input(before: np.ndarray, after: np.ndarray, diff_scale: float = 1.0,

@@ -22,8 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from gis.change.features import (
-    TYPICAL_NOISE_LEVEL,
     change_magnitude,
+    diff_scale,
     model_input,
     noise_level,
     pixel_features,
@@ -96,8 +96,7 @@ class CnnDetector:
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Measure the pair's no-change level (a decimated copy of the whole scene pair)."""
-        level = noise_level(before, after, valid)
-        self.diff_scale = TYPICAL_NOISE_LEVEL / level if level > 1e-6 else 1.0
+        self.diff_scale = diff_scale(noise_level(before, after, valid))
         return self.diff_scale
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
