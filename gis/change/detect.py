@@ -201,8 +201,8 @@ def process_tile(job: TileJob) -> TileResult:
                       time.perf_counter() - t0)
 
 
-#: A class region becomes a polygon of its own only if it also holds this share of its change:
-#: smaller ones are mostly cover-class confusion (bare soil read as built-up at field edges).
+#: A class region becomes a polygon only if it also holds this share of its change: smaller
+#: ones are mostly cover-class confusion (bare soil read as built-up at field edges).
 MIN_SPLIT_SHARE = 0.15
 
 
@@ -213,8 +213,9 @@ def _split_by_cover(labels: np.ndarray, n: int, cover_after: np.ndarray,
     A house built in a paddy must not merge with the harvested paddy next to it into one
     "seasonal" change: each polygon is reported, and matched to parcels, by its majority
     classes. Only class regions reaching the mapping unit and :data:`MIN_SPLIT_SHARE` of their
-    change become polygons of their own; smaller ones (class noise at field edges) join the
-    nearest polygon of the change, and a change without any such region stays whole.
+    change become polygons; smaller ones (mostly class noise at field edges) stay in the change
+    mask but in no polygon, so they cannot spill a built-up polygon onto the next parcel; a
+    change without any such region stays one polygon.
     """
     from scipy import ndimage
 
@@ -244,10 +245,6 @@ def _split_by_cover(labels: np.ndarray, n: int, cover_after: np.ndarray,
             remap[ids] = np.arange(m + 1, m + 1 + len(ids))
             parts[whole] = remap[labels[whole]]
             m += len(ids)
-        rest = changed & (parts == 0)
-        if rest.any():
-            _, (ri, ci) = ndimage.distance_transform_edt(parts == 0, return_indices=True)
-            parts[rest] = parts[ri[rest], ci[rest]]
     return parts, m
 
 

@@ -29,5 +29,19 @@ def test_demo_stage_imports_detects_and_stores(connection, tmp_path):
     alerts = connection.execute(text(
         "SELECT count(*) FROM parcel_alerts WHERE run_id = :r"), {"r": run.id}).scalar_one()
     assert changes > 0 and alerts > 0
+    # the sample's planted changes (data/README.md): two rice parcels built over, two garden
+    # (CLN) plots cleared; the seasonal rice and annual-crop changes raise nothing
+    found = connection.execute(text(
+        "SELECT p.sheet_number || '/' || p.parcel_number AS parcel, p.land_use_code_raw AS raw, "
+        "a.rule, a.changed_fraction FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+        "WHERE a.run_id = :r"), {"r": run.id}).mappings().all()
+    built_over = {a["parcel"] for a in found
+                  if a["rule"] == "rice_land_lost" and a["changed_fraction"] > 0.5}
+    cleared = {a["parcel"] for a in found if a["rule"] == "agricultural_to_bare"}
+    assert len(built_over) == 2 and len(cleared) == 2
+    assert not any(a["raw"] == "BHK" for a in found)
+    # the new buildings' polygons stay on their parcels: at most one neighbour is reached by
+    # the edge pixels (10 m pixels straddle parcel boundaries)
+    assert len({a["parcel"] for a in found if a["raw"] == "LUC"}) <= 3
     assert (tmp_path / "demo" / "land" / "change_mask.tif").exists()
     assert any("parcel alerts" in ln for ln in lines)
