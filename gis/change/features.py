@@ -30,11 +30,11 @@ TYPICAL_NOISE_LEVEL = 1.2
 DIFF_SCALE_RANGE = (0.5, 2.0)
 
 
-def diff_scale(level: float) -> float:
+def scale_for_noise(level: float) -> float:
     """The factor bringing a pair's :func:`noise_level` to the typical level, within
     :data:`DIFF_SCALE_RANGE`.
 
-    >>> diff_scale(1.2), diff_scale(0.2), diff_scale(0.0)
+    >>> scale_for_noise(1.2), scale_for_noise(0.2), scale_for_noise(0.0)
     (1.0, 2.0, 2.0)
     """
     if level <= 1e-6:

@@ -23,10 +23,10 @@ import numpy as np
 
 from gis.change.features import (
     change_magnitude,
-    diff_scale,
     model_input,
     noise_level,
     pixel_features,
+    scale_for_noise,
 )
 from gis.errors import ConfigurationError
 
@@ -96,7 +96,7 @@ class CnnDetector:
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Measure the pair's no-change level (a decimated copy of the whole scene pair)."""
-        self.diff_scale = diff_scale(noise_level(before, after, valid))
+        self.diff_scale = scale_for_noise(noise_level(before, after, valid))
         return self.diff_scale
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
