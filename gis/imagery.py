@@ -460,12 +460,14 @@ class SceneReader:
 
 
 def band_statistics(
-    scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000
+    scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000,
+    sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per-band mean and standard deviation over the valid pixels of a scene.
 
     The scene is read at a decimated resolution (at most ``max_pixels`` pixels), which is enough
-    for per-image radiometric normalisation and keeps a full tile cheap.
+    for per-image radiometric normalisation and keeps a full tile cheap; ``sample`` is that
+    read (:func:`read_sample`) when the caller already has it.
 
     Returns
     -------
@@ -475,7 +477,7 @@ def band_statistics(
     cloud_fraction : float
         Fraction of pixels that carry data but were masked as cloud/shadow.
     """
-    values, valid, has_data = read_sample(scene, grid, bands, max_pixels)
+    values, valid, has_data = sample or read_sample(scene, grid, bands, max_pixels)
     n = int(valid.sum())
     total = valid.size
     if n == 0:

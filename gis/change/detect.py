@@ -174,7 +174,7 @@ def process_tile(job: TileJob) -> TileResult:
         if small.any():
             change &= ~small[labels]
             labels = np.where(small[labels], 0, labels)
-        parts, m = _split_by_cover(labels, n, cover_a, job.mmu_pixels)
+        parts, m = _split_by_cover(labels, npx, cover_a, job.mmu_pixels)
         ppx = np.bincount(parts.ravel(), minlength=m + 1)
         psum = np.bincount(parts.ravel(), weights=prob.ravel(), minlength=m + 1)
         fcount = np.bincount((parts * 5 + cover_b).ravel(), minlength=(m + 1) * 5).reshape(-1, 5)
@@ -206,7 +206,7 @@ def process_tile(job: TileJob) -> TileResult:
 MIN_SPLIT_SHARE = 0.15
 
 
-def _split_by_cover(labels: np.ndarray, n: int, cover_after: np.ndarray,
+def _split_by_cover(labels: np.ndarray, comp_size: np.ndarray, cover_after: np.ndarray,
                     mmu_pixels: float) -> tuple[np.ndarray, int]:
     """Cut change components into polygons by the after-date cover class.
 
@@ -215,12 +215,12 @@ def _split_by_cover(labels: np.ndarray, n: int, cover_after: np.ndarray,
     classes. Only class regions reaching the mapping unit and :data:`MIN_SPLIT_SHARE` of their
     change become polygons; smaller ones (mostly class noise at field edges) stay in the change
     mask but in no polygon, so they cannot spill a built-up polygon onto the next parcel; a
-    change without any such region stays one polygon.
+    change without any such region stays one polygon. ``comp_size``: pixels per label.
     """
     from scipy import ndimage
 
     changed = labels > 0
-    comp_size = np.bincount(labels.ravel(), minlength=n + 1)
+    n = len(comp_size) - 1
     parts = np.zeros(labels.shape, dtype=np.int64)
     m = 0
     for code in np.unique(cover_after[changed]):
@@ -347,7 +347,7 @@ def _finish_features(features: list[dict], grid: Grid, mmu_pixels: float,
 
     keep, dropped = [], []
     for f in features:
-        big = f["n_pixels"] >= mmu_pixels or f.get("in_mapped_change", False)
+        big = f["n_pixels"] >= mmu_pixels or f["in_mapped_change"]
         (keep if big else dropped).append(f)
     px = abs(grid.transform.a)
     area_crs = projected_area_crs(grid)
@@ -449,10 +449,13 @@ def detect_changes(
     after.require(bands)
     check_alignment(before, after)
     grid = before.grid
-    mb, sb, vb, cb = band_statistics(before, grid, bands)
-    ma, sa, va, ca = band_statistics(after, grid, bands)
+    # one decimated read of each scene serves the statistics and the detector's scene fit
+    sample_b = read_sample(before, grid, bands)
+    mb, sb, vb, cb = band_statistics(before, grid, bands, sample=sample_b)
+    sample_a = read_sample(after, grid, bands)
+    ma, sa, va, ca = band_statistics(after, grid, bands, sample=sample_a)
     if getattr(detector, "needs_scene_fit", False):
-        _fit_on_scene(detector, before, after, grid, bands, (mb, sb, ma, sa))
+        _fit_on_scene(detector, sample_b, sample_a, (mb, sb, ma, sa))
     timings["prepare_s"] = round(time.perf_counter() - t0, 3)
 
     pixel_area = grid.pixel_area_m2
@@ -556,12 +559,11 @@ def _scene_info(scene: Scene, invalid_fraction: float, cloud_fraction: float) ->
     }
 
 
-def _fit_on_scene(detector, before: Scene, after: Scene, grid: Grid,
-                  bands: tuple[str, ...], stats) -> None:
+def _fit_on_scene(detector, sample_before, sample_after, stats) -> None:
     """Let a detector measure the whole scene pair (CVA's threshold, the CNN's difference
-    scale) on a decimated sample, so every tile is scored alike."""
-    bv, bvalid, _ = read_sample(before, grid, bands)
-    av, avalid, _ = read_sample(after, grid, bands)
+    scale) on the decimated samples (:func:`read_sample`), so every tile is scored alike."""
+    bv, bvalid, _ = sample_before
+    av, avalid, _ = sample_after
     valid = bvalid & avalid
     mb, sb, ma, sa = stats
     bn = normalise(bv[:, None, :], mb, sb, valid[None, :])
