@@ -37,7 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gis.change.features import model_input, noise_level, scale_for_noise  # noqa: E402
+from gis.change.features import (  # noqa: E402
+    change_magnitude,
+    model_input,
+    noise_level,
+    scale_for_noise,
+)
 from gis.change.oscd import CITIES, load_city  # noqa: E402
 from gis.imagery import MODEL_BANDS  # noqa: E402
 
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     def diff_scale(before, after, valid) -> float:
         if args.diff_norm == "none":
             return 1.0
-        return scale_for_noise(noise_level(before, after, valid))
+        return scale_for_noise(noise_level(change_magnitude(before, after)[valid]))
 
     import torch
     from torch import nn

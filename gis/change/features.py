@@ -10,16 +10,16 @@ def change_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.sqrt(((after - before) ** 2).sum(axis=0))
 
 
-def noise_level(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
-    """The pair's no-change level: the median change magnitude over valid pixels.
+def noise_level(magnitudes: np.ndarray) -> float:
+    """The pair's no-change level: the median of its :func:`change_magnitude` over the valid
+    pixels (``magnitudes``).
 
     Change covers a small share of a scene, so the median is set by what did not change
     (season, haze, registration); it differs from scene to scene (0.75–1.93 over OSCD's
     cities), and dividing by it makes "a large difference" mean the same in a desert and in a
     green city.
     """
-    mag = change_magnitude(before, after)[valid]
-    return float(np.median(mag)) if mag.size else 0.0
+    return float(np.median(magnitudes)) if magnitudes.size else 0.0
 
 
 #: Median of :func:`noise_level` over OSCD's 8 development cities: the level the CNN's

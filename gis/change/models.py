@@ -96,7 +96,7 @@ class CnnDetector:
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Measure the pair's no-change level (a decimated copy of the whole scene pair)."""
-        self.diff_scale = scale_for_noise(noise_level(before, after, valid))
+        self.diff_scale = scale_for_noise(noise_level(change_magnitude(before, after)[valid]))
         return self.diff_scale
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -184,7 +184,7 @@ class CvaDetector:
         else:
             # above the noise, and above Otsu's split when change is frequent enough to form
             # a mode of its own (then Otsu's threshold is the higher one)
-            noise = self.NOISE_RATIO * noise_level(before, after, valid)
+            noise = self.NOISE_RATIO * noise_level(mag)
             self.threshold = max(noise, otsu_threshold(mag))
         return self.threshold
 
