@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 from gis.crs import parse_crs, transform_geometries
 from gis.errors import CRSError, GeometryError, InputFileError
 from gis.vector import as_str, polygonal, read_vector
+from vntext import strip_diacritics
 
 REFORM_2025 = dt.date(2025, 7, 1)
 UNKNOWN_START = dt.date(1900, 1, 1)
@@ -46,17 +47,6 @@ TYPE_LEVEL = {
 CODE_LENGTH_LEVEL = {2: "province", 3: "district", 5: "commune"}
 
 _GEOD = Geod(ellps="WGS84")
-
-
-def strip_diacritics(value: str) -> str:
-    """ASCII form of a Vietnamese name.
-
-    >>> strip_diacritics("Thành phố Phủ Lý, Đồng Văn")
-    'Thanh pho Phu Ly, Dong Van'
-    """
-    value = value.replace("đ", "d").replace("Đ", "D")
-    decomposed = unicodedata.normalize("NFD", value)
-    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
 
 
 def split_unit_type(full_name: str) -> tuple[str | None, str]:
