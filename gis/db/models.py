@@ -306,3 +306,15 @@ class CrawlFailure(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     resolved: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+# --- issue 12 (hardening): roles, audit trail, run fingerprints ---
+
+
+# --- issue 11 (posts): citizens' posts and genres ---
+
+
+# --- issue 13 (operations): job runs, stored digests, processed imagery ---
+
+
+# --- issue 14 (land evidence): scene COGs, alert evidence ---
