@@ -308,13 +308,17 @@ class CrawlFailure(Base):
     resolved: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
-# --- issue 12 (hardening): roles, audit trail, run fingerprints ---
+
+# --- roles and audit (migration 0006) ---
 
 
-# --- issue 11 (posts): citizens' posts and genres ---
+# --- detection runs (migration 0007) ---
 
 
-# --- issue 13 (operations): job runs, stored digests, processed imagery ---
+# --- posts (migration 0008) ---
 
 
-# --- issue 14 (land evidence): scene COGs, alert evidence ---
+# --- job runs, stored digests (migration 0009) ---
+
+
+# --- imagery intake (migration 0010) ---

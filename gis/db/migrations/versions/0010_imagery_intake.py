@@ -1,15 +1,15 @@
-"""Land evidence (issue 14): scene COGs, alert evidence chips, reports.
+"""Imagery intake: STAC items and watch-folder scenes already processed (issue 13).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
 
 from alembic import op  # noqa: F401
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

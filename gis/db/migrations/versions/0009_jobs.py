@@ -1,15 +1,15 @@
-"""Hardening (issue 12): token roles, audit trail, run fingerprints, one alert per parcel and run.
+"""Scheduled job runs, stored digests, deliveries (issue 13).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
 
 from alembic import op  # noqa: F401
 
-revision = "0006"
-down_revision = "0005"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
-"""Operations (issue 13): scheduled job runs, stored digests, processed imagery.
+"""Idempotent detection runs (input fingerprint) and one alert per parcel and run listing every rule (issue 12).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
 
 from alembic import op  # noqa: F401
 
-revision = "0008"
-down_revision = "0007"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

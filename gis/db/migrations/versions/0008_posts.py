@@ -1,15 +1,15 @@
-"""Citizens' posts (issue 11): genre of scored texts, posts stored next to articles.
+"""Citizens' posts next to articles; genre of scored texts (issue 11).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
 
 from alembic import op  # noqa: F401
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
