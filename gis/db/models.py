@@ -310,15 +310,169 @@ class CrawlFailure(Base):
 
 
 # --- roles and audit (migration 0006) ---
+# (imports of this section kept here so each section can be edited on its own)
+from sqlalchemy import CheckConstraint, Index  # noqa: E402
+
+#: roles an API token can carry (api/auth.py): officer reviews parcel alerts and runs land
+#: processes, media corrects sentiment labels and runs NLP processes, admin may do everything
+ROLES = ("admin", "officer", "media")
+AUDIT_CHANNELS = ("api", "cli")
+
+
+class AuditEntry(Base):
+    """Who changed what, when: one row per review or label correction (append-only)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'officer', 'media')", name="ck_audit_log_role"),
+        CheckConstraint("channel IN ('api', 'cli')", name="ck_audit_log_channel"),
+        CheckConstraint("length(btrim(actor)) > 0", name="ck_audit_log_actor"),
+        Index("ix_audit_log_target", "target_table", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True)
+    actor: Mapped[str] = mapped_column(Text)  # token name, or the system user at the CLI
+    role: Mapped[str | None] = mapped_column(String(16))  # None: command line (no token)
+    channel: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(32))  # review_alert | correct_label
+    target_table: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[int] = mapped_column(BigInteger)
+    old_value: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    new_value: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 # --- detection runs (migration 0007) ---
 
 
 # --- posts (migration 0008) ---
+from sqlalchemy import CheckConstraint  # noqa: E402
+
+
+class Post(Base):
+    """A citizen's post or comment (social media, forum) imported by ``ioc posts import``.
+
+    ``post_key`` (SHA-256 of the canonical URL, else source + platform id, else source +
+    author + time + text) makes re-imports idempotent; exact copies of longer texts point at
+    the first one through ``duplicate_of``. ``author`` is stored, never published.
+    """
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        CheckConstraint("length(btrim(text)) > 0", name="ck_posts_text"),
+        CheckConstraint("url IS NULL OR url ~ '^https?://'", name="ck_posts_url"),
+        CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="ck_posts_not_self_duplicate"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    post_key: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    canonical_url: Mapped[str | None] = mapped_column(Text, index=True)
+    author: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(8))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class PostScore(Base):
+    """Sentiment and topic of a post by one model version (scored as genre 'post')."""
+
+    __tablename__ = "post_scores"
+    __table_args__ = (
+        UniqueConstraint("post_id", "model_version", name="uq_post_scores_post_model"),
+        CheckConstraint("label IN ('negative', 'neutral', 'positive')", name="ck_post_scores_label"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    genre: Mapped[str] = mapped_column(String(16), server_default="post")
+    label: Mapped[str] = mapped_column(String(16))
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    topic: Mapped[str | None] = mapped_column(String(48))
+    topic_scores: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    reasons: Mapped[list[Any] | None] = mapped_column(JSONB)
+    scored_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PostPlace(Base):
+    """Post ↔ administrative unit it mentions."""
+
+    __tablename__ = "post_places"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    admin_unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True)
+    mention: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
 
 
 # --- job runs, stored digests (migration 0009) ---
+# (imports of this section kept here so each section can be edited on its own)
+from sqlalchemy import CheckConstraint, Index, LargeBinary, Unicode  # noqa: E402
+
+JOB_RUN_STATUSES = ("running", "succeeded", "failed")
+
+
+class JobRun(Base):
+    """One run of a scheduled job of ``ioc run``: when, by which process, how it ended."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        Index("ix_job_runs_job_started_at", "job", "started_at"),
+        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="ck_job_runs_status"),
+        CheckConstraint("trigger IN ('schedule', 'manual')", name="ck_job_runs_trigger"),
+        CheckConstraint("status = 'running' OR finished_at IS NOT NULL", name="ck_job_runs_finished"),
+        CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="ck_job_runs_failed_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    error: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16), server_default="schedule")
+
+
+class StoredDigest(Base):
+    """The daily digest as built on its day: served as stored, never rebuilt."""
+
+    __tablename__ = "stored_digests"
+    __table_args__ = (
+        CheckConstraint("pdf IS NOT NULL OR pdf_error IS NOT NULL", name="ck_stored_digests_pdf"),
+    )
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    pdf_error: Mapped[str | None] = mapped_column(Text)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
+    delivery: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class SchedulerJob(Base):
+    """APScheduler 3's SQLAlchemyJobStore table (its layout; it reads and writes it)."""
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
+
 
 
 # --- imagery intake (migration 0010) ---
