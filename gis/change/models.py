@@ -157,6 +157,8 @@ class CvaDetector:
     scene's median magnitude (and Otsu's threshold, when that is higher). Change covers a small
     share of a scene, so the median is the no-change level of that pair (season, haze,
     registration), and the threshold follows it; a pair without change gets almost nothing.
+    Either rule's threshold is at least :attr:`MIN_THRESHOLD`, so identical images (or images
+    differing by a constant) yield no change.
     ``rule="otsu"``: Otsu's threshold alone. It assumes two classes of comparable size, so with
     rare change it cuts into the no-change mode, and it always splits a pair in two, changed or
     not (OSCD leave-one-city-out pooled F1 0.145 for Otsu, 0.227 for the noise rule: see
@@ -167,6 +169,13 @@ class CvaDetector:
     halo = 2
     needs_scene_fit = True
     NOISE_RATIO = 4.0  # OSCD pixel F1 0.215–0.223 for ratios 3.5–5: a plateau, not a tuned peak
+    #: The threshold never goes below this magnitude (normalised units: a change vector one
+    #: scene standard deviation long). Without it a pair with no change at all (the same image
+    #: twice, or one shifted by a constant, which the per-image normalisation removes) has a
+    #: median magnitude of 0, a threshold of 0 and every pixel "changed"; a nearly clean pair
+    #: would have its noise read as change. OSCD's pairs have noise levels of 0.75–1.93, so
+    #: their thresholds (≥ 3) are untouched by it.
+    MIN_THRESHOLD = 1.0
 
     def __init__(self, threshold: float | None = None, rule: str = "noise") -> None:
         if rule not in CVA_RULES:
@@ -174,18 +183,19 @@ class CvaDetector:
                 f"Unknown CVA threshold rule '{rule}' (choose from {', '.join(CVA_RULES)}).")
         self.threshold = threshold
         self.rule = rule
-        self.version = "cva-noise4-v2" if rule == "noise" else "cva-otsu-v1"
+        self.version = "cva-noise4-v3" if rule == "noise" else "cva-otsu-v2"
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Set the threshold from (a decimated copy of) the whole scene pair."""
         mag = change_magnitude(before, after)[valid]
         if self.rule == "otsu":
-            self.threshold = otsu_threshold(mag)
+            threshold = otsu_threshold(mag)
         else:
             # above the noise, and above Otsu's split when change is frequent enough to form
             # a mode of its own (then Otsu's threshold is the higher one)
             noise = self.NOISE_RATIO * noise_level(mag)
-            self.threshold = max(noise, otsu_threshold(mag))
+            threshold = max(noise, otsu_threshold(mag))
+        self.threshold = max(threshold, self.MIN_THRESHOLD)
         return self.threshold
 
     def probability(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:

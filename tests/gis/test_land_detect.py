@@ -236,8 +236,8 @@ def test_cva_noise_rule_follows_the_scene_noise_level(noise):
 
 def test_cva_rules_on_a_pair_without_change():
     # Otsu always splits the histogram in two, so a pair with no change still gets "change";
-    # the noise rule flags almost nothing
-    before, after, _ = _noisy_pair(0.3, 0.0)
+    # the noise rule flags almost nothing (noise 0.6: magnitudes above CVA's floor)
+    before, after, _ = _noisy_pair(0.6, 0.0)
     valid = np.ones(before.shape[1:], bool)
     flagged = {}
     for rule in ("noise", "otsu"):
@@ -254,3 +254,29 @@ def test_otsu_separates_two_modes():
     rng = np.random.default_rng(0)
     v = np.concatenate([rng.normal(1, 0.2, 5000), rng.normal(5, 0.5, 500)])
     assert 1.5 < otsu_threshold(v) < 4.5
+
+
+@pytest.mark.parametrize("offset", [0, 300])
+def test_cva_finds_no_change_between_an_image_and_itself(tmp_path, offset):
+    # issue 12: `ioc land detect A A --method cva` flagged 100 % change (a threshold of 0 on a
+    # magnitude of 0); a constant offset in every band is removed by the per-image
+    # normalisation and is no change either
+    data = scene(64, seed=1)
+    before = write_multiband(tmp_path / "a.tif", data)
+    after = before if not offset else write_multiband(tmp_path / "b.tif", data + offset)
+    res = detect_changes(before, after, DetectionConfig(method="cva"))
+    assert res.stats["change_pixels"] == 0 and res.features == []
+    # the clean (nearly noise-free) pair still shows a real change
+    changed = write_multiband(tmp_path / "c.tif", scene(64, seed=1, changed=CHANGED))
+    res = detect_changes(before, changed, DetectionConfig(method="cva"))
+    assert 150 < res.stats["change_pixels"] < 260
+
+
+def test_cva_threshold_has_a_floor():
+    img = np.random.default_rng(0).normal(0, 1, (4, 50, 50)).astype(np.float32)
+    det = CvaDetector()
+    assert det.fit(img, img, np.ones((50, 50), bool)) == CvaDetector.MIN_THRESHOLD
+    assert not (det.probability(img, img) >= 0.5).any()
+    tiny = img + np.float32(1e-3) * np.random.default_rng(1).normal(size=img.shape).astype(np.float32)
+    det.fit(img, tiny, np.ones((50, 50), bool))
+    assert not (det.probability(img, tiny) >= 0.5).any()
