@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ADMIN_LEVELS = ("country", "province", "district", "commune")
@@ -165,6 +165,9 @@ class DetectionRun(Base):
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    # 0007: the run's identity (scene fingerprints + method/model/parameters), for re-runs
+    input_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LandChange(Base):
@@ -190,7 +193,8 @@ class ParcelAlert(Base):
     """A likely violation on one parcel found by one run, with its review status."""
 
     __tablename__ = "parcel_alerts"
-    __table_args__ = (UniqueConstraint("run_id", "parcel_id", "rule", name="uq_parcel_alerts_run_parcel_rule"),)
+    # 0007: one alert per parcel and run, listing every rule that fired
+    __table_args__ = (UniqueConstraint("run_id", "parcel_id", name="uq_parcel_alerts_run_parcel"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
@@ -202,8 +206,10 @@ class ParcelAlert(Base):
     legal_code: Mapped[str] = mapped_column(String(8))
     observed_from: Mapped[str | None] = mapped_column(String(24))
     observed_to: Mapped[str | None] = mapped_column(String(24))
-    rule: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))  # the rule that set the severity: rules[0]
     severity: Mapped[str] = mapped_column(String(8))
+    rules: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")  # 0007
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # 0007
     review_status: Mapped[str] = mapped_column(String(16), server_default="new")
     reviewer: Mapped[str | None] = mapped_column(Text)
     review_note: Mapped[str | None] = mapped_column(Text)
@@ -345,6 +351,8 @@ class AuditEntry(Base):
 
 
 # --- detection runs (migration 0007) ---
+# Columns of 0007 live in their classes above (marked "0007"): DetectionRun.input_key and
+# updated_at; ParcelAlert.rules and superseded_at, and its unique key (run_id, parcel_id).
 
 
 # --- posts (migration 0008) ---
@@ -476,3 +484,65 @@ class SchedulerJob(Base):
 
 
 # --- imagery intake (migration 0010) ---
+# (imports of this section kept here so each section can be edited on its own)
+from sqlalchemy import CheckConstraint  # noqa: E402
+
+INTAKE_STATUSES = ("processed", "rejected", "failed")
+
+
+class ImageryIntake(Base):
+    """A scene the imagery intake handled: a STAC item or a watch-folder delivery.
+
+    ``processed``: written locally (``local_path``), usable for detection; ``rejected``: never
+    retried (clouded over the area, asset missing or corrupt, not a scene); ``failed``: a
+    transient error, retried after ``next_attempt_at``. ``reason`` says why.
+    """
+
+    __tablename__ = "imagery_intake"
+    __table_args__ = (
+        UniqueConstraint("source", "collection", "item_id", name="uq_imagery_intake_item"),
+        CheckConstraint("source IN ('stac', 'watch')", name="ck_imagery_intake_source"),
+        CheckConstraint("status IN ('processed', 'rejected', 'failed')", name="ck_imagery_intake_status"),
+        CheckConstraint("status = 'processed' OR reason IS NOT NULL", name="ck_imagery_intake_reason"),
+        CheckConstraint("status <> 'processed' OR local_path IS NOT NULL", name="ck_imagery_intake_path"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    collection: Mapped[str] = mapped_column(Text, server_default="")
+    item_id: Mapped[str] = mapped_column(Text)
+    acquired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    cloud_cover: Mapped[float | None] = mapped_column(Float)
+    usable_share: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    local_path: Mapped[str | None] = mapped_column(Text)
+    href: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    bytes_read: Mapped[int | None] = mapped_column(BigInteger)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    footprint = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ImageryIntakePair(Base):
+    """A (before, after) pair of intake scenes sent to change detection, and what came of it."""
+
+    __tablename__ = "imagery_intake_pairs"
+    __table_args__ = (
+        UniqueConstraint("before_id", "after_id", name="uq_imagery_intake_pairs"),
+        CheckConstraint("status IN ('succeeded', 'failed')", name="ck_imagery_intake_pairs_status"),
+        CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="ck_imagery_intake_pairs_error"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    before_id: Mapped[int] = mapped_column(ForeignKey("imagery_intake.id", ondelete="CASCADE"))
+    after_id: Mapped[int] = mapped_column(ForeignKey("imagery_intake.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    detection_run_id: Mapped[int | None] = mapped_column(ForeignKey("detection_runs.id", ondelete="SET NULL"))
+    changes: Mapped[int | None] = mapped_column(Integer)
+    alerts: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
