@@ -10,7 +10,7 @@ cropland (vegetation ↔ water ↔ bare) never counts (see the rules file).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -108,6 +108,10 @@ OVERLAY_SQL = text(
 
 @dataclass
 class Alert:
+    """One parcel's alert in one run: every rule that fired (``rules``, highest severity first;
+    ``rule`` is the first of them, the one that set ``severity``), and that rule's changed area,
+    fraction and observed classes."""
+
     parcel_id: int
     commune_code: str | None
     legal_code: str
@@ -118,10 +122,13 @@ class Alert:
     observed_from: str | None
     observed_to: str | None
     change_id: int | None
+    rules: list[str] = field(default_factory=list)
 
 
 def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
-    """Apply the rules to overlay rows (one per parcel × change polygon).
+    """Apply the rules to overlay rows (one per parcel × change polygon): one alert per parcel,
+    listing every rule that fired, with the highest severity (ties: the rule listed first in
+    the rules file).
 
     >>> rs = load_rules()
     >>> rows = [{"parcel_id": 1, "commune_code": "13324", "land_use_code": "LUC",
@@ -130,8 +137,8 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
     ...         {"parcel_id": 2, "commune_code": "13324", "land_use_code": "LUC",
     ...          "parcel_area": 500.0, "from_class": "vegetation", "to_class": "water",
     ...          "change_id": 8, "area": 500.0}]
-    >>> sorted((a.parcel_id, a.rule, a.severity) for a in evaluate(rows, rs))
-    [(1, 'agricultural_to_built_up', 'high'), (1, 'rice_land_lost', 'high')]
+    >>> [(a.parcel_id, a.rule, a.severity, a.rules) for a in evaluate(rows, rs)]
+    [(1, 'rice_land_lost', 'high', ['rice_land_lost', 'agricultural_to_built_up'])]
     """
     seasonal_codes = rules.codes(rules.seasonal.legal)
     seasonal_classes = set(rules.seasonal.classes)
@@ -144,6 +151,7 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
         first = items[0]
         code = first["land_use_code"]
         parcel_area = float(first["parcel_area"]) or 1.0
+        fired: list[Alert] = []
         for rule, legal in compiled:
             if code not in legal:
                 continue
@@ -171,32 +179,90 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
             if severity is None:
                 continue
             main = max(matching, key=lambda it: float(it["area"]))
-            alerts.append(Alert(
+            fired.append(Alert(
                 parcel_id=pid, commune_code=first["commune_code"], legal_code=code,
                 rule=rule.id, severity=severity, changed_area_m2=round(area, 1),
                 changed_fraction=round(fraction, 4), observed_from=main["from_class"],
                 observed_to=main["to_class"], change_id=main["change_id"],
             ))
+        if fired:
+            # stable sort: equal severities keep the order of the rules file
+            fired.sort(key=lambda a: SEVERITY_ORDER.index(a.severity))
+            top = fired[0]
+            top.rules = [a.rule for a in fired]
+            alerts.append(top)
     return alerts
 
 
 INSERT_ALERT = text(
     """
     INSERT INTO parcel_alerts (run_id, parcel_id, change_id, commune_code, changed_area_m2,
-        changed_fraction, legal_code, observed_from, observed_to, rule, severity)
+        changed_fraction, legal_code, observed_from, observed_to, rule, rules, severity)
     VALUES (:run_id, :parcel_id, :change_id, :commune_code, :changed_area_m2,
-        :changed_fraction, :legal_code, :observed_from, :observed_to, :rule, :severity)
+        :changed_fraction, :legal_code, :observed_from, :observed_to, :rule,
+        CAST(:rules AS varchar[]), :severity)
+    """
+)
+
+UPDATE_ALERT = text(
+    """
+    UPDATE parcel_alerts SET change_id = :change_id, commune_code = :commune_code,
+        changed_area_m2 = :changed_area_m2, changed_fraction = :changed_fraction,
+        legal_code = :legal_code, observed_from = :observed_from, observed_to = :observed_to,
+        rule = :rule, rules = CAST(:rules AS varchar[]), severity = :severity,
+        superseded_at = NULL
+    WHERE id = :id
     """
 )
 
 
-def create_alerts(conn: Connection, run_id: int, rules: RuleSet) -> list[Alert]:
-    """Compute and insert the alerts of a run (inside the caller's transaction)."""
+@dataclass
+class AlertUpdate:
+    """What storing a run's alerts did (see :func:`create_alerts`)."""
+
+    alerts: list[Alert]
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+    superseded_reviewed: int = 0
+
+
+def create_alerts(conn: Connection, run_id: int, rules: RuleSet) -> AlertUpdate:
+    """Compute the alerts of a run and write them (inside the caller's transaction).
+
+    A run stored for the first time gets its alerts inserted. For a run stored again (same
+    scenes and method, see :func:`gis.change.store.store_run`) the alerts are reconciled by
+    parcel: an alert raised again is updated in place (same id, its review kept); a new one is
+    inserted; one no longer raised is deleted if nobody reviewed it, and otherwise kept with
+    ``superseded_at`` set (a review is never lost silently).
+    """
     rows = [dict(r._mapping) for r in conn.execute(OVERLAY_SQL, {"run_id": run_id})]
     alerts = evaluate(rows, rules)
+    existing = {
+        r.parcel_id: r for r in conn.execute(text(
+            "SELECT id, parcel_id, review_status FROM parcel_alerts WHERE run_id = :r "
+            "FOR UPDATE"), {"r": run_id})
+    }
+    out = AlertUpdate(alerts)
     for a in alerts:
-        conn.execute(INSERT_ALERT, {"run_id": run_id, **a.__dict__})
-    return alerts
+        values = {**a.__dict__, "rules": list(a.rules)}
+        old = existing.pop(a.parcel_id, None)
+        if old is None:
+            conn.execute(INSERT_ALERT, {"run_id": run_id, **values})
+            out.inserted += 1
+        else:
+            conn.execute(UPDATE_ALERT, {"id": old.id, **values})
+            out.updated += 1
+    for old in existing.values():
+        if old.review_status == "new":
+            conn.execute(text("DELETE FROM parcel_alerts WHERE id = :i"), {"i": old.id})
+            out.removed += 1
+        else:
+            conn.execute(text(
+                "UPDATE parcel_alerts SET superseded_at = coalesce(superseded_at, now()) "
+                "WHERE id = :i"), {"i": old.id})
+            out.superseded_reviewed += 1
+    return out
 
 
 def list_alerts(
@@ -209,7 +275,11 @@ def list_alerts(
     since: dt.date | None = None,
     limit: int | None = None,
 ) -> list[dict]:
-    """Alerts with their parcel key, newest first; geometry as GeoJSON in EPSG:4326."""
+    """Alerts with their parcel key, newest first; geometry as GeoJSON in EPSG:4326.
+
+    ``rules`` is every rule that fired, comma-separated, highest severity first;
+    ``superseded_at`` is set on a reviewed alert that a re-run no longer raises.
+    """
     where, params = ["TRUE"], {}
     if run_id is not None:
         where.append("a.run_id = :run_id")
@@ -228,9 +298,11 @@ def list_alerts(
         params["since"] = since
     sql = f"""
         SELECT a.id, a.run_id, a.parcel_id, a.commune_code, p.old_commune_code,
-               p.sheet_number, p.parcel_number, a.legal_code, a.rule, a.severity,
+               p.sheet_number, p.parcel_number, a.legal_code, a.rule,
+               array_to_string(CASE WHEN cardinality(a.rules) = 0 THEN ARRAY[a.rule]
+                               ELSE a.rules END, ',') AS rules, a.severity,
                a.changed_area_m2, a.changed_fraction, a.observed_from, a.observed_to,
-               a.review_status, a.created_at,
+               a.review_status, a.created_at, a.superseded_at,
                ST_AsGeoJSON(ST_Transform(p.geom, 4326), 7) AS geometry
         FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id
         WHERE {' AND '.join(where)}
@@ -243,7 +315,8 @@ def list_alerts(
 
 
 def summarise_alerts(conn: Connection, run_id: int | None = None) -> list[dict]:
-    """Alert counts and changed area per commune (current administrative unit) and severity."""
+    """Alert counts and changed area per commune (current administrative unit) and severity
+    (alerts a re-run no longer raises, ``superseded_at`` set, are not counted)."""
     sql = """
         SELECT a.commune_code, max(u.name) AS commune_name,
                count(*) FILTER (WHERE a.severity = 'high') AS high,
@@ -254,6 +327,7 @@ def summarise_alerts(conn: Connection, run_id: int | None = None) -> list[dict]:
         LEFT JOIN admin_units u ON u.code = a.commune_code AND u.level = 'commune'
              AND (u.valid_to IS NULL OR u.valid_to > now())
         WHERE (CAST(:run_id AS integer) IS NULL OR a.run_id = :run_id)
+          AND a.superseded_at IS NULL
         GROUP BY a.commune_code ORDER BY total DESC, a.commune_code
     """
     return [dict(r._mapping) for r in conn.execute(text(sql), {"run_id": run_id})]

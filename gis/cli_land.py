@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from gis.db.models import REVIEW_STATUSES
 from gis.errors import IocError
 from gis.settings import LandSettings
 
@@ -41,7 +42,10 @@ def _connect(bind) -> Iterator:
 
 
 def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc))
+    """One line for an :class:`IocError`, with its exit status (2: user error, 1: other)."""
+    error = click.ClickException(str(exc))
+    error.exit_code = getattr(exc, "exit_code", 2)
+    return error
 
 
 @click.group()
@@ -131,14 +135,22 @@ def _progress_printer(enabled: bool):
                    "on OSCD). Default: IOC_LAND_TTA.")
 @click.option("--dask-scheduler", help="Run tiles on a Dask cluster (scheduler address).")
 @click.option("--rules", type=click.Path(path_type=Path), help="Alert rules file (YAML).")
+@click.option("--force", is_flag=True,
+              help="With --store: store a new run even if the same run (same scene contents, "
+                   "method, model and parameters) is stored already; without it that run is "
+                   "updated, keeping the reviews of its alerts.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, model,
-               threshold, mmu, tile, tta, dask_scheduler, rules, quiet) -> None:
+               threshold, mmu, tile, tta, dask_scheduler, rules, force, quiet) -> None:
     """Detect land-cover change between BEFORE and AFTER.
 
     BEFORE, AFTER: a multi-band GeoTIFF, or a folder of per-band GeoTIFFs whose names end in
     the Sentinel-2 band (…_B02.tif, …_B8A.tif); 20/60 m bands are resampled to the 10 m grid
     and AFTER is put on BEFORE's grid.
+
+    With --store, running the same pair again (same contents, method, model and parameters)
+    updates the stored run instead of adding a duplicate: one alert per parcel and run, and
+    the reviews of alerts that are raised again are kept.
     """
     from gis.alerts import load_rules
     from gis.change.detect import DetectionConfig, detect_changes
@@ -173,7 +185,7 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
         if store:
             from gis.change.store import store_run
 
-            stored = store_run(engine, result, ruleset)
+            stored = store_run(engine, result, ruleset, force=force)
             summary = {**summary, **stored}
     except IocError as exc:
         if store:
@@ -183,12 +195,20 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
         if store:
             _record_failure(engine, config.method, params, f"{type(exc).__name__}: {exc}")
         raise
+    stored_text = ""
+    if store and summary.get("updated"):
+        stored_text = (f"; updated run {summary['run_id']} (already stored: same scenes, method "
+                       f"and parameters; --force stores a new one) with {summary['alerts']} "
+                       "parcel alerts")
+        if summary.get("reviewed_superseded"):
+            stored_text += (f", {summary['reviewed_superseded']} reviewed alerts no longer "
+                            "raised kept as superseded")
+    elif store:
+        stored_text = f"; stored as run {summary['run_id']} with {summary['alerts']} parcel alerts"
     click.echo(
         f"{result.method} ({result.model_version}): {summary['polygons']} change polygons, "
         f"{summary['changed_area_m2']:.0f} m² changed ({summary['change_fraction'] * 100:.2f} % "
-        f"of valid pixels), {summary['megapixels_per_s']:.2f} Mpx/s"
-        + (f"; stored as run {summary['run_id']} with {summary['alerts']} parcel alerts"
-           if store else "")
+        f"of valid pixels), {summary['megapixels_per_s']:.2f} Mpx/s" + stored_text
     )
 
 
@@ -232,9 +252,9 @@ def write_geojson(result, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- alerts
 ALERT_COLUMNS = ("id", "run_id", "commune_code", "old_commune_code", "sheet_number",
-                 "parcel_number", "legal_code", "rule", "severity", "changed_area_m2",
+                 "parcel_number", "legal_code", "rule", "rules", "severity", "changed_area_m2",
                  "changed_fraction", "observed_from", "observed_to", "review_status",
-                 "created_at")
+                 "created_at", "superseded_at")
 
 
 @land.command("alerts")
@@ -326,23 +346,29 @@ def _cell(v) -> str:
 
 @land.command("review")
 @click.argument("alert_id", type=int)
-@click.option("--status", type=click.Choice(["confirmed", "dismissed", "new"]), required=True)
+@click.option("--status", type=click.Choice(REVIEW_STATUSES), required=True,
+              help="confirmed or dismissed after a field check; new puts it back to unreviewed.")
 @click.option("--reviewer", required=True, help="Who reviewed (name or account).")
 @click.option("--note", help="Field note.")
 def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> None:
-    """Set the review status of a parcel alert (after a field check)."""
-    from sqlalchemy import text
+    """Set the review status of a parcel alert (after a field check).
 
+    The same operation as the API's review write (gis.review.review_alert): the change and its
+    audit row (actor: the system user, channel cli) are stored in one transaction.
+    """
+    import getpass
+
+    from gis.audit import Actor
     from gis.cadastre import transaction
+    from gis.review import review_alert
 
-    with transaction(_engine()) as conn:
-        n = conn.execute(text(
-            "UPDATE parcel_alerts SET review_status = :s, reviewer = :r, review_note = :n, "
-            "reviewed_at = now() WHERE id = :id"
-        ), {"s": status, "r": reviewer, "n": note, "id": alert_id}).rowcount
-    if not n:
-        raise click.ClickException(f"alert {alert_id} does not exist.")
-    click.echo(f"alert {alert_id}: {status} by {reviewer}")
+    try:
+        with transaction(_engine()) as conn:
+            review = review_alert(conn, alert_id, status, reviewer, note,
+                                  actor=Actor(getpass.getuser(), None, "cli"))
+    except IocError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"alert {alert_id}: {review.review_status} by {review.reviewer}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,10 +65,13 @@ def test_import_detect_store_and_list_alerts(invoke, connection, tmp_path):
     # alerts: the two rice parcels built over, garden (CLN) plots cleared; nothing on the
     # seasonal rice / annual-crop changes
     alerts = connection.execute(text(
-        "SELECT p.land_use_code_raw AS raw, a.rule, a.severity, a.observed_to "
-        "FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"),
-        {"r": run_id}).mappings().all()
-    rules = {(a["raw"], a["rule"]) for a in alerts}
+        "SELECT p.land_use_code_raw AS raw, a.parcel_id, a.rule, a.rules, a.severity, "
+        "a.observed_to FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+        "WHERE a.run_id = :r"), {"r": run_id}).mappings().all()
+    rules = {(a["raw"], r) for a in alerts for r in a["rules"]}
+    # one alert per parcel, its first rule the one that set the severity
+    assert len({a["parcel_id"] for a in alerts}) == len(alerts)
+    assert all(a["rules"][0] == a["rule"] for a in alerts)
     assert ("LUC", "rice_land_lost") in rules
     assert ("LUC", "agricultural_to_built_up") in rules
     assert ("CLN", "agricultural_to_bare") in rules
@@ -160,3 +163,83 @@ def test_ioc_land_detect_runs_as_a_command(run_ioc, tmp_path):
     p = run_ioc("land", "detect", str(BEFORE), str(tmp_path / "missing.tif"), "--no-store")
     assert p.returncode != 0 and "missing.tif: no such file" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def _alert_rows(conn, run_id: int) -> list[dict]:
+    return [dict(r) for r in conn.execute(text(
+        "SELECT id, parcel_id, rule, rules, severity, review_status, reviewer, superseded_at "
+        "FROM parcel_alerts WHERE run_id = :r ORDER BY parcel_id"), {"r": run_id}).mappings()]
+
+
+def test_the_same_run_stored_twice_is_updated_not_duplicated(invoke, connection, tmp_path):
+    # issue 12: re-running a pair duplicated every change and alert, and one change on one
+    # parcel gave one alert per rule that fired
+    assert invoke("import-cadastre", str(LAND / "sample_cadastre.gpkg")).exit_code == 0
+    runs0 = _count(connection, "SELECT count(*) FROM detection_runs")
+    scenes0 = _count(connection, "SELECT count(*) FROM imagery_scenes")
+    args = ("detect", str(BEFORE), str(AFTER), "--method", "cva", "--store", "--quiet")
+    r = invoke(*args)
+    assert r.exit_code == 0 and "stored as run" in r.output, r.output
+    run_id = _count(connection, "SELECT max(id) FROM detection_runs")
+    first = _alert_rows(connection, run_id)
+    changes = _count(connection, "SELECT count(*) FROM land_changes WHERE run_id = :r", r=run_id)
+    assert first and len({a["parcel_id"] for a in first}) == len(first)
+    rice = [a for a in first if "rice_land_lost" in a["rules"]]
+    assert rice and any(len(a["rules"]) >= 2 for a in rice)  # both rules on one alert
+    assert all(a["severity"] == "high" for a in rice)
+    confirmed = first[0]["id"]
+    r = invoke("review", str(confirmed), "--status", "confirmed", "--reviewer", "officer")
+    assert r.exit_code == 0
+    # the same pair again, from a copy of AFTER elsewhere (content, not path, identifies it)
+    copy = tmp_path / "copy_of_after.tif"
+    copy.write_bytes(AFTER.read_bytes())
+    r = invoke("detect", str(BEFORE), str(copy), "--method", "cva", "--store", "--quiet")
+    assert r.exit_code == 0 and f"updated run {run_id}" in r.output, r.output
+    assert _count(connection, "SELECT count(*) FROM detection_runs") == runs0 + 1
+    assert _count(connection, "SELECT count(*) FROM imagery_scenes") == scenes0 + 2
+    assert _count(connection, "SELECT count(*) FROM land_changes WHERE run_id = :r",
+                  r=run_id) == changes
+    again = _alert_rows(connection, run_id)
+    assert [a["id"] for a in again] == [a["id"] for a in first]  # same alerts, same ids
+    assert next(a for a in again if a["id"] == confirmed)["review_status"] == "confirmed"
+    run = connection.execute(text("SELECT updated_at, parameters FROM detection_runs "
+                                  "WHERE id = :i"), {"i": run_id}).one()
+    assert run.updated_at is not None and len(run.parameters["after_fingerprint"]) == 64
+    # another method is another run; --force stores a new run of the same pair
+    r = invoke(*args, "--force")
+    assert r.exit_code == 0 and "stored as run" in r.output
+    assert _count(connection, "SELECT count(*) FROM detection_runs") == runs0 + 2
+    r = invoke(*args, "--mmu", "500")
+    assert "stored as run" in r.output
+    assert _count(connection, "SELECT count(*) FROM detection_runs") == runs0 + 3
+
+
+def test_a_reviewed_alert_a_rerun_no_longer_raises_is_kept(invoke, connection, tmp_path):
+    assert invoke("import-cadastre", str(LAND / "sample_cadastre.gpkg")).exit_code == 0
+    args = ("detect", str(BEFORE), str(AFTER), "--method", "cva", "--store", "--quiet")
+    assert invoke(*args).exit_code == 0
+    run_id = _count(connection, "SELECT max(id) FROM detection_runs")
+    first = _alert_rows(connection, run_id)
+    bare = [a for a in first if a["rules"] == ["agricultural_to_bare"]]
+    assert len(bare) >= 2
+    reviewed, unreviewed = bare[0]["id"], bare[1]["id"]
+    assert invoke("review", str(reviewed), "--status", "dismissed", "--reviewer",
+                  "officer").exit_code == 0
+    # the same run with rules that no longer have the bare-soil rule
+    import yaml
+
+    from gis.alerts import DEFAULT_RULES_FILE
+
+    data = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    data["rules"] = [r for r in data["rules"] if r["id"] != "agricultural_to_bare"]
+    edited = tmp_path / "rules.yaml"
+    edited.write_text(yaml.safe_dump(data), encoding="utf-8")
+    r = invoke(*args, "--rules", str(edited))
+    assert r.exit_code == 0 and "1 reviewed alerts no longer raised kept" in r.output, r.output
+    after = {a["id"]: a for a in _alert_rows(connection, run_id)}
+    assert unreviewed not in after
+    kept = after[reviewed]
+    assert kept["review_status"] == "dismissed" and kept["superseded_at"] is not None
+    assert all(a["superseded_at"] is None for i, a in after.items() if i != reviewed)
+    summary = invoke("alerts", "--summary", "--run", str(run_id), "--format", "json")
+    assert sum(row["total"] for row in json.loads(summary.output)) == len(after) - 1
