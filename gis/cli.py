@@ -123,3 +123,11 @@ def admin_load_reference(folder: Path | None) -> None:
     app = _app()
     for report in load_reference_units(app.engine(), folder or app.data_dir / "admin"):
         click.echo(report.summary())
+
+
+# `ioc db backup | restore` live in their own module
+from gis.cli_backup import backup as _db_backup  # noqa: E402
+from gis.cli_backup import restore as _db_restore  # noqa: E402
+
+db.add_command(_db_backup)
+db.add_command(_db_restore)

@@ -58,6 +58,12 @@ class BackupError(IocError, RuntimeError):
     exit_code = 1
 
 
+class BackupInputError(BackupError):
+    """The archive or the target given by the user is not usable (exit 2)."""
+
+    exit_code = 2
+
+
 class BackupSettings(BaseSettings):
     """Nightly backups (env prefix ``IOC_BACKUP_``)."""
 
@@ -180,7 +186,7 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
         raise BackupError(f"Cannot write the backup in {folder}: permission denied (the folder is not "
                           "writable); earlier backups are untouched.")
     if out.exists():
-        raise BackupError(f"{out} already exists; choose another --out.")
+        raise BackupInputError(f"{out} already exists; choose another --out.")
     engine = make_engine(database_url, connect_args={"connect_timeout": 10})
     work = None
     partial = folder / f".{out.name}.partial-{os.getpid()}"
@@ -273,16 +279,17 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
 def read_manifest(archive: Path) -> dict[str, Any]:
     archive = Path(archive)
     if not archive.is_file():
-        raise BackupError(f"{archive} does not exist.") if not archive.exists() else \
-            BackupError(f"{archive} is not a file.")
+        raise BackupInputError(f"{archive} does not exist." if not archive.exists()
+                               else f"{archive} is not a file.")
     try:
         with tarfile.open(archive, mode="r") as tar:
             member = tar.extractfile("manifest.json")
             manifest = json.loads(member.read().decode("utf-8")) if member else None
-    except (tarfile.TarError, KeyError, ValueError, OSError) as exc:
-        raise BackupError(f"{archive} is not an ioc-monitor backup ({exc}).") from None
+    except (tarfile.TarError, KeyError, ValueError, OSError):
+        raise BackupInputError(f"{archive} is not an ioc-monitor backup (not a tar archive with "
+                               "a manifest.json).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(f"{archive} is not an ioc-monitor backup (format {FORMAT} expected).")
+        raise BackupInputError(f"{archive} is not an ioc-monitor backup (format {FORMAT} expected).")
     return manifest
 
 
@@ -297,7 +304,7 @@ def _ensure_database(database_url: str) -> None:
     parts = urlsplit(database_url)
     name = parts.path.lstrip("/")
     if not name:
-        raise BackupError("The restore target URL names no database (postgresql://.../NAME).")
+        raise BackupInputError("The restore target URL names no database (postgresql://.../NAME).")
     engine = make_engine(database_url, connect_args={"connect_timeout": 10})
     try:
         with engine.connect() as conn:
@@ -331,7 +338,7 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
             present = _user_tables(conn)
             major = _server_major(conn)
         if present and not force:
-            raise BackupError(f"{redact(database_url)} is not empty ({len(present)} tables, e.g. "
+            raise BackupInputError(f"{redact(database_url)} is not empty ({len(present)} tables, e.g. "
                               f"{', '.join(sorted(present)[:3])}); restore into an empty database "
                               "or pass --force to replace its contents.")
         targets = {}
@@ -340,7 +347,7 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
                 break
             dest = Path(state_dir) / name
             if dest.exists() and any(dest.iterdir()) and not force:
-                raise BackupError(f"{dest} is not empty; pass --force to replace it.")
+                raise BackupInputError(f"{dest} is not empty; pass --force to replace it.")
             targets[name] = dest
         pg_restore = client_binary("pg_restore", major)
         with tempfile.TemporaryDirectory(prefix="ioc-restore-") as tmp:
