@@ -520,7 +520,7 @@ class ImageryIntake(Base):
     href: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default="1")
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    bytes_read: Mapped[int | None] = mapped_column(BigInteger)
+    local_bytes: Mapped[int | None] = mapped_column(BigInteger)
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     footprint = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

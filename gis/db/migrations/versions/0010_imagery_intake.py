@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("href", sa.Text),
         sa.Column("attempts", sa.Integer, server_default="1", nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-        sa.Column("bytes_read", sa.BigInteger),
+        sa.Column("local_bytes", sa.BigInteger),
         sa.Column("properties", JSONB),
         sa.Column("footprint", Geometry("GEOMETRY", srid=4326, spatial_index=False)),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
