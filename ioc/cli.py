@@ -30,6 +30,8 @@ COMMANDS = (
     ("crawler.cli", "crawl"),
     ("api.cli", "serve"),
     ("ioc.demo", "demo"),
+    ("ioc.run", "run"),
+    ("ioc.run", "jobs"),
 )
 
 # root error classes of the packages: shown as one line, exit code 2
