@@ -17,11 +17,12 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import Connection, text
 
+from gis.db.models import COVER_CLASSES
 from gis.errors import ConfigurationError
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "alert_rules.yaml"
 SEVERITY_ORDER = ("high", "medium", "low")
-COVER = ("built_up", "vegetation", "water", "bare")
+COVER = COVER_CLASSES  # defined once, with the schema
 
 
 class Rule(BaseModel):
@@ -85,7 +86,10 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     except FileNotFoundError as exc:
         raise ConfigurationError(f"{path}: rules file not found.") from exc
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML ({exc}).") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigurationError(f"{path}: not valid YAML ({problem}{where}).") from exc
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:

@@ -28,16 +28,19 @@ COMMANDS = (
     ("nlp.cli", "nlp"),
     ("nlp.cli", "digest"),
     ("crawler.cli", "crawl"),
+    ("crawler.cli", "posts"),
     ("api.cli", "serve"),
     ("ioc.demo", "demo"),
     ("ioc.run", "run"),
     ("ioc.run", "jobs"),
 )
 
-# root error classes of the packages: shown as one line, exit code 2
+# root error classes of the packages: shown as one line; exit code 2 (a user error: bad file,
+# argument or setting) unless the class says otherwise with ``exit_code`` (gis.errors.
+# DatabaseError: 1, the database is not there, which is not the user's input)
 USER_ERROR_CLASSES = (
     ("gis.errors", "IocError"),
-    ("nlp.errors", "NlpError"),
+    ("nlp.errors", "NLPError"),
     ("crawler.errors", "CrawlerError"),
     ("api.errors", "ApiError"),
 )
@@ -70,13 +73,8 @@ class AppContext:
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = []
-    for module_name, attr in USER_ERROR_CLASSES:
-        try:
-            types.append(getattr(importlib.import_module(module_name), attr))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
+    return tuple(getattr(importlib.import_module(module_name), attr)
+                 for module_name, attr in USER_ERROR_CLASSES)
 
 
 class IocGroup(click.Group):
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except _user_error_types() as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -54,8 +54,9 @@ def test_unknown_command_and_bad_option() -> None:
 
 
 def test_database_not_running_is_one_sentence(tmp_path: Path) -> None:
+    # not the user's input: a failure (1), not a user error (2)
     result = run("admin", "load-reference", IOC_STATE_DIR=str(tmp_path))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == "error: The embedded PostGIS is not running; start it with `ioc db up`."
 
 
@@ -63,6 +64,56 @@ def test_bad_setting_is_reported(tmp_path: Path) -> None:
     result = run("db", "status", IOC_DB_PORT="not-a-port", IOC_STATE_DIR=str(tmp_path))
     assert result.returncode == 2
     assert "invalid setting" in result.stderr and "db_port" in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in result.stderr
+    assert lines and all(w in lines[-1] for w in words), result.stderr
+
+
+# issue 12: user errors (bad file, bad argument) exit 2 as documented, not 1
+def test_bad_files_and_arguments_exit_2_without_a_database(tmp_path: Path) -> None:
+    env = {"IOC_STATE_DIR": str(tmp_path / "state")}
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage")
+    broken_rules = tmp_path / "rules.yaml"
+    broken_rules.write_text("rules: [\n", encoding="utf-8")
+    before, after = "data/land/before", "data/land/after_T48QXH_20250418.tif"
+    cases = [
+        (("land", "detect", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--quiet"),
+         ("a.tif", "no such file")),
+        (("land", "detect", str(corrupt), str(corrupt), "--quiet"), ("corrupt.tif", "raster")),
+        (("land", "detect", before, after, "--method", "magic"), ("magic",)),
+        (("land", "detect", before, after, "--threshold", "high"), ("high",)),
+        (("land", "detect", before, after, "--store", "--rules", str(broken_rules)),
+         ("rules.yaml", "not valid YAML", "line")),
+        (("land", "import-cadastre", "x.gpkg", "--field", "nonsense"), ("TARGET=NAME",)),
+        (("crawl", "run", "--no-store", "--since", "yesterday"), ("yesterday",)),
+        (("crawl", "extract", str(tmp_path / "missing.html")), ("missing.html",)),
+        (("db", "migrate", "--bogus"), ("--bogus",)),
+    ]
+    for args, words in cases:
+        _one_line_error(run(*args, **env), 2, *words)
+
+
+@pytest.mark.postgis
+def test_bad_files_exit_2_with_a_database(run_ioc, tmp_path: Path) -> None:
+    not_vector = tmp_path / "units.geojson"
+    not_vector.write_text("{ not json", encoding="utf-8")
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
+    for args in (("admin", "import", str(not_vector)),
+                 ("admin", "import", str(tmp_path / "missing.gpkg")),
+                 ("land", "import-cadastre", str(not_vector)),
+                 ("land", "import-cadastre", str(empty)),
+                 ("land", "import-cadastre", str(tmp_path / "missing.gpkg"))):
+        result = run_ioc(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.strip(), args
+    result = run_ioc("land", "alerts", "--since", "last week")
+    assert result.returncode == 2 and "last week" in result.stderr
 
 
 @pytest.mark.postgis
