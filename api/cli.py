@@ -59,5 +59,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             http="httptools",
             loop="uvloop",
         )
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ConfigError as exc:  # a bad setting: a user error, exit 2 (README)
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from exc
