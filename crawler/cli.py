@@ -1,7 +1,9 @@
-"""``ioc crawl``: crawl the configured outlets, extract saved pages.
+"""``ioc crawl``: crawl the configured outlets, extract saved pages; ``ioc posts``: import
+citizens' posts.
 
     ioc crawl run [--site NAME ...] [--since DATE]
     ioc crawl extract FILE [FILE ...] [--output FILE.jsonl]
+    ioc posts import FILE [--source NAME] [--format jsonl|csv] [--no-score]
 """
 
 from __future__ import annotations
@@ -146,3 +148,74 @@ class _nullbar:
 
     def __exit__(self, *exc):
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# ioc posts
+# --------------------------------------------------------------------------------------------
+
+
+@click.group("posts")
+def posts() -> None:
+    """Citizens' posts and comments (social-listening exports): import, score, place."""
+
+
+@posts.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--source", "default_source", metavar="NAME",
+              help="Platform/source for records that do not name one (e.g. facebook).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]),
+              help="File format (default: from the extension, else from the content).")
+@click.option("--no-score", is_flag=True,
+              help="Store without sentiment (places are still found).")
+@click.option("--strip-html", is_flag=True,
+              help="Turn HTML left in a text into plain text instead of refusing the record.")
+@click.option("--no-ner", is_flag=True, help="Place names without underthesea's NER check (faster).")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, 10_000))
+def import_command(file, default_source, fmt, no_score, strip_html, no_ner, batch_size) -> None:
+    """Import posts from FILE (JSON lines, a JSON array or CSV): checked, scored as genre
+    "post", placed on communes and stored next to articles.
+
+    Fields: text, url, author, published, source, and their usual export names (message,
+    content, body; link, permalink; user, username; created_time, date, timestamp; platform,
+    network, site): see docs/posts.md. A bad record is reported as FILE:LINE: reason and
+    skipped. Everything is written in one transaction; importing the same file again updates
+    the posts instead of duplicating them. Exit 1 when every record failed, 2 when the file
+    cannot be read.
+    """
+    from crawler.posts import import_posts, read_records
+    from nlp.settings import NLPSettings
+
+    read_records(file, fmt)  # an unreadable file fails here, before any model is loaded
+    obj = click.get_current_context().obj
+    engine = obj.engine()
+    from gis.db.session import check_connection
+
+    check_connection(obj.database_url())
+    settings = NLPSettings()
+    scorer = finder = None
+    if no_score:
+        from nlp.places import PlaceFinder, load_gazetteer
+
+        finder = PlaceFinder(load_gazetteer(settings.gazetteer_path), use_ner=not no_ner)
+    else:
+        from nlp.cli import resolve_model_path
+        from nlp.scoring import load_scorer
+
+        scorer = load_scorer(resolve_model_path(None, settings), settings.gazetteer_path,
+                             use_ner=not no_ner)
+
+    def on_error(where: str, reason: str) -> None:
+        click.echo(f"{file}:{where.removeprefix('line ')}: {reason}", err=True)
+
+    report = import_posts(engine, file, fmt=fmt, default_source=default_source, scorer=scorer,
+                          place_finder=finder, strip_html=strip_html, batch_size=batch_size,
+                          on_error=on_error)
+    click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    if report.records == 0:
+        click.echo(f"error: {file} contains no posts", err=True)
+        sys.exit(2)
+    if report.stored == 0:
+        click.echo(f"error: none of the {report.records} records of {file} could be imported",
+                   err=True)
+        sys.exit(1)
