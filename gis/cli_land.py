@@ -261,7 +261,7 @@ ALERT_COLUMNS = ("id", "run_id", "commune_code", "old_commune_code", "sheet_numb
 @click.option("--run", "run_id", type=int, help="Only alerts of this detection run.")
 @click.option("--commune", help="Only alerts in this commune (current or pre-2025 code).")
 @click.option("--severity", type=click.Choice(["low", "medium", "high"]))
-@click.option("--status", type=click.Choice(["new", "confirmed", "dismissed"]))
+@click.option("--status", type=click.Choice(REVIEW_STATUSES))
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Created on or after DATE.")
 @click.option("--limit", type=int, help="At most N alerts.")
 @click.option("--summary", is_flag=True, help="Counts per commune and severity instead.")

@@ -23,7 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-COVER_NAMES: dict[int, str] = {1: "built_up", 2: "vegetation", 3: "water", 4: "bare"}
+from gis.db.models import COVER_CLASSES
+
+# the classes are defined once, with the schema (gis/db/models.py); codes 1..4 in that order
+COVER_NAMES: dict[int, str] = dict(enumerate(COVER_CLASSES, start=1))
 COVER_CODES: dict[str, int] = {v: k for k, v in COVER_NAMES.items()}
 UNKNOWN = 0
 NEEDED_BANDS = ("B02", "B03", "B04", "B08", "B11")
