@@ -1,17 +1,27 @@
 """Label corrections by media staff (table ``label_feedback``) and reading them for retraining.
 
+:func:`record_correction` is the one owner of the operation: the API (Features Part 4 ``PATCH``
+on ``/collections/articles/items/{id}`` and ``POST /digest/feedback``) only authenticates and
+calls it. It validates the label, reviewer and note, stores the correction and writes the
+audit row (``audit_log``, migration 0006: who, role, channel, old and new label) in the same
+transaction.
+
 Takes a SQLAlchemy Connection passed in; plain SQL text against the tables of
-``gis/db/models.py``. The caller owns the transaction.
+``gis/db/models.py`` (nlp does not import gis). The caller owns the transaction.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import text
 
 from nlp.errors import ArticleNotFoundError, InputError
 from nlp.sentiment import LABELS, TOPICS
+
+REVIEWER_MAX = 200
+NOTE_MAX = 2000
 
 
 def record_correction(
@@ -21,6 +31,10 @@ def record_correction(
     reviewer: str,
     note: str | None = None,
     field: str = "sentiment",
+    *,
+    actor: str | None = None,
+    role: str | None = None,
+    channel: str = "api",
 ) -> int:
     """Store one correction and return its id.
 
@@ -35,6 +49,10 @@ def record_correction(
     reviewer : str
         Who corrected it (from the API's authentication).
     note : str, optional
+        At most 2,000 characters.
+    actor, role, channel : str, optional
+        Who makes the change for the audit trail: the API token's name and the role it was
+        authorised with, ``channel`` "api" or "cli". ``actor`` defaults to ``reviewer``.
 
     Raises
     ------
@@ -46,10 +64,22 @@ def record_correction(
     if field not in ("sentiment", "topic"):
         raise InputError(f"field {field!r} cannot be corrected: use 'sentiment' or 'topic'")
     allowed = LABELS if field == "sentiment" else TOPICS
-    if label not in allowed:
+    if not isinstance(label, str) or label not in allowed:
         raise InputError(f"label {str(label)[:40]!r} is not one of {', '.join(allowed)}")
-    if not reviewer or not str(reviewer).strip():
+    if reviewer is not None and not isinstance(reviewer, str):
+        raise InputError(f"reviewer must be a string, got {type(reviewer).__name__}")
+    if not reviewer or not reviewer.strip():
         raise InputError("reviewer is empty: a correction needs the name of who made it")
+    if len(reviewer.strip()) > REVIEWER_MAX:
+        raise InputError(f"reviewer is longer than {REVIEWER_MAX} characters")
+    if note is not None and not isinstance(note, str):
+        raise InputError(f"note must be a string, got {type(note).__name__}")
+    if note is not None:
+        note = note.strip() or None
+    if note is not None and len(note) > NOTE_MAX:
+        raise InputError(f"note is longer than {NOTE_MAX} characters")
+    if isinstance(article_id, bool) or not isinstance(article_id, int) or not 0 < article_id < 2**63:
+        raise ArticleNotFoundError(f"article {str(article_id)[:40]} does not exist")
     exists = connection.execute(text("SELECT 1 FROM articles WHERE id = :a"), {"a": article_id}).first()
     if exists is None:
         raise ArticleNotFoundError(f"article {article_id} does not exist")
@@ -66,15 +96,32 @@ def record_correction(
                  "ORDER BY scored_at DESC, id DESC LIMIT 1"),
             {"a": article_id},
         ).scalar()
-    return int(
+    reviewer = reviewer.strip()
+    feedback_id = int(
         connection.execute(
             text(
                 "INSERT INTO label_feedback (article_id, field, old_label, new_label, reviewer, note) "
                 "VALUES (:a, :f, :o, :n, :r, :note) RETURNING id"
             ),
-            {"a": article_id, "f": field, "o": old, "n": label, "r": str(reviewer).strip(), "note": note},
+            {"a": article_id, "f": field, "o": old, "n": label, "r": reviewer, "note": note},
         ).scalar_one()
     )
+    # the audit row (gis/db/models.py AuditEntry), same transaction
+    connection.execute(
+        text(
+            "INSERT INTO audit_log (actor, role, channel, action, target_table, target_id, "
+            "old_value, new_value, note) VALUES (:actor, :role, :channel, 'correct_label', "
+            "'articles', :a, CAST(:old AS jsonb), CAST(:new AS jsonb), :note)"
+        ),
+        {
+            "actor": (actor or reviewer).strip() or reviewer, "role": role, "channel": channel,
+            "a": article_id, "note": note,
+            "old": json.dumps({field: old}, ensure_ascii=False),
+            "new": json.dumps({field: label, "reviewer": reviewer, "feedback_id": feedback_id},
+                              ensure_ascii=False),
+        },
+    )
+    return feedback_id
 
 
 def load_corrections(connection: Any) -> list[dict[str, Any]]:
