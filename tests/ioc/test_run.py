@@ -1,0 +1,268 @@
+"""`ioc run`: scheduled jobs through the real APScheduler and its job store in the real
+PostGIS; real `ioc run` processes (two at once, one killed with SIGKILL mid-crawl) crawling
+the offline test news site; the digest built at its hour, stored and served from the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from crawler.localsite import LocalSite
+from tests.crawler.conftest import ARTICLE_PATHS, SITE_DIR, SITES_TEMPLATE
+
+pytestmark = [pytest.mark.postgis]
+
+REPO = Path(__file__).resolve().parents[2]
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+CRAWL = "crawl:testsite"
+
+
+def _clean(engine, base: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM stored_digests"))
+        conn.execute(text("DELETE FROM job_runs"))
+        conn.execute(text("DELETE FROM apscheduler_jobs"))
+        if base:
+            conn.execute(text("DELETE FROM articles WHERE url LIKE :b"), {"b": base + "%"})
+            conn.execute(text("DELETE FROM crawl_failures WHERE source_name = 'testsite' OR url LIKE :b"),
+                         {"b": base + "%"})
+
+
+@pytest.fixture()
+def site(engine):
+    with LocalSite(SITE_DIR) as s:
+        _clean(engine, s.base)
+        yield s
+        _clean(engine, s.base)
+
+
+@pytest.fixture()
+def service_env(site, database_url, tmp_path):
+    sites_file = tmp_path / "sites.yaml"
+    sites_file.write_text(SITES_TEMPLATE.replace("{base}", site.base), encoding="utf-8")
+    return {
+        **os.environ,
+        "IOC_DATABASE_URL": database_url,
+        "IOC_STATE_DIR": str(tmp_path / "state"),
+        "IOC_CRAWL_SITES_FILE": str(sites_file),
+        "IOC_CRAWL_DOWNLOAD_DELAY": "0",
+        "IOC_CRAWL_AUTOTHROTTLE": "false",
+        "IOC_CRAWL_SCORING": "false",
+        "IOC_SCHEDULE_DISABLED": "digest,imagery,backup,retrain",
+        "IOC_SCHEDULE_POLL_SECONDS": "0.5",
+        "IOC_LOG_LEVEL": "INFO",
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def _start_service(env: dict, tmp_path: Path, tag: str) -> subprocess.Popen:
+    log = open(tmp_path / f"run-{tag}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "ioc.cli", "run", "--no-api"], env=env, cwd=REPO,
+                            stdout=log, stderr=log)
+
+
+def _ioc(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _runs(engine, job: str = CRAWL) -> list:
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT id, status, error, counts, pid FROM job_runs WHERE job = :j ORDER BY id"), {"j": job}))
+
+
+def _wait(cond, timeout: float, what: str, logs: list[Path] = ()):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.3)
+    tails = "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs if p.exists())
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _articles(engine, base: str) -> list:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT url FROM articles WHERE url LIKE :b"), {"b": base + "%"}))
+
+
+@pytest.mark.slow
+def test_two_services_run_each_turn_once(engine, site, service_env, tmp_path):
+    logs = [tmp_path / "run-a.log", tmp_path / "run-b.log"]
+    a = _start_service(service_env, tmp_path, "a")
+    b = _start_service(service_env, tmp_path, "b")
+    try:
+        # a new crawl job's first turn is at start: both processes reach it
+        _wait(lambda: [r for r in _runs(engine) if r.status == "succeeded"], 120, "the first crawl", logs)
+        time.sleep(3)  # the other process has had every chance to run the same turn
+        runs = _runs(engine)
+        assert len(runs) == 1, runs
+        # the next turn, made "now" through the shared job store: again one run in all
+        out = _ioc(service_env, "jobs", "trigger", CRAWL)
+        assert out.returncode == 0, out.stderr
+        _wait(lambda: len([r for r in _runs(engine) if r.status == "succeeded"]) == 2, 120,
+              "the triggered crawl", logs)
+        time.sleep(3)
+        runs = _runs(engine)
+        assert [r.status for r in runs] == ["succeeded", "succeeded"], runs
+        assert {r.pid for r in runs} <= {a.pid, b.pid}
+    finally:
+        _stop(a)
+        _stop(b)
+    urls = [r.url for r in _articles(engine, site.base)]
+    assert len(urls) == len(set(urls)) == len(ARTICLE_PATHS)
+    # `ioc jobs` lists them, as a table and as JSON
+    listed = _ioc(service_env, "jobs", "--job", "crawl", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["job"] for r in rows] == [CRAWL, CRAWL]
+    assert all(r["counts"]["outlet"] == "testsite" and r["finished_at"] for r in rows)
+    table = _ioc(service_env, "jobs")
+    assert table.returncode == 0 and CRAWL in table.stdout and "succeeded" in table.stdout
+
+
+@pytest.mark.slow
+def test_killed_service_run_is_failed_then_next_turn_completes(engine, site, service_env, tmp_path):
+    env = {**service_env, "IOC_CRAWL_DOWNLOAD_DELAY": "0.4", "IOC_CRAWL_CONCURRENCY_PER_DOMAIN": "1"}
+    logs = [tmp_path / "run-killed.log", tmp_path / "run-again.log"]
+    victim = _start_service(env, tmp_path, "killed")
+    try:
+        # kill -9 while the crawl is running and has stored part of the articles
+        _wait(lambda: [r for r in _runs(engine) if r.status == "running"] and _articles(engine, site.base),
+              120, "a crawl in progress", logs)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    stored_at_kill = len(_articles(engine, site.base))
+    assert 0 < stored_at_kill < len(ARTICLE_PATHS)
+    time.sleep(2)
+    # the crawl child died with its parent: nothing more is stored
+    assert len(_articles(engine, site.base)) == stored_at_kill
+    [run] = _runs(engine)
+    assert run.status == "running"  # nobody has noticed yet
+
+    again = _start_service(env, tmp_path, "again")
+    try:
+        # on start, the dead process's run is reported as failed, with the reason
+        _wait(lambda: _runs(engine)[0].status == "failed", 60, "the killed run marked failed", logs)
+        first = _runs(engine)[0]
+        assert "interrupted" in first.error and str(victim.pid) in first.error
+        # the job's next turn (made now) runs it again, to the end
+        out = _ioc(env, "jobs", "trigger", CRAWL)
+        assert out.returncode == 0, out.stderr
+        _wait(lambda: any(r.status == "succeeded" for r in _runs(engine)), 180, "the next crawl", logs)
+    finally:
+        _stop(again)
+    statuses = [r.status for r in _runs(engine)]
+    assert statuses == ["failed", "succeeded"], statuses
+    urls = [r.url for r in _articles(engine, site.base)]
+    assert len(urls) == len(set(urls))
+    assert {u.removeprefix(site.base) for u in urls} == ARTICLE_PATHS
+
+
+# ------------------------------------------------------------------------------ digest
+
+
+def _seed_scored_article(engine, base: str, title: str) -> int:
+    with engine.begin() as conn:
+        article_id = conn.execute(text(
+            "INSERT INTO articles (url, canonical_url, title, text, published_at, content_hash, relevant) "
+            "VALUES (:u, :u, :t, :x, '2025-08-04T09:15:00+07:00', md5(:u), true) RETURNING id"),
+            {"u": base + "/xa-hoi/digest-test-9001.html", "t": title,
+             "x": "Người dân xã Thanh Liêm phản ánh kênh mương bị ô nhiễm kéo dài."}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic) "
+            "VALUES (:a, 'test', 'negative', CAST(:p AS jsonb), 'environment')"),
+            {"a": article_id, "p": json.dumps({"negative": 0.9, "neutral": 0.08, "positive": 0.02})})
+    return article_id
+
+
+def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, database_url, site, tmp_path,
+                                                                  monkeypatch):
+    from ioc.run import Service
+    from ioc.scheduler import ScheduleSettings
+
+    title = "Kênh mương Thanh Liêm ô nhiễm kéo dài"
+    _seed_scored_article(engine, site.base, title)
+    monkeypatch.setenv("IOC_CRAWL_SITES_FILE", str(tmp_path / "none.yaml"))
+    # the clock of the jobs: the digest's hour on 5 August 2025
+    at_hour = dt.datetime(2025, 8, 5, 6, 30, tzinfo=TZ)
+    settings = ScheduleSettings(disabled=["crawl", "imagery", "backup", "retrain"], poll_seconds=0.2)
+    service = Service(database_url, tmp_path / "state", clock=lambda: at_hour, schedule_settings=settings)
+    service.start()
+    try:
+        job = service.scheduler.get_job("digest")
+        # stored with its cron trigger: the next turn is 06:30 in the province's time zone
+        nxt = job.next_run_time.astimezone(TZ)
+        assert (nxt.hour, nxt.minute) == (6, 30)
+        assert service.scheduler.get_job("digest").next_run_time > dt.datetime.now(dt.UTC)
+        # the hour comes: the turn is made now in the job store, the scheduler runs it
+        service.scheduler.modify_job("digest", next_run_time=dt.datetime.now(dt.UTC))
+        _wait(lambda: [r for r in _runs(engine, "digest") if r.status != "running"], 300, "the digest run")
+    finally:
+        service.stop()
+    [run] = _runs(engine, "digest")
+    assert run.status == "succeeded", run.error
+    assert run.counts["day"] == "2025-08-04" and run.counts["articles"] >= 1
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT * FROM stored_digests WHERE day = '2025-08-04'")).one()
+    assert title in stored.html
+    assert stored.data["date"] == "2025-08-04"
+    assert (stored.pdf or b"").startswith(b"%PDF") or stored.pdf_error
+    assert stored.run_id == run.id
+
+    # served as stored: the article's title changes afterwards, the 4 August digest does not
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET title = 'Đã sửa sau' WHERE url LIKE :b"), {"b": site.base + "%"})
+    from api.service_routes import stored_digest
+
+    content, media_type = stored_digest(engine, dt.date(2025, 8, 4), "html")
+    assert title in content.decode() and media_type.startswith("text/html")
+    data, _ = stored_digest(engine, dt.date(2025, 8, 4), "json")
+    assert json.loads(data)["totals"]["articles"] >= 1
+    assert stored_digest(engine, dt.date(2025, 8, 3), "html") is None
+
+
+def test_bad_schedule_settings_are_one_sentence(tmp_path):
+    from ioc.scheduler import ScheduleError, ScheduleSettings, load_schedule
+
+    with pytest.raises(ScheduleError, match="IOC_SCHEDULE_DIGEST = '61 6 \\* \\* \\*'"):
+        load_schedule(ScheduleSettings(digest="61 6 * * *"), ["a"])
+    with pytest.raises(ScheduleError, match="time zone"):
+        load_schedule(ScheduleSettings(timezone="Mars/Olympus"), ["a"])
+    with pytest.raises(ScheduleError, match="unknown job"):
+        load_schedule(ScheduleSettings(disabled=["crawl:nowhere"]), ["a"])
+    f = tmp_path / "schedule.yaml"
+    f.write_text("crawl:\n  every_minutes: 15\n  outlets: {a: 5}\ndigest: '0 7 * * *'\n", encoding="utf-8")
+    schedule = load_schedule(ScheduleSettings(file=f), ["a", "b"])
+    by_name = {j.name: j for j in schedule.jobs}
+    assert str(by_name["crawl:a"].trigger) == "interval[0:05:00]"
+    assert str(by_name["crawl:b"].trigger) == "interval[0:15:00]"
+    assert "hour='7'" in str(by_name["digest"].trigger)
+    f.write_text("digets: '0 7 * * *'\n", encoding="utf-8")
+    with pytest.raises(ScheduleError, match="unknown key"):
+        load_schedule(ScheduleSettings(file=f), ["a"])
