@@ -7,6 +7,8 @@ whose module is not present is reported as skipped, never faked.
 from __future__ import annotations
 
 import importlib
+import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +69,60 @@ def _print_entry_points(engine: Engine, host: str, port: int) -> None:
         click.echo(f"daily digest of the sample news: {base}/digest/{latest}?f=html")
 
 
+DEMO_TOKEN_ROLES = ("officer", "media", "admin")
+
+
+def demo_tokens(state_dir: Path) -> tuple[Path, list[tuple[str, str, str]]]:
+    """The demo's API tokens, one per role: ``(file, [(name, role, token)])``.
+
+    Generated once per state directory (so per embedded cluster) with :mod:`secrets`, kept in
+    ``<state>/api/demo-tokens`` (mode 0600, ``name:role:token`` lines, the format of
+    ``IOC_API_TOKENS_FILE``) and reused by later runs; never a secret in the repository.
+    """
+    path = state_dir / "api" / "demo-tokens"
+    entries: list[tuple[str, str, str]] = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.strip().split(":", 2)
+            if len(parts) == 3 and not line.startswith("#"):
+                entries.append((parts[0], parts[1], parts[2]))
+        if sorted(role for _, role, _ in entries) == sorted(DEMO_TOKEN_ROLES):
+            return path, entries
+    entries = [(f"demo-{role}", role, secrets.token_urlsafe(24)) for role in DEMO_TOKEN_ROLES]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# ioc demo: one API token per role (generated for this state directory)\n")
+        fh.writelines(f"{name}:{role}:{token}\n" for name, role, token in entries)
+    os.replace(tmp, path)
+    return path, entries
+
+
+def _use_demo_tokens(state_dir: Path, host: str, port: int) -> None:
+    """Print one token per role; without operator tokens, serve with them."""
+    from api.settings import ApiSettings
+
+    settings = ApiSettings()
+    if settings.tokens or settings.tokens_file:
+        click.echo("API tokens: the operator's (IOC_API_TOKENS / IOC_API_TOKENS_FILE); no demo tokens.")
+        return
+    path, entries = demo_tokens(state_dir)
+    os.environ["IOC_API_TOKENS_FILE"] = str(path)
+    click.echo(f"API tokens of this demo, one per role (stored in {path}; a later `ioc serve` "
+               f"uses them with IOC_API_TOKENS_FILE={path}):")
+    for name, role, token in entries:
+        click.echo(f"  {role:8s} {token}   ({name})")
+    media = next(t for _, r, t in entries if r == "media")
+    click.echo(
+        "  officer: review parcel alerts, run land-change-detection; media: correct sentiment, "
+        "run sentiment-scoring and daily-digest; admin: everything. For example:\n"
+        f"  curl -X POST -H 'Authorization: Bearer {media}' -H 'Content-Type: application/json' "
+        f"-d '{{\"inputs\": {{\"date\": \"2025-07-02\"}}}}' "
+        f"http://{host}:{port}/processes/daily-digest/execution"
+    )
+
+
 @click.command()
 @click.option("--no-serve", is_flag=True, help="Stop after loading the sample data.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -86,6 +142,8 @@ def demo(app, no_serve: bool, host: str, port: int) -> None:
     run_stages(ctx)
     click.echo(f"demo data loaded in {time.perf_counter() - started:.1f} s")
     _print_entry_points(engine, host, port)
+    if importlib.util.find_spec("api.settings") is not None:
+        _use_demo_tokens(app.state_dir, host, port)
     if no_serve:
         return
     if importlib.util.find_spec("api.cli") is None:
