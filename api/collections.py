@@ -1,17 +1,29 @@
 """The published collections (ids are a contract) and what the API knows about their tables.
 
-A :class:`CollectionSpec` is static metadata (titles in Vietnamese and English, the relation,
-id/geometry/time columns, which properties are published and which are reviewable). A
-:class:`TableInfo` is what the database says about the relation at start-up: column types, the
-SRID of the geometry column, extents, an estimated row count.
+This is the ONE place a collection is added: append a :class:`CollectionSpec` to
+:data:`COLLECTIONS` (relation, titles, columns, tiles, and for a writable collection the
+properties a reviewer may change, the permission the write needs and the function that
+applies it). Configuration, routes, OpenAPI, tiles and writes read the spec; nothing else in
+the package branches on a collection's name.
+
+A :class:`TableInfo` is what the database says about the relation at start-up: column types,
+the SRID of the geometry column, extents, an estimated row count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, text
+
+from api.crs import pinned_srid
+
+# (connection, item id, the request's properties, the token's api.auth.Principal) -> None;
+# raises ApiError (403 when the principal lacks the role)
+Updater = Callable[[Connection, int, dict[str, Any], Any], Any]
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,25 @@ class CollectionSpec:
     exclude: tuple[str, ...] = ()
     tiles: bool = False
     tile_properties: tuple[str, ...] = ()
+    tile_min_zoom: int = 0
+    count_table: str | None = None  # a view's base table, whose row estimate stands for it
     writable: tuple[str, ...] = ()  # properties a reviewer may change (Part 4 PATCH/PUT)
+    write_role: str | None = None  # the role a write needs (api.auth roles)
+    update: Updater | None = None  # applies a write, in the caller's transaction
+
+
+def _review_alert(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
+    from api.review import review_alert
+
+    review_alert(conn, item_id, props.get("review_status"), props.get("reviewer") or principal.name,
+                 props.get("review_note"), principal=principal)
+
+
+def _correct_label(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
+    from api.review import correct_article_label
+
+    correct_article_label(conn, item_id, props.get("sentiment"), props.get("reviewer") or principal.name,
+                          props.get("note"), principal=principal)
 
 
 COLLECTIONS: tuple[CollectionSpec, ...] = (
@@ -46,6 +76,7 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         time_column="valid_from",
         tiles=True,
         tile_properties=("code", "level", "name", "valid_to"),
+        tile_min_zoom=0,
     ),
     CollectionSpec(
         id="parcels",
@@ -61,6 +92,7 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         exclude=("owner_name", "land_use_code_current_version"),
         tiles=True,
         tile_properties=("commune_code", "sheet_number", "parcel_number", "land_use_code", "area_m2"),
+        tile_min_zoom=12,
     ),
     CollectionSpec(
         id="land-changes",
@@ -75,6 +107,7 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         time_column="date_after",
         tiles=True,
         tile_properties=("run_id", "from_class", "to_class", "area_m2", "confidence", "date_after"),
+        tile_min_zoom=8,
     ),
     CollectionSpec(
         id="parcel-alerts",
@@ -89,7 +122,11 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         time_column="created_at",
         tiles=True,
         tile_properties=("severity", "review_status", "rule", "legal_code", "changed_fraction"),
+        tile_min_zoom=6,
+        count_table="parcel_alerts",
         writable=("review_status", "reviewer", "review_note"),
+        write_role="officer",
+        update=_review_alert,
     ),
     CollectionSpec(
         id="articles",
@@ -102,7 +139,10 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         "(staff-corrected where corrected), topic and the places they mention.",
         keywords=("tin tức", "báo chí", "news", "sentiment", "cảm xúc"),
         time_column="published_at",
+        count_table="articles",
         writable=("sentiment", "reviewer", "note"),
+        write_role="media",
+        update=_correct_label,
     ),
     CollectionSpec(
         id="commune-sentiment",
@@ -156,15 +196,17 @@ class TableInfo:
     def properties(self) -> list[str]:
         return list(self.columns)
 
+    @property
+    def sortables(self) -> list[str]:
+        """Properties ``sortby`` accepts: the id and every non-object property."""
+        names = [n for n in self.columns if self.columns[n] not in ("json", "jsonb")]
+        return [self.spec.id_column, *names]
+
     def json_type(self, column: str) -> tuple[str, str | None]:
         pg = self.columns.get(column) or ("text" if column == self.spec.id_column else "")
         if pg.startswith(("character", "text")):
             return "string", None
         return _JSON_TYPES.get(pg, ("string", None))
-
-
-def _base_table(relation: str) -> str:
-    return {"api_parcel_alerts": "parcel_alerts", "api_articles": "articles"}.get(relation, relation)
 
 
 def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bool = True) -> TableInfo:
@@ -203,7 +245,7 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
             {"t": spec.relation, "g": spec.geom_column},
         ).scalar()
         srid = int(srid) if srid and srid > 0 else 4326
-    base = _base_table(spec.relation)
+    base = spec.count_table or spec.relation
     relkind, reltuples = connection.execute(
         text("SELECT c.relkind, c.reltuples FROM pg_class c WHERE c.oid = to_regclass(:t)"),
         {"t": spec.relation},
@@ -255,13 +297,3 @@ def _read_extents(connection: Connection, info: TableInfo) -> None:
         ).one()
         if lo is not None:
             info.time_extent = (lo, hi)
-
-
-# VN-2000 CRSs and their pinned twins (migration 0005: 7-parameter transformation to WGS 84)
-PINNED = {4756: 947560, 3405: 934050, 5897: 958970, 9209: 992090}
-WGS84_FAMILY = {4326, 3857, 4978, 32648}
-
-
-def pinned_srid(srid: int) -> int:
-    """The SRID to use when crossing between VN-2000 and WGS 84 datums."""
-    return PINNED.get(srid, srid)

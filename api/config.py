@@ -17,14 +17,15 @@ import yaml
 from sqlalchemy import Engine
 
 from api.collections import COLLECTIONS, TableInfo, inspect_collection
+from api.crs import CRS84, advertised, storage_uri
 from api.errors import ConfigError
-from api.provider import CRS84, SUPPORTED_CRS, crs_uri
 from api.settings import ApiSettings
 
 DATABASE_URL_REF = "${IOC_DATABASE_URL}"
 # Vietnam, for empty collections (the extent is required by pygeoapi)
 FALLBACK_BBOX = [102.14, 8.18, 109.47, 23.39]
-TILE_MIN_ZOOM = {"parcels": 12, "land-changes": 8, "parcel-alerts": 6, "admin-units": 0}
+FEATURE_PROVIDER = "api.plugins.PostGISProvider"
+TILE_PROVIDER = "api.plugins.PostGISTileProvider"
 
 PROCESSES = {
     "land-change-detection": "api.processes.LandChangeDetectionProcessor",
@@ -66,27 +67,26 @@ def _collection(info: TableInfo, settings: ApiSettings, database_url: str) -> di
             "begin": _as_datetime(info.time_extent[0]),
             "end": _as_datetime(info.time_extent[1]),
         }
+    # the plugins share the app's feature service: same settings, same pool
+    service_options = {
+        "database_url": database_url,
+        "exact_count_limit": settings.exact_count_limit,
+        "pool_size": settings.pool_size,
+        "statement_timeout_ms": settings.statement_timeout_ms,
+    }
     feature: dict[str, Any] = {
         "type": "feature",
-        "name": "api.provider.PostGISProvider",
+        "name": FEATURE_PROVIDER,
         "data": spec.id,
         "id_field": spec.id_column,
-        "options": {
-            "database_url": database_url,
-            "exact_count_limit": settings.exact_count_limit,
-            "pool_size": settings.pool_size,
-        },
+        "options": dict(service_options),
     }
     if spec.time_column:
         feature["time_field"] = spec.time_column
     if spec.geom_column:
         storage = info.srid or 4326
-        crs_list = list(SUPPORTED_CRS)
-        storage_uri = CRS84 if storage == 4326 else crs_uri(storage)
-        if storage_uri not in crs_list:
-            crs_list.append(storage_uri)
-        feature["crs"] = crs_list
-        feature["storage_crs"] = storage_uri
+        feature["crs"] = advertised(storage)
+        feature["storage_crs"] = storage_uri(storage)
         feature["geom_field"] = spec.geom_column
     resource: dict[str, Any] = {
         "type": "collection",
@@ -106,12 +106,12 @@ def _collection(info: TableInfo, settings: ApiSettings, database_url: str) -> di
         resource["providers"].append(
             {
                 "type": "tile",
-                "name": "api.provider.PostGISTileProvider",
+                "name": TILE_PROVIDER,
                 "data": spec.id,
                 "options": {
-                    "database_url": database_url,
+                    **service_options,
                     "collection": spec.id,
-                    "zoom": {"min": TILE_MIN_ZOOM.get(spec.id, 0), "max": 22},
+                    "zoom": {"min": spec.tile_min_zoom, "max": 22},
                     "schemes": ["WebMercatorQuad"],
                 },
                 "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"},

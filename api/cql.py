@@ -2,7 +2,11 @@
 
 Only queryable properties of the collection become identifiers (quoted by psycopg); every
 literal becomes a bound parameter, so a filter can never inject SQL. Anything outside the
-supported subset is rejected with :class:`InvalidParameterError` naming the construct.
+supported subset is rejected with :class:`InvalidParameterError` naming the construct, and so
+is a filter larger than the configured complexity (:func:`check_complexity`: syntax-tree nodes
+and nesting depth, ``IOC_API_MAX_FILTER_NODES`` / ``IOC_API_MAX_FILTER_DEPTH``) or a geometry
+literal that is not a valid geometry (a self-intersecting polygon would silently match the
+wrong features).
 
 >>> from pygeofilter.parsers.cql2_text import parse
 >>> c = Compiler({"land_use_code": "character varying"}, geom_column=None, storage_srid=None)
@@ -46,8 +50,10 @@ _SPATIAL = {
 _ARITHMETIC = {"+": "+", "-": "-", "*": "*", "/": "/"}
 
 
-def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None) -> ast.Node | None:
-    """Parse a CQL2 filter from the ``filter`` parameter (text or JSON) or a JSON body."""
+def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None,
+                 max_nodes: int | None = None, max_depth: int | None = None) -> ast.Node | None:
+    """Parse a CQL2 filter from the ``filter`` parameter (text or JSON) or a JSON body; with
+    ``max_nodes``/``max_depth``, refuse filters above that complexity."""
     from pygeofilter.parsers.cql2_json import parse as parse_json
     from pygeofilter.parsers.cql2_text import parse as parse_text
 
@@ -61,15 +67,101 @@ def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None) 
     try:
         if text is not None:
             if lang in ("cql2-json", "cql-json") or (lang is None and text.lstrip().startswith("{")):
-                return parse_json(json.loads(text))
-            return parse_text(text)
-        data = json.loads(body) if isinstance(body, bytes | str) else body
-        return parse_json(data)
+                node = parse_json(json.loads(text))
+            else:
+                node = parse_text(text)
+        else:
+            data = json.loads(body) if isinstance(body, bytes | str) else body
+            node = parse_json(data)
     except InvalidParameterError:
         raise
+    except RecursionError:
+        raise InvalidParameterError(
+            "The filter is nested too deeply; use fewer parentheses or IN (...) lists.") from None
     except Exception as exc:  # noqa: BLE001 - parser errors of every kind
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise InvalidParameterError(f"The filter is not valid CQL2: {detail}") from None
+    if max_nodes is not None or max_depth is not None:
+        check_complexity(node, max_nodes or 10**9, max_depth or 10**9)
+    return node
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, ast.Node):
+        return [c for c in node.get_sub_nodes() if c is not None]
+    if isinstance(node, list | tuple):
+        return list(node)
+    return []
+
+
+def complexity(node: Any) -> tuple[int, int]:
+    """(nodes, depth) of a filter's syntax tree; a chain of the same AND or OR counts as one
+    level of depth (it is compiled flat). Iterative: any depth is measured without recursion.
+
+    >>> from pygeofilter.parsers.cql2_text import parse
+    >>> complexity(parse("area = 1 OR area = 2 OR area = 3"))
+    (11, 3)
+    """
+    nodes, deepest = 0, 0
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        nodes += 1
+        deepest = max(deepest, depth)
+        for child in _children(current):
+            same_chain = isinstance(current, ast.And | ast.Or) and type(child) is type(current)
+            stack.append((child, depth if same_chain else depth + 1))
+    return nodes, deepest
+
+
+def check_complexity(node: Any, max_nodes: int, max_depth: int) -> None:
+    """InvalidParameterError when the filter has more nodes or nesting than allowed."""
+    nodes, depth = complexity(node)
+    if nodes > max_nodes:
+        raise InvalidParameterError(
+            f"The filter is too complex: {nodes} terms (properties, values, operators), at most "
+            f"{max_nodes}; use IN (...) lists, bbox or datetime instead of long OR chains.")
+    if depth > max_depth:
+        raise InvalidParameterError(
+            f"The filter is nested {depth} levels deep, at most {max_depth}.")
+
+
+def _chain(node: Any) -> list[Any]:
+    """The operands of a chain of the same AND/OR (``a OR b OR c`` -> [a, b, c]), iteratively."""
+    kind = type(node)
+    operands, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if type(current) is kind:
+            stack.extend([current.rhs, current.lhs])
+        else:
+            operands.append(current)
+    return operands
+
+
+def _valid_geometry(node: Any) -> dict:
+    """The GeoJSON of a geometry literal; InvalidParameterError naming what is wrong with it."""
+    import math
+
+    import shapely
+    from shapely.geometry import shape
+
+    try:
+        geometry = dict(node.geometry)
+        geom = shape(geometry)
+    except Exception as exc:  # noqa: BLE001 - shapely/GEOS errors of every kind
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The filter's geometry cannot be read: {detail}.") from None
+    if geom.is_empty:
+        raise InvalidParameterError("The filter's geometry is empty.")
+    if not all(math.isfinite(v) for v in geom.bounds):
+        raise InvalidParameterError("The filter's geometry has coordinates that are not finite numbers.")
+    if not geom.is_valid:
+        reason = shapely.is_valid_reason(geom)
+        raise InvalidParameterError(
+            f"The filter's {geom.geom_type} is not a valid geometry: {reason} "
+            "(rings must be closed and must not cross themselves).")
+    return geometry
 
 
 class Compiler:
@@ -150,7 +242,7 @@ class Compiler:
     def _geometry(self, node: Any) -> sql.Composable:
         if not self.geom_column:
             raise InvalidParameterError("This collection has no geometry to filter on.")
-        geometry = dict(node.geometry)
+        geometry = _valid_geometry(node)
         literal = sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON({}), {})").format(
             self._param(json.dumps(geometry)), sql.Literal(int(self.filter_srid))
         )
@@ -163,8 +255,9 @@ class Compiler:
     # -- nodes ---------------------------------------------------------------------------
     def _node(self, node: Any) -> sql.Composable:  # noqa: C901 - one dispatch table
         if isinstance(node, ast.And | ast.Or):
-            word = "AND" if isinstance(node, ast.And) else "OR"
-            return sql.SQL("({} {} {})").format(self._node(node.lhs), sql.SQL(word), self._node(node.rhs))
+            word = " AND " if isinstance(node, ast.And) else " OR "
+            parts = [self._node(operand) for operand in _chain(node)]
+            return sql.SQL("({})").format(sql.SQL(word).join(parts))
         if isinstance(node, ast.Not):
             return sql.SQL("(NOT {})").format(self._node(node.sub_node))
         if type(node) in _COMPARISON:

@@ -1,4 +1,6 @@
-"""Serving the daily digest built by :mod:`nlp.digest` (html, json or pdf)."""
+"""The daily digest over HTTP: ``GET /digest/{date}?f=html|json|pdf`` (built by
+:mod:`nlp.digest`) and ``POST /digest/feedback`` (a media token corrects an article's sentiment
+label, as the digest page's form does)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,13 @@ import json
 from typing import Any
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from api.errors import ApiError, NotFoundError
+from api.app_context import AppContext, RouteGroup
+from api.errors import ApiError, InvalidParameterError, NotFoundError
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,3 +65,80 @@ def _html_kwargs(fn, base_url: str) -> dict:
     if "base_url" in params:
         kwargs["base_url"] = base_url
     return kwargs
+
+
+FEEDBACK_FIELDS = {"article_id", "label", "reviewer", "note"}
+
+DIGEST_PATHS: dict[str, dict] = {
+    "/digest/{date}": {"get": {
+        "summary": "Daily digest of online news (html, json or pdf)", "tags": ["digest"],
+        "operationId": "getDigest",
+        "parameters": [
+            {"name": "date", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}},
+            {"name": "f", "in": "query", "required": False, "schema": {"type": "string", "enum": ["html", "json", "pdf"]}},
+        ],
+        "responses": {"200": {"description": "The digest"}, "400": {"description": "Bad date or format"}},
+    }},
+    "/digest/feedback": {"post": {
+        "summary": "Correct an article's sentiment label", "tags": ["digest"], "operationId": "postDigestFeedback",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["article_id", "label", "reviewer"], "additionalProperties": False,
+            "properties": {"article_id": {"type": "integer"},
+                           "label": {"type": "string", "enum": ["negative", "neutral", "positive"]},
+                           "reviewer": {"type": "string"}, "note": {"type": "string"}}}}}},
+        "responses": {"201": {"description": "Stored"}, "400": {"description": "Invalid"},
+                      "401": {"description": "No or invalid token"}, "403": {"description": "The token may not correct labels"},
+                      "404": {"description": "No such article"}},
+    }},
+}
+
+
+def digest_routes(ctx: AppContext) -> RouteGroup:
+    """``GET /digest/{date}`` and ``POST /digest/feedback``."""
+
+    async def feedback(request: Request) -> Response:
+        from api.review import as_int_id, correct_article_label
+        from api.writes import json_body
+
+        principal = ctx.authenticate(request)
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise InvalidParameterError('The body must be {"article_id", "label", "reviewer", "note"}.')
+        unknown = set(body) - FEEDBACK_FIELDS
+        if unknown:
+            raise InvalidParameterError(f"Unknown field(s) {', '.join(sorted(unknown))[:80]}.")
+        if "article_id" not in body:
+            raise InvalidParameterError("'article_id' is required.")
+        article_id = as_int_id(body["article_id"], "article")
+
+        def write() -> int:
+            with ctx.engine.begin() as conn:
+                return correct_article_label(conn, article_id, body.get("label"),
+                                             body.get("reviewer") or principal.name, body.get("note"),
+                                             principal=principal)
+
+        feedback_id = await run_in_threadpool(write)
+        return JSONResponse({"id": feedback_id, "article_id": article_id, "label": body.get("label")},
+                            status_code=201)
+
+    async def digest(request: Request) -> Response:
+        ctx.check_read(request)
+        raw = request.path_params["date"]
+        try:
+            day = dt.date.fromisoformat(raw)
+        except ValueError:
+            raise InvalidParameterError(f"date '{raw[:20]}' is not YYYY-MM-DD.") from None
+        for key in request.query_params:
+            if key not in ("f", "lang"):
+                raise InvalidParameterError(f"Unknown query parameter '{key[:60]}'; allowed: f.")
+        f = (request.query_params.get("f") or "html").lower()
+        if f not in ("html", "json", "pdf"):
+            raise InvalidParameterError("f must be html, json or pdf.")
+        content, media_type = await run_in_threadpool(render_digest, ctx.engine, day, f, ctx.base_url)
+        return Response(content, media_type=media_type)
+
+    return RouteGroup(
+        [Route("/digest/feedback", feedback, methods=["POST"]), Route("/digest/{date}", digest)],
+        DIGEST_PATHS,
+    )

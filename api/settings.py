@@ -36,6 +36,23 @@ class ApiSettings(BaseSettings):
         description="Tables estimated larger than this report pg_class.reltuples as "
         "numberMatched when unfiltered; filtered counts stop at this many rows.",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest request body accepted (bytes, counted as it streams in); larger "
+        "bodies are answered 413.",
+    )
+    max_filter_nodes: int = Field(
+        default=1000,
+        ge=10,
+        description="Largest CQL2 filter accepted, in syntax-tree nodes (predicates, logical "
+        "operators, properties and values); larger filters are answered 400.",
+    )
+    max_filter_depth: int = Field(
+        default=30,
+        ge=2,
+        description="Deepest nesting of a CQL2 filter (a chain of the same AND/OR is one level).",
+    )
     pool_size: int = Field(default=8, ge=1)
     statement_timeout_ms: int = Field(default=30_000, ge=100)
     config_file: Path | None = Field(

@@ -48,7 +48,7 @@ def api_database_url(database_url) -> str:
         seed(conn)
     engine.dispose()
     yield url
-    from api.provider import close_pools
+    from api.pools import close_pools
 
     close_pools()
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -27,7 +27,7 @@ def test_generated_config_is_valid_and_written_without_secrets(api_engine, api_d
                                         "sentiment-scoring", "daily-digest"}
     parcels = config["resources"]["parcels"]
     assert parcels["title"] == {"vi": "Thửa đất địa chính", "en": "Cadastral parcels"}
-    assert parcels["providers"][0]["name"] == "api.provider.PostGISProvider"
+    assert parcels["providers"][0]["name"] == "api.plugins.PostGISProvider"
     assert parcels["providers"][0]["storage_crs"].endswith("/5897")
     assert parcels["extents"]["temporal"]["begin"].isoformat() == "2024-12-31T17:01:00+00:00"
     path = write_config(config, tmp_path / "pygeoapi.yml")

@@ -304,7 +304,7 @@ def test_items_page_draws_its_map_without_internet(server, tmp_path):
 
 
 def test_vector_tiles(client):
-    from api.provider import CollectionSQL  # noqa: F401 - import check
+    from api.sql import CollectionSQL  # noqa: F401 - import check
 
     meta = client.get("/collections/parcels/tiles?f=json")
     assert meta.status_code == 200
@@ -327,10 +327,10 @@ def test_vector_tiles(client):
 
 
 def test_big_pages_are_streamed_row_by_row_with_the_same_content(client, api_engine, monkeypatch):
-    import api.app
+    import api.routes
 
     plain = client.get("/collections/parcels/items?limit=500&offset=100&sortby=-area_m2").json()
-    monkeypatch.setattr(api.app, "STREAM_ABOVE", 50)
+    monkeypatch.setattr(api.routes, "STREAM_ABOVE", 50)
     streamed = client.get("/collections/parcels/items?limit=500&offset=100&sortby=-area_m2").json()
     assert [f["id"] for f in streamed["features"]] == [f["id"] for f in plain["features"]]
     assert streamed["features"][0] == plain["features"][0]

@@ -1,0 +1,54 @@
+"""PostgreSQL connection pools of the API (psycopg_pool), one per distinct set of settings.
+
+A pool is identified by everything that shapes it -- database URL, size, statement timeout --
+so two callers asking for different sizes or timeouts get different pools instead of whichever
+asked first fixing them for both. The app and the pygeoapi plugins it configures ask with the
+same settings (they come from one :class:`api.settings.ApiSettings`), so they share one pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from psycopg_pool import ConnectionPool
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    database_url: str
+    size: int = 8
+    statement_timeout_ms: int = 30_000
+
+
+_POOLS: dict[PoolSettings, ConnectionPool] = {}
+_LOCK = threading.Lock()
+
+
+def get_pool(settings: PoolSettings) -> ConnectionPool:
+    """The process's pool for exactly these settings (created on first use)."""
+    with _LOCK:
+        pool = _POOLS.get(settings)
+        if pool is None:
+            pool = ConnectionPool(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.size,
+                kwargs={
+                    "autocommit": True,
+                    "options": f"-c statement_timeout={int(settings.statement_timeout_ms)} -c jit=off",
+                    "application_name": "ioc-api",
+                },
+                open=True,
+                name="ioc-api",
+            )
+            _POOLS[settings] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Close every pool of the process (tests, shutdown)."""
+    with _LOCK:
+        for pool in _POOLS.values():
+            pool.close()
+        _POOLS.clear()
