@@ -1,20 +1,58 @@
 """OGC API Processes (ids are a contract): land-change-detection, sentiment-scoring,
-daily-digest. Each processor is metadata + a thin ``execute`` that parses inputs, calls the
+daily-digest. Each processor is metadata + a thin ``execute`` that checks its inputs, calls the
 domain entry point and maps domain errors to ``ProcessorExecuteError``. Jobs are persisted by
 pygeoapi's PostgreSQL manager in ``pygeoapi.jobs`` (migration 0005).
+
+Inputs are checked at the edge, before a job exists (:func:`check_execution`, called by the
+execution route): the execute request must be a JSON object with ``inputs`` (and optionally
+``outputs``, ``response``, ``subscriber``), and the inputs must validate against the JSON
+schemas each process declares in its description (``/processes/{id}``): types, ranges
+(``threshold`` in [0, 1]), required inputs, dates as ISO strings, no unknown input. Anything
+else is a 400 naming the input. The token must carry the process's role
+(:data:`PROCESS_ROLES`: officer runs land processes, media the NLP ones, admin all): 403
+otherwise. Error texts never show a server path: the land process reports the path the client
+gave.
+
+The land-change process honours the land settings the CLI honours (``IOC_LAND_RULES_FILE``,
+``IOC_LAND_DETECTOR``, ``IOC_LAND_MODEL_DIR``, ``IOC_LAND_TTA``, ``IOC_LAND_DASK_SCHEDULER``):
+they are read at app start and passed in the processor definition
+(:func:`process_resources`), never read here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 from sqlalchemy import Engine, text
 
+from api.errors import InvalidParameterError, NotFoundError, public_message
+from gis.change.models import METHODS as DETECTORS
 from gis.errors import IocError
+
+if TYPE_CHECKING:
+    from api.auth import Principal
+    from api.settings import ApiSettings
+    from gis.settings import LandSettings
+
+LOGGER = logging.getLogger(__name__)
+
+#: the role a token needs to run each process (admin may run all)
+PROCESS_ROLES: dict[str, str] = {
+    "land-change-detection": "officer",
+    "sentiment-scoring": "media",
+    "daily-digest": "media",
+}
+EXECUTE_MEMBERS = ("inputs", "outputs", "response", "subscriber")
+MAX_RECORDS = 5000
+MAX_TEXT = 200_000
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: the days a digest can be asked for (news of the past, not of year 1 or 9999)
+DIGEST_DAYS = (dt.date(1970, 1, 1), dt.date(2999, 12, 31))
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -37,7 +75,7 @@ def _meta(id_: str, title_vi: str, title_en: str, description: str, inputs: dict
         "title": {"vi": title_vi, "en": title_en},
         "description": {"en": description, "vi": description},
         "jobControlOptions": ["async-execute", "sync-execute"] if async_ else ["sync-execute", "async-execute"],
-        "keywords": [id_],
+        "keywords": [id_, f"role:{PROCESS_ROLES[id_]}"],
         "links": [],
         "inputs": inputs,
         "outputs": outputs,
@@ -53,12 +91,16 @@ def _input(title: str, schema: dict, required: bool = True) -> dict:
 LAND_CHANGE_METADATA = _meta(
     "land-change-detection", "Phát hiện biến động đất đai", "Land-change detection",
     "Detect land-cover change between two images (paths on the server, under the configured "
-    "data folders), store the run and its change polygons (collection land-changes).",
+    "data folders), store the run and its change polygons (collection land-changes). Needs a "
+    "token with the officer (or admin) role.",
     {
-        "before": _input("Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs", {"type": "string"}),
-        "after": _input("Image after", {"type": "string"}),
-        "method": _input("Detector: cnn, gbm or cva", {"type": "string", "enum": ["cnn", "gbm", "cva"]}, False),
-        "threshold": _input("Change probability threshold", {"type": "number", "minimum": 0, "maximum": 1}, False),
+        "before": _input("Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs",
+                         {"type": "string", "minLength": 1, "maxLength": 1024}),
+        "after": _input("Image after", {"type": "string", "minLength": 1, "maxLength": 1024}),
+        "method": _input("Detector: cnn, gbm or cva (default: the server's IOC_LAND_DETECTOR)",
+                         {"type": "string", "enum": list(DETECTORS)}, False),
+        "threshold": _input("Change probability threshold",
+                            {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}, False),
         "store": _input("Store the run and its changes", {"type": "boolean", "default": True}, False),
     },
     {"result": {"title": "Run summary", "schema": {"type": "object", "contentMediaType": "application/json"}}},
@@ -68,10 +110,20 @@ LAND_CHANGE_METADATA = _meta(
 
 SENTIMENT_METADATA = _meta(
     "sentiment-scoring", "Chấm điểm cảm xúc", "Sentiment scoring",
-    "Score Vietnamese texts: label negative/neutral/positive with probabilities, topic and places.",
+    "Score Vietnamese texts: label negative/neutral/positive with probabilities, topic and "
+    "places. Give either records or article_ids. Needs a token with the media (or admin) role.",
     {
-        "records": _input("Records {id, text}", {"type": "array", "items": {"type": "object"}}, False),
-        "article_ids": _input("Or: ids of stored articles", {"type": "array", "items": {"type": "integer"}}, False),
+        "records": _input("Records {id, text}", {
+            "type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+            "items": {"type": "object", "required": ["text"], "properties": {
+                "id": {"type": ["string", "integer"]},
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+            }},
+        }, False),
+        "article_ids": _input("Or: ids of stored articles", {
+            "type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+            "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        }, False),
     },
     {"scores": {"title": "Scored records", "schema": {"type": "object", "contentMediaType": "application/json"}}},
     {"records": [{"id": "1", "text": "Cháy lớn tại khu công nghiệp, nhiều người bị thương."}]},
@@ -80,9 +132,10 @@ SENTIMENT_METADATA = _meta(
 
 DIGEST_METADATA = _meta(
     "daily-digest", "Bản tin tổng hợp hằng ngày", "Daily digest",
-    "Build the daily digest of online news about the province for a date (json or html).",
+    "Build the daily digest of online news about the province for a date (json or html). "
+    "Needs a token with the media (or admin) role.",
     {
-        "date": _input("Date (YYYY-MM-DD)", {"type": "string", "format": "date"}),
+        "date": _input("Date (YYYY-MM-DD)", {"type": "string", "format": "date", "pattern": DATE_PATTERN}),
         "format": _input("json or html", {"type": "string", "enum": ["json", "html"], "default": "json"}, False),
     },
     {"digest": {"title": "The digest", "schema": {"type": "object", "contentMediaType": "application/json"}}},
@@ -90,7 +143,237 @@ DIGEST_METADATA = _meta(
     async_=False,
 )
 
+METADATA: dict[str, dict] = {m["id"]: m for m in (LAND_CHANGE_METADATA, SENTIMENT_METADATA, DIGEST_METADATA)}
 
+
+# ------------------------------------------------------------------------ checking the request
+def required_role(process_id: str) -> str:
+    """The role a token needs to execute ``process_id`` (NotFoundError for an unknown one)."""
+    try:
+        return PROCESS_ROLES[process_id]
+    except KeyError:
+        raise NotFoundError(f"No process '{process_id[:80]}'; see /processes.") from None
+
+
+def inputs_schema(metadata: dict) -> dict:
+    """The JSON schema of a process's ``inputs`` object, from its declared inputs."""
+    inputs = metadata["inputs"]
+    return {
+        "type": "object",
+        "properties": {name: spec["schema"] for name, spec in inputs.items()},
+        "required": [name for name, spec in inputs.items() if spec.get("minOccurs", 1) >= 1],
+        "additionalProperties": False,
+    }
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_execute_request(body: bytes) -> dict:
+    """The execute request as a dict; InvalidParameterError naming what is wrong.
+
+    >>> parse_execute_request(b'{"inputs": {"date": "2025-07-01"}}')
+    {'inputs': {'date': '2025-07-01'}}
+    >>> parse_execute_request(b'[1]')
+    Traceback (most recent call last):
+    ...
+    api.errors.InvalidParameterError: The execute request must be a JSON object {"inputs": {...}}, got an array.
+    """
+    if not body or not body.strip():
+        raise InvalidParameterError('The execute request has no body; send {"inputs": {...}}.')
+    try:
+        doc = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise InvalidParameterError("The execute request is not UTF-8 text.") from None
+    except RecursionError:
+        raise InvalidParameterError("The execute request is nested too deeply.") from None
+    except ValueError as exc:
+        raise InvalidParameterError(f"The execute request is not valid JSON: {str(exc)[:80]}.") from None
+    if not isinstance(doc, dict):
+        raise InvalidParameterError(
+            f'The execute request must be a JSON object {{"inputs": {{...}}}}, got {_json_type(doc)}.')
+    unknown = sorted(k for k in doc if k not in EXECUTE_MEMBERS)
+    if unknown:
+        raise InvalidParameterError(
+            f"Unknown member(s) {', '.join(repr(k[:40]) for k in unknown[:5])} in the execute "
+            f"request; allowed: {', '.join(EXECUTE_MEMBERS)}.")
+    if "inputs" not in doc:
+        raise InvalidParameterError("The execute request has no 'inputs' object.")
+    if not isinstance(doc["inputs"], dict):
+        raise InvalidParameterError(f"'inputs' must be a JSON object, got {_json_type(doc['inputs'])}.")
+    if "outputs" in doc and not isinstance(doc["outputs"], dict):
+        raise InvalidParameterError(f"'outputs' must be a JSON object, got {_json_type(doc['outputs'])}.")
+    if "response" in doc and doc["response"] not in ("raw", "document"):
+        raise InvalidParameterError(f"'response' must be raw or document, got {_short(doc['response'])}.")
+    if "subscriber" in doc:
+        sub = doc["subscriber"]
+        if not isinstance(sub, dict) or not isinstance(sub.get("successUri"), str):
+            raise InvalidParameterError("'subscriber' must be an object with a 'successUri' string.")
+        bad = [k for k in sub if k not in ("successUri", "inProgressUri", "failedUri")]
+        if bad or not all(isinstance(v, str) for v in sub.values()):
+            raise InvalidParameterError(
+                "'subscriber' may only hold the strings successUri, inProgressUri and failedUri.")
+    return doc
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _short(value: Any) -> str:
+    text_ = json.dumps(value, ensure_ascii=False, default=str)
+    return text_ if len(text_) <= 40 else text_[:37] + "..."
+
+
+_TYPE_WORDS = {"string": "a string", "number": "a number", "integer": "an integer",
+               "boolean": "a boolean (true or false)", "array": "an array", "object": "an object",
+               "null": "null"}
+
+
+def _where(path: list) -> str:
+    if not path:
+        return "The inputs"
+    out = f"{path[0]}"
+    for part in path[1:]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"Input '{out[:80]}'"
+
+
+def _describe(error, process_id: str, metadata: dict) -> str:
+    """One sentence for a jsonschema ValidationError, naming the input."""
+    path = list(error.absolute_path)
+    where = _where(path)
+    kind = error.validator
+    value = error.validator_value
+    if kind == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        names = ", ".join(repr(k[:40]) for k in extra[:5])
+        if not path:
+            return (f"Unknown input(s) {names} for process {process_id}; its inputs are: "
+                    f"{', '.join(metadata['inputs'])}.")
+        return f"{where} has unknown member(s) {names}."
+    if kind == "required":
+        missing = [r for r in value if r not in error.instance]
+        if not path:
+            return f"Input '{missing[0]}' is required by process {process_id}."
+        return f"{where} needs '{missing[0]}'."
+    if kind == "type":
+        types = value if isinstance(value, list) else [value]
+        wanted = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        return f"{where} must be {wanted}, got {_json_type(error.instance)} ({_short(error.instance)})."
+    if kind == "enum":
+        return f"{where} must be one of {', '.join(map(str, value))}, got {_short(error.instance)}."
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+              "exclusiveMaximum": "less than"}[kind]
+        return f"{where} must be {op} {value}, got {_short(error.instance)}."
+    if kind in ("format", "pattern") and value in ("date", DATE_PATTERN):
+        return f"{where} must be a date as an ISO string YYYY-MM-DD, got {_short(error.instance)}."
+    if kind == "minLength":
+        return f"{where} must not be empty."
+    if kind == "maxLength":
+        return f"{where} is longer than {value} characters."
+    if kind == "minItems":
+        return f"{where} must have at least {value} item(s)."
+    if kind == "maxItems":
+        return f"{where} has more than {value} items."
+    return f"{where} is not valid: {error.message[:120]}."
+
+
+def check_inputs(metadata: dict, inputs: Any) -> dict:
+    """``inputs`` validated against the process's declared schemas (with defaults applied);
+    InvalidParameterError naming the first wrong input.
+
+    >>> check_inputs(DIGEST_METADATA, {"date": "2025-07-01"})
+    {'date': '2025-07-01', 'format': 'json'}
+    >>> check_inputs(LAND_CHANGE_METADATA, {"before": "a", "after": "b", "threshold": 2})
+    Traceback (most recent call last):
+    ...
+    api.errors.InvalidParameterError: Input 'threshold' must be at most 1, got 2.
+    """
+    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema.exceptions import best_match
+
+    if not isinstance(inputs, dict):
+        raise InvalidParameterError(f"'inputs' must be a JSON object, got {_json_type(inputs)}.")
+    validator = Draft202012Validator(inputs_schema(metadata), format_checker=FormatChecker())
+    errors = sorted(validator.iter_errors(inputs), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise InvalidParameterError(_describe(best_match(errors), metadata["id"], metadata))
+    out = dict(inputs)
+    for name, spec in metadata["inputs"].items():
+        if name not in out and "default" in spec["schema"]:
+            out[name] = spec["schema"]["default"]
+    return out
+
+
+def check_execution(manager: Any, process_id: str, principal: Principal, body: bytes) -> dict:
+    """Everything the execution route checks before a job exists: the process (404), the
+    token's role (403), the request and its inputs (400). Returns the parsed request."""
+    try:
+        processor = manager.get_processor(process_id)
+    except Exception:  # noqa: BLE001 - pygeoapi's UnknownProcessError and load failures alike
+        raise NotFoundError(f"No process '{process_id[:80]}'; see /processes.") from None
+    principal.require(required_role(process_id), f"Running the process {process_id}")
+    request = parse_execute_request(body)
+    processor.check_inputs(request["inputs"])
+    return request
+
+
+def check_job_deletion(manager: Any, job_id: str, principal: Principal) -> None:
+    """Dismissing a job needs the role of its process (404 for an unknown job)."""
+    try:
+        job = manager.get_job(job_id)
+    except Exception:  # noqa: BLE001 - pygeoapi's JobNotFoundError
+        raise NotFoundError(f"No job '{job_id[:80]}'.") from None
+    process_id = job.get("process_id", "")
+    role = PROCESS_ROLES.get(process_id, "admin")
+    principal.require(role, f"Dismissing a job of {process_id or 'an unknown process'}")
+
+
+def process_resources(settings: ApiSettings, land: LandSettings, database_url: str) -> dict[str, dict]:
+    """The ``resources`` entries of the three processes for the pygeoapi configuration, with
+    what each needs passed in: the database, the folders the land process may read and the
+    land settings (the ones ``ioc land detect`` honours)."""
+    from api.errors import ConfigError
+
+    if land.detector not in DETECTORS:
+        raise ConfigError(f"IOC_LAND_DETECTOR must be one of {', '.join(DETECTORS)}, got {land.detector!r}.")
+    land_def = {
+        "detector": land.detector,
+        "model_dir": str(land.model_dir) if land.model_dir else None,
+        "rules_file": str(land.rules_file) if land.rules_file else None,
+        "tta": bool(land.tta),
+        "dask_scheduler": land.dask_scheduler,
+    }
+    classes = {
+        "land-change-detection": "api.processes.LandChangeDetectionProcessor",
+        "sentiment-scoring": "api.processes.SentimentScoringProcessor",
+        "daily-digest": "api.processes.DailyDigestProcessor",
+    }
+    out = {}
+    for process_id, dotted in classes.items():
+        processor = {"name": dotted, "database_url": database_url,
+                     "allowed_roots": [str(p) for p in settings.process_data_roots]}
+        if process_id == "land-change-detection":
+            processor["land"] = land_def
+        out[process_id] = {"type": "process", "processor": processor}
+    return out
+
+
+# ---------------------------------------------------------------------------------- processors
 class _DatabaseProcessor(BaseProcessor):
     def __init__(self, processor_def: dict, metadata: dict) -> None:
         super().__init__(processor_def, metadata)
@@ -103,55 +386,92 @@ class _DatabaseProcessor(BaseProcessor):
             raise ProcessorExecuteError("The process has no database configured.")
         return _engine(self.database_url)
 
+    def check_inputs(self, inputs: Any) -> dict:
+        """The inputs validated against this process's declared schemas (400 at the edge)."""
+        return check_inputs(self.metadata, inputs)
+
+    def _checked(self, data: Any) -> dict:
+        try:
+            return self.check_inputs(data)
+        except InvalidParameterError as exc:
+            raise ProcessorExecuteError(str(exc)) from exc
+
 
 class LandChangeDetectionProcessor(_DatabaseProcessor):
     """Asynchronous change detection: calls ``gis.change.detect.detect_changes`` and
-    ``gis.change.store.store_run`` (run, changes and parcel alerts, one transaction)."""
+    ``gis.change.store.store_run`` (run, changes and parcel alerts, one transaction) with the
+    land settings the CLI honours (detector, model folder, rules file, TTA, Dask scheduler)."""
 
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, LAND_CHANGE_METADATA)
+        land = processor_def.get("land") or {}
+        self.detector = land.get("detector") or "cnn"
+        self.model_dir = Path(land["model_dir"]) if land.get("model_dir") else None
+        self.rules_file = Path(land["rules_file"]) if land.get("rules_file") else None
+        self.tta = bool(land.get("tta", False))
+        self.dask_scheduler = land.get("dask_scheduler") or None
 
-    def _path(self, data: dict, name: str) -> Path:
-        value = data.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise ProcessorExecuteError(f"Input '{name}' (a path on the server) is required.")
-        path = Path(value).expanduser().resolve()
+    def _path(self, value: str, name: str) -> Path:
+        raw = value.strip()
+        try:
+            path = Path(raw)
+            path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        except (OSError, RuntimeError, ValueError):
+            raise InvalidParameterError(f"Input '{name}' is not a usable path.") from None
         if self.allowed_roots and not any(path.is_relative_to(r) for r in self.allowed_roots):
-            raise ProcessorExecuteError(f"Input '{name}' must be under the configured data folders.")
+            raise InvalidParameterError(f"Input '{name}' must be under the server's data folders.")
         if not path.exists():
-            raise ProcessorExecuteError(f"Input '{name}': {value} does not exist.")
+            raise InvalidParameterError(f"Input '{name}': {raw[:200]!r} does not exist.")
         return path
 
+    def check_inputs(self, inputs: Any) -> dict:
+        data = check_inputs(self.metadata, inputs)
+        data["before_path"] = self._path(data["before"], "before")
+        data["after_path"] = self._path(data["after"], "after")
+        return data
+
+    def _public(self, message: str, data: dict) -> str:
+        """``message`` with the server's paths replaced by the paths the client gave."""
+        for key in ("before", "after"):
+            resolved = str(data[f"{key}_path"])
+            message = message.replace(resolved, data[key].strip())
+        for root in self.allowed_roots:
+            message = message.replace(str(root) + "/", "")
+        return public_message(message)
+
     def execute(self, data: dict, outputs: dict | None = None):
-        before, after = self._path(data, "before"), self._path(data, "after")
-        try:
-            from gis.change.detect import DetectionConfig, detect_changes
-        except ImportError as exc:
-            raise ProcessorExecuteError(f"Change detection is not available: {exc}") from exc
-        config = DetectionConfig()
-        if data.get("method") is not None:
-            if data["method"] not in ("cnn", "gbm", "cva"):
-                raise ProcessorExecuteError("Input 'method' must be cnn, gbm or cva.")
-            config.method = data["method"]
-        if data.get("threshold") is not None:
+        data = self._checked(data)
+        from gis.alerts import load_rules
+        from gis.change.detect import DetectionConfig, detect_changes
+
+        config = DetectionConfig(
+            method=data.get("method") or self.detector, model_dir=self.model_dir,
+            threshold=float(data["threshold"]), tta=self.tta, dask_scheduler=self.dask_scheduler,
+        )
+        rules = None
+        if data["store"]:
             try:
-                config.threshold = float(data["threshold"])
-            except (TypeError, ValueError):
-                raise ProcessorExecuteError("Input 'threshold' must be a number.") from None
+                rules = load_rules(self.rules_file)
+            except IocError as exc:  # the operator's rules file: details in the log only
+                LOGGER.error("alert rules: %s", exc)
+                raise ProcessorExecuteError(
+                    "The server's alert rules (IOC_LAND_RULES_FILE) cannot be read; see the server log.") from exc
         try:
-            result = detect_changes(before, after, config)
+            result = detect_changes(data["before_path"], data["after_path"], config)
         except (IocError, ValueError, OSError) as exc:
-            raise ProcessorExecuteError(str(exc)) from exc
+            raise ProcessorExecuteError(self._public(str(exc), data)) from exc
+        except Exception as exc:
+            LOGGER.exception("land-change detection failed")
+            raise ProcessorExecuteError(
+                "Change detection failed: " + self._public(f"{type(exc).__name__}: {exc}", data)) from exc
         stored: dict[str, Any] = {}
-        if data.get("store", True):
-            # the land engineer's entry point: run, scenes, changes and parcel alerts, one transaction
-            from gis.alerts import load_rules
+        if data["store"]:
             from gis.change.store import store_run
 
             try:
-                stored = store_run(self.engine, result, load_rules())
+                stored = store_run(self.engine, result, rules)
             except (IocError, ValueError) as exc:
-                raise ProcessorExecuteError(str(exc)) from exc
+                raise ProcessorExecuteError(self._public(str(exc), data)) from exc
         summary = {
             "run_id": stored.get("run_id"),
             "alerts": stored.get("alerts"),
@@ -171,14 +491,14 @@ _SCORER: list = []
 def _scorer():
     """The sentiment scorer, loaded once per process (model + gazetteer)."""
     if not _SCORER:
-        try:
-            from nlp.scoring import load_scorer
-        except ImportError as exc:
-            raise ProcessorExecuteError(f"Sentiment scoring is not available: {exc}") from exc
+        from nlp.scoring import load_scorer
+
         try:
             _SCORER.append(load_scorer())
-        except (IocError, ValueError, OSError) as exc:
-            raise ProcessorExecuteError(f"The sentiment model cannot be loaded: {exc}") from exc
+        except Exception as exc:
+            LOGGER.exception("the sentiment model cannot be loaded")
+            raise ProcessorExecuteError(
+                f"The sentiment model cannot be loaded: {public_message(str(exc))}") from exc
     return _SCORER[0]
 
 
@@ -188,32 +508,32 @@ class SentimentScoringProcessor(_DatabaseProcessor):
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, SENTIMENT_METADATA)
 
+    def check_inputs(self, inputs: Any) -> dict:
+        data = check_inputs(self.metadata, inputs)
+        given = [k for k in ("records", "article_ids") if k in data]
+        if len(given) != 1:
+            raise InvalidParameterError(
+                "Give either 'records' ([{id, text}]) or 'article_ids', not both." if given else
+                "Input 'records' ([{id, text}]) or 'article_ids' is required by process sentiment-scoring.")
+        if "article_ids" in data:
+            data["article_ids"] = [int(i) for i in data["article_ids"]]
+        return data
+
     def execute(self, data: dict, outputs: dict | None = None):
+        data = self._checked(data)
         records = data.get("records")
-        ids = data.get("article_ids")
-        if records is None and ids is None:
-            raise ProcessorExecuteError("Give 'records' ([{id, text}]) or 'article_ids'.")
-        if records is not None:
-            if not isinstance(records, list) or not all(
-                isinstance(r, dict) and isinstance(r.get("text"), str) for r in records
-            ):
-                raise ProcessorExecuteError("'records' must be a list of objects with a 'text' string.")
-        else:
-            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-                raise ProcessorExecuteError("'article_ids' must be a list of integers.")
+        if records is None:
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     text("SELECT id, title, coalesce(lead, '') AS lead, text FROM articles WHERE id = ANY(:ids)"),
-                    {"ids": ids},
+                    {"ids": data["article_ids"]},
                 ).mappings().all()
             records = [{"id": r["id"], "title": r["title"], "lead": r["lead"],
                         "text": "\n".join(x for x in (r["title"], r["lead"], r["text"]) if x)} for r in rows]
-        if len(records) > 5000:
-            raise ProcessorExecuteError("At most 5000 records per execution.")
         try:
             scored = _scorer().score_records(records)
         except (IocError, ValueError, OSError) as exc:
-            raise ProcessorExecuteError(str(exc)) from exc
+            raise ProcessorExecuteError(public_message(str(exc))) from exc
         return "application/json", {"id": "scores", "value": list(scored)}
 
 
@@ -223,21 +543,28 @@ class DailyDigestProcessor(_DatabaseProcessor):
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, DIGEST_METADATA)
 
-    def execute(self, data: dict, outputs: dict | None = None):
+    def check_inputs(self, inputs: Any) -> dict:
+        data = check_inputs(self.metadata, inputs)
         try:
-            day = dt.date.fromisoformat(str(data.get("date")))
+            data["day"] = dt.date.fromisoformat(data["date"])
         except ValueError:
-            raise ProcessorExecuteError("Input 'date' must be YYYY-MM-DD.") from None
-        fmt = data.get("format", "json")
-        if fmt not in ("json", "html"):
-            raise ProcessorExecuteError("Input 'format' must be json or html.")
+            raise InvalidParameterError(
+                f"Input 'date' must be a date as an ISO string YYYY-MM-DD, got {_short(data['date'])}.") from None
+        if not DIGEST_DAYS[0] <= data["day"] <= DIGEST_DAYS[1]:
+            raise InvalidParameterError(
+                f"Input 'date' must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}, got {data['date']}.")
+        return data
+
+    def execute(self, data: dict, outputs: dict | None = None):
+        data = self._checked(data)
+        fmt = data["format"]
         from api.digest import render_digest
         from api.errors import ApiError
 
         try:
-            content, media_type = render_digest(self.engine, day, fmt)
+            content, media_type = render_digest(self.engine, data["day"], fmt)
         except ApiError as exc:
-            raise ProcessorExecuteError(str(exc)) from exc
+            raise ProcessorExecuteError(public_message(str(exc))) from exc
         if fmt == "html":
             return "text/html", content.decode("utf-8")
         return "application/json", {"id": "digest", "value": json.loads(content)}

@@ -1,69 +1,65 @@
-"""Review writes: land officers confirm or dismiss a parcel alert; media staff correct an
-article's sentiment label (stored in ``label_feedback`` for ``ioc nlp retrain``).
+"""Review writes at the edge: check the token's role, call the domain owner, map its errors.
 
-Each function runs in one transaction on the connection it is given and validates its input
-first, raising :class:`InvalidParameterError` / :class:`NotFoundError` with one sentence.
+Land officers confirm or dismiss a parcel alert (:func:`gis.review.review_alert`); media staff
+correct an article's sentiment label (:func:`nlp.feedback.record_correction`, stored in
+``label_feedback`` for ``ioc nlp retrain``). Both owners validate the input and write the audit
+row in the caller's transaction; this module only authorises (403 naming the role needed) and
+turns domain errors into :class:`InvalidParameterError` / :class:`NotFoundError`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
+from api.auth import ALERT_REVIEW_ROLE, LABEL_CORRECTION_ROLE, WRITE_ROLES, Principal
 from api.errors import InvalidParameterError, NotFoundError
-
-REVIEW_STATUSES = ("new", "confirmed", "dismissed")
-
-
-def _text(value: Any, name: str, required: bool, max_len: int = 2000) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidParameterError(f"'{name}' is required.")
-        return None
-    if not isinstance(value, str):
-        raise InvalidParameterError(f"'{name}' must be a string.")
-    if len(value) > max_len:
-        raise InvalidParameterError(f"'{name}' is longer than {max_len} characters.")
-    return value.strip()
+from gis.audit import Actor
+from gis.errors import InvalidValueError, RecordNotFoundError
 
 
-def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any, note: Any = None) -> None:
-    """Set the review status of one parcel alert (``confirmed``/``dismissed``/``new``)."""
-    if status not in REVIEW_STATUSES:
-        raise InvalidParameterError(
-            f"review_status must be one of {', '.join(REVIEW_STATUSES)}, got {str(status)[:40]!r}."
-        )
-    reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
-    note_ = _text(note, "review_note", required=False)
-    row = connection.execute(
-        text(
-            "UPDATE parcel_alerts SET review_status = CAST(:s AS varchar), reviewer = :r, review_note = :n, "
-            "reviewed_at = CASE WHEN CAST(:s AS varchar) = 'new' THEN NULL ELSE now() END WHERE id = :id RETURNING id"
-        ),
-        {"s": status, "r": reviewer_, "n": note_, "id": alert_id},
-    ).first()
-    if row is None:
-        raise NotFoundError(f"No parcel alert {alert_id}.")
+def required_role(collection_id: str) -> str:
+    """The role a review write on ``collection_id`` needs (``parcel-alerts``: officer,
+    ``articles``: media)."""
+    try:
+        return WRITE_ROLES[collection_id]
+    except KeyError:
+        raise NotFoundError(f"Items of {collection_id[:80]} cannot be changed.") from None
 
 
-def correct_article_label(
-    connection: Connection, article_id: int, label: Any, reviewer: Any, note: Any = None
-) -> int:
-    """Record a sentiment correction through :func:`nlp.feedback.record_correction` (the one
-    writer of ``label_feedback``); returns its id."""
+def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any,
+                 note: Any = None, *, principal: Principal):
+    """Review one parcel alert for ``principal`` (needs the officer role); returns the
+    :class:`gis.review.AlertReview`."""
+    from gis.review import review_alert as review
+
+    role = principal.require(ALERT_REVIEW_ROLE, "Reviewing parcel alerts")
+    try:
+        return review(connection, alert_id, status, reviewer, note,
+                      actor=Actor(principal.name, role, "api"))
+    except InvalidValueError as exc:
+        raise InvalidParameterError(str(exc)) from exc
+    except RecordNotFoundError as exc:
+        raise NotFoundError(str(exc)) from exc
+
+
+def correct_article_label(connection: Connection, article_id: int, label: Any, reviewer: Any,
+                          note: Any = None, *, principal: Principal) -> int:
+    """Record a sentiment correction for ``principal`` (needs the media role) through
+    :func:`nlp.feedback.record_correction`; returns its id."""
+    role = principal.require(LABEL_CORRECTION_ROLE, "Correcting sentiment labels")
     # Imported here: nlp brings scikit-learn, which the read-only API never needs.
     from nlp.errors import ArticleNotFoundError, InputError
     from nlp.feedback import record_correction
 
-    reviewer_ = _text(reviewer, "reviewer", required=True, max_len=200)
-    note_ = _text(note, "note", required=False)
     try:
-        return record_correction(connection, article_id, label, reviewer_, note_)
+        return record_correction(connection, article_id, label, reviewer, note,
+                                 actor=principal.name, role=role, channel="api")
     except ArticleNotFoundError:
         raise NotFoundError(f"No article {article_id}.") from None
-    except InputError as exc:  # unknown label
-        raise InvalidParameterError(str(exc)) from exc
+    except InputError as exc:  # unknown label, bad reviewer or note
+        raise InvalidParameterError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from exc
 
 
 def as_int_id(value: Any, what: str) -> int:
