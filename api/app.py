@@ -10,6 +10,8 @@ Where things are (each concern in one module):
   streaming GeoJSON: :mod:`api.streaming`;
 - errors and the one exception -> HTTP status table: :mod:`api.errors`;
 - request-size limit: :mod:`api.limits`; OpenAPI additions: :mod:`api.openapi`;
+- probes and Prometheus metrics: :mod:`api.health`, :mod:`api.metrics` (its middleware gives
+  every request an id and measures it by route template);
 - pygeoapi: configuration :mod:`api.config`, plugins :mod:`api.plugins`, HTML templates and
   browser libraries :mod:`api.assets`; the published collections: :mod:`api.collections`.
 
@@ -38,10 +40,12 @@ from api.auth import TokenStore
 from api.config import build_config, collect_table_infos
 from api.errors import ApiError, error_response
 from api.limits import BodySizeLimitMiddleware
+from api.metrics import ObservabilityMiddleware
 from api.openapi import patch_openapi
 from api.routes import build_routes
 from api.service import ServiceSettings, get_service
 from api.settings import ApiSettings
+from gis.settings import LandSettings
 
 
 async def _answer(request: Request, exc: Exception) -> Response:
@@ -49,7 +53,8 @@ async def _answer(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: ApiSettings, database_url: str, engine: Engine | None = None,
-               config: dict | None = None, extra_routes: list[RouteFactory] | tuple = ()) -> Starlette:
+               config: dict | None = None, extra_routes: list[RouteFactory] | tuple = (),
+               land: LandSettings | None = None) -> Starlette:
     """Build the ASGI app.
 
     Parameters
@@ -65,6 +70,9 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
     extra_routes
         Route factories served besides :data:`api.routes.ROUTE_GROUPS`
         (``factory(ctx: AppContext) -> RouteGroup | list[BaseRoute]``).
+    land
+        Land settings for the land-change process (``LandSettings()`` reads ``IOC_LAND_*``
+        when omitted), as ``ioc land detect`` honours them.
     """
     import pygeoapi
     from pygeoapi.api import API
@@ -74,7 +82,8 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
 
     engine = engine or make_engine(database_url, pool_size=4)
     if config is None:
-        config = build_config(collect_table_infos(engine), settings, database_url)
+        config = build_config(collect_table_infos(engine), settings, database_url,
+                              land if land is not None else LandSettings())
     ctx = AppContext(
         settings=settings,
         database_url=database_url,
@@ -90,7 +99,8 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
 
     static = StaticFiles(directory=str(Path(pygeoapi.__file__).parent / "static"))
     mounts = [Mount("/static", static)]
-    middleware = []
+    # outermost: request id (X-Request-ID) and metrics by route template (api.metrics)
+    middleware = [Middleware(ObservabilityMiddleware)]
     if settings.cors:
         middleware.append(Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
                                      allow_headers=["*"], expose_headers=["*"]))

@@ -19,7 +19,9 @@ Groups served today:
   deletion need a token);
 - :func:`api.writes.write_routes` -- Features Part 4 review writes (PATCH/PUT on items of
   writable collections) and the 405 answers for what is not writable;
-- :func:`api.digest.digest_routes` -- ``GET /digest/{date}``, ``POST /digest/feedback``.
+- :func:`api.digest.digest_routes` -- ``GET /digest/{date}``, ``POST /digest/feedback``;
+- :func:`api.health.ops_routes` -- ``/healthz``, ``/readyz`` (JSON, 503 when not ready) and
+  ``/metrics`` (Prometheus); no token.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from api.app_context import AppContext, RouteFactory, RouteGroup
 from api.crs import CRS84, crs_uri
 from api.digest import digest_routes
 from api.errors import InvalidParameterError, NotFoundError
+from api.health import ops_routes
 from api.params import (
     FeatureQuery,
     encode_cursor,
@@ -46,6 +49,7 @@ from api.params import (
     parse_item_query,
     parse_items_query,
 )
+from api.processes import check_execution, check_job_deletion
 from api.service import Page
 from api.streaming import iter_collection, iter_streamed
 from api.writes import write_routes
@@ -300,13 +304,19 @@ def process_routes(ctx: AppContext) -> RouteGroup:
     import pygeoapi.api.processes as processes_api
 
     async def execute(request: Request) -> Response:
-        ctx.authenticate(request)
-        return await ctx.pygeoapi(request, processes_api.execute_process, request.path_params["process_id"])
+        # 401 no token, 404 unknown process, 403 wrong role, 400 invalid request or inputs:
+        # all before pygeoapi creates a job (api.processes)
+        principal = ctx.authenticate(request)
+        process_id = request.path_params["process_id"]
+        body = await request.body()
+        await run_in_threadpool(check_execution, ctx.api.manager, process_id, principal, body)
+        return await ctx.pygeoapi(request, processes_api.execute_process, process_id)
 
     async def jobs(request: Request) -> Response:
         job_id = request.path_params.get("job_id")
         if request.method == "DELETE":
-            ctx.authenticate(request)
+            principal = ctx.authenticate(request)
+            await run_in_threadpool(check_job_deletion, ctx.api.manager, job_id, principal)
             return await ctx.pygeoapi(request, processes_api.delete_job, job_id)
         ctx.check_read(request)
         return await ctx.pygeoapi(request, processes_api.get_jobs, job_id)
@@ -323,7 +333,7 @@ def process_routes(ctx: AppContext) -> RouteGroup:
 
 
 #: The route groups every app serves, in order (append yours here).
-ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes]
+ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes]
 
 
 def build_routes(ctx: AppContext, extra: list[RouteFactory] | tuple = ()) -> tuple[list[BaseRoute], dict[str, dict]]:

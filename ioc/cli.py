@@ -107,6 +107,10 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
+        from ioc.logging import setup_observability  # IOC_LOG_FORMAT; metrics of ioc run/serve
+
+        args = sys.argv[1:] if argv is None else argv
+        setup_observability(next((a for a in args if not a.startswith("-")), None), StateSettings().state_dir)
         cli.main(args=argv, prog_name="ioc", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

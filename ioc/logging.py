@@ -181,6 +181,59 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
     return handler
 
 
+def configure_from_environment() -> logging.Handler | None:
+    """The ``ioc`` command's logging: JSON when ``IOC_LOG_FORMAT=json``; text when
+    ``IOC_LOG_FORMAT=text`` or ``IOC_LOG_LEVEL`` is set; otherwise Python's default (warnings
+    and errors as bare lines), so the command line reads as it always did."""
+    import os
+
+    if os.environ.get("IOC_LOG_FORMAT") or os.environ.get("IOC_LOG_LEVEL"):
+        return configure_logging()
+    settings = LogSettings()  # a .env file may set them too
+    if settings.format == "json" or settings.level:
+        return configure_logging()
+    return None
+
+
+#: commands that serve or schedule: several processes share their metrics
+SERVICE_COMMANDS = ("run", "serve")
+
+
+def setup_observability(command: str | None, state_dir: Any) -> None:
+    """Process-wide set-up of the ``ioc`` command, before anything else is imported: logging,
+    and for the long-running commands (``ioc run``, ``ioc serve``) Prometheus' multiprocess
+    mode in ``<state dir>/metrics/<pid>`` (inherited by uvicorn workers and crawl processes;
+    folders of processes no longer alive are removed), unless ``PROMETHEUS_MULTIPROC_DIR`` is
+    set already."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    configure_from_environment()
+    if command not in SERVICE_COMMANDS or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    root = Path(state_dir) / "metrics"
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name.isdigit() and not _alive(int(child.name)):
+                shutil.rmtree(child, ignore_errors=True)
+    from api.metrics import setup_multiprocess
+
+    setup_multiprocess(root / str(os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def uvicorn_log_config(fmt: str | None = None, level: str | None = None) -> dict[str, Any]:
     """A ``log_config`` for ``uvicorn.run`` so its worker processes log like the ``ioc``
     process: every record (uvicorn's, pygeoapi's, ours) through one ioc handler on the root."""
