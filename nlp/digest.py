@@ -2,15 +2,18 @@
 
 ``build_digest(connection, date)`` gathers everything with SQL text over the tables of
 ``gis/db/models.py`` (articles, article_scores, article_places, admin_units,
-admin_unit_crosswalk, label_feedback, parcel_alerts, news_sources); ``render_html`` renders a
-self-contained page (inline CSS, inline SVG map and charts: works offline, readable on a
-phone); ``render_pdf`` prints that page with headless Chromium.
+admin_unit_crosswalk, label_feedback, parcel_alerts, news_sources; citizens' posts from posts,
+post_scores and post_places in a section of their own, without author names);
+``render_html`` renders a self-contained page (inline CSS, inline SVG map and charts: works
+offline, readable on a phone); ``render_pdf`` prints that page with headless Chromium on A4
+(the template's ``@page`` rule, which Chromium's print-to-PDF honours).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,6 +61,80 @@ JOIN admin_units u ON u.id = p.admin_unit_id
 LEFT JOIN admin_unit_crosswalk c ON c.old_code = u.code AND u.valid_to IS NOT NULL
 WHERE p.article_id = ANY(:ids)
 """
+
+# Posts (citizens' posts and comments, migration 0008): latest score, no author (private).
+_POSTS_SQL = f"""
+WITH s AS (
+  SELECT DISTINCT ON (post_id) post_id, label, probabilities, confidence, topic, reasons, model_version
+  FROM post_scores ORDER BY post_id, scored_at DESC, id DESC
+)
+SELECT p.id, p.text, p.url, COALESCE(p.source, '—') AS source,
+       (COALESCE(p.published_at, p.imported_at) AT TIME ZONE '{TIMEZONE}')::date AS day,
+       s.label, s.probabilities, s.confidence, s.topic, s.reasons, s.model_version
+FROM posts p
+LEFT JOIN s ON s.post_id = p.id
+WHERE p.duplicate_of IS NULL
+  AND (COALESCE(p.published_at, p.imported_at) AT TIME ZONE '{TIMEZONE}')::date BETWEEN :start AND :day
+"""
+
+_POST_PLACES_SQL = """
+SELECT p.post_id, u.code, u.name, u.level, COALESCE(c.new_code, u.code) AS current_code
+FROM post_places p
+JOIN admin_units u ON u.id = p.admin_unit_id
+LEFT JOIN admin_unit_crosswalk c ON c.old_code = u.code AND u.valid_to IS NOT NULL
+WHERE p.post_id = ANY(:ids)
+"""
+
+_UNIT_NAMES_SQL = """
+SELECT DISTINCT ON (code) code, name FROM admin_units WHERE code = ANY(:codes)
+ORDER BY code, (valid_to IS NULL) DESC, valid_from DESC
+"""
+
+# Function words and punctuation: a reason chip made only of these tells a reader nothing
+# (". sau", "sau khi", "của"), whatever n-gram the model found useful.
+STOPWORDS = frozenset((
+    "và", "của", "là", "có", "được", "cho", "các", "những", "một", "với", "trong", "tại", "khi",
+    "đã", "sau", "trước", "này", "đó", "thì", "mà", "cũng", "về", "từ", "theo", "đến", "ra",
+    "vào", "lên", "xuống", "nên", "nhưng", "hay", "hoặc", "để", "do", "bị", "rất", "lại", "còn",
+    "đang", "sẽ", "vẫn", "như", "nơi", "người", "việc", "ngày", "năm", "tháng", "giờ", "ở",
+    "trên", "dưới", "qua", "cùng", "nhiều", "ít", "hơn", "nhất", "đều", "chỉ", "mới", "vừa",
+    "rồi", "nữa", "thế", "vậy", "gì", "nào", "ai", "đây", "kia", "ấy", "họ", "chúng", "tôi",
+    "ta", "bạn", "anh", "chị", "em", "ông", "bà", "không", "chưa", "phải", "vì", "nếu", "tuy",
+    "dù", "bởi", "nhằm", "đối",
+))
+_PUNCT_TOKEN_RE = re.compile(r"^[\W_]+$")
+
+
+def clean_tag(phrase: Any) -> str | None:
+    """A reason phrase fit for a chip, or None.
+
+    Punctuation tokens at either end are dropped; a phrase left with only punctuation,
+    numbers or function words is not a tag.
+
+    >>> clean_tag(". sau"), clean_tag("sau khi"), clean_tag("cháy lớn ."), clean_tag("ô_nhiễm")
+    (None, None, 'cháy lớn', 'ô nhiễm')
+    """
+    if not isinstance(phrase, str):
+        return None
+    tokens = phrase.replace("_", " ").split()
+    while tokens and _PUNCT_TOKEN_RE.match(tokens[0]):
+        tokens.pop(0)
+    while tokens and _PUNCT_TOKEN_RE.match(tokens[-1]):
+        tokens.pop()
+    if not tokens or all(t.lower() in STOPWORDS or not any(ch.isalpha() for ch in t) for t in tokens):
+        return None
+    return " ".join(tokens)
+
+
+def _tags(reasons: Any, k: int = 6) -> list[str]:
+    out: list[str] = []
+    for r in reasons or []:
+        if isinstance(r, dict) and r.get("kind") == "phrase":
+            tag = clean_tag(r.get("text"))
+            if tag and tag not in out:
+                out.append(tag)
+    return out[:k]
+
 
 _COMMUNES_SQL = """
 WITH cur AS (
@@ -201,7 +278,7 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
             "p_negative": round(float((a["probabilities"] or {}).get("negative", 0.0)), 3),
             "corrected_by": a["reviewer"], "model_label": a["model_label"],
             "sentences": [r["text"] for r in reasons if isinstance(r, dict) and r.get("kind") == "sentence"][:2],
-            "phrases": [r["text"] for r in reasons if isinstance(r, dict) and r.get("kind") == "phrase"][:6],
+            "phrases": _tags(reasons),
             "places": sorted({p["name"] for p in places.get(a["id"], [])}),
         })
 
@@ -224,6 +301,7 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
         ),
         {"tz": TIMEZONE, "start": start, "day": date},
     ).scalar_one()
+    posts = _posts_digest(connection, start, date, days)
     versions = sorted({a["model_version"] for a in today if a["model_version"]})
     return {
         "date": date.isoformat(),
@@ -245,6 +323,84 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
         "alerts": alerts,
         "feedback": {"corrections_in_window": int(fb)},
         "model_versions": versions,
+        "posts": posts,
+    }
+
+
+def _posts_digest(connection: Any, start: dt.date, date: dt.date, days: int) -> dict[str, Any]:
+    """Citizens' posts of the day, apart from the articles: counts by sentiment, per day,
+    by platform, top communes and the most negative posts (no author names)."""
+    rows = [dict(r) for r in connection.execute(text(_POSTS_SQL), {"start": start, "day": date}).mappings()]
+    today = [p for p in rows if p["day"] == date]
+
+    def count(items: list[dict[str, Any]]) -> dict[str, int]:
+        c = {lab: 0 for lab in LABELS}
+        c["unscored"] = 0
+        for p in items:
+            c[p["label"] if p["label"] in c else "unscored"] += 1
+        return c
+
+    series = []
+    for i in range(days):
+        d = start + dt.timedelta(days=i)
+        items = [p for p in rows if p["day"] == d]
+        series.append({"date": d.isoformat(), "total": len(items), **count(items)})
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for p in today:
+        by_source.setdefault(p["source"], []).append(p)
+    sources = sorted(
+        ({"name": k, "total": len(v), **count(v)} for k, v in by_source.items()),
+        key=lambda g: (-g["total"], -g["negative"], g["name"]),
+    )
+    places: dict[int, list[dict[str, Any]]] = {}
+    if today:
+        ids = [p["id"] for p in today]
+        for r in connection.execute(text(_POST_PLACES_SQL), {"ids": ids}).mappings():
+            places.setdefault(r["post_id"], []).append(dict(r))
+    stats: dict[str, dict[str, Any]] = {}
+    for p in today:
+        seen = set()
+        for pl in places.get(p["id"], []):
+            if pl["level"] != "commune" or pl["current_code"] in seen:
+                continue
+            seen.add(pl["current_code"])
+            st = stats.setdefault(pl["current_code"], {"code": pl["current_code"], "posts": 0,
+                                                       "negative": 0, "positive": 0, "tone_sum": 0.0,
+                                                       "scored": 0})
+            st["posts"] += 1
+            st["negative"] += p["label"] == "negative"
+            st["positive"] += p["label"] == "positive"
+            if p["probabilities"]:
+                st["scored"] += 1
+                st["tone_sum"] += _tone(p["probabilities"])
+    if stats:
+        names = dict(connection.execute(text(_UNIT_NAMES_SQL), {"codes": list(stats)}).all())
+        for st in stats.values():
+            st["name"] = names.get(st["code"], st["code"])
+            st["tone"] = round(st.pop("tone_sum") / st["scored"], 3) if st["scored"] else None
+            del st["scored"]
+    negative = sorted(
+        (p for p in today if p["label"] == "negative"),
+        key=lambda p: -float((p["probabilities"] or {}).get("negative", 0.0)),
+    )[:5]
+    return {
+        "totals": {"posts": len(today), **count(today)},
+        "series": series,
+        "series_max": max([s["total"] for s in series] + [1]),
+        "by_source": sources,
+        "communes": sorted(stats.values(), key=lambda s: (-s["posts"], -s["negative"], s["name"]))[:10],
+        "negative_posts": [
+            {
+                "id": p["id"], "url": p["url"], "source": p["source"],
+                "text": p["text"] if len(p["text"]) <= 280 else p["text"][:277].rstrip() + "…",
+                "p_negative": round(float((p["probabilities"] or {}).get("negative", 0.0)), 3),
+                "confidence": p["confidence"],
+                "phrases": _tags(p["reasons"], 4),
+                "places": sorted({pl["name"] for pl in places.get(p["id"], [])}),
+            }
+            for p in negative
+        ],
+        "model_versions": sorted({p["model_version"] for p in today if p["model_version"]}),
     }
 
 
