@@ -81,6 +81,11 @@ class CadastreReport:
     mapped_codes: dict[str, str] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
     field_mapping: dict[str, str] = field(default_factory=dict)
+    #: parcels checked against the administrative units they claim (see check_placement)
+    placement_checked: int = 0
+    #: parcels outside their units, imported anyway because of ``force``
+    placement_forced: list[str] = field(default_factory=list)
+    source_crs_object: object = field(default=None, repr=False)
 
     def summary(self) -> str:
         parts = [f"{self.features} parcels from {self.path} ({self.source_crs})",
@@ -100,6 +105,13 @@ class CadastreReport:
         if self.duplicates:
             parts.append(f"{len(self.duplicates)} duplicate keys (last kept): "
                          + ", ".join(self.duplicates[:5]))
+        if self.placement_forced:
+            parts.append(f"{len(self.placement_forced)} parcels outside the administrative "
+                         "units they claim, imported because of --force: "
+                         + ", ".join(self.placement_forced[:5])
+                         + (" ..." if len(self.placement_forced) > 5 else ""))
+        elif not self.placement_checked and self.features:
+            parts.append("placement not checked (no administrative unit geometry loaded)")
         return "; ".join(parts)
 
 
@@ -263,9 +275,10 @@ def read_cadastre(
             "nothing was imported."
         )
     target = parse_crs(target_srid)
+    src_centroids = shapely.centroid(geoms)
     try:
         out = transform_geometries(geoms, src, target)
-        lonlat = transform_geometries(shapely.centroid(geoms), src, 4326)
+        lonlat = transform_geometries(src_centroids, src, 4326)
     except CRSError as exc:
         raise CRSError(f"{path}: {exc}") from exc
     _check_in_vietnam(path, lonlat, src)
@@ -336,6 +349,9 @@ def read_cadastre(
             "address": texts["address"][i], "source_file": path.name,
             "wkb": shapely.to_wkb(geom, hex=True),
             "lon": float(lonlat[i].x), "lat": float(lonlat[i].y),
+            # the centroid in the file's own plane: the placement check re-reads it in
+            # other CRSs to name the one the file is really in
+            "src_x": float(src_centroids[i].x), "src_y": float(src_centroids[i].y),
         }
     if unknown:
         raise InputFileError(
@@ -343,6 +359,7 @@ def read_cadastre(
             f"({', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}); nothing was imported."
         )
     report.features = len(rows)
+    report.source_crs_object = src
     return list(rows.values()), report
 
 
@@ -421,21 +438,230 @@ def transaction(bind: Engine | Connection) -> Iterator[Connection]:
             yield conn
 
 
+#: How far (m) a parcel's centroid may lie outside the units it claims: administrative
+#: boundaries are published generalised (the shipped ones: about 1:50,000), so a parcel on a
+#: commune border may fall a little outside it. A wrong VN-2000 projection moves parcels by
+#: hundreds of metres (EPSG:3405 read as 5897: ~685 m) to kilometres.
+PLACEMENT_TOLERANCE_M = 150.0
+
+#: CRSs tried when parcels do not fall in their units, to name the one the file is in: the
+#: VN-2000 family (geographic, UTM 48N/49N, the TM-3 zones and provincial meridians) and the
+#: WGS 84 CRSs files are mistaken for.
+CANDIDATE_CRSS = (5897, 9209, 3405, 4756, 3406, 5896, 5898, 5899, 9205, 9206, 9207, 9208,
+                  9210, 9211, 9212, 9213, 9214, 9215, 9216, 9217, 9218, 32648, 32649, 4326)
+
+_PLACEMENT_SQL = text(
+    """
+    WITH p AS (
+        SELECT i, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt, codes
+        FROM unnest(CAST(:i AS int[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
+                    CAST(:codes AS text[])) AS t(i, lon, lat, codes)
+    )
+    SELECT p.i, min(CASE WHEN ST_Intersects(u.geom, p.pt) THEN 0.0
+                         ELSE ST_Distance(u.geom::geography, p.pt::geography) END) AS distance
+    FROM p JOIN admin_units u
+      ON u.code = ANY(string_to_array(p.codes, ',')) AND u.geom IS NOT NULL
+    GROUP BY p.i
+    """
+)
+
+
+def _claimed_units(conn: Connection, rows: list[dict]) -> list[str]:
+    """Per row, the comma-separated codes of the units it claims that have an outline: its
+    commune and its pre-2025 commune; failing those (old communes often have no outline), the
+    unit(s) above them (the former district)."""
+    codes = sorted({c for r in rows for c in (r["commune_code"], r["old_commune_code"]) if c})
+    parents = dict(conn.execute(text(
+        "SELECT DISTINCT ON (code) code, parent_code FROM admin_units "
+        "WHERE code = ANY(:c) AND parent_code IS NOT NULL ORDER BY code, valid_from DESC"
+    ), {"c": codes}).all())
+    outlined = {c for (c,) in conn.execute(text(
+        "SELECT DISTINCT code FROM admin_units WHERE geom IS NOT NULL AND code = ANY(:c)"
+    ), {"c": codes + sorted(set(parents.values()))})}
+    out = []
+    for r in rows:
+        own = [c for c in (r["commune_code"], r["old_commune_code"]) if c]
+        units = [c for c in own if c in outlined]
+        if not units:
+            units = [parents[c] for c in own if parents.get(c) in outlined]
+        out.append(",".join(units))
+    return out
+
+
+def _distances(conn: Connection, idx: list[int], lon, lat, codes: list[str]) -> dict[int, float]:
+    if not idx:
+        return {}
+    return {int(i): float(d) for i, d in conn.execute(_PLACEMENT_SQL, {
+        "i": idx, "lon": [float(v) for v in lon], "lat": [float(v) for v in lat],
+        "codes": codes})}
+
+
+def check_placement(conn: Connection, rows: list[dict], report: CadastreReport, path: Path,
+                    tolerance_m: float = PLACEMENT_TOLERANCE_M, force: bool = False) -> None:
+    """Refuse parcels that lie outside the administrative units they claim.
+
+    A wrong declared CRS (e.g. EPSG:3405 on coordinates in EPSG:5897) moves every parcel by
+    hundreds of metres and would overwrite the right ones. Each parcel's centroid must lie in
+    (or within ``tolerance_m`` of) its commune, its pre-2025 commune or that commune's
+    district, where one of them has an outline. When parcels do not, the file's coordinates
+    are read in each of :data:`CANDIDATE_CRSS` and the error names the CRS that puts them in
+    their units. Parcels whose units have no outline are not checked; ``force`` imports anyway
+    (the report lists the parcels outside).
+
+    Raises
+    ------
+    CRSError
+        Parcels outside their units by more than ``tolerance_m`` (and not ``force``).
+    """
+    if not rows:
+        return
+    claimed = _claimed_units(conn, rows)
+    idx = list(range(len(rows)))
+    dist = _distances(conn, idx, [r["lon"] for r in rows], [r["lat"] for r in rows], claimed)
+    report.placement_checked = len(dist)
+    outside = sorted((i for i, d in dist.items() if d > tolerance_m), key=lambda i: -dist[i])
+    if not outside:
+        return
+    keys = ["/".join(str(r[k]) for k in ("commune_code", "sheet_number", "parcel_number"))
+            for r in rows]
+    if force:
+        report.placement_forced = [keys[i] for i in outside]
+        return
+    src = report.source_crs_object
+    declared = report.source_crs or "the declared CRS"
+    worst = outside[0]
+    msg = (f"{path}: {len(outside)} of {len(dist)} parcels lie outside the administrative "
+           f"units they claim by more than {tolerance_m:.0f} m once read as {declared} "
+           f"(e.g. {keys[worst]}: {dist[worst]:,.0f} m from "
+           f"{claimed[worst].split(',')[0]})")
+    likely = _likely_crs(conn, rows, list(dist), claimed, src, tolerance_m)
+    if likely is not None:
+        code, name, share = likely
+        msg += (f"; the coordinates fit EPSG:{code} ({name}: {share:.0%} of them inside "
+                f"their units): import with --crs EPSG:{code}")
+    else:
+        msg += "; no VN-2000 or WGS 84 CRS puts them there: check the CRS and the commune codes"
+    raise CRSError(msg + ", or --force to import them as they are. Nothing was imported.")
+
+
+def _likely_crs(conn: Connection, rows: list[dict], checked: list[int], claimed: list[str],
+                src, tolerance_m: float, sample: int = 200) -> tuple[int, str, float] | None:
+    """The candidate CRS putting the most checked parcels in their units (≥ 90 % of them)."""
+    step = max(1, len(checked) // sample)
+    idx = checked[::step][:sample]
+    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
+                   dtype=object)
+    declared = src.to_epsg() if src is not None else None
+    best: tuple[int, str, float] | None = None
+    for code in CANDIDATE_CRSS:
+        if code == declared:
+            continue
+        try:
+            lonlat = transform_geometries(pts, code, 4326)
+        except CRSError:
+            continue  # these coordinates mean nothing in this CRS
+        xy = shapely.get_coordinates(lonlat)
+        if not np.isfinite(xy).all() or not (
+                (xy[:, 0] > 100).all() and (xy[:, 0] < 120).all()
+                and (xy[:, 1] > 5).all() and (xy[:, 1] < 25).all()):
+            continue
+        d = _distances(conn, idx, xy[:, 0], xy[:, 1], [claimed[i] for i in idx])
+        share = sum(1 for v in d.values() if v <= tolerance_m) / len(idx)
+        if share >= 0.9 and (best is None or share > best[2]):
+            best = (code, parse_crs(code).name, share)
+    return best
+
+
+#: A re-import moving the parcels already stored by more than this (median of their centroid
+#: shifts, m) is taken for a wrong CRS, not a re-survey.
+DISPLACEMENT_TOLERANCE_M = 50.0
+
+_STORED_CENTROIDS_SQL = text(
+    """
+    SELECT t.i, ST_X(ST_Centroid(p.geom)) AS x, ST_Y(ST_Centroid(p.geom)) AS y
+    FROM unnest(CAST(:i AS int[]), CAST(:com AS text[]), CAST(:old AS text[]),
+                CAST(:sheet AS text[]), CAST(:parcel AS text[]))
+         AS t(i, com, old, sheet, parcel)
+    JOIN parcels p ON p.commune_code = t.com AND p.old_commune_code IS NOT DISTINCT FROM t.old
+     AND p.sheet_number = t.sheet AND p.parcel_number = t.parcel
+    """
+)
+
+
+def check_displacement(conn: Connection, rows: list[dict], report: CadastreReport, path: Path,
+                       srid: int, tolerance_m: float = DISPLACEMENT_TOLERANCE_M,
+                       force: bool = False) -> None:
+    """Refuse a re-import that would move the parcels already stored, all alike, by more than
+    ``tolerance_m`` (median): that is a wrong CRS (EPSG:3405 declared on EPSG:5897
+    coordinates moves them ~685 m north and stays inside their communes), not a re-survey. The
+    error names the CRS that puts them back where they are; ``force`` imports anyway.
+    """
+    if not rows or force:
+        return
+    found = conn.execute(_STORED_CENTROIDS_SQL, {
+        "i": list(range(len(rows))),
+        "com": [r["commune_code"] for r in rows], "old": [r["old_commune_code"] for r in rows],
+        "sheet": [r["sheet_number"] for r in rows], "parcel": [r["parcel_number"] for r in rows],
+    }).all()
+    if not found:
+        return
+    idx = [int(f.i) for f in found]
+    stored = np.array([[f.x, f.y] for f in found], dtype=float)
+    new = shapely.get_coordinates(shapely.centroid(shapely.from_wkb(
+        np.array([rows[i]["wkb"] for i in idx], dtype=object))))
+    shift = np.hypot(*(new - stored).T)
+    median = float(np.median(shift))
+    if median <= tolerance_m:
+        return
+    moved = int((shift > tolerance_m).sum())
+    declared = report.source_crs or "the declared CRS"
+    msg = (f"{path}: {moved} of the {len(idx)} parcels already stored would move by "
+           f"{median:,.0f} m (median) once read as {declared}: a wrong CRS rather than a "
+           "re-survey")
+    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
+                   dtype=object)
+    src = report.source_crs_object
+    declared_code = src.to_epsg() if src is not None else None
+    best: tuple[float, int] | None = None
+    for code in CANDIDATE_CRSS:
+        if code == declared_code:
+            continue
+        try:
+            xy = shapely.get_coordinates(transform_geometries(pts, code, srid))
+        except CRSError:
+            continue
+        if not np.isfinite(xy).all():
+            continue
+        m = float(np.median(np.hypot(*(xy - stored).T)))
+        if m <= tolerance_m and (best is None or m < best[0]):
+            best = (m, code)
+    if best is not None:
+        msg += (f"; the coordinates fit EPSG:{best[1]} ({parse_crs(best[1]).name}: "
+                f"{best[0]:,.1f} m from the stored parcels): import with --crs EPSG:{best[1]}")
+    raise CRSError(msg + ", or --force to move them. Nothing was imported.")
+
+
 def import_cadastre(bind: Engine | Connection, path: str | Path, **options) -> CadastreReport:
     """Import a cadastral file into ``parcels`` in one transaction (all or nothing).
 
     Options are those of :func:`read_cadastre` (crs, layer, field_map, commune_code,
-    code_version, swap_xy) and ``commune_codes``: "old" (default: the records carry pre-2025
+    code_version, swap_xy), ``commune_codes``: "old" (default: the records carry pre-2025
     commune codes, as field records still do; they are kept as old_commune_code and the current
-    commune comes from the crosswalk) or "new" (codes are current, taken as they are).
+    commune comes from the crosswalk) or "new" (codes are current, taken as they are), and
+    ``force``: import parcels that lie outside the administrative units they claim, or that
+    would move the parcels already stored all alike (by default both fail, naming the CRS the
+    coordinates are likely in: :func:`check_placement`, :func:`check_displacement`).
     """
     with transaction(bind) as conn:
         srid = storage_srid(conn)
         codes = CodeTables.load(conn)
         commune_codes = options.pop("commune_codes", "old")
+        force = options.pop("force", False)
         rows, report = read_cadastre(path, codes, srid, **options)
         if commune_codes == "old":
             _current_communes(conn, rows)
+        check_placement(conn, rows, report, Path(path), force=force)
+        check_displacement(conn, rows, report, Path(path), int(srid), force=force)
         stmt = text(UPSERT_PARCEL.format(srid=int(srid)))
         for row in rows:
             if conn.execute(stmt, row).scalar_one():

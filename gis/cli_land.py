@@ -70,12 +70,19 @@ def land() -> None:
 @click.option("--field", "fields", multiple=True, metavar="TARGET=NAME",
               help="Map a file field to a parcel attribute (repeatable), e.g. "
                    "sheet_number=SoTo.")
+@click.option("--force", is_flag=True,
+              help="Import parcels that lie outside the administrative units they claim, or "
+                   "that move the parcels already stored all alike (by default the import "
+                   "fails and names the CRS they are likely in).")
 def import_cadastre_cmd(file: Path, crs, layer, commune, code_version, swap_xy, commune_codes,
-                        fields) -> None:
+                        fields, force) -> None:
     """Import cadastral parcels from FILE (GeoPackage, Shapefile, GeoJSON, GML; VN-2000 CRSs).
 
     Upserts by (commune, old commune, map sheet, parcel number) in one transaction; repaired
-    geometries are reported, unrepairable ones abort the import naming their keys.
+    geometries are reported, unrepairable ones abort the import naming their keys. Parcels
+    must lie in the administrative units they claim (within 150 m), where those have an
+    outline, and a re-import must not move the stored parcels all alike (median over 50 m):
+    a wrong declared CRS fails the import, naming the likely one.
     """
     from gis.cadastre import import_cadastre
 
@@ -89,7 +96,7 @@ def import_cadastre_cmd(file: Path, crs, layer, commune, code_version, swap_xy, 
         report = import_cadastre(
             _engine(), file, crs=crs, layer=layer, field_map=field_map or None,
             commune_code=commune, code_version=None if code_version == "auto" else code_version,
-            swap_xy=swap_xy, commune_codes=commune_codes,
+            swap_xy=swap_xy, commune_codes=commune_codes, force=force,
         )
     except IocError as exc:
         raise _fail(exc) from exc

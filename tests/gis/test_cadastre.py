@@ -18,7 +18,7 @@ pytestmark = pytest.mark.postgis
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "land" / "sample_cadastre.gpkg"
-E0, N0 = 592_000.0, 2_279_000.0  # EPSG:5897, former Duy Tiên
+E0, N0 = 602_000.0, 2_282_000.0  # EPSG:5897, in former Duy Tiên (old commune 13345)
 
 
 def _write(path: Path, geoms, records: dict[str, list], crs: str | None = "EPSG:5897",
@@ -168,3 +168,60 @@ def test_repair_legacy_examples():
     assert repair_legacy("Hµ Nam")[0] == "Hà Nam"
     assert repair_legacy("Haø Nam")[0] == "Hà Nam"
     assert repair_legacy("Hà Nam") == ("Hà Nam", None)
+
+
+@pytest.fixture
+def reference_units(engine, connection):
+    """The shipped administrative units (loaded once into the session database, as
+    tests/gis/test_admin_units.py does; the loader is idempotent)."""
+    from gis.admin_units import load_reference_units
+
+    load_reference_units(engine, REPO / "data" / "admin")
+    return connection
+
+
+def _declared_as(tmp_path: Path, crs: str) -> Path:
+    """The sample cadastre (EPSG:5897 coordinates) with another CRS declared."""
+    df_meta, _fids, geom, field_data = pyogrio.raw.read(SAMPLE)
+    out = tmp_path / f"declared_{crs.replace(':', '_')}.gpkg"
+    pyogrio.raw.write(out, geom, field_data, list(df_meta["fields"]), crs=crs,
+                      geometry_type=df_meta["geometry_type"],
+                      driver="GPKG")
+    return out
+
+
+def test_a_wrong_declared_crs_fails_naming_the_right_one(reference_units, tmp_path):
+    # issue 12: a file declared EPSG:3405 whose coordinates are EPSG:5897 was imported with
+    # exit 0 and every parcel ~685 m off, overwriting the right ones
+    conn = reference_units
+    good = import_cadastre(conn, SAMPLE)
+    assert good.placement_checked == 134 and good.inserted == 134
+    before = _rows(conn, SAMPLE.name)
+    wrong = _declared_as(tmp_path, "EPSG:3405")
+    with pytest.raises(CRSError) as err:
+        import_cadastre(conn, wrong)
+    msg = str(err.value)
+    assert "134 of the 134 parcels already stored would move by 68" in msg
+    assert "--crs EPSG:5897" in msg and "--force" in msg and "Nothing was imported" in msg
+    assert _rows(conn, SAMPLE.name) == before  # the right parcels are untouched
+    assert not _rows(conn, wrong.name)
+    # --crs with the right CRS imports; --force moves them
+    fixed = import_cadastre(conn, wrong, crs="EPSG:5897")
+    assert fixed.updated == 134 and fixed.placement_checked == 134
+    assert import_cadastre(conn, wrong, force=True).updated == 134
+
+
+def test_parcels_outside_their_communes_fail_naming_the_crs(reference_units, tmp_path):
+    # a first import (nothing stored to compare with): EPSG:9209 (central meridian 105°30')
+    # declared on EPSG:5897 coordinates puts every parcel ~49 km east of its commune
+    conn = reference_units
+    wrong = _declared_as(tmp_path, "EPSG:9209")
+    with pytest.raises(CRSError) as err:
+        import_cadastre(conn, wrong)
+    msg = str(err.value)
+    assert "134 of 134 parcels lie outside the administrative units they claim" in msg
+    assert "--crs EPSG:5897" in msg and "Nothing was imported" in msg
+    assert not _rows(conn, wrong.name)
+    forced = import_cadastre(conn, wrong, force=True)
+    assert forced.inserted == 134 and len(forced.placement_forced) == 134
+    assert "imported because of --force" in forced.summary()
