@@ -75,7 +75,8 @@ def record(
                 CAST(:properties AS jsonb),
                 CASE WHEN CAST(:wkb AS text) IS NULL THEN NULL
                      ELSE ST_SetSRID(ST_GeomFromWKB(decode(CAST(:wkb AS text), 'hex')), 4326) END,
-                CASE WHEN :status = 'failed' THEN now() + make_interval(secs => :retry) END)
+                CASE WHEN CAST(:failed AS boolean)
+                     THEN now() + make_interval(secs => CAST(:retry AS double precision)) END)
             ON CONFLICT ON CONSTRAINT uq_imagery_intake_item DO UPDATE SET
                 acquired_at = COALESCE(EXCLUDED.acquired_at, imagery_intake.acquired_at),
                 cloud_cover = COALESCE(EXCLUDED.cloud_cover, imagery_intake.cloud_cover),
@@ -98,6 +99,7 @@ def record(
             "local_path": local_path, "href": href, "local_bytes": local_bytes,
             "properties": json.dumps(properties) if properties is not None else None,
             "wkb": wkb,
+            "failed": status == "failed",
             "retry": (retry_after or dt.timedelta(0)).total_seconds(),
         }).scalar_one()
 
@@ -122,7 +124,8 @@ def area_of_interest(bind: Bind, province_code: str | None = None,
             SELECT ST_AsBinary(ST_UnaryUnion(ST_Collect(ST_MakeValid(geom))))
             FROM admin_units
             WHERE geom IS NOT NULL AND (valid_to IS NULL OR valid_to > now())
-              AND (CAST(:p AS text) IS NULL OR code = :p OR province_code = :p)
+              AND (CAST(:p AS varchar) IS NULL OR code = CAST(:p AS varchar)
+                   OR province_code = CAST(:p AS varchar))
             """
         ), {"p": province_code}).scalar_one()
     if wkb is None:

@@ -81,10 +81,11 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
         already.update(records.seen(bind, "stac", coll, ids))
     out_root = settings.scene_dir(state_dir)
     out_root.mkdir(parents=True, exist_ok=True)
+    wall = dt.datetime.now(dt.UTC)
     for item in items:
         iid = str(item.get("id"))
         row = already.get(iid)
-        if not records.due(row, now):
+        if not records.due(row, wall):
             res.skipped += 1
             continue
         if res.processed + res.rejected + res.failed >= settings.stac_max_new:
@@ -209,7 +210,7 @@ def poll(bind, settings: IntakeSettings, *, land=None, state_dir: Path | None = 
         Where catalogue scenes are written when ``IOC_INTAKE_DIR`` is unset
         (``<state_dir>/imagery``); default ``./.state``.
     now
-        The poll's time (tests).
+        End of the catalogue search's time window (default: now; tests set it).
 
     Returns
     -------

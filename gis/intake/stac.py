@@ -81,7 +81,6 @@ def gdal_http_env(settings: IntakeSettings) -> dict:
     """GDAL options for reading COGs over HTTP: no directory listing, merged ranges, retries."""
     env = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "CPL_VSIL_CURL_USE_HEAD": "NO",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
         "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
@@ -113,7 +112,9 @@ def open_client(settings: IntakeSettings):
     io = StacApiIO(headers=dict(settings.stac_headers), timeout=settings.stac_timeout_s,
                    max_retries=retry)
     try:
-        return Client.open(settings.stac_url, stac_io=io)
+        # Client.open passes its own timeout/headers to stac_io.update(), resetting ours if absent
+        return Client.open(settings.stac_url, stac_io=io, headers=dict(settings.stac_headers),
+                           timeout=settings.stac_timeout_s)
     except Exception as exc:  # requests/pystac-client raise many types
         raise StacError(_search_failure(settings, exc)) from exc
 
@@ -126,6 +127,8 @@ def _search_failure(settings: IntakeSettings, exc: BaseException) -> str:
         what = f"no answer within {settings.stac_timeout_s:g} s"
     elif isinstance(exc, requests.ConnectionError):
         what = f"cannot connect ({_first_line(exc)})"
+    elif getattr(exc, "status_code", None):
+        what = f"HTTP {exc.status_code}: {_first_line(exc)}"
     else:
         what = _first_line(exc)
     return (f"STAC catalogue {settings.stac_url} failed after {tries} attempt(s): {what}")
@@ -266,24 +269,23 @@ def _window(ds, area_bounds_4326: tuple[float, float, float, float]) -> tuple[Wi
 
 
 def usable_share(ds, area) -> tuple[float, Window]:
-    """Share of the area's pixels that SCL marks usable (not no-data, cloud, shadow, cirrus,
-    saturated); parts of the area outside the image count as not usable."""
-    full, inside = _window(ds, area.bounds)
-    if full.width == 0 or full.height == 0:
+    """Share of the area's pixels inside the image that SCL marks usable (not no data, cloud,
+    shadow, cirrus, saturated), and the image window of the area's bounds.
+
+    Parts of the area outside the image (another tile's) do not count; no-data pixels inside
+    it (a swath edge) count as not usable.
+    """
+    _, inside = _window(ds, area.bounds)
+    if inside.width == 0 or inside.height == 0:
         return 0.0, inside
-    canvas = np.zeros((int(full.height), int(full.width)), dtype=np.uint8)  # 0 = no data
-    if inside.width > 0 and inside.height > 0:
-        block = ds.read(1, window=inside)
-        r, c = int(inside.row_off - full.row_off), int(inside.col_off - full.col_off)
-        canvas[r:r + block.shape[0], c:c + block.shape[1]] = block
+    block = ds.read(1, window=inside)
     shape = transform_geom("EPSG:4326", ds.crs, shapely.geometry.mapping(area))
-    in_area = geometry_mask([shape], out_shape=canvas.shape, transform=ds.window_transform(full),
+    in_area = geometry_mask([shape], out_shape=block.shape, transform=ds.window_transform(inside),
                             invert=True, all_touched=False)
     total = int(in_area.sum())
-    if total == 0:  # an area thinner than a pixel: judge on its bounding window
-        in_area[:] = True
-        total = in_area.size
-    good = in_area & ~np.isin(canvas, SCL_MASKED)
+    if total == 0:  # the area touches the image by less than a pixel centre
+        return 0.0, Window(0, 0, 0, 0)
+    good = in_area & ~np.isin(block, SCL_MASKED)
     return float(good.sum()) / total, inside
 
 
