@@ -11,8 +11,10 @@ APT_PACKAGES ?= postgresql postgresql-15-postgis-3 postgis gdal-bin redis-server
                 chromium fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b \
                 python3-qgis qgis-providers
 PYTEST_ARGS ?=
+# the local STAC catalogue (stac-fastapi-pgstac + pypgstac) in a venv of its own: intake tests, operators
+STAC_VENV   ?= .venv-stac
 
-.PHONY: help install system-packages demo test lint bench serve clean
+.PHONY: help install system-packages demo test lint bench serve clean stac-server
 
 help:
 	@echo "make install   system packages (when missing) + $(VENV) with the project"
@@ -20,6 +22,7 @@ help:
 	@echo "make test      install, run the test suite against a real PostGIS"
 	@echo "make lint      ruff"
 	@echo "make bench     run the benchmarks in benchmarks/ (long)"
+	@echo "make stac-server  $(STAC_VENV) with stac-fastapi-pgstac + pypgstac (local STAC catalogue; docs/imagery-intake.md)"
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -42,13 +45,21 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-packages $(VENV)/.installed
 
+$(STAC_VENV)/.installed: gis/intake/stac-server-requirements.txt
+	$(PYTHON) -m venv $(STAC_VENV)
+	$(STAC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(STAC_VENV)/bin/python -m pip install -q -r gis/intake/stac-server-requirements.txt
+	@touch $@
+
+stac-server: $(STAC_VENV)/.installed
+
 demo: install
 	$(VENV)/bin/ioc demo
 
 serve: install
 	$(VENV)/bin/ioc serve
 
-test: install
+test: install stac-server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
