@@ -19,7 +19,9 @@ from sqlalchemy import Engine
 from api.collections import COLLECTIONS, TableInfo, inspect_collection
 from api.crs import CRS84, advertised, storage_uri
 from api.errors import ConfigError
+from api.processes import process_resources
 from api.settings import ApiSettings
+from gis.settings import LandSettings
 
 DATABASE_URL_REF = "${IOC_DATABASE_URL}"
 # Vietnam, for empty collections (the extent is required by pygeoapi)
@@ -27,11 +29,6 @@ FALLBACK_BBOX = [102.14, 8.18, 109.47, 23.39]
 FEATURE_PROVIDER = "api.plugins.PostGISProvider"
 TILE_PROVIDER = "api.plugins.PostGISTileProvider"
 
-PROCESSES = {
-    "land-change-detection": "api.processes.LandChangeDetectionProcessor",
-    "sentiment-scoring": "api.processes.SentimentScoringProcessor",
-    "daily-digest": "api.processes.DailyDigestProcessor",
-}
 
 
 def collect_table_infos(engine: Engine) -> dict[str, TableInfo]:
@@ -124,6 +121,7 @@ def build_config(
     infos: dict[str, TableInfo],
     settings: ApiSettings,
     database_url: str = DATABASE_URL_REF,
+    land: LandSettings | None = None,
 ) -> dict:
     """The pygeoapi configuration as a dict.
 
@@ -136,21 +134,16 @@ def build_config(
     database_url
         The libpq URI for the running app, or the ``${IOC_DATABASE_URL}`` reference when the
         configuration is written to a file.
+    land
+        The land settings the land-change process honours (as ``ioc land detect`` does);
+        ``LandSettings()`` when omitted.
     """
     resources: dict[str, Any] = {}
     for spec in COLLECTIONS:
         if spec.id not in infos:
             raise ConfigError(f"No table information for collection {spec.id}.")
         resources[spec.id] = _collection(infos[spec.id], settings, database_url)
-    for process_id, dotted in PROCESSES.items():
-        resources[process_id] = {
-            "type": "process",
-            "processor": {
-                "name": dotted,
-                "database_url": database_url,
-                "allowed_roots": [str(p) for p in settings.process_data_roots],
-            },
-        }
+    resources.update(process_resources(settings, land or LandSettings(), database_url))
     return {
         "server": {
             "bind": {"host": settings.host, "port": settings.port},

@@ -8,6 +8,7 @@ from typing import Any
 
 from api.config import build_config, collect_table_infos, validate, write_config
 from api.settings import ApiSettings
+from gis.settings import LandSettings
 
 
 def demo_stage(ctx: Any) -> None:
@@ -15,7 +16,7 @@ def demo_stage(ctx: Any) -> None:
     ``engine``, ``state_dir`` and ``echo``."""
     settings = ApiSettings()
     infos = collect_table_infos(ctx.engine)
-    config = build_config(infos, settings)
+    config = build_config(infos, settings, land=LandSettings())  # read here, at the edge
     validate(config)
     path = write_config(config, settings.config_file or ctx.state_dir / "api" / "pygeoapi.yml")
     for cid, info in infos.items():
