@@ -145,14 +145,28 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         update=_correct_label,
     ),
     CollectionSpec(
+        id="posts",
+        relation="api_posts",
+        title_vi="Ý kiến người dân trên mạng xã hội",
+        title_en="Citizens' posts and comments",
+        description_vi="Bài đăng, bình luận của người dân (mạng xã hội, diễn đàn) với nhãn cảm "
+        "xúc, độ tin cậy và địa danh được nhắc tới; không công bố tên người đăng.",
+        description_en="Citizens' posts and comments (social media, forums) with their sentiment "
+        "label, its confidence and the places they mention; authors are not published.",
+        keywords=("mạng xã hội", "bình luận", "posts", "comments", "sentiment", "cảm xúc"),
+        time_column="published_at",
+        count_table="posts",
+    ),
+    CollectionSpec(
         id="commune-sentiment",
         relation="api_commune_sentiment",
         title_vi="Cảm xúc tin tức theo xã theo ngày",
         title_en="Daily news sentiment per commune",
-        description_vi="Số tin bài tiêu cực, trung tính, tích cực nhắc tới mỗi xã mỗi ngày "
-        "(giờ Việt Nam) và chỉ số cảm xúc.",
-        description_en="Negative, neutral and positive articles mentioning each commune per day "
-        "(Vietnam time), with a sentiment index.",
+        description_vi="Số tin bài (genre=article) và bài đăng của người dân (genre=post) tiêu "
+        "cực, trung tính, tích cực nhắc tới mỗi xã mỗi ngày (giờ Việt Nam) và chỉ số cảm xúc.",
+        description_en="Negative, neutral and positive articles (genre=article) and citizens' "
+        "posts (genre=post) mentioning each commune per day (Vietnam time), with a sentiment "
+        "index; one item per commune, day and genre.",
         keywords=("cảm xúc", "sentiment", "commune", "xã", "daily"),
         time_column="day",
     ),
