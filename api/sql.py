@@ -55,7 +55,9 @@ class CollectionSQL:
             g = transform_expr(sql.SQL("{}.{}").format(sql.Identifier(alias), self.geom), self.srid, q.out_srid)
         if q.out_flip:
             g = sql.SQL("ST_FlipCoordinates({})").format(g)
-        return sql.SQL("COALESCE(ST_AsGeoJSON({}, {}), 'null')").format(g, sql.Literal(precision(q.out_srid)))
+        # options 0: no "crs" member (RFC 7946; the CRS is in Content-Crs), and no lookup of the
+        # SRID in spatial_ref_sys, which lacks some advertised CRSs (EPSG:9209 on PostGIS 3.3)
+        return sql.SQL("COALESCE(ST_AsGeoJSON({}, {}, 0), 'null')").format(g, sql.Literal(precision(q.out_srid)))
 
     def properties_json(self, q: FeatureQuery, alias: str = "t") -> sql.Composable:
         names = q.properties if q.properties is not None else self.info.properties
