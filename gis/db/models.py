@@ -20,11 +20,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,7 +48,10 @@ class AdminUnit(Base):
     """An administrative unit (province, district, commune/ward) valid over a period."""
 
     __tablename__ = "admin_units"
-    __table_args__ = (UniqueConstraint("code", "valid_from", name="uq_admin_units_code_valid_from"),)
+    __table_args__ = (
+        UniqueConstraint("code", "valid_from", name="uq_admin_units_code_valid_from"),
+        Index("ix_admin_units_geom", "geom", postgresql_using="gist"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), index=True)
@@ -92,9 +98,19 @@ class LandUseCodeMapping(Base):
 
     __tablename__ = "land_use_code_map"
 
+    __table_args__ = (
+        # every mapped code is a known code of its version (0001)
+        ForeignKeyConstraint(["code_2014", "version_2014"],
+                             ["land_use_codes.code", "land_use_codes.version"], name="fk_map_2014"),
+        ForeignKeyConstraint(["code_2024", "version_2024"],
+                             ["land_use_codes.code", "land_use_codes.version"], name="fk_map_2024"),
+    )
+
     code_2014: Mapped[str] = mapped_column(String(8), primary_key=True)
     code_2024: Mapped[str] = mapped_column(String(8), primary_key=True)
     note: Mapped[str | None] = mapped_column(Text)
+    version_2014: Mapped[str] = mapped_column(String(8), server_default="2014")
+    version_2024: Mapped[str] = mapped_column(String(8), server_default="2024")
 
 
 class Parcel(Base):
@@ -105,6 +121,13 @@ class Parcel(Base):
         # 0002_land: old communes each numbered sheets from 1, so the old code is in the key
         UniqueConstraint("commune_code", "old_commune_code", "sheet_number", "parcel_number",
                          name="uq_parcels_key", postgresql_nulls_not_distinct=True),
+        ForeignKeyConstraint(["land_use_code_raw", "land_use_code_version"],
+                             ["land_use_codes.code", "land_use_codes.version"],
+                             name="fk_parcels_raw_code"),
+        ForeignKeyConstraint(["land_use_code", "land_use_code_current_version"],
+                             ["land_use_codes.code", "land_use_codes.version"],
+                             name="fk_parcels_code"),
+        Index("ix_parcels_geom", "geom", postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -174,6 +197,7 @@ class LandChange(Base):
     """A detected land-cover change polygon with its from→to classes."""
 
     __tablename__ = "land_changes"
+    __table_args__ = (Index("ix_land_changes_geom", "geom", postgresql_using="gist"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
@@ -259,7 +283,12 @@ class ArticleScore(Base):
     """Sentiment and topic of an article by one model version, with the reasons."""
 
     __tablename__ = "article_scores"
-    __table_args__ = (UniqueConstraint("article_id", "model_version", name="uq_article_scores_article_model"),)
+    __table_args__ = (
+        UniqueConstraint("article_id", "model_version", name="uq_article_scores_article_model"),
+        # 0004: the latest score of an article
+        Index("ix_article_scores_article_scored", "article_id", text("scored_at DESC"),
+              text("id DESC")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
@@ -287,6 +316,9 @@ class LabelFeedback(Base):
     """A correction of an article's label by media staff; used by ``ioc nlp retrain``."""
 
     __tablename__ = "label_feedback"
+    # 0004: the latest correction of an article
+    __table_args__ = (Index("ix_label_feedback_article_created", "article_id",
+                            text("created_at DESC"), text("id DESC")),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
