@@ -251,16 +251,13 @@ def jobs(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None
                    f"{secs:>7}  {(details or '')[:160]}")
 
 
-def _store_scheduler():
-    """A paused scheduler over the shared job store (reads and changes turns, runs nothing)."""
+def _store_view():
+    """The shared job store (reads and moves turns; runs nothing)."""
     from zoneinfo import ZoneInfo
 
-    from ioc.scheduler import Schedule, ScheduleSettings, build_scheduler
+    from ioc.scheduler import ScheduleSettings, StoreView
 
-    settings = ScheduleSettings()
-    sched = build_scheduler(_app().engine(), Schedule(settings, ZoneInfo(settings.timezone)))
-    sched.start(paused=True)
-    return sched
+    return StoreView(_app().engine(), ZoneInfo(ScheduleSettings().timezone))
 
 
 @jobs.command("schedule")
@@ -271,28 +268,20 @@ def jobs_schedule() -> None:
     from ioc.scheduler import ScheduleSettings
 
     tz = ZoneInfo(ScheduleSettings().timezone)
-    sched = _store_scheduler()
-    try:
-        stored = sched.get_jobs()
-        if not stored:
-            click.echo("no scheduled jobs stored yet (start `ioc run` once)")
-        for job in stored:
-            click.echo(f"{job.id:<24} next {_fmt_time(job.next_run_time, tz):<20} {job.trigger}")
-    finally:
-        sched.shutdown(wait=False)
+    stored = _store_view().jobs()
+    if not stored:
+        click.echo("no scheduled jobs stored yet (start `ioc run` once)")
+    for job in stored:
+        click.echo(f"{job.id:<24} next {_fmt_time(job.next_run_time, tz):<20} {job.trigger}")
 
 
 @jobs.command("trigger")
 @click.argument("name")
 def jobs_trigger(name: str) -> None:
     """Make a running `ioc run` run NAME at once (its next turn becomes now)."""
-    sched = _store_scheduler()
-    try:
-        from ioc.scheduler import ScheduleSettings, trigger_now
+    from ioc.scheduler import ScheduleSettings
 
-        trigger_now(sched, name)
-    finally:
-        sched.shutdown(wait=False)
+    _store_view().trigger_now(name)
     click.echo(f"{name}: next turn is now; a running `ioc run` starts it within "
                f"{ScheduleSettings().poll_seconds:g} s")
 

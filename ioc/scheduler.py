@@ -519,15 +519,33 @@ def install_jobs(scheduler: BaseScheduler, schedule: Schedule, first_crawl_now: 
     return done
 
 
-def trigger_now(scheduler: BaseScheduler, job: str) -> dt.datetime:
-    """Make ``job``'s next turn now (running services see it within IOC_SCHEDULE_POLL_SECONDS)."""
-    stored = scheduler.get_job(job)
-    if stored is None:
-        names = ", ".join(j.id for j in scheduler.get_jobs()) or "none (has `ioc run` been started?)"
-        raise ScheduleError(f"No scheduled job '{job}' in the job store; stored jobs: {names}.")
-    when = dt.datetime.now(dt.UTC)
-    scheduler.modify_job(job, next_run_time=when)
-    return when
+class StoreView:
+    """The shared job store without a scheduler thread: read the jobs, move a turn.
+
+    (A started-but-paused APScheduler would process due jobs itself while shutting down and so
+    swallow the turn it was asked to move.)
+    """
+
+    def __init__(self, engine: Engine, tz: ZoneInfo) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+        self.store.start(BackgroundScheduler(timezone=tz), "default")
+
+    def jobs(self) -> list[Any]:
+        return self.store.get_all_jobs()
+
+    def trigger_now(self, job: str) -> dt.datetime:
+        """Make ``job``'s next turn now (running services see it within IOC_SCHEDULE_POLL_SECONDS)."""
+        stored = self.store.lookup_job(job)
+        if stored is None:
+            names = ", ".join(j.id for j in self.jobs()) or "none (has `ioc run` been started?)"
+            raise ScheduleError(f"No scheduled job '{job}' in the job store; stored jobs: {names}.")
+        when = dt.datetime.now(dt.UTC)
+        stored._modify(next_run_time=when)
+        self.store.update_job(stored)
+        return when
 
 
 def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
