@@ -25,6 +25,7 @@ from scrapy.exceptions import DropItem, NotConfigured
 
 from crawler.errors import ExtractionError
 from crawler.extraction import extract_article
+from crawler.metrics import count
 from crawler.store import (
     ArticleStore,
     Spool,
@@ -120,6 +121,7 @@ class _Stage:
         if sink is not None:
             sink(failure)
         self.crawler.stats.inc_value(f"ioc/failed/{stage}")
+        count("errors", failure["source_name"], stage=stage)
         return DropItem(f"{stage}: {reason} ({item.get('url')})")
 
 
@@ -447,6 +449,7 @@ class ScoreStage(_Stage):
             record["places"] = scored["places"]
         record["model_version"] = scored.get("model_version") or self.model_version
         self.crawler.stats.inc_value("ioc/scored")
+        count("scored", record.get("source_name"))
         return record
 
     def close_spider(self, spider: Any) -> None:
@@ -542,6 +545,7 @@ class StoreStage(_Stage):
         if self.spool is not None and self.outage and time.monotonic() < self._next_retry:
             self.spool.append("article", payload)
             self.crawler.stats.inc_value("ioc/spooled")
+            count("items", record.get("source_name"), outcome="spooled")
             return record
         try:
             if self.spool is not None and self.outage:
@@ -557,8 +561,10 @@ class StoreStage(_Stage):
                 self._next_retry = time.monotonic() + self.retry_every
                 self.spool.append("article", payload)
                 self.crawler.stats.inc_value("ioc/spooled")
+                count("items", record.get("source_name"), outcome="spooled")
                 return record
             raise self.fail(record, spider, f"database rejected the article: {exc}") from exc
         record["id"] = article_id
         self.crawler.stats.inc_value("ioc/stored")
+        count("items", record.get("source_name"), outcome="stored")
         return record

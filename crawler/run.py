@@ -139,6 +139,18 @@ def scrapy_settings(
     return out
 
 
+def _count_pages(crawler: Any) -> None:
+    """ioc_crawl_pages_total{outlet} (crawler.metrics) for every response received."""
+    from scrapy import signals
+
+    from crawler.metrics import count
+
+    def received(response: Any, request: Any, spider: Any) -> None:
+        count("pages", request.meta.get("site"))
+
+    crawler.signals.connect(received, signal=signals.response_received, weak=False)
+
+
 def run_crawl(
     sites: list[Site],
     settings: CrawlSettings,
@@ -165,6 +177,7 @@ def run_crawl(
     scrapy_conf.update(extra_settings or {})
     process = CrawlerProcess(scrapy_conf, install_root_handler=True)
     crawler = process.create_crawler(NewsSpider)
+    _count_pages(crawler)
     process.crawl(
         crawler,
         sites=sites,
