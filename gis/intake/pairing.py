@@ -36,9 +36,17 @@ class Candidate:
 
 
 def season_distance(a: dt.datetime, b: dt.datetime) -> int:
-    """Days between the two dates' days of the year, around the year end (0..183)."""
-    d = abs(a.timetuple().tm_yday - b.timetuple().tm_yday)
-    return min(d, 365 - d)
+    """Days between the two dates' month-and-day, whatever the years, around the year end
+    (0..183; 29 February counts as the 28th)."""
+    best = 366
+    for year in (a.year - 1, a.year, a.year + 1):
+        try:
+            other = dt.date(year, b.month, b.day)
+        except ValueError:
+            other = dt.date(year, 2, 28)
+        best = min(best, abs((a.date() - other).days) if isinstance(a, dt.datetime)
+                   else abs((a - other).days))
+    return best
 
 
 def overlap_share(a, b) -> float:

@@ -68,12 +68,12 @@ def _being_written(path: Path) -> bool:
 
 
 def deliveries(watch_dir: Path) -> list[Delivery]:
-    """Candidate deliveries in the watch folder (not processed/, rejected/, hidden, partial)."""
+    """Deliveries in the watch folder (not processed/, rejected/ or hidden names)."""
     out = []
     for entry in sorted(watch_dir.iterdir()):
         if entry.name in (PROCESSED, REJECTED) or entry.name.startswith("."):
             continue
-        if entry.name.lower().endswith(_WRITING_SUFFIXES) or entry.name.endswith(".reason.txt"):
+        if entry.name.endswith(".reason.txt"):
             continue
         files = _files(entry)
         stats = []
