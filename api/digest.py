@@ -1,6 +1,6 @@
-"""The daily digest over HTTP: ``GET /digest/{date}?f=html|json|pdf`` (built by
-:mod:`nlp.digest`) and ``POST /digest/feedback`` (a media token corrects an article's sentiment
-label, as the digest page's form does)."""
+"""The daily digest over HTTP: ``GET /digest/{date}?f=html|json|pdf`` (the one stored by
+``ioc run`` for that day, else built by :mod:`nlp.digest`) and ``POST /digest/feedback`` (a
+media token corrects an article's sentiment label, as the digest page's form does)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def render_digest(engine: Engine, day: dt.date, fmt: str, base_url: str = "") -> tuple[bytes, str]:
-    """(content, media type) of the digest of ``day``; ``fmt`` is html, json or pdf."""
+    """(content, media type) of the digest of ``day``; ``fmt`` is html, json or pdf.
+
+    A digest stored by ``ioc run`` (table ``stored_digests``) is served as it was built;
+    only a day without one is built now."""
+    from api.service_routes import stored_digest
+
+    stored = stored_digest(engine, day, fmt)
+    if stored is not None:
+        return stored
     try:
         from nlp import digest as nlp_digest
     except ImportError as exc:

@@ -22,6 +22,8 @@ Groups served today:
 - :func:`api.digest.digest_routes` -- ``GET /digest/{date}``, ``POST /digest/feedback``;
 - :func:`api.health.ops_routes` -- ``/healthz``, ``/readyz`` (JSON, 503 when not ready) and
   ``/metrics`` (Prometheus); no token.
+- :func:`api.service_routes.service_routes` -- ``/service/runs`` (the recorded runs of the
+  scheduled jobs of ``ioc run``), ``/service/digests`` (the stored daily digests).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from api.params import (
 )
 from api.processes import check_execution, check_job_deletion
 from api.service import Page
+from api.service_routes import service_routes
 from api.streaming import iter_collection, iter_streamed
 from api.writes import write_routes
 
@@ -333,7 +336,8 @@ def process_routes(ctx: AppContext) -> RouteGroup:
 
 
 #: The route groups every app serves, in order (append yours here).
-ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes]
+ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes,
+                                   service_routes]
 
 
 def build_routes(ctx: AppContext, extra: list[RouteFactory] | tuple = ()) -> tuple[list[BaseRoute], dict[str, dict]]:

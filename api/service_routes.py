@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.app_context import AppContext, RouteGroup
 from api.errors import InvalidParameterError, NotFoundError
 
 RUN_STATUSES = ("running", "succeeded", "failed")
@@ -71,31 +72,39 @@ def _runs(engine: Engine, job: str | None, status: str | None, limit: int, run_i
     return out
 
 
-def _error(exc: Exception, path: str) -> Response:
-    try:
-        from api.errors import error_response
-    except ImportError:  # older api.errors
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        return JSONResponse({"code": getattr(exc, "code", "NoApplicableCode"), "description": str(exc)},
-                            status_code=status)
-    return error_response(exc, path) if error_response.__code__.co_argcount > 1 else error_response(exc)
+SERVICE_PATHS: dict[str, dict] = {
+    "/service/runs": {"get": {
+        "summary": "Recorded runs of the scheduled jobs of `ioc run`, newest first", "tags": ["service"],
+        "operationId": "getServiceRuns",
+        "parameters": [
+            {"name": "job", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "A job (digest, backup, crawl:vnexpress ...); crawl = every outlet's crawl."},
+            {"name": "status", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": list(RUN_STATUSES)}},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+        ],
+        "responses": {"200": {"description": "The runs"}, "400": {"description": "Bad parameter"}},
+    }},
+    "/service/runs/{runId}": {"get": {
+        "summary": "One recorded run", "tags": ["service"], "operationId": "getServiceRun",
+        "parameters": [{"name": "runId", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "responses": {"200": {"description": "The run"}, "404": {"description": "No such run"}},
+    }},
+    "/service/digests": {"get": {
+        "summary": "Days whose daily digest is stored (served as built at /digest/{date})",
+        "tags": ["service"], "operationId": "getServiceDigests",
+        "responses": {"200": {"description": "The stored digests"}},
+    }},
+}
 
 
-def service_routes(engine: Engine, check_read=None) -> list[Route]:
-    """The routes above, over ``engine``; ``check_read(request)`` guards reads when given."""
-
-    def guarded(handler):
-        async def endpoint(request: Request) -> Response:
-            try:
-                if check_read is not None:
-                    check_read(request)
-                return await handler(request)
-            except Exception as exc:  # noqa: BLE001 - every error becomes an OGC exception
-                return _error(exc, request.url.path)
-
-        return endpoint
+def service_routes(ctx: AppContext) -> RouteGroup:
+    """The routes above (reads: guarded like every read when IOC_API_PROTECT_READS is on)."""
+    engine = ctx.engine
 
     async def runs(request: Request) -> Response:
+        ctx.check_read(request)
         params = request.query_params
         unknown = set(params) - {"job", "status", "limit", "f"}
         if unknown:
@@ -114,8 +123,9 @@ def service_routes(engine: Engine, check_read=None) -> list[Route]:
         return JSONResponse({"runs": rows, "numberReturned": len(rows)})
 
     async def run(request: Request) -> Response:
+        ctx.check_read(request)
         raw = request.path_params["run_id"]
-        if not raw.isdigit():
+        if not raw.isdigit() or len(raw) > 18:
             raise InvalidParameterError(f"run id '{raw[:20]}' is not a number.")
         rows = await run_in_threadpool(_runs, engine, None, None, 1, int(raw))
         if not rows:
@@ -123,12 +133,15 @@ def service_routes(engine: Engine, check_read=None) -> list[Route]:
         return JSONResponse(rows[0])
 
     async def digests(request: Request) -> Response:
+        ctx.check_read(request)
+
         def query() -> list[dict]:
             with engine.connect() as conn:
                 return [
                     {"date": r.day.isoformat(), "built_at": r.built_at.isoformat(), "pdf": r.has_pdf,
                      "delivery": r.delivery, "links": [
-                         {"href": f"/digest/{r.day.isoformat()}?f={f}", "type": MEDIA[f], "rel": "alternate"}
+                         {"href": f"{ctx.base_url}/digest/{r.day.isoformat()}?f={f}", "type": MEDIA[f],
+                          "rel": "alternate"}
                          for f in ("html", "pdf", "json")]}
                     for r in conn.execute(text(
                         "SELECT day, built_at, pdf IS NOT NULL AS has_pdf, delivery FROM stored_digests "
@@ -136,10 +149,11 @@ def service_routes(engine: Engine, check_read=None) -> list[Route]:
                 ]
 
         rows = await run_in_threadpool(query)
-        return Response(json.dumps({"digests": rows}, default=str), media_type="application/json")
+        return Response(json.dumps({"digests": rows}, default=str, ensure_ascii=False),
+                        media_type="application/json")
 
-    return [
-        Route("/service/runs", guarded(runs)),
-        Route("/service/runs/{run_id}", guarded(run)),
-        Route("/service/digests", guarded(digests)),
-    ]
+    return RouteGroup([
+        Route("/service/runs", runs),
+        Route("/service/runs/{run_id}", run),
+        Route("/service/digests", digests),
+    ], SERVICE_PATHS)

@@ -238,13 +238,28 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
     # served as stored: the article's title changes afterwards, the 4 August digest does not
     with engine.begin() as conn:
         conn.execute(text("UPDATE articles SET title = 'Đã sửa sau' WHERE url LIKE :b"), {"b": site.base + "%"})
-    from api.service_routes import stored_digest
+    from starlette.testclient import TestClient
 
-    content, media_type = stored_digest(engine, dt.date(2025, 8, 4), "html")
-    assert title in content.decode() and media_type.startswith("text/html")
-    data, _ = stored_digest(engine, dt.date(2025, 8, 4), "json")
-    assert json.loads(data)["totals"]["articles"] >= 1
-    assert stored_digest(engine, dt.date(2025, 8, 3), "html") is None
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    with TestClient(create_app(ApiSettings(), database_url, engine=engine)) as client:
+        page = client.get("/digest/2025-08-04")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert title in page.text and "Đã sửa sau" not in page.text
+        data = client.get("/digest/2025-08-04?f=json").json()
+        assert data["totals"]["articles"] >= 1 and data["date"] == "2025-08-04"
+        if stored.pdf:
+            assert client.get("/digest/2025-08-04?f=pdf").content == bytes(stored.pdf)
+        # a day without a stored digest is still built on request
+        assert client.get("/digest/2025-08-03?f=json").json()["totals"]["articles"] == 0
+        listed = client.get("/service/digests").json()["digests"]
+        assert listed[0]["date"] == "2025-08-04"
+        runs = client.get("/service/runs", params={"job": "digest"}).json()
+        assert [r["id"] for r in runs["runs"]] == [run.id] and runs["runs"][0]["status"] == "succeeded"
+        assert client.get(f"/service/runs/{run.id}").json()["counts"]["day"] == "2025-08-04"
+        assert client.get("/service/runs/999999999").status_code == 404
+        assert client.get("/service/runs", params={"status": "lost"}).status_code == 400
 
 
 def test_bad_schedule_settings_are_one_sentence(tmp_path):
