@@ -251,4 +251,5 @@ def ops_routes(ctx: Any) -> list[Route]:
     ``/readyz`` and ``/metrics`` (with the pools of ``ctx``'s engine and feature service)."""
     from api.metrics import metrics_routes
 
-    return [*health_routes(ctx.database_url), *metrics_routes(engines={"writes": ctx.engine})]
+    return [*health_routes(ctx.database_url),
+            *metrics_routes(engines={"writes": ctx.engine}, stored_counts=ctx.engine)]

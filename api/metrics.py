@@ -16,6 +16,9 @@ Served metrics (text format 0.0.4):
 * ``ioc_detection_runs_total{status}``, ``ioc_parcel_alerts_total{severity}``
   (:func:`observe_detection`); ``ioc_deliveries_total{kind,channel,outcome}``
   (:func:`observe_delivery`);
+* what the database holds, read at scrape time (exact across processes and restarts):
+  ``ioc_detection_runs{status}``, ``ioc_parcel_alerts{severity,review_status}``,
+  ``ioc_articles{scored}``, ``ioc_database_up``;
 * ``ioc_db_pool_connections{pool,state}`` (size, available, in_use, max),
   ``ioc_db_pool_requests_waiting{pool}``, ``ioc_db_pool_requests_total{pool}``,
   ``ioc_db_pool_wait_seconds_total{pool}``, ``ioc_db_pool_errors_total{pool}``: the fast
@@ -194,6 +197,65 @@ class PoolCollector:
         yield from (conns, waiting, requests, wait, errors)
 
 
+class StoredCountsCollector:
+    """What the database holds, read at scrape time (cached ``ttl`` seconds), so the figures
+    are exact whichever process produced them and survive restarts:
+    ``ioc_detection_runs{status}``, ``ioc_parcel_alerts{severity,review_status}``,
+    ``ioc_articles{scored}`` and ``ioc_database_up`` (0 when the queries fail)."""
+
+    SQL = {
+        "runs": "SELECT status, count(*) FROM detection_runs GROUP BY status",
+        "alerts": "SELECT severity, review_status, count(*) FROM parcel_alerts GROUP BY 1, 2",
+        "articles": "SELECT EXISTS (SELECT 1 FROM article_scores s WHERE s.article_id = a.id), count(*) "
+                    "FROM articles a GROUP BY 1",
+    }
+
+    def __init__(self, engine: Any, ttl: float = 15.0, timeout_ms: int = 2000) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.timeout_ms = timeout_ms
+        self._cache: tuple[float, dict[str, list] | None] = (0.0, None)
+
+    def _read(self) -> dict[str, list] | None:
+        at, data = self._cache
+        if time.monotonic() - at < self.ttl:
+            return data
+        from sqlalchemy import text
+
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(self.timeout_ms)}"))
+                data = {k: [tuple(r) for r in conn.execute(text(q))] for k, q in self.SQL.items()}
+                conn.rollback()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database does not
+            logging.getLogger(__name__).debug("stored counts not read: %s", exc)
+            data = None
+        self._cache = (time.monotonic(), data)
+        return data
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        data = self._read()
+        up = GaugeMetricFamily("ioc_database_up", "1 when the database answered the last scrape's queries.")
+        up.add_metric([], 0 if data is None else 1)
+        yield up
+        if data is None:
+            return
+        runs = GaugeMetricFamily("ioc_detection_runs", "Stored land-change detection runs by status.",
+                                 labels=["status"])
+        for status, n in data["runs"]:
+            runs.add_metric([str(status)], n)
+        alerts = GaugeMetricFamily("ioc_parcel_alerts", "Stored parcel alerts by severity and review status.",
+                                   labels=["severity", "review_status"])
+        for severity, review, n in data["alerts"]:
+            alerts.add_metric([str(severity), str(review)], n)
+        articles = GaugeMetricFamily("ioc_articles", "Stored articles, scored or not.", labels=["scored"])
+        for scored, n in data["articles"]:
+            articles.add_metric(["true" if scored else "false"], n)
+        yield from (runs, alerts, articles)
+
+
 def render_metrics(collectors: Iterable[Any] = ()) -> bytes:
     """The metrics in Prometheus text format (all processes in multiprocess mode)."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -212,15 +274,18 @@ def render_metrics(collectors: Iterable[Any] = ()) -> bytes:
     return out + generate_latest(extra)
 
 
-def metrics_routes(engines: Mapping[str, Any] | None = None) -> list[Route]:
+def metrics_routes(engines: Mapping[str, Any] | None = None, stored_counts: Any = None) -> list[Route]:
     """``GET /metrics`` (no token: put it behind the reverse proxy's rules if it must not be
-    public)."""
+    public). ``engines``: SQLAlchemy engines whose pools are reported; ``stored_counts``: an
+    engine to read the stored counts with (:class:`StoredCountsCollector`)."""
     from starlette.concurrency import run_in_threadpool
 
-    collector = PoolCollector(engines)
+    collectors: list[Any] = [PoolCollector(engines)]
+    if stored_counts is not None:
+        collectors.append(StoredCountsCollector(stored_counts))
 
     async def endpoint(request: Request) -> Response:
-        body = await run_in_threadpool(render_metrics, [collector])
+        body = await run_in_threadpool(render_metrics, collectors)
         return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     return [Route("/metrics", endpoint, methods=["GET"], include_in_schema=False)]

@@ -223,3 +223,19 @@ def test_crawl_counts_reach_the_metrics_of_another_process(tmp_path):
     counted = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                   if s.name == "ioc_crawl_errors_total" and s.labels.get("outlet") == "testsite")
     assert counted == errors > 0
+
+
+def test_stored_counts_match_the_database(client, api_engine):
+    from tests.api.conftest import count
+
+    text = scrape(client)
+    assert sample(text, "ioc_database_up") == 1
+    alerts = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == "ioc_parcel_alerts")
+    assert alerts == count(api_engine, "SELECT count(*) FROM parcel_alerts") > 0
+    assert sample(text, "ioc_parcel_alerts", severity="high", review_status="new") == count(
+        api_engine, "SELECT count(*) FROM parcel_alerts WHERE severity = 'high' AND review_status = 'new'")
+    assert sample(text, "ioc_detection_runs", status="succeeded") == count(
+        api_engine, "SELECT count(*) FROM detection_runs WHERE status = 'succeeded'")
+    assert sample(text, "ioc_articles", scored="true") == count(
+        api_engine, "SELECT count(DISTINCT article_id) FROM article_scores")
