@@ -77,32 +77,55 @@ def _iter_batches(stream: TextIO, size: int):
 @nlp.command("score")
 @click.option("--input", "input_", default="-", show_default=True, help="JSON-lines file, or - for stdin.")
 @click.option("--output", default="-", show_default=True, help="JSON-lines file, or - for stdout.")
+@click.option("--genre", type=click.Choice(["auto", "article", "post"]), default="auto", show_default=True,
+              help="Force every record's genre; auto: the record's genre/kind field, else its form.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Model file (default: the registry's current model, else the shipped one).")
 @click.option("--gazetteer", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Gazetteer JSON (default: IOC_NLP_GAZETTEER_PATH or data/admin/gazetteer_hanam.json).")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--no-ner", is_flag=True, help="Do not use underthesea NER to check place mentions.")
-def score_cmd(input_: str, output: str, model_path: Path | None, gazetteer: Path | None, batch_size: int, no_ner: bool) -> None:
-    """Score news: each input line {"id", "text", ...} gets "sentiment", "topic", "places".
+@click.option("--no-encoder", is_flag=True, help="TF-IDF-only heads (the fallback used where the encoder cannot run).")
+def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gazetteer: Path | None,
+              batch_size: int, no_ner: bool, no_encoder: bool) -> None:
+    """Score news articles and citizens' posts: each input line {"id", "text", ...} gets
+    "sentiment", "topic", "places", "genre" and "confidence".
 
-    A malformed line gives an output line {"line": N, "error": "..."}; the batch goes on.
+    A malformed line gives an output line {"line": N, "error": "..."}; the batch goes on. Exit
+    status 0 when at least one line was scored (or the input was empty), 1 when every line
+    failed or was not scored, 2 for a user error (unreadable input, unknown model file).
     """
     from nlp.errors import NLPError
     from nlp.scoring import load_scorer
 
     settings = NLPSettings()
-    try:
-        scorer = load_scorer(resolve_model_path(model_path, settings), gazetteer or settings.gazetteer_path, use_ner=not no_ner)
-    except NLPError as exc:
-        raise click.ClickException(str(exc)) from exc
+
+    def user_error(message: str) -> click.ClickException:
+        exc = click.ClickException(message)
+        exc.exit_code = 2
+        return exc
+
+    if input_ != "-" and not Path(input_).is_file():
+        raise user_error(f"input {input_} does not exist or is not a file")
     try:
         fin = sys.stdin if input_ == "-" else open(input_, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as exc:
-        raise click.ClickException(f"input {input_} cannot be read: {exc.strerror}") from exc
+        raise user_error(f"input {input_} cannot be read: {exc.strerror}") from exc
+    try:
+        scorer = load_scorer(resolve_model_path(model_path, settings), gazetteer or settings.gazetteer_path,
+                             use_ner=not no_ner, state_dir=_state_dir(), use_encoder=not no_encoder)
+    except NLPError as exc:
+        if fin is not sys.stdin:
+            fin.close()
+        raise user_error(str(exc)) from exc
     out_path = None if output == "-" else Path(output)
     tmp = out_path.with_name(out_path.name + ".tmp") if out_path else None
-    fout = sys.stdout if out_path is None else open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        fout = sys.stdout if out_path is None else open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        if fin is not sys.stdin:
+            fin.close()
+        raise user_error(f"output {output} cannot be written: {exc.strerror}") from exc
     n_in = n_ok = n_bad = 0
     t0 = time.perf_counter()
     try:
@@ -116,23 +139,23 @@ def score_cmd(input_: str, output: str, model_path: Path | None, gazetteer: Path
                 except json.JSONDecodeError as exc:
                     slots.append((n, {"line": n, "error": f"line {n} is not valid JSON: {exc.msg} at column {exc.colno}"}))
                     continue
+                except RecursionError:
+                    slots.append((n, {"line": n, "error": f"line {n} is nested too deeply to read"}))
+                    continue
                 if not isinstance(rec, dict):
                     slots.append((n, {"line": n, "error": f"line {n} is not a JSON object"}))
                     continue
-                if "text" not in rec and "title" not in rec:
-                    rec = dict(rec)
-                    rec["error"] = f"line {n} has no \"text\" field"
-                    slots.append((n, rec))
-                    continue
                 slots.append((n, None))
                 records.append(rec)
-            scored = iter(scorer.score_records(records)) if records else iter(())
-            for _, ready in slots:
+            scored = iter(scorer.score_records(records, genre=genre)) if records else iter(())
+            for n, ready in slots:
                 rec = ready if ready is not None else next(scored)
                 if "sentiment" in rec:
                     n_ok += 1
                 else:
                     n_bad += 1
+                    if "error" in rec and ready is None:
+                        rec = {"line": n, **rec, "error": f"line {n}: {rec['error']}"}
                 fout.write(json.dumps(rec, ensure_ascii=False) + "\n")
             fout.flush()
             if out_path is not None:
@@ -146,9 +169,13 @@ def score_cmd(input_: str, output: str, model_path: Path | None, gazetteer: Path
         tmp.replace(out_path)
     click.echo(
         f"{n_in} lines: {n_ok} scored, {n_bad} not scored or errors "
-        f"({time.perf_counter() - t0:.1f} s, model {scorer.model_version})",
+        f"({time.perf_counter() - t0:.1f} s, model {scorer.model_version}, features {scorer.features}"
+        + (f": {scorer.encoder_reason}" if scorer.features == "tfidf" and scorer.encoder_reason else "") + ")",
         err=True,
     )
+    if n_in and not n_ok:
+        click.echo("error: no line was scored", err=True)
+        sys.exit(1)
 
 
 @nlp.command("train")

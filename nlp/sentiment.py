@@ -485,8 +485,8 @@ def fit_unsupervised(model: NewsModel, unlabelled: Corpus, labelled: Corpus) -> 
         model.pos_lexicon = frozenset(pos - both)
 
 
-def fit_supervised(model: NewsModel, train: Corpus, unlabelled: Corpus | None = None) -> NewsModel:
-    """Fit vectorizers and classifiers on labelled items (LSA/lexicon must already be fitted)."""
+def fit_vectorizers(model: NewsModel, train: Corpus) -> NewsModel:
+    """Fit the item, headline and character TF-IDF vocabularies on labelled items (no labels used)."""
     cfg = model.config
     heads = [split_headline(s)[0] for s in train.segs]
     norms = [t.lower() for t in train.texts]
@@ -506,6 +506,15 @@ def fit_supervised(model: NewsModel, train: Corpus, unlabelled: Corpus | None = 
             max_features=60000,
             dtype=np.float32,
         ).fit(norms)
+    return model
+
+
+def fit_supervised(model: NewsModel, train: Corpus, unlabelled: Corpus | None = None) -> NewsModel:
+    """Fit vectorizers and classifiers on labelled items (LSA/lexicon must already be fitted)."""
+    cfg = model.config
+    heads = [split_headline(s)[0] for s in train.segs]
+    norms = [t.lower() for t in train.texts]
+    fit_vectorizers(model, train)
     x = model.features(train.segs, heads, norms)
     y = train.labels
     w = train.weights if train.weights is not None else np.ones(len(y))

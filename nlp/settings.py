@@ -26,4 +26,3 @@ class NLPSettings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR  # the shared data folder (…/shared/data)
     registry_dir: Path | None = None  # None: <state_dir>/nlp-models
     max_chars: int = 200_000  # longer documents are truncated (and flagged) before scoring
-    min_chars: int = 20  # shorter texts are "not scored"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 
+from nlp.heads import TFIDF_ONLY, WITH_ENCODER, Data, GenreModel, Head, HeadConfig
 from nlp.scoring import save_model
+from nlp.selection import choose, grid_oof, macro_f1
 from nlp.sentiment import (
+    LABELS,
+    TOPICS,
     Corpus,
     ModelConfig,
+    NewsModel,
     cross_validate,
     frozen_reference_ids,
     ids_digest,
@@ -79,3 +84,79 @@ def train_release(
     report["size_bytes"] = path.stat().st_size
     echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return path, report
+
+
+# ------------------------------------------------------------------------------ genre model (format 2)
+
+# The model-selection grids of the genre heads (nlp.selection chooses inside CV folds; the
+# benchmark measures the whole procedure with nested CV: see nlp/models/MODEL_CARD.md).
+ARTICLE_GRID: tuple[HeadConfig, ...] = ()
+POST_GRID: tuple[HeadConfig, ...] = ()
+TOPIC_GRID: tuple[HeadConfig, ...] = ()
+
+
+def tfidf_only(grid: Sequence[HeadConfig]) -> list[HeadConfig]:
+    """The TF-IDF-only points of a grid (the fallback heads choose among these)."""
+    return [g for g in grid if g.encoder_weight <= 0 and g.text != "none"]
+
+
+def fit_genre_heads(
+    grid: Sequence[HeadConfig],
+    data: Data,
+    news_base: NewsModel | None,
+    folds: int = 5,
+    classes: tuple[str, ...] = LABELS,
+    echo: Callable[[str], None] = print,
+    name: str = "",
+) -> dict[str, Head]:
+    """The encoder head and the TF-IDF fallback head of one genre (or of topics): each chosen
+    by ``folds``-fold CV over its part of the grid (points with the encoder / TF-IDF-only
+    points; bias included for sentiment), refitted on all of ``data`` and calibrated."""
+    out: dict[str, Head] = {}
+    plans = [(TFIDF_ONLY, tfidf_only(grid))]
+    if data.emb is not None and any(g.encoder_weight > 0 for g in grid):
+        plans.insert(0, (WITH_ENCODER, [g for g in grid if g.encoder_weight > 0]))
+    for feats, g in plans:
+        if len(g) == 1:
+            cfg, f = g[0], float("nan")
+        elif classes == LABELS:
+            cfg, f, _ = choose(g, data if feats == WITH_ENCODER else _no_emb(data), folds, 0, news_base)
+        else:
+            oof = grid_oof(g, data, folds, 0, news_base, classes)
+            scored = [(macro_f1(data.labels, np.array(classes)[d.argmax(1)], classes), c) for c, d in oof.items()]
+            f, cfg = max(scored, key=lambda fc: fc[0])
+        head = Head(cfg, classes).fit(data if feats == WITH_ENCODER else _no_emb(data), news_base, folds=folds)
+        head.meta = {"cv_macro_f1": round(f, 4), "n_train": len(data.texts)}
+        echo(f"{name} [{feats}]: {cfg.label()} (CV macro-F1 {f:.3f}, temperature {head.temperature:.2f})")
+        out[feats] = head
+    return out
+
+
+def _no_emb(data: Data) -> Data:
+    return Data(data.texts, data.segs, data.labels, None, data.weights)
+
+
+def build_genre_model(
+    article: Data,
+    post: Data,
+    topics: Data,
+    news_base: NewsModel,
+    version: str,
+    encoder_name: str | None,
+    encoder_max_chars: int,
+    grids: dict[str, Sequence[HeadConfig]] | None = None,
+    folds: int = 5,
+    meta: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> GenreModel:
+    """Fit both genres' heads and the topic heads (encoder + TF-IDF fallback each)."""
+    grids = grids or {"article": ARTICLE_GRID, "post": POST_GRID, "topic": TOPIC_GRID}
+    heads = {
+        "article": fit_genre_heads(grids["article"], article, news_base, folds, echo=echo, name="article"),
+        "post": fit_genre_heads(grids["post"], post, news_base, folds, echo=echo, name="post"),
+    }
+    topic = fit_genre_heads(grids["topic"], topics, news_base, folds, TOPICS, echo=echo, name="topic")
+    return GenreModel(
+        version=version, heads=heads, topic=topic, encoder_name=encoder_name,
+        meta={**(meta or {}), "encoder_max_chars": encoder_max_chars},
+    )
