@@ -13,12 +13,3 @@ class SitesFileError(CrawlerError, ValueError):
 
 class ExtractionError(CrawlerError, ValueError):
     """A page could not be turned into an article (no body, unreadable bytes, ...)."""
-
-
-class StageError(CrawlerError, RuntimeError):
-    """An item failed a pipeline stage; carries the stage name for the dead-letter table."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(f"{stage}: {reason}")
-        self.stage = stage
-        self.reason = reason

@@ -344,10 +344,8 @@ class ScoreStage(_Stage):
         settings = crawler.settings
         if not settings.getbool("IOC_SCORING", True):
             raise NotConfigured("scoring switched off (IOC_CRAWL_SCORING=false)")
-        try:
-            from nlp.scoring import load_scorer
-        except ImportError as exc:
-            raise NotConfigured(f"nlp.scoring is not available: {exc}") from exc
+        from nlp.scoring import load_scorer
+
         spec = settings.get("IOC_SCORER")
         try:
             scorer = load_scorer(

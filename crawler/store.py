@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ArticleStore",
-    "DatabaseUnavailable",
     "Spool",
     "content_hash",
     "hamming",
@@ -95,10 +94,6 @@ def hamming(a: int, b: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Outages
 # --------------------------------------------------------------------------------------------
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached; the item was spooled."""
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -84,7 +84,3 @@ def transform_geometries(geoms: np.ndarray, src: str | int | CRS, dst: str | int
             "(wrong CRS, or x/y swapped?)."
         )
     return out
-
-
-def epsg_code(crs: CRS) -> int | None:
-    return crs.to_epsg(min_confidence=70)
