@@ -32,7 +32,3 @@ class InputError(NLPError, ValueError):
 
 class ArticleNotFoundError(InputError, LookupError):
     """A label correction names an article that does not exist."""
-
-
-class PromotionRefused(NLPError, RuntimeError):
-    """A retrained model scored worse than the current one on the frozen reference set."""
