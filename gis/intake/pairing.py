@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import shapely
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gis.cadastre import transaction
 from gis.errors import IocError
@@ -141,9 +142,16 @@ def detect_pair(bind: Bind, before: Candidate, after: Candidate, land=None) -> d
         log.info("run %s: %s change polygons, %s parcel alerts", stored["run_id"],
                  stored["changes"], stored["alerts"])
         return {"status": "succeeded", **stored}
-    except IocError as exc:
-        error = str(exc)
-        log.warning("detection between %s and %s failed: %s", before.label, after.label, error)
+    except SQLAlchemyError:
+        raise  # the database is the problem: nothing recorded, the pair is tried next poll
+    except Exception as exc:
+        if isinstance(exc, IocError):
+            error = str(exc)
+            log.warning("detection between %s and %s failed: %s", before.label, after.label,
+                        error)
+        else:  # a bug or an unforeseen input: recorded, so it is not retried every poll
+            error = f"unexpected error: {type(exc).__name__}: {str(exc).strip()[:500]}"
+            log.exception("detection between %s and %s failed", before.label, after.label)
         run_id = None
         try:
             run_id = record_failed_run(bind, config.method, params, error)
