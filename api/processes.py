@@ -102,6 +102,9 @@ LAND_CHANGE_METADATA = _meta(
         "threshold": _input("Change probability threshold",
                             {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}, False),
         "store": _input("Store the run and its changes", {"type": "boolean", "default": True}, False),
+        "force": _input("Store a new run even if the same run (same scene contents, method, model "
+                        "and parameters) is stored already; otherwise that run is updated",
+                        {"type": "boolean", "default": False}, False),
     },
     {"result": {"title": "Run summary", "schema": {"type": "object", "contentMediaType": "application/json"}}},
     {"before": "data/imagery/before.tif", "after": "data/imagery/after.tif", "method": "cva"},
@@ -469,11 +472,12 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             from gis.change.store import store_run
 
             try:
-                stored = store_run(self.engine, result, rules)
+                stored = store_run(self.engine, result, rules, force=data["force"])
             except (IocError, ValueError) as exc:
                 raise ProcessorExecuteError(self._public(str(exc), data)) from exc
         summary = {
             "run_id": stored.get("run_id"),
+            "updated": stored.get("updated"),
             "alerts": stored.get("alerts"),
             "alerts_by_severity": stored.get("alerts_by_severity"),
             "method": result.method,
