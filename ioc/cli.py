@@ -19,8 +19,7 @@ from gis.settings import DatabaseSettings, StateSettings
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
-# (module, attribute) of each package's click commands; a package whose command module is
-# not present yet is simply not offered.
+# (module, attribute) of each package's click commands, imported when the command is used
 COMMANDS = (
     ("gis.cli", "db"),
     ("gis.cli", "admin"),
@@ -81,16 +80,12 @@ class IocGroup(click.Group):
     """Loads each package's commands lazily so `ioc --help` stays fast."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = []
-        for module_name, attr in COMMANDS:
-            if importlib.util.find_spec(module_name) is not None:
-                names.append(attr)
-        return sorted(names)
+        return sorted(attr for _module, attr in COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         for module_name, attr in COMMANDS:
-            if attr == cmd_name and importlib.util.find_spec(module_name) is not None:
-                return getattr(importlib.import_module(module_name), attr, None)
+            if attr == cmd_name:
+                return getattr(importlib.import_module(module_name), attr)
         return None
 
 
