@@ -12,9 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class ApiSettings(BaseSettings):
     """How the OGC API is served (env prefix ``IOC_API_``).
 
-    Tokens: ``IOC_API_TOKENS`` is a comma-separated list of ``name:token`` (or bare tokens);
-    ``IOC_API_TOKENS_FILE`` names a file with one ``name:token`` per line. Every write needs one;
-    reads need one too when ``IOC_API_PROTECT_READS=true``.
+    Tokens: ``IOC_API_TOKENS`` is a comma-separated list of ``name:role[+role]:token`` (roles
+    officer, media, admin; the old ``name:token`` and bare tokens mean admin, see
+    :mod:`api.auth`); ``IOC_API_TOKENS_FILE`` names a file with one entry per line. Every write
+    needs one; reads need one too when ``IOC_API_PROTECT_READS=true``.
     """
 
     model_config = SettingsConfigDict(env_prefix="IOC_API_", env_file=".env", extra="ignore")

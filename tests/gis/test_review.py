@@ -140,15 +140,15 @@ def _tuple_literals(values: tuple[str, ...]) -> list[str]:
             if "migrations" in path.parts or path == REPO / "gis" / "db" / "models.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                elements = getattr(node, "elts", None)
-                if isinstance(node, ast.Tuple | ast.List | ast.Set) and elements and all(
-                        isinstance(e, ast.Constant) for e in elements):
-                    if sorted(str(e.value) for e in elements) == sorted(values):
-                        found.append(f"{path.relative_to(REPO)}:{node.lineno}")
-                if isinstance(node, ast.Dict) and node.values and all(
-                        isinstance(v, ast.Constant) for v in node.values):
-                    if sorted(str(v.value) for v in node.values) == sorted(values):
-                        found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+                if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                    elements = node.elts
+                elif isinstance(node, ast.Dict):
+                    elements = node.values
+                else:
+                    continue
+                if elements and all(isinstance(e, ast.Constant) for e in elements) and sorted(
+                        str(e.value) for e in elements) == sorted(values):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     return found
 
 
