@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pygeoapi
 import yaml
 from sqlalchemy import Engine
 
@@ -26,6 +27,8 @@ from gis.settings import LandSettings
 DATABASE_URL_REF = "${IOC_DATABASE_URL}"
 # Vietnam, for empty collections (the extent is required by pygeoapi)
 FALLBACK_BBOX = [102.14, 8.18, 109.47, 23.39]
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
 FEATURE_PROVIDER = "api.plugins.PostGISProvider"
 TILE_PROVIDER = "api.plugins.PostGISTileProvider"
 
@@ -163,6 +166,9 @@ def build_config(
                 "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
                 "attribution": "&copy; OpenStreetMap contributors",
             },
+            # our templates first (page titles, tables, the offline base layer), pygeoapi's for
+            # every page we do not override
+            "templates": {"path": str(TEMPLATES), "static": str(PYGEOAPI_STATIC)},
             "manager": {
                 "name": "api.jobs.JobManager",
                 "connection": database_url,
