@@ -325,6 +325,21 @@ def _ensure_database(database_url: str) -> None:
         admin.dispose()
 
 
+def _restore_order(pg_restore: Path, dump: Path, out: Path) -> Path:
+    """The dump's table of contents with the rows of ``spatial_ref_sys`` (the pinned VN-2000
+    SRIDs of migration 0005) restored before any other table's rows: the parcels' generated
+    Web Mercator column is computed through them while the parcels are copied in."""
+    proc = subprocess.run([str(pg_restore), "--list", str(dump)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore cannot read the dump: {proc.stderr.strip()[:300]}")
+    lines = proc.stdout.splitlines()
+    srs = [ln for ln in lines if " TABLE DATA public spatial_ref_sys " in ln]
+    rest = [ln for ln in lines if ln not in srs]
+    first_data = next((i for i, ln in enumerate(rest) if " TABLE DATA " in ln), len(rest))
+    out.write_text("\n".join(rest[:first_data] + srs + rest[first_data:]) + "\n", encoding="utf-8")
+    return out
+
+
 def restore_backup(archive: Path, database_url: str, state_dir: Path | None = None,
                    force: bool = False) -> dict[str, Any]:
     """Restore ``archive`` into ``database_url`` (created when missing; must be empty unless
@@ -367,9 +382,10 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
                     conn.execute(text("DROP SCHEMA public CASCADE"))
                     conn.execute(text("CREATE SCHEMA public"))
             url, env = _libpq_env(database_url)
+            order = _restore_order(pg_restore, work / "database.dump", work / "restore.list")
             proc = subprocess.run(
                 [str(pg_restore), "--single-transaction", "--no-owner", "--no-privileges",
-                 "--no-password", f"--dbname={url}", str(work / "database.dump")],
+                 f"--use-list={order}", "--no-password", f"--dbname={url}", str(work / "database.dump")],
                 capture_output=True, text=True, env=env, timeout=6 * 3600)
             if proc.returncode != 0:
                 err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
