@@ -47,6 +47,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     os.environ["IOC_API_DATABASE_URL"] = url
     for key, value in overrides.items():
         os.environ[f"IOC_API_{key.upper()}"] = str(value)
+    # the ioc command's log format for the workers too (ctx.obj.log_config(), when it has one)
+    log_config = getattr(click.get_current_context().obj, "log_config", None)
+    log_config = log_config() if callable(log_config) else None
     try:
         uvicorn.run(
             "api.app:app_from_environment",
@@ -58,6 +61,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             access_log=settings.access_log,
             http="httptools",
             loop="uvloop",
+            **({"log_config": log_config} if log_config else {}),
         )
     except ConfigError as exc:  # a bad setting: a user error, exit 2 (README)
         error = click.ClickException(str(exc))

@@ -63,6 +63,13 @@ class AppContext:
 
         return database_url(self.db_settings)
 
+    def log_config(self) -> dict | None:
+        """uvicorn's ``log_config`` when IOC_LOG_FORMAT/IOC_LOG_LEVEL ask for ioc's log lines
+        (so `ioc serve`'s worker processes log like the command); None = uvicorn's own."""
+        from ioc.logging import logging_requested, uvicorn_log_config
+
+        return uvicorn_log_config() if logging_requested() else None
+
     def engine(self):
         if self._engine is None:
             from gis.db.session import make_engine

@@ -181,18 +181,21 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
     return handler
 
 
+def logging_requested() -> bool:
+    """True when ``IOC_LOG_FORMAT`` or ``IOC_LOG_LEVEL`` is set (environment or .env)."""
+    import os
+
+    if os.environ.get("IOC_LOG_FORMAT") or os.environ.get("IOC_LOG_LEVEL"):
+        return True
+    settings = LogSettings()
+    return settings.format == "json" or settings.level is not None
+
+
 def configure_from_environment() -> logging.Handler | None:
     """The ``ioc`` command's logging: JSON when ``IOC_LOG_FORMAT=json``; text when
     ``IOC_LOG_FORMAT=text`` or ``IOC_LOG_LEVEL`` is set; otherwise Python's default (warnings
     and errors as bare lines), so the command line reads as it always did."""
-    import os
-
-    if os.environ.get("IOC_LOG_FORMAT") or os.environ.get("IOC_LOG_LEVEL"):
-        return configure_logging()
-    settings = LogSettings()  # a .env file may set them too
-    if settings.format == "json" or settings.level:
-        return configure_logging()
-    return None
+    return configure_logging() if logging_requested() else None
 
 
 #: commands that serve or schedule: several processes share their metrics

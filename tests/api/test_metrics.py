@@ -164,7 +164,8 @@ def test_several_workers_share_their_counts(api_database_url, tmp_path):
     state = tmp_path / "state"
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(IOC_DATABASE_URL=api_database_url, IOC_STATE_DIR=str(state), IOC_LOG_FORMAT="json")
+    env.update(IOC_DATABASE_URL=api_database_url, IOC_STATE_DIR=str(state), IOC_LOG_FORMAT="json",
+               IOC_API_ACCESS_LOG="true")
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "ioc.cli", "serve", "--workers", "2", "--port", str(port)],
                                 env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
@@ -179,9 +180,16 @@ def test_several_workers_share_their_counts(api_database_url, tmp_path):
             for _ in range(20):
                 pids.add(c.get("/healthz", headers={"Connection": "close"}).json()["pid"])
             texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(4)]
+            assert c.get("/collections", headers={"X-Request-ID": "trace-77"}).status_code == 200
+            time.sleep(1)
     finally:
         proc.terminate()
         proc.wait(20)
+    # the workers log like the command: JSON lines, access lines with the request id
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    access = [x for x in lines if x["logger"] == "uvicorn.access"]
+    assert len(access) >= n and all(x.get("request_id") for x in access)
+    assert any(x["request_id"] == "trace-77" and "/collections" in x["message"] for x in access)
     assert len(pids) == 2, "both workers should have answered"
     for text in texts:  # every scrape, whichever worker served it, counts all of them
         assert sample(text, "ioc_http_requests_total", method="GET", route="/conformance", status="200") == n
