@@ -106,10 +106,12 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
     """``GET /digest/{date}`` and ``POST /digest/feedback``."""
 
     async def feedback(request: Request) -> Response:
+        from api.auth import LABEL_CORRECTION_ROLE
         from api.review import as_int_id, correct_article_label
         from api.writes import json_body
 
         principal = ctx.authenticate(request)
+        principal.require(LABEL_CORRECTION_ROLE, "Correcting sentiment labels")  # 403 before 400
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidParameterError('The body must be {"article_id", "label", "reviewer", "note"}.')
@@ -118,6 +120,8 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
             raise InvalidParameterError(f"Unknown field(s) {', '.join(sorted(unknown))[:80]}.")
         if "article_id" not in body:
             raise InvalidParameterError("'article_id' is required.")
+        if isinstance(body["article_id"], bool) or not isinstance(body["article_id"], int | str):
+            raise InvalidParameterError("'article_id' must be an integer.")
         article_id = as_int_id(body["article_id"], "article")
 
         def write() -> int:
@@ -137,6 +141,10 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
             day = dt.date.fromisoformat(raw)
         except ValueError:
             raise InvalidParameterError(f"date '{raw[:20]}' is not YYYY-MM-DD.") from None
+        from api.processes import DIGEST_DAYS
+
+        if not DIGEST_DAYS[0] <= day <= DIGEST_DAYS[1]:  # year 1 overflowed the 7-day window: 500
+            raise InvalidParameterError(f"date must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}.")
         for key in request.query_params:
             if key not in ("f", "lang"):
                 raise InvalidParameterError(f"Unknown query parameter '{key[:60]}'; allowed: f.")

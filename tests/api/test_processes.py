@@ -196,6 +196,7 @@ def test_daily_digest_process_and_route(client):
     js = client.get("/digest/2025-07-02?f=json")
     assert js.status_code == 200 and isinstance(js.json(), dict)
     assert_ogc_error(client.get("/digest/2025-13-45"), 400, "date")
+    assert_ogc_error(client.get("/digest/0001-01-01"), 400, "between")  # was a 500 (overflow)
     assert_ogc_error(client.get("/digest/2025-07-02?f=doc"), 400, "f")
     assert_ogc_error(execute(client, "daily-digest", {"inputs": {"date": "x"}}), 400, "date")
 

@@ -85,6 +85,7 @@ def test_media_correct_sentiment_officers_may_not(role_client, api_engine, token
     article = _id(api_engine, "SELECT max(id) FROM articles")
     body = {"article_id": article, "label": "negative", "reviewer": "Phạm D", "note": "tai nạn"}
     assert_ogc_error(role_client.post("/digest/feedback", json=body, headers=tokens["officer"]), 403, "media")
+    assert_ogc_error(role_client.post("/digest/feedback", json={}, headers=tokens["officer"]), 403, "media")
     assert_ogc_error(role_client.patch(f"/collections/articles/items/{article}",
                                        json={"sentiment": "negative"}, headers=tokens["officer"]), 403, "media")
     assert _audit(api_engine, "articles", article) == []

@@ -84,6 +84,11 @@ def test_media_staff_correct_a_label_through_part4_and_the_digest_form(client, a
                                                            "reviewer": "x"}, headers=BEARER), 404)
     assert_ogc_error(client.post("/digest/feedback", json={"article_id": article, "label": "neutral",
                                                            "reviewer": "x", "sql": "drop"}, headers=BEARER), 400, "sql")
+    for bad in (True, 1.5, None, [article]):
+        assert_ogc_error(client.post("/digest/feedback", json={"article_id": bad, "label": "neutral",
+                                                               "reviewer": "x"}, headers=BEARER), 400, "article_id")
+    assert_ogc_error(client.post("/digest/feedback", json={"article_id": article, "label": "neutral",
+                                                           "reviewer": "x", "note": 5}, headers=BEARER), 400, "note")
 
 
 def test_reads_can_be_protected(api_database_url, api_engine):
