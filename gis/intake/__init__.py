@@ -3,12 +3,20 @@
 Entry point for ``ioc run``'s imagery job::
 
     from gis.intake import IntakeSettings, poll
-    results = poll(engine, IntakeSettings(), land=LandSettings(), state_dir=state_dir)
+    report = poll(engine, state_dir=state_dir)   # settings from IOC_INTAKE_*/IOC_STAC_*/IOC_LAND_*
+    counts = report.as_dict()                      # per source; report.errors: sources that failed
 
 See docs/imagery-intake.md.
 """
 
-from gis.intake.service import IntakeResult, poll, poll_stac, poll_watch, run_detections
+from gis.intake.service import (
+    IntakeResult,
+    PollReport,
+    poll,
+    poll_stac,
+    poll_watch,
+    run_detections,
+)
 from gis.intake.settings import IntakeSettings
 
-__all__ = ["IntakeResult", "IntakeSettings", "poll", "poll_stac", "poll_watch", "run_detections"]
+__all__ = ["IntakeResult", "IntakeSettings", "PollReport", "poll", "poll_stac", "poll_watch", "run_detections"]

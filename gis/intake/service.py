@@ -192,8 +192,27 @@ def run_detections(bind, settings: IntakeSettings, land=None) -> IntakeResult:
     return res
 
 
-def poll(bind, settings: IntakeSettings, *, land=None, state_dir: Path | None = None,
-         now: dt.datetime | None = None) -> list[IntakeResult]:
+class PollReport(list):
+    """The :class:`IntakeResult` of each source of one poll (a list), with a summary for a job
+    record: ``as_dict()`` (counts per source and the errors) and ``errors``."""
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{r.source}: {r.error}" for r in self if r.error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        out: dict = {r.source: r.counts() for r in self}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def poll(bind, settings: IntakeSettings | None = None, *, land=None,
+         state_dir: Path | None = None, now: dt.datetime | None = None) -> PollReport:
     """Discover new scenes from every configured source, record them, and run change detection
     with parcel alerts on each new usable pair.
 
@@ -202,10 +221,11 @@ def poll(bind, settings: IntakeSettings, *, land=None, state_dir: Path | None = 
     bind
         SQLAlchemy Engine (each scene recorded in its own transaction) or Connection.
     settings
-        :class:`IntakeSettings` (``IntakeSettings()`` reads ``IOC_INTAKE_*``/``IOC_STAC_*``).
+        :class:`IntakeSettings`; None = read from the environment (``IOC_INTAKE_*``,
+        ``IOC_STAC_*``, ``.env``) now, as the composition root does.
     land
         :class:`gis.settings.LandSettings` for detection (detector, models, rules); None =
-        defaults.
+        read from the environment (``IOC_LAND_*``).
     state_dir
         Where catalogue scenes are written when ``IOC_INTAKE_DIR`` is unset
         (``<state_dir>/imagery``); default ``./.state``.
@@ -214,12 +234,18 @@ def poll(bind, settings: IntakeSettings, *, land=None, state_dir: Path | None = 
 
     Returns
     -------
-    list[IntakeResult]
-        One per enabled source (``stac``, ``watch``) and one for ``detection``. A source that
-        could not be polled has ``error`` set; the others still ran.
+    PollReport
+        A list of :class:`IntakeResult`, one per enabled source (``stac``, ``watch``) and one
+        for ``detection``. A source that could not be polled has ``error`` set (and is in
+        ``report.errors``); the others still ran. Nothing is raised for a source's failure:
+        a caller that records runs should record the poll as failed when ``report.errors``.
     """
+    from gis.settings import LandSettings
+
+    settings = settings if settings is not None else IntakeSettings()
+    land = land if land is not None else LandSettings()
     state_dir = state_dir or Path.cwd() / ".state"
-    results = []
+    results = PollReport()
     if settings.stac_enabled:
         results.append(poll_stac(bind, settings, state_dir, now=now))
     if settings.watch_dir is not None:

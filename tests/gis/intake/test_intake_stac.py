@@ -205,8 +205,13 @@ def test_catalogue_answering_500_is_retried_then_reported(fault_server, connecti
         "VALUES ('stac', 'kept', 'earlier-item', 'processed', '/x')"))
     settings = _settings(tmp_path, bad.url, "t-none", bbox=(105.9, 20.4, 106.0, 20.5),
                          stac_retries=2, stac_backoff_s=0.05)
-    (res,) = poll(connection, settings)
+    report = poll(connection, settings)
+    (res,) = report
     assert res.error is not None and "failed after 3 attempt(s)" in res.error
+    # what the scheduler records: the counts and the error sentence
+    assert report.errors == [f"stac: {res.error}"] and not report.ok
+    assert report.as_dict()["errors"] == report.errors
+    assert report.as_dict()["stac"]["processed"] == 0
     assert "HTTP 500" in res.error and bad.url in res.error
     assert bad.requests == 3
     assert connection.execute(text(
@@ -275,6 +280,7 @@ def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fa
     assert "no asset for band(s) B11" in rows["no-band"]["reason"]
     down_row = rows["server-down"]
     assert down_row["status"] == "failed" and "500" in down_row["reason"]
+    assert down.requests >= 2, down.requests  # GDAL retried the asset before giving up
     assert down_row["next_attempt_at"] > dt.datetime.now(UTC) + dt.timedelta(minutes=50)
     # nothing half-written is left behind
     left = sorted(p.name for p in (tmp_path / "scenes").rglob("*") if p.is_dir())
