@@ -19,7 +19,7 @@ import shapely
 from pyproj import Geod
 from sqlalchemy import Engine, text
 
-from gis.crs import parse_crs, transform_geometries
+from gis.crs import likely_crs, parse_crs, transform_geometries
 from gis.errors import CRSError, GeometryError, InputFileError
 from gis.vector import as_str, polygonal, read_vector
 from vntext import strip_diacritics
@@ -68,6 +68,9 @@ class ImportReport:
     updated: int = 0
     repaired: list[str] = field(default_factory=list)
     source_crs: str | None = None
+    #: units outside their parent or moved, imported because of ``force``
+    placement_forced: list[str] = field(default_factory=list)
+    source_crs_object: object = field(default=None, repr=False)
 
     def summary(self) -> str:
         parts = [f"{self.features} units from {self.path} ({self.source_crs})",
@@ -75,6 +78,10 @@ class ImportReport:
         if self.repaired:
             parts.append(f"{len(self.repaired)} geometries repaired: {', '.join(self.repaired[:10])}"
                          + (" ..." if len(self.repaired) > 10 else ""))
+        if self.placement_forced:
+            parts.append(f"{len(self.placement_forced)} units out of place imported because of "
+                         f"--force: {', '.join(self.placement_forced[:5])}"
+                         + (" ..." if len(self.placement_forced) > 5 else ""))
         return "; ".join(parts)
 
 
@@ -158,8 +165,12 @@ def read_admin_units(
         raise CRSError(f"{path}: has no coordinate reference system; pass --crs (e.g. EPSG:5897).")
     src_crs = parse_crs(src_crs_text, what=f"{path}: CRS")
     report.source_crs = src_crs.to_string()
+    report.source_crs_object = src_crs
 
     geoms = shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
+    # a point of each unit in the file's own plane: the placement check re-reads it in other
+    # CRSs to name the one the file is really in
+    src_points = shapely.centroid(geoms)
     geoms = transform_geometries(geoms, src_crs, 4326)
     bounds = shapely.total_bounds(geoms[~shapely.is_missing(geoms)]) if len(geoms) else None
     if bounds is None or not np.all(np.isfinite(bounds)) or not (
@@ -222,6 +233,8 @@ def read_admin_units(
                 "source": (_as_str(sources[i]) if sources is not None else None) or source or path.name,
                 "area_km2": round(area_km2, 3),
                 "wkb": shapely.to_wkb(geom, hex=True),
+                "src_x": float(shapely.get_x(src_points[i])),
+                "src_y": float(shapely.get_y(src_points[i])),
             }
         )
     if unrepairable:
@@ -262,10 +275,98 @@ def _upsert(conn, rows: list[dict], report: ImportReport) -> None:
             report.updated += 1
 
 
-def import_admin_units(engine: Engine, path: Path, **options) -> ImportReport:
-    """Import a boundary file in one transaction (all or nothing). See ``read_admin_units``."""
+#: A re-import moving the units already stored by more than this (median, m) is taken for a
+#: wrong CRS, not a boundary revision.
+DISPLACEMENT_TOLERANCE_M = 50.0
+#: How far (m) a unit may reach outside its parent unit: boundaries of different levels come
+#: from different sources and generalisations.
+PARENT_TOLERANCE_M = 500.0
+
+_PLACEMENT_SQL = text(
+    """
+    WITH p AS (
+        SELECT i, code, parent, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS pt
+        FROM unnest(CAST(:i AS int[]), CAST(:code AS text[]), CAST(:parent AS text[]),
+                    CAST(:lon AS float8[]), CAST(:lat AS float8[])) AS t(i, code, parent, lon, lat)
+    )
+    SELECT p.i,
+           (SELECT ST_Distance(ST_Centroid(s.geom)::geography, p.pt::geography)
+              FROM admin_units s WHERE s.code = p.code AND s.geom IS NOT NULL
+              ORDER BY s.valid_from DESC LIMIT 1) AS moved_m,
+           (SELECT CASE WHEN ST_Intersects(u.geom, p.pt) THEN 0.0
+                        ELSE ST_Distance(u.geom::geography, p.pt::geography) END
+              FROM admin_units u WHERE u.code = p.parent AND u.geom IS NOT NULL
+               AND NOT (u.code = ANY(CAST(:file_codes AS text[])))
+              ORDER BY u.valid_from DESC LIMIT 1) AS outside_parent_m
+    FROM p
+    """
+)
+
+
+def _placement(conn, rows: list[dict], idx: list[int], lon, lat, file_codes: list[str]):
+    return {int(r.i): (r.moved_m, r.outside_parent_m) for r in conn.execute(_PLACEMENT_SQL, {
+        "i": idx, "code": [rows[i]["code"] for i in idx],
+        "parent": [rows[i]["parent_code"] for i in idx],
+        "lon": [float(v) for v in lon], "lat": [float(v) for v in lat], "file_codes": file_codes})}
+
+
+def check_unit_placement(conn, rows: list[dict], report: ImportReport, path: Path,
+                         force: bool = False) -> None:
+    """Refuse units a wrong declared CRS has moved: units already stored that would move all
+    alike (median over :data:`DISPLACEMENT_TOLERANCE_M`), or units outside their parent unit
+    (stored, not in this file) by more than :data:`PARENT_TOLERANCE_M`. The error names the CRS
+    the coordinates fit (VN-2000 family, WGS 84); ``force`` imports anyway.
+    """
+    if not rows:
+        return
+    idx = list(range(len(rows)))
+    pts = shapely.centroid(shapely.from_wkb(np.array([r["wkb"] for r in rows], dtype=object)))
+    inner = shapely.point_on_surface(shapely.from_wkb(np.array([r["wkb"] for r in rows],
+                                                               dtype=object)))
+    file_codes = sorted({r["code"] for r in rows})
+    found = _placement(conn, rows, idx, shapely.get_x(pts), shapely.get_y(pts), file_codes)
+    moved = np.array([m for m, _ in found.values() if m is not None], dtype=float)
+    inner_found = _placement(conn, rows, idx, shapely.get_x(inner), shapely.get_y(inner),
+                             file_codes)
+    outside = [i for i, (_, o) in inner_found.items() if o is not None and o > PARENT_TOLERANCE_M]
+    displaced = len(moved) > 0 and float(np.median(moved)) > DISPLACEMENT_TOLERANCE_M
+    if not displaced and not outside:
+        return
+    if force:
+        report.placement_forced = [rows[i]["code"] for i in (outside or idx)]
+        return
+    declared = report.source_crs or "the declared CRS"
+    if displaced:
+        msg = (f"{path}: the {len(moved)} units already stored would move by "
+               f"{float(np.median(moved)):,.0f} m (median) once read as {declared}")
+    else:
+        worst = max(outside, key=lambda i: inner_found[i][1])
+        msg = (f"{path}: {len(outside)} units lie outside their parent unit by more than "
+               f"{PARENT_TOLERANCE_M:.0f} m once read as {declared} (e.g. {rows[worst]['code']}: "
+               f"{inner_found[worst][1]:,.0f} m outside {rows[worst]['parent_code']})")
+    src_pts = np.array([shapely.Point(r["src_x"], r["src_y"]) for r in rows], dtype=object)
+
+    def fit(xy: np.ndarray) -> float:
+        res = _placement(conn, rows, idx, xy[:, 0], xy[:, 1], file_codes)
+        ok = [(m is None or m <= DISPLACEMENT_TOLERANCE_M * 4)
+              and (o is None or o <= PARENT_TOLERANCE_M) for m, o in res.values()]
+        return float(np.mean(ok)) if ok else 0.0
+
+    best = likely_crs(src_pts, report.source_crs_object, 4326, fit)
+    if best is not None:
+        msg += f"; the coordinates fit EPSG:{best[0]} ({best[1]}): import with --crs EPSG:{best[0]}"
+    raise CRSError(msg + ", or --force to import them as they are. Nothing was imported.")
+
+
+def import_admin_units(engine: Engine, path: Path, *, force: bool = False,
+                       **options) -> ImportReport:
+    """Import a boundary file in one transaction (all or nothing). See ``read_admin_units``.
+
+    Units a wrong CRS has moved (:func:`check_unit_placement`) fail the import unless ``force``.
+    """
     rows, report = read_admin_units(path, **options)
     with engine.begin() as conn:
+        check_unit_placement(conn, rows, report, Path(path), force=force)
         _upsert(conn, rows, report)
     return report
 

@@ -33,7 +33,7 @@ import numpy as np
 import shapely
 from sqlalchemy import Connection, Engine, text
 
-from gis.crs import make_transformer, parse_crs, transform_geometries
+from gis.crs import likely_crs, make_transformer, parse_crs, transform_geometries
 from gis.db.session import storage_srid
 from gis.errors import CRSError, GeometryError, InputFileError
 from gis.vector import as_str, polygonal, read_vector
@@ -444,12 +444,6 @@ def transaction(bind: Engine | Connection) -> Iterator[Connection]:
 #: hundreds of metres (EPSG:3405 read as 5897: ~685 m) to kilometres.
 PLACEMENT_TOLERANCE_M = 150.0
 
-#: CRSs tried when parcels do not fall in their units, to name the one the file is in: the
-#: VN-2000 family (geographic, UTM 48N/49N, the TM-3 zones and provincial meridians) and the
-#: WGS 84 CRSs files are mistaken for.
-CANDIDATE_CRSS = (5897, 9209, 3405, 4756, 3406, 5896, 5898, 5899, 9205, 9206, 9207, 9208,
-                  9210, 9211, 9212, 9213, 9214, 9215, 9216, 9217, 9218, 32648, 32649, 4326)
-
 _PLACEMENT_SQL = text(
     """
     WITH p AS (
@@ -551,25 +545,14 @@ def _likely_crs(conn: Connection, rows: list[dict], checked: list[int], claimed:
     idx = checked[::step][:sample]
     pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
                    dtype=object)
-    declared = src.to_epsg() if src is not None else None
-    best: tuple[int, str, float] | None = None
-    for code in CANDIDATE_CRSS:
-        if code == declared:
-            continue
-        try:
-            lonlat = transform_geometries(pts, code, 4326)
-        except CRSError:
-            continue  # these coordinates mean nothing in this CRS
-        xy = shapely.get_coordinates(lonlat)
-        if not np.isfinite(xy).all() or not (
-                (xy[:, 0] > 100).all() and (xy[:, 0] < 120).all()
-                and (xy[:, 1] > 5).all() and (xy[:, 1] < 25).all()):
-            continue
+
+    def fit(xy: np.ndarray) -> float:
+        if not ((xy[:, 0] > 100) & (xy[:, 0] < 120) & (xy[:, 1] > 5) & (xy[:, 1] < 25)).all():
+            return 0.0  # not in Viet Nam
         d = _distances(conn, idx, xy[:, 0], xy[:, 1], [claimed[i] for i in idx])
-        share = sum(1 for v in d.values() if v <= tolerance_m) / len(idx)
-        if share >= 0.9 and (best is None or share > best[2]):
-            best = (code, parse_crs(code).name, share)
-    return best
+        return sum(1 for v in d.values() if v <= tolerance_m) / len(idx)
+
+    return likely_crs(pts, src, 4326, fit)
 
 
 #: A re-import moving the parcels already stored by more than this (median of their centroid
@@ -620,24 +603,12 @@ def check_displacement(conn: Connection, rows: list[dict], report: CadastreRepor
            "re-survey")
     pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
                    dtype=object)
-    src = report.source_crs_object
-    declared_code = src.to_epsg() if src is not None else None
-    best: tuple[float, int] | None = None
-    for code in CANDIDATE_CRSS:
-        if code == declared_code:
-            continue
-        try:
-            xy = shapely.get_coordinates(transform_geometries(pts, code, srid))
-        except CRSError:
-            continue
-        if not np.isfinite(xy).all():
-            continue
-        m = float(np.median(np.hypot(*(xy - stored).T)))
-        if m <= tolerance_m and (best is None or m < best[0]):
-            best = (m, code)
+    best = likely_crs(pts, report.source_crs_object, srid,
+                      lambda xy: float(np.mean(np.hypot(*(xy - stored).T) <= tolerance_m)))
     if best is not None:
-        msg += (f"; the coordinates fit EPSG:{best[1]} ({parse_crs(best[1]).name}: "
-                f"{best[0]:,.1f} m from the stored parcels): import with --crs EPSG:{best[1]}")
+        msg += (f"; the coordinates fit EPSG:{best[0]} ({best[1]}: {best[2]:.0%} of them back "
+                f"within {tolerance_m:.0f} m of the stored parcels): import with "
+                f"--crs EPSG:{best[0]}")
     raise CRSError(msg + ", or --force to move them. Nothing was imported.")
 
 

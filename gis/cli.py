@@ -96,11 +96,16 @@ def admin() -> None:
 @click.option("--valid-from", type=click.DateTime(["%Y-%m-%d"]), help="Start of validity (default: the file's valid_from field, else unknown).")
 @click.option("--valid-to", type=click.DateTime(["%Y-%m-%d"]), help="End of validity (default: open).")
 @click.option("--source", help="Provenance recorded with the units (default: the file name).")
-def admin_import(file: Path, level, crs, layer, valid_from, valid_to, source) -> None:
+@click.option("--force", is_flag=True,
+              help="Import units that lie outside their parent unit or that move the units "
+                   "already stored (by default the import fails, naming the likely CRS).")
+def admin_import(file: Path, level, crs, layer, valid_from, valid_to, source, force) -> None:
     """Load administrative units from any vector file (GeoPackage, Shapefile, GeoJSON...; any CRS).
 
     One transaction: a bad file leaves the database as it was. Invalid geometries are
-    repaired and reported; unrepairable ones abort the import with their codes.
+    repaired and reported; unrepairable ones abort the import with their codes. Units that a
+    wrong declared CRS has moved (outside their stored parent unit, or stored units moved all
+    alike) fail the import, naming the likely CRS.
     """
     from gis.admin_units import import_admin_units
 
@@ -109,7 +114,7 @@ def admin_import(file: Path, level, crs, layer, valid_from, valid_to, source) ->
 
     report = import_admin_units(
         _app().engine(), file, level=level, crs=crs, layer=layer,
-        valid_from=as_date(valid_from), valid_to=as_date(valid_to), source=source,
+        valid_from=as_date(valid_from), valid_to=as_date(valid_to), source=source, force=force,
     )
     click.echo(report.summary())
 

@@ -10,6 +10,7 @@ coordinate frame) instead of whatever PROJ would pick.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -84,3 +85,36 @@ def transform_geometries(geoms: np.ndarray, src: str | int | CRS, dst: str | int
             "(wrong CRS, or x/y swapped?)."
         )
     return out
+
+
+#: CRSs tried when coordinates land in the wrong place, to name the one a file is really in:
+#: the VN-2000 family (geographic, UTM 48N/49N, the TM-3 zones and provincial meridians) and
+#: the WGS 84 CRSs files are mistaken for.
+CANDIDATE_CRSS = (5897, 9209, 3405, 4756, 3406, 5896, 5898, 5899, 9205, 9206, 9207, 9208,
+                  9210, 9211, 9212, 9213, 9214, 9215, 9216, 9217, 9218, 32648, 32649, 4326)
+
+
+def likely_crs(points: np.ndarray, declared: CRS | None, dst: str | int | CRS,
+               fit: Callable[[np.ndarray], float], min_share: float = 0.9,
+               candidates: Iterable[int] = CANDIDATE_CRSS) -> tuple[int, str, float] | None:
+    """The candidate CRS in which ``points`` (shapely points, file coordinates) fit best.
+
+    Each candidate other than ``declared`` reads the points, transforms them to ``dst`` and
+    asks ``fit`` (given the (n, 2) coordinates in ``dst``) for the share of them that fit. The
+    best share, if at least ``min_share``, wins: (EPSG code, name, share), else None.
+    """
+    declared_code = declared.to_epsg() if declared is not None else None
+    best: tuple[int, str, float] | None = None
+    for code in candidates:
+        if code == declared_code:
+            continue
+        try:
+            xy = shapely.get_coordinates(transform_geometries(points, code, dst))
+        except CRSError:
+            continue  # the coordinates mean nothing in this CRS
+        if len(xy) != len(points) or not np.isfinite(xy).all():
+            continue
+        share = float(fit(xy))
+        if share >= min_share and (best is None or share > best[2]):
+            best = (code, parse_crs(code).name, share)
+    return best

@@ -133,3 +133,27 @@ def test_cli_admin_import_errors_are_one_line(run_ioc, tmp_path: Path) -> None:
                  "--valid-from", "1997-01-01", "--valid-to", "2025-06-30")
     assert ok.returncode == 0, ok.stderr
     assert "6 units" in ok.stdout
+
+
+def test_a_wrong_declared_crs_fails_naming_the_right_one(engine, tmp_path: Path) -> None:
+    # issue 12 (as for cadastres): the shipped 2025 communes in EPSG:5897 coordinates declared
+    # EPSG:3405 would move every stored commune ~685 m; nothing is written
+    load_reference_units(engine, REPO / "data" / "admin")
+    src = REPO / "data" / "admin" / "hanam_area_new_communes_2025.geojson"
+    meta, _fids, geoms, fields = pyogrio.raw.read(src)
+    moved = transform_geometries(shapely.from_wkb(geoms), 4326, 5897)
+    wrong = tmp_path / "communes_3405.gpkg"
+    pyogrio.raw.write(wrong, shapely.to_wkb(moved), fields, list(meta["fields"]),
+                      crs="EPSG:3405", geometry_type="MultiPolygon", driver="GPKG")
+    with engine.connect() as conn:
+        before = conn.execute(sa.text(
+            "SELECT code, ST_AsBinary(geom), source FROM admin_units ORDER BY code, valid_from")).all()
+    with pytest.raises(CRSError) as err:
+        import_admin_units(engine, wrong)
+    msg = str(err.value)
+    assert "units already stored would move by 68" in msg and "--crs EPSG:5897" in msg
+    assert "--force" in msg and "Nothing was imported" in msg
+    with engine.connect() as conn:
+        after = conn.execute(sa.text(
+            "SELECT code, ST_AsBinary(geom), source FROM admin_units ORDER BY code, valid_from")).all()
+    assert after == before
