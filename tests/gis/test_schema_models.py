@@ -39,10 +39,9 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
         return False
     if type_ == "table" and reflected and compare_to is None and name in MIGRATION_ONLY_TABLES:
         return False
-    if (type_ == "column" and reflected and compare_to is None
-            and getattr(obj, "computed", None) is not None):
-        return False  # generated columns (geom_webmercator), see the module docstring
-    return True
+    # generated columns (geom_webmercator), see the module docstring
+    return not (type_ == "column" and reflected and compare_to is None
+                and getattr(obj, "computed", None) is not None)
 
 
 def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
