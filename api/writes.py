@@ -54,6 +54,8 @@ def write_routes(ctx: AppContext) -> RouteGroup:
                                         allow=("GET", "PUT", "PATCH") if spec.update else ("GET",))
         if spec.update is None:
             raise MethodNotAllowedError(f"Items of {collection_id} cannot be changed.", allow=("GET",))
+        if spec.write_role:  # 403 before the body is looked at (the update checks it again)
+            principal.require(spec.write_role, f"Changing items of {collection_id}")
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidParameterError("The request body must be a JSON object or a GeoJSON Feature.")

@@ -66,6 +66,7 @@ def test_officers_review_alerts_media_may_not(role_client, api_engine, tokens):
     # the probe of issue 12: a media token reached alert review
     assert_ogc_error(role_client.patch(url, json=body, headers=tokens["media"]), 403, "officer")
     assert_ogc_error(role_client.patch(url, json=body), 401)
+    assert_ogc_error(role_client.patch(url, content=b"{not json", headers=tokens["media"]), 403, "officer")
     assert _audit(api_engine, "parcel_alerts", alert) == []
     r = role_client.patch(url, json=body, headers=tokens["officer"])
     assert r.status_code == 200, r.text
