@@ -100,7 +100,10 @@ def _free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, certificate, accept_login: bool = True) -> None:
+    """aiosmtpd on 127.0.0.1: STARTTLS required (default), implicit TLS (``implicit``), or
+    no TLS at all (``tls=False``)."""
+
+    def __init__(self, certificate, accept_login: bool = True, implicit: bool = False, tls: bool = True) -> None:
         import ssl
 
         self.handler = Handler()
@@ -116,10 +119,14 @@ class SmtpServer:
             return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
         self.port = _free_port()
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, tls_context=ctx,
-            require_starttls=True, authenticator=authenticate, auth_require_tls=True,
-        )
+        if implicit:
+            kwargs = {"ssl_context": ctx, "auth_require_tls": False}
+        elif tls:
+            kwargs = {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True}
+        else:
+            kwargs = {"auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     authenticator=authenticate, **kwargs)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()
@@ -267,6 +274,25 @@ def test_untrusted_certificate_is_refused(smtp, certificate, recipients, digest)
     with pytest.raises(SmtpTlsError, match="not trusted.*IOC_SMTP_CA_FILE"):
         deliver_digest(data, html, PDF, settings_for(smtp, certificate, recipients, smtp_ca_file=None))
     assert smtp.handler.messages == [] and smtp.logins == []  # no password sent
+
+
+def test_implicit_tls_on_port_465_style(certificate, recipients, digest):
+    data, html, _ = digest
+    with SmtpServer(certificate, implicit=True) as server:
+        report = deliver_digest(data, html, PDF, settings_for(server, certificate, recipients,
+                                                               smtp_ssl=True, smtp_starttls=False))
+        assert report.ok and len(server.handler.messages) == 3
+        assert all(m["login"] == USER for m in server.handler.messages)
+
+
+def test_a_server_without_starttls_never_sees_the_password(certificate, recipients, digest):
+    data, html, _ = digest
+    with SmtpServer(certificate, tls=False) as server:
+        with pytest.raises(SmtpTlsError, match="does not offer STARTTLS"):
+            deliver_digest(data, html, PDF, settings_for(server, certificate, recipients))
+        assert server.logins == [] and server.handler.messages == []
+    with pytest.raises(DeliveryConfigError, match="unencrypted"):
+        deliver_digest(data, html, PDF, settings_for(server, certificate, recipients, smtp_starttls=False))
 
 
 def test_a_refused_recipient_does_not_stop_the_others(smtp, certificate, recipients, digest):
