@@ -97,6 +97,10 @@ def _load_state(watch_dir: Path) -> dict:
 
 
 def _save_state(watch_dir: Path, state: dict) -> None:
+    """Remember the deliveries waiting for a second look; no file when none is waiting."""
+    if not state:
+        (watch_dir / STATE_FILE).unlink(missing_ok=True)
+        return
     tmp = watch_dir / f"{STATE_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
     os.replace(tmp, watch_dir / STATE_FILE)

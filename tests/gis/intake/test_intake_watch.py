@@ -100,6 +100,7 @@ def test_a_file_still_being_written_is_left_alone(connection, tmp_path):
     assert (w.waiting, w.processed, w.rejected) == (0, 2, 0), w.details
     assert {p.name for p in (watch / "processed").iterdir()} == {
         "S2_20250418_growing.tif", "S2_20250418_copy.tif"}
+    assert not (watch / ".ioc-intake-watch.json").exists()  # nothing waits: no state left
 
 
 def test_bad_deliveries_are_rejected_with_the_reason(connection, tmp_path):
