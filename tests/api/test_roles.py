@@ -6,6 +6,7 @@ demo's tokens (one per role, generated per state directory) are the ones the app
 from __future__ import annotations
 
 import logging
+import os
 import stat
 
 import pytest
@@ -164,3 +165,24 @@ def test_token_entries(tmp_path, caplog):
         parse_entry("x:officer:short", 1)
     with pytest.raises(ConfigError, match="same token"):
         TokenStore.from_settings(["a:officer:ffffffffffffffffffff", "b:media:ffffffffffffffffffff"], None)
+
+
+def test_ioc_demo_prints_a_token_per_role_and_serves_with_them(tmp_path, monkeypatch, capsys):
+    from ioc.demo import _use_demo_tokens
+
+    for name in ("IOC_API_TOKENS", "IOC_API_TOKENS_FILE"):
+        # set then unset: monkeypatch restores the original state, undoing what the demo sets
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
+    _use_demo_tokens(tmp_path, "127.0.0.1", 5000)
+    out = capsys.readouterr().out
+    path = tmp_path / "api" / "demo-tokens"
+    assert os.environ["IOC_API_TOKENS_FILE"] == str(path)
+    store = TokenStore.from_settings([], path)
+    for token, principal in store.tokens.items():
+        assert token in out and principal.role_label in out
+    # operator tokens configured: no demo tokens
+    monkeypatch.setenv("IOC_API_TOKENS", "ops:admin:gggggggggggggggggggg")
+    _use_demo_tokens(tmp_path / "other", "127.0.0.1", 5000)
+    assert "operator's" in capsys.readouterr().out
+    assert not (tmp_path / "other" / "api" / "demo-tokens").exists()
