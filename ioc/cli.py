@@ -32,6 +32,7 @@ COMMANDS = (
     ("ioc.demo", "demo"),
     ("ioc.run", "run"),
     ("ioc.run", "jobs"),
+    ("ioc.delivery", "delivery"),
 )
 
 # root error classes of the packages: shown as one line; exit code 2 (a user error: bad file,

@@ -910,3 +910,119 @@ __all__ = [
     "deliver_daily_digest", "deliver_digest", "digest_recipients", "new_alerts", "post_webhook",
     "send_messages",
 ]
+
+
+# -- command line -----------------------------------------------------------------------------
+def check_smtp(settings: DeliverySettings) -> str:
+    """Connect, set up TLS and log in (no message sent); one line describing the session.
+    Raises the same errors as a delivery (one attempt)."""
+    _check_smtp_settings(settings)
+    try:
+        smtp = _connect(settings)
+    except _Transient as exc:
+        raise SmtpUnavailableError(f"SMTP server {settings.smtp_server()} unavailable: {exc}.") from None
+    try:
+        sock = smtp.sock
+        tls = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+    finally:
+        try:
+            smtp.quit()
+        except Exception:  # noqa: BLE001
+            smtp.close()
+    how = ("implicit TLS" if settings.smtp_ssl else "STARTTLS") + f" ({tls})" if tls else "no TLS"
+    who = f"logged in as '{settings.smtp_user}'" if settings.smtp_user else "no login"
+    return f"SMTP server {settings.smtp_server()}: {how}, {who}"
+
+
+def _delivery_cli():
+    import click
+
+    @click.group("delivery")
+    def delivery() -> None:
+        """E-mail and webhook delivery of the digest and alert summaries (IOC_SMTP_*,
+        IOC_DELIVERY_*; docs/monitoring.md)."""
+
+    @delivery.command("check")
+    @click.option("--send-to", "send_to", default=None, help="Also send a short test e-mail to this address.")
+    @click.option("--webhook", is_flag=True, help="Also post a test message to the webhook.")
+    def check(send_to: str | None, webhook: bool) -> None:
+        """Check the settings, the recipients file and the SMTP login (nothing is sent unless asked)."""
+        settings = DeliverySettings()
+        _require_channel(settings)
+        if settings.smtp_host:
+            r = _recipients(settings)
+            click.echo(f"recipients: {len(r.default)} default, {len(r.alerts)} alerts, "
+                       f"{len(r.topics)} topic list(s), {len(r.communes)} commune list(s)")
+            click.echo(check_smtp(settings))
+            if send_to:
+                _check_address(send_to)
+                sender = _check_smtp_settings(settings)
+                msg = _new_message(sender, send_to, "Thư thử nghiệm của ioc-monitor",
+                                   _message_id("test", dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"), send_to, sender))
+                msg.set_content("Thư này xác nhận cấu hình gửi thư của ioc-monitor hoạt động.\n",
+                                charset="utf-8", cte="quoted-printable")
+                report = DeliveryReport(kind="test")
+                send_messages([(send_to, msg)], settings, report)
+                click.echo(f"test message sent to {send_to}")
+        if webhook:
+            if settings.delivery_webhook_url is None:
+                raise DeliveryConfigError("--webhook: IOC_DELIVERY_WEBHOOK_URL is not set.")
+            n = post_webhook({"text": "Thư thử nghiệm của ioc-monitor", "kind": "test"}, settings)
+            click.echo(f"webhook {settings.webhook_target()}: posted ({n} attempt(s))")
+
+    @delivery.command("digest")
+    @click.option("--date", "day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD")
+    @click.option("--dry-run", is_flag=True, help="Only list who would get it, and why.")
+    @click.pass_obj
+    def digest_cmd(app: Any, day: dt.datetime, dry_run: bool) -> None:
+        """Send the digest of a day again (the stored one when ``ioc run`` stored it, else
+        built now)."""
+        import json as _json
+
+        from sqlalchemy import text
+
+        settings = DeliverySettings()
+        _require_channel(settings)
+        engine = app.engine()
+        d = day.date()
+        with engine.connect() as conn:
+            has_table = conn.execute(text("SELECT to_regclass('public.stored_digests')")).scalar() is not None
+            row = conn.execute(text("SELECT data, html, pdf FROM stored_digests WHERE day = :d"),
+                               {"d": d}).first() if has_table else None
+        if row is not None:
+            data, html, pdf = dict(row.data), row.html, (bytes(row.pdf) if row.pdf is not None else None)
+        else:
+            from nlp.digest import build_digest, render_html
+
+            with engine.connect() as conn:
+                data = _json.loads(_json.dumps(build_digest(conn, d), default=str))
+            base = settings.delivery_base_url
+            html = render_html(data, feedback_url=f"{base.rstrip('/')}/digest/feedback" if base else None)
+            pdf = None
+            if not dry_run:
+                from nlp.digest import render_pdf
+                from nlp.errors import NLPError
+
+                try:
+                    pdf = render_pdf(data)
+                except NLPError as exc:
+                    click.echo(f"warning: sent without PDF: {exc}", err=True)
+        if dry_run:
+            targets = digest_recipients(_recipients(settings), data) if settings.smtp_host else {}
+            click.echo(f"{digest_subject(data)} ({'stored' if row is not None else 'built now'})")
+            for addr, reasons in targets.items():
+                click.echo(f"  {addr}: {', '.join(reasons)}")
+            if not targets:
+                click.echo("  nobody subscribes to this day's topics or communes")
+            return
+        report = deliver_digest(data, html, pdf, settings)
+        if row is not None:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE stored_digests SET delivery = CAST(:j AS jsonb) WHERE day = :d"),
+                             {"j": _json.dumps(report.to_dict(), default=str), "d": d})
+        click.echo(report.summary())
+
+    return delivery
+
+
+delivery = _delivery_cli()

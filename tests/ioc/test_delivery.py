@@ -429,3 +429,42 @@ def test_email_failure_does_not_stop_the_webhook(certificate, recipients, digest
     finally:
         hook.close()
     assert info.value.report.webhook == "sent" and len(hook.bodies) == 1
+
+
+# -- command line -----------------------------------------------------------------------------
+def _cli_env(server: SmtpServer, certificate, recipients: Path, **extra: str) -> dict[str, str]:
+    return {"IOC_SMTP_HOST": "127.0.0.1", "IOC_SMTP_PORT": str(server.port), "IOC_SMTP_USER": USER,
+            "IOC_SMTP_PASSWORD": PASSWORD, "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
+            "IOC_SMTP_CA_FILE": str(certificate[0]), "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients),
+            "IOC_DELIVERY_ATTEMPTS": "1", **extra}
+
+
+def test_ioc_delivery_check(run_ioc, smtp, certificate, recipients):
+    done = run_ioc("delivery", "check", "--send-to", "thu@example.vn", env=_cli_env(smtp, certificate, recipients))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "recipients: 1 default, 1 alerts, 2 topic list(s), 2 commune list(s)"
+    assert lines[1].startswith(f"SMTP server 127.0.0.1:{smtp.port}: STARTTLS (TLSv1.")
+    assert lines[1].endswith(f"logged in as '{USER}'") and lines[2] == "test message sent to thu@example.vn"
+    msg = parse(smtp.handler.messages[0]["content"])
+    assert msg["Subject"] == "Thư thử nghiệm của ioc-monitor" and msg["To"] == "thu@example.vn"
+
+
+def test_ioc_delivery_check_refused_login_is_one_line(run_ioc, certificate, recipients):
+    with SmtpServer(certificate, accept_login=False) as server:
+        done = run_ioc("delivery", "check", env=_cli_env(server, certificate, recipients))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: SMTP server 127.0.0.1:{server.port} refused the login of user '{USER}': "
+        "535 5.7.8 Authentication credentials invalid."]
+    assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_ioc_delivery_digest_dry_run(run_ioc, smtp, certificate, recipients):
+    done = run_ioc("delivery", "digest", "--date", "2026-03-11", "--dry-run",
+                   env=_cli_env(smtp, certificate, recipients))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Bản tin dư luận trực tuyến ngày 11/03/2026: 0 bài, 0 tiêu cực (built now)",
+        "  Lãnh đạo Sở <lanhdao@example.vn>: default"]
+    assert smtp.handler.messages == []
