@@ -184,16 +184,23 @@ def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gaz
 @click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_MODEL_DIR,
               show_default=True, help="Where sentiment-<version>.joblib is written.")
 @click.option("--version", "version", default=None, help="Model version (default: today's date, YYYY.MM.DD).")
-@click.option("--cv/--no-cv", default=False, help="Also report 10-fold cross-validation on news-dev.")
-def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: bool) -> None:
-    """Train the news sentiment + topic model on news-dev and its unlabelled news."""
+@click.option("--cv/--no-cv", default=False, help="tfidf recipe: also report 10-fold cross-validation on news-dev.")
+@click.option("--recipe", type=click.Choice(["genre", "tfidf"]), default="genre", show_default=True,
+              help="genre: article and post heads, encoder + TF-IDF fallback (format 2); tfidf: the format-1 news model.")
+def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: bool, recipe: str) -> None:
+    """Train the sentiment + topic model: article heads on news-dev and its unlabelled news, post
+    heads on the public comment sets (figures: benchmarks/nlp_sentiment.py, the model card)."""
     from nlp.errors import NLPError
-    from nlp.training import train_release
+    from nlp.training import train_genre_release, train_release
 
     settings = NLPSettings()
     data_dir = data_dir or settings.data_dir
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
     try:
-        path, report = train_release(data_dir, output_dir, version=version, cv=cv, echo=lambda m: click.echo(m, err=True))
+        if recipe == "genre":
+            path, report = train_genre_release(data_dir, output_dir, version=version, state_dir=_state_dir(), echo=echo)
+        else:
+            path, report = train_release(data_dir, output_dir, version=version, cv=cv, echo=echo)
     except NLPError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"model": str(path), **report}, ensure_ascii=False, indent=1))
@@ -208,8 +215,11 @@ def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: 
               help="Promote if reference macro-F1 >= current - tolerance.")
 @click.option("--rollback", is_flag=True, help="Make the previously promoted model current again and stop.")
 @click.option("--status", is_flag=True, help="Print the registry state and stop.")
-def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: float, rollback: bool, status: bool) -> None:
-    """Retrain with staff corrections; promote only if not worse on the frozen reference set."""
+@click.option("--recipe", type=click.Choice(["genre", "tfidf"]), default="genre", show_default=True,
+              help="genre: article and post heads with the encoder (format 2); tfidf: the format-1 news model.")
+def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: float, rollback: bool, status: bool,
+                recipe: str) -> None:
+    """Retrain with staff corrections; promote only if not worse on the frozen reference sets."""
     from nlp.errors import NLPError
     from nlp.registry import ModelRegistry
 
@@ -236,8 +246,14 @@ def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: flo
     engine = _engine()
     with engine.connect() as conn:
         corrections = load_corrections(conn)
-    click.echo(f"{len(corrections)} corrected articles; training (takes a few minutes)...", err=True)
-    result = retrain(registry, labelled, unlabelled, corrections, tolerance=tolerance)
+    click.echo(f"{len(corrections)} corrections; training (takes a few minutes)...", err=True)
+    if recipe == "genre":
+        from nlp.registry import retrain_genre
+
+        result = retrain_genre(registry, data_dir or settings.data_dir, corrections, state_dir=_state_dir(),
+                               tolerance=tolerance, echo=lambda m: click.echo(m, err=True))
+    else:
+        result = retrain(registry, labelled, unlabelled, corrections, tolerance=tolerance)
     if result.promoted and corrections:
         with engine.begin() as conn:
             mark_used(conn, [c["feedback_id"] for c in corrections], f"sentiment-{result.version}")

@@ -3,7 +3,7 @@ combining TF-IDF features with sentence-encoder features (concatenation), calibr
 
 A :class:`Head` is: a text featurizer (``"news"``: the news recipe of :mod:`nlp.sentiment` —
 item and headline word n-grams, char n-grams, LSA of the unlabelled news, polarity lexicon;
-``"plain"``: word 1–2-grams + accent-folded char 2–5-grams + length columns, for posts;
+``"lsa"``: only its dense part, LSA and lexicon, no n-grams; ``"plain"``: word 1–2-grams + accent-folded char 2–5-grams + length columns, for posts;
 ``"none"``), the encoder block scaled by ``encoder_weight`` (0 = no encoder), a multinomial
 logistic regression (balanced class weights, C), a bias added to the neutral class's decision
 value, and one temperature fitted on out-of-fold decision values (calibrated probabilities).
@@ -87,13 +87,13 @@ class TextFeaturizer:
     """TF-IDF side of a head; ``n_word`` first columns are word n-grams (for reasons)."""
 
     def __init__(self, kind: str, news_base: NewsModel | None = None) -> None:
-        if kind not in ("news", "plain", "none"):
+        if kind not in ("news", "lsa", "plain", "none"):
             raise ValueError(f"unknown text featurizer {kind!r}")
-        if kind == "news" and news_base is None:
+        if kind in ("news", "lsa") and news_base is None:
             raise ValueError("the news featurizer needs the fitted LSA/lexicon base model")
         self.kind = kind
         self.news: NewsModel | None = None
-        if kind == "news":
+        if kind in ("news", "lsa"):
             assert news_base is not None
             self.news = NewsModel(
                 config=news_base.config, lsa_vec=news_base.lsa_vec, lsa_terms=news_base.lsa_terms,
@@ -113,6 +113,8 @@ class TextFeaturizer:
             assert self.news is not None
             fit_vectorizers(self.news, Corpus(list(texts), list(segs)))
             vecs = (self.news.word_vec, self.news.head_vec, self.news.char_vec)
+        elif self.kind == "lsa":
+            vecs = ()
         elif self.kind == "plain":
             min_df = 2 if len(texts) > 2000 else 1
             self.word_vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+",
@@ -133,6 +135,13 @@ class TextFeaturizer:
             assert self.news is not None
             heads = [split_headline(s)[0] for s in segs]
             return self.news.features(list(segs), heads, [t.lower() for t in texts])
+        if self.kind == "lsa":  # dense only: LSA of item and headline + lexicon counts (no n-grams)
+            assert self.news is not None and self.news.lsa_terms is not None
+            heads = [split_headline(s)[0] for s in segs]
+            blocks = [self.news._lsa(list(segs)), self.news._lsa(heads)]
+            if self.news.neg_lexicon:
+                blocks += [self.news._lex(list(segs)), self.news._lex(heads)]
+            return sparse.csr_matrix(np.hstack(blocks))
         if self.kind == "plain":
             assert self.word_vec is not None and self.char_vec is not None
             toks = np.array([len(s.split()) for s in segs], dtype=np.float32)
@@ -145,6 +154,8 @@ class TextFeaturizer:
 
     @property
     def n_word(self) -> int:
+        if self.kind == "lsa":
+            return 0
         vec = self.news.word_vec if self.news is not None else self.word_vec
         return len(vec.vocabulary_) if vec is not None else 0
 

@@ -36,6 +36,7 @@ from nlp.sentiment import (
     prepare,
     train_model,
 )
+from nlp.text import normalize_text, segment_for_features
 
 
 @dataclass
@@ -206,3 +207,139 @@ def retrain(
     )
     registry.add(cand, cand_scores, promote=promote, info={**info, "n_corrections": len(items), "reason": reason})
     return RetrainResult(cand.version, promote, cand_scores, current_scores, cur, len(items), reason)
+
+
+# ------------------------------------------------------------------------------ genre models
+
+
+def evaluate_genre(model: Any, data: Any, genre: str) -> dict[str, float]:
+    """Scores of ``model``'s ``genre`` head on ``data`` (a :class:`nlp.heads.Data`): the
+    encoder head when ``data`` carries encoder rows, else the TF-IDF head; a format-1 model
+    scores every genre with its one head. The same function scores candidate and current."""
+    from nlp.heads import GenreModel
+    from nlp.sentiment import scores
+
+    if isinstance(model, GenreModel):
+        head = model.head(genre, data.emb is not None)
+        p, _ = head.proba(data.texts, data.segs, data.emb if head.uses_encoder else None)
+    else:
+        p, _, _ = model.predict_units(data.texts, data.segs)
+    return scores(np.asarray(data.labels), np.array(LABELS)[p.argmax(axis=1)])
+
+
+def retrain_genre(
+    registry: ModelRegistry,
+    data_dir: Path,
+    corrections: Sequence[dict[str, Any]],
+    state_dir: Path | None = None,
+    tolerance: float = 0.0,
+    correction_weight: float = 2.0,
+    version: str | None = None,
+    echo: Any = print,
+    base_config: ModelConfig | None = None,
+) -> RetrainResult:
+    """Retrain the genre model with staff corrections; promote only if no genre gets worse.
+
+    Corrections carry ``genre`` (``article`` when absent): each genre's heads are retrained on
+    their data minus that genre's frozen reference set (news-dev: the hash-based 20 % of
+    :func:`frozen_reference_ids`; posts: the same rule over the VLSP 2016 items the post head
+    trains on) plus its corrections (weight 2); a genre without corrections keeps the heads of
+    the reference baseline. Candidate and current model are scored now, by the same function
+    (:func:`evaluate_genre`), on both reference sets; the candidate is promoted if neither
+    genre's macro-F1 drops by more than ``tolerance``. The first run trains the baseline (same
+    recipe, no corrections) and promotes it.
+    """
+    from nlp.encoder import load_encoder
+    from nlp.heads import Data, GenreModel
+    from nlp.sentiment import TOPICS
+    from nlp.training import (
+        ARTICLE_GRID,
+        POST_GRID,
+        POST_SETS,
+        build_genre_model,
+        fit_genre_heads,
+        labelled_data,
+        news_base_model,
+    )
+
+    cache_dir = Path(state_dir) / "nlp-cache" if state_dir else None
+    encoder, why = load_encoder(state_dir, cache_entries=2_000_000)
+    if encoder is None:
+        echo(f"the encoder cannot run here ({why}): TF-IDF-only heads")
+    news, rows = labelled_data(data_dir, "news-dev", encoder, cache_dir)
+    ref_news = set(frozen_reference_ids([{"id": i} for i in rows.ids]))
+    is_ref = np.array([i in ref_news for i in rows.ids])
+    news_train, news_ref = news.subset(np.flatnonzero(~is_ref)), news.subset(np.flatnonzero(is_ref))
+    topics_all = rows.topics
+    post_parts, post_ref_parts = [], []
+    for spec in POST_SETS.values():
+        d, prow = labelled_data(data_dir, spec, encoder, cache_dir)
+        ref_p = set(frozen_reference_ids([{"id": i} for i in prow.ids])) if spec.startswith("vlsp2016") else set()
+        m = np.array([i in ref_p for i in prow.ids])
+        post_parts.append(d.subset(np.flatnonzero(~m)))
+        if m.any():
+            post_ref_parts.append(d.subset(np.flatnonzero(m)))
+    post_train = Data.concat(post_parts)
+    post_ref = Data.concat(post_ref_parts) if post_ref_parts else Data([], [], np.array([]))
+    refs = {"article": news_ref, "post": post_ref}
+    info = {"reference_ids_sha256": ids_digest(sorted(ref_news)), "reference_n": len(ref_news),
+            "post_reference_n": len(post_ref.texts)}
+    base_news = news_base_model(data_dir, cache_dir, echo, base_config)
+
+    def corrections_data(genre: str) -> Data | None:
+        items = correction_items([c for c in corrections if (c.get("genre") or "article") == genre])
+        if not items:
+            return None
+        texts = [normalize_text(it["text"]) for it in items]
+        return Data(texts, [segment_for_features(t) for t in texts], np.array([it["label"] for it in items]),
+                    encoder.encode(texts) if encoder is not None else None, np.full(len(texts), correction_weight))
+
+    def score_all(model: Any) -> dict[str, dict[str, float]]:
+        return {g: evaluate_genre(model, d, g) for g, d in refs.items() if len(d.texts)}
+
+    tmask = np.isin(topics_all, TOPICS) & ~is_ref
+    topic_data = news.subset(np.flatnonzero(tmask))
+    topic_data.labels = topics_all[tmask]
+    name = encoder.name if encoder is not None else None
+    max_chars = encoder.encoder.max_chars if encoder is not None else 1000
+    cur = registry.current_version
+    current = load_model(registry.model_path(cur)) if cur else None
+    if current is None or not isinstance(current, GenreModel):
+        stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+        echo("training the reference baseline (no corrections) ...")
+        current = build_genre_model(news_train, post_train, topic_data, base_news, f"{stamp}-base", name, max_chars,
+                                    meta={"baseline": True}, echo=echo)
+        registry.add(current, _flat(score_all(current)), promote=True, info={**info, "n_corrections": 0})
+        cur = current.version
+    current_scores = score_all(current)
+    stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
+    heads = dict(current.heads)
+    n_used = 0
+    for genre, grid, train in (("article", ARTICLE_GRID, news_train), ("post", POST_GRID, post_train)):
+        extra = corrections_data(genre)
+        if extra is not None:
+            n_used += len(extra.texts)
+            heads[genre] = fit_genre_heads(grid, Data.concat([train, extra]), base_news, echo=echo, name=genre)
+    cand = GenreModel(version=stamp, heads=heads, topic=current.topic, encoder_name=current.encoder_name,
+                      headline_weight=current.headline_weight, meta={**current.meta, "baseline": False})
+    # topics are not corrected here (corrections carry sentiment labels): the candidate keeps
+    # the current topic heads
+    cand_scores = score_all(cand)
+    worse = [g for g in cand_scores if cand_scores[g]["macro_f1"] < current_scores[g]["macro_f1"] - tolerance]
+    promote = not worse
+    reason = "; ".join(
+        f"{g}: candidate macro-F1 {cand_scores[g]['macro_f1']:.4f} vs current {current_scores[g]['macro_f1']:.4f}"
+        for g in cand_scores
+    ) + f" on the frozen reference sets ({len(news_ref.texts)} news items, {len(post_ref.texts)} posts): " + (
+        "promoted" if promote else f"refused (worse on {', '.join(worse)})")
+    registry.add(cand, _flat(cand_scores), promote=promote, info={**info, "n_corrections": n_used, "reason": reason})
+    return RetrainResult(cand.version, promote, _flat(cand_scores), _flat(current_scores), cur, n_used, reason)
+
+
+def _flat(scores_by_genre: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One flat dict: the article scores under their usual keys (the digest and ``--status``
+    read ``macro_f1``), every genre's under ``<genre>_<key>``."""
+    out: dict[str, float] = dict(scores_by_genre.get("article", {}))
+    for g, sc in scores_by_genre.items():
+        out.update({f"{g}_{k}": v for k, v in sc.items()})
+    return out

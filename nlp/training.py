@@ -90,9 +90,25 @@ def train_release(
 
 # The model-selection grids of the genre heads (nlp.selection chooses inside CV folds; the
 # benchmark measures the whole procedure with nested CV: see nlp/models/MODEL_CARD.md).
-ARTICLE_GRID: tuple[HeadConfig, ...] = ()
-POST_GRID: tuple[HeadConfig, ...] = ()
-TOPIC_GRID: tuple[HeadConfig, ...] = ()
+ARTICLE_FAMILIES: dict[str, tuple[HeadConfig, ...]] = {
+    "encoder only": tuple(HeadConfig("none", 1.0, c) for c in (1.0, 3.0, 10.0)),
+    "LSA+lexicon + encoder": tuple(HeadConfig("lsa", 1.0, c) for c in (1.0, 3.0, 10.0)),
+    "news TF-IDF + encoder": tuple(HeadConfig("news", w, 10.0) for w in (1.0, 2.0, 3.0)),
+    "news TF-IDF only": (HeadConfig("news", 0.0, 3.0), HeadConfig("news", 0.0, 10.0)),
+}
+# the shipped article heads: the encoder family that held best across the memorisation checks
+# (model card), and the TF-IDF-only fallback
+ARTICLE_GRID: tuple[HeadConfig, ...] = ARTICLE_FAMILIES["encoder only"] + ARTICLE_FAMILIES["news TF-IDF only"]
+POST_GRID: tuple[HeadConfig, ...] = (
+    HeadConfig("plain", 1.0, 1.0), HeadConfig("plain", 2.0, 1.0), HeadConfig("plain", 2.0, 3.0),
+    HeadConfig("plain", 0.0, 1.0), HeadConfig("plain", 0.0, 3.0),
+)
+TOPIC_GRID: tuple[HeadConfig, ...] = (
+    HeadConfig("news", 1.0, 10.0), HeadConfig("news", 2.0, 10.0), HeadConfig("none", 1.0, 10.0),
+    HeadConfig("news", 0.0, 10.0),
+)
+# training sets of the post head (NAME or NAME:N, a fixed subsample; see the model card)
+POST_SETS: dict[str, str] = {"vlsp": "vlsp2016:2000", "vsfc": "vsfc-train:2000"}
 
 
 def tfidf_only(grid: Sequence[HeadConfig]) -> list[HeadConfig]:
@@ -160,3 +176,137 @@ def build_genre_model(
         version=version, heads=heads, topic=topic, encoder_name=encoder_name,
         meta={**(meta or {}), "encoder_max_chars": encoder_max_chars},
     )
+
+
+# ------------------------------------------------------------------------------ data for the heads
+
+
+def segment_cached(texts: Sequence[str], cache_dir: Path | None, name: str) -> list[str]:
+    """Word-segmented texts, kept in ``cache_dir`` (a pickle per set, checked by a hash of the
+    texts) so that training and the benchmark segment each corpus once."""
+    import hashlib
+    import pickle
+
+    from nlp.text import segment_for_features
+
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"segs-{name}-{digest}.pkl" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            segs = pickle.loads(path.read_bytes())
+            if isinstance(segs, list) and len(segs) == len(texts):
+                return segs
+        except Exception:  # noqa: BLE001 - a broken cache file is recomputed
+            pass
+    segs = [segment_for_features(t) for t in texts]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(pickle.dumps(segs))
+        tmp.replace(path)
+    return segs
+
+
+def labelled_data(
+    data_dir: Path,
+    spec: str,
+    encoder: Any | None,
+    cache_dir: Path | None = None,
+    stripped: bool = False,
+    weight: float = 1.0,
+) -> tuple[Data, Any]:
+    """(Data, the corpora.Labelled rows) of one labelled set; ``spec`` is NAME or NAME:N (the
+    fixed subsample of N items, :func:`nlp.corpora.sample_indices`). ``stripped``: the texts
+    without diacritics. Encoder vectors come through the encoder (and its cache)."""
+    from nlp import corpora
+    from nlp.text import strip_diacritics
+
+    name, _, limit = spec.partition(":")
+    rows = corpora.load(data_dir, name)
+    if limit:
+        rows = rows.subset(corpora.sample_indices(len(rows), int(limit)))
+    texts = [strip_diacritics(t) for t in rows.texts] if stripped else list(rows.texts)
+    segs = segment_cached(texts, cache_dir, spec.replace(":", "_") + ("-stripped" if stripped else ""))
+    emb = encoder.encode(texts) if encoder is not None else None
+    return Data(texts, segs, rows.labels, emb, np.full(len(texts), weight)), rows
+
+
+def news_base_model(data_dir: Path, cache_dir: Path | None, echo: Callable[[str], None] = print,
+                    config: ModelConfig | None = None) -> NewsModel:
+    """LSA term space and polarity lexicon fitted on the unlabelled news only (no labelled text)."""
+    from nlp import corpora
+
+    echo("unlabelled news: reading and segmenting (cached) ...")
+    unl = corpora.news_unlabelled(data_dir)
+    labelled = set(corpora.news_dev(data_dir).texts)
+    unl = [t for t in unl if t not in labelled]  # an identical text would leak into the LSA space
+    segs = segment_cached(unl, cache_dir, "news-unlabelled")
+    base = NewsModel(config=config or ModelConfig())
+    from nlp.sentiment import fit_unsupervised
+
+    fit_unsupervised(base, Corpus(unl, segs), Corpus([], []))
+    return base
+
+
+def post_training_data(data_dir: Path, encoder: Any | None, cache_dir: Path | None,
+                       exclude_ids: set[str] | None = None) -> Data:
+    """The post head's training data: the sets of :data:`POST_SETS` (minus ``exclude_ids``)."""
+    parts = []
+    for spec in POST_SETS.values():
+        d, rows = labelled_data(data_dir, spec, encoder, cache_dir)
+        if exclude_ids:
+            keep = np.array([i not in exclude_ids for i in rows.ids])
+            d = d.subset(np.flatnonzero(keep))
+        parts.append(d)
+    return Data.concat(parts)
+
+
+def train_genre_release(
+    data_dir: Path,
+    output_dir: Path,
+    version: str | None = None,
+    state_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> tuple[Path, dict[str, Any]]:
+    """Train the genre model (format 2) and write ``sentiment-<version>.joblib``.
+
+    Article heads on news-dev (LSA and lexicon from the unlabelled news), post heads on
+    :data:`POST_SETS`, topic heads on news-dev's topics; each genre gets a head with the
+    encoder (when it runs here) and a TF-IDF-only fallback, chosen by 5-fold CV over its grid
+    and calibrated. Encoder vectors and segmentations are cached in ``<state_dir>/nlp-cache``.
+    """
+    from nlp.encoder import load_encoder
+
+    t0 = time.perf_counter()
+    cache_dir = Path(state_dir) / "nlp-cache" if state_dir else None
+    encoder, why = load_encoder(state_dir, cache_entries=2_000_000)
+    if encoder is None:
+        echo(f"the encoder cannot run here ({why}): training the TF-IDF-only heads")
+    base = news_base_model(data_dir, cache_dir, echo)
+    news, rows = labelled_data(data_dir, "news-dev", encoder, cache_dir)
+    echo(f"news-dev: {len(news.texts)} items ({time.perf_counter() - t0:.0f} s)")
+    posts = post_training_data(data_dir, encoder, cache_dir)
+    echo(f"posts: {len(posts.texts)} items from {', '.join(POST_SETS.values())} ({time.perf_counter() - t0:.0f} s)")
+    mask = np.isin(rows.topics, TOPICS)
+    topics = news.subset(np.flatnonzero(mask))
+    topics.labels = rows.topics[mask]
+    version = version or dt.date.today().strftime("%Y.%m.%d")
+    ref = frozen_reference_ids([{"id": i} for i in rows.ids])
+    meta = {
+        "trained_on": {"article": "news-dev (600) + unlabelled news (LSA, lexicon)", "post": dict(POST_SETS),
+                       "topic": "news-dev topics"},
+        "encoder": encoder.name if encoder is not None else None,
+        "sklearn_version": sklearn.__version__,
+        "frozen_reference_sha256": ids_digest(ref),
+        "frozen_reference_n": len(ref),
+    }
+    model = build_genre_model(
+        news, posts, topics, base, version, encoder.name if encoder is not None else None,
+        encoder.encoder.max_chars if encoder is not None else 1000, meta=meta, echo=echo,
+    )
+    path = save_model(model, Path(output_dir) / f"sentiment-{version}.joblib")
+    report = {**meta, "seconds": round(time.perf_counter() - t0, 1), "size_bytes": path.stat().st_size,
+              "heads": {g: {k: h.config.label() for k, h in p.items()} for g, p in model.heads.items()},
+              "topic": {k: h.config.label() for k, h in model.topic.items()}}
+    echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return path, report

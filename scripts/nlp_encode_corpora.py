@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--state-dir", type=Path, default=REPO / ".state")
     ap.add_argument("--sets", nargs="*", default=ALL)
     ap.add_argument("--stripped", nargs="*", default=[])
-    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=32)
     args = ap.parse_args()
     enc, why = load_encoder(args.state_dir, cache_entries=2_000_000)
     if enc is None:
