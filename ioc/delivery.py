@@ -51,12 +51,12 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gis.errors import IocError
 
@@ -128,10 +128,21 @@ class DeliverySettings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(default=300.0, ge=0)
     delivery_base_url: str | None = Field(
         default=None, description="Public URL of the API, for links in messages")
-    delivery_alert_severities: list[str] = Field(default_factory=lambda: ["high"])
+    delivery_alert_severities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["high"], description="comma-separated: high, medium, low")
     delivery_webhook_url: SecretStr | None = Field(
         default=None, description="JSON POST target for chat tools (Mattermost, Slack, …)")
     delivery_webhook_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("delivery_alert_severities", mode="before")
+    @classmethod
+    def _severities(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [x.strip().lower() for x in v.strip("[]").replace('"', "").split(",") if x.strip()]
+        bad = [x for x in v or [] if x not in SEVERITY_VI]
+        if bad or not v:
+            raise ValueError(f"severities must be among high, medium, low; got {bad or 'none'}")
+        return v
 
     def smtp_server(self) -> str:
         return f"{self.smtp_host}:{self.smtp_port}"
