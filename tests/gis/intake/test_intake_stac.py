@@ -6,6 +6,7 @@ assets)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -297,3 +298,46 @@ def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fa
     row = _rows(connection, cid)["server-down"]
     assert row["status"] == "rejected" and row["attempts"] == 2
     assert "gave up after 2 attempts" in row["reason"]
+
+
+def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
+        stac_api, cog_server, connection, tmp_path, capsys):
+    """The operator's path (docs/imagery-intake.md): scenes on disk → COGs + items with
+    ``python -m gis.intake.catalogue`` → pypgstac → the intake, detection and alerts."""
+    from gis.intake.catalogue import main
+
+    cid = "t-tool"
+    out = cog_server.root / "tool"
+    items_file, coll_file = tmp_path / "items.ndjson", tmp_path / "collection.json"
+    rc = main([str(sc.LAND / "before"), str(next(sc.LAND.glob("after_*.tif"))),
+               "--out-dir", str(out), "--base-url", f"{cog_server.url}/tool",
+               "--collection", cid, "--items", str(items_file),
+               "--collection-file", str(coll_file), "--blocksize", "64"])
+    assert rc == 0
+    items = [json.loads(line) for line in items_file.read_text().splitlines()]
+    assert [i["properties"]["datetime"][:10] for i in items] == ["2024-04-20", "2025-04-18"]
+    assert "SCL" in items[0]["assets"] and items[0]["properties"]["eo:cloud_cover"] > 0
+    assert "SCL" not in items[1]["assets"]  # the multi-band after image has none:
+    assert items[1]["properties"]["eo:cloud_cover"] == 0.0  # spectral test, no thick cloud
+    with rasterio.open(out / items[1]["id"] / "B04.tif") as ds:
+        assert ds.profile["tiled"] and ds.overviews(1) is not None
+    stac_api.load(json.loads(coll_file.read_text()), items)
+    import_cadastre(connection, sc.LAND / "sample_cadastre.gpkg")
+    settings = _settings(tmp_path, stac_api.url, cid, detect=True,
+                         bbox=tuple(json.loads(coll_file.read_text())["extent"]["spatial"]
+                                    ["bbox"][0]))
+    stac_res, det = poll(connection, settings, land=LandSettings(_env_file=None, detector="cva"),
+                         now=dt.datetime(2025, 5, 1, tzinfo=UTC))
+    assert stac_res.processed == 2 and det.detections == 1 and det.alerts >= 1, (
+        stac_res.details, det.details)
+    no_scl = _rows(connection, cid)[items[1]["id"]]
+    assert no_scl["properties"]["scl"].startswith("no SCL asset")
+
+    # a scene without a date is one clear error
+    (tmp_path / "undated").mkdir()
+    from tests.gis._land_rasters import scene, write_multiband
+
+    write_multiband(tmp_path / "undated" / "scene.tif", scene(32))
+    rc = main([str(tmp_path / "undated" / "scene.tif"), "--out-dir", str(tmp_path / "o"),
+               "--base-url", "http://x", "--collection", "c"])
+    assert rc == 2 and "acquisition date unknown" in capsys.readouterr().err
