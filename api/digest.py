@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from api.app_context import AppContext, RouteGroup
 from api.errors import ApiError, InvalidParameterError, NotFoundError
+from gis.db.models import SENTIMENT_LABELS
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,7 +94,7 @@ DIGEST_PATHS: dict[str, dict] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["article_id", "label", "reviewer"], "additionalProperties": False,
             "properties": {"article_id": {"type": "integer"},
-                           "label": {"type": "string", "enum": ["negative", "neutral", "positive"]},
+                           "label": {"type": "string", "enum": list(SENTIMENT_LABELS)},
                            "reviewer": {"type": "string"}, "note": {"type": "string"}}}}}},
         "responses": {"201": {"description": "Stored"}, "400": {"description": "Invalid"},
                       "401": {"description": "No or invalid token"}, "403": {"description": "The token may not correct labels"},

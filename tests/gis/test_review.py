@@ -159,3 +159,9 @@ def test_review_statuses_and_cover_classes_are_defined_once():
     from gis.land_cover import COVER_NAMES
 
     assert tuple(COVER_NAMES.values()) == tuple(COVER) == COVER_CLASSES
+    # nlp may not import gis: its labels are kept equal to the schema's by this test
+    from gis.db.models import SENTIMENT_LABELS
+    from nlp.sentiment import LABELS
+
+    assert LABELS == SENTIMENT_LABELS
+    assert [f for f in _tuple_literals(SENTIMENT_LABELS) if not f.startswith("nlp/")] == []
