@@ -20,7 +20,6 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
@@ -254,18 +253,15 @@ def _asset_error(band: str, href: str, exc: BaseException) -> AssetError:
                       f"{msg})")
 
 
-def _window(ds, area_bounds_4326: tuple[float, float, float, float]) -> tuple[Window, Window]:
-    """(unclipped window of the area's bounds on the dataset's grid, the part inside it)."""
+def _window(ds, area_bounds_4326: tuple[float, float, float, float]) -> Window:
+    """The window of the area's bounds on the dataset's grid, clipped to the dataset (width or
+    height 0 when they do not meet)."""
     w, s, e, n = transform_bounds("EPSG:4326", ds.crs, *area_bounds_4326, densify_pts=21)
     inv = ~ds.transform
     cols, rows = zip(*(inv * (x, y) for x, y in ((w, n), (e, n), (e, s), (w, s))), strict=True)
-    c0, c1 = math.floor(min(cols)), math.ceil(max(cols))
-    r0, r1 = math.floor(min(rows)), math.ceil(max(rows))
-    full = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
-    cc0, cc1 = max(c0, 0), min(c1, ds.width)
-    rr0, rr1 = max(r0, 0), min(r1, ds.height)
-    inside = Window(cc0, rr0, max(cc1 - cc0, 0), max(rr1 - rr0, 0))
-    return full, inside
+    c0, c1 = max(math.floor(min(cols)), 0), min(math.ceil(max(cols)), ds.width)
+    r0, r1 = max(math.floor(min(rows)), 0), min(math.ceil(max(rows)), ds.height)
+    return Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
 
 
 def usable_share(ds, area) -> tuple[float, Window]:
@@ -275,7 +271,7 @@ def usable_share(ds, area) -> tuple[float, Window]:
     Parts of the area outside the image (another tile's) do not count; no-data pixels inside
     it (a swath edge) count as not usable.
     """
-    _, inside = _window(ds, area.bounds)
+    inside = _window(ds, area.bounds)
     if inside.width == 0 or inside.height == 0:
         return 0.0, inside
     block = ds.read(1, window=inside)
@@ -299,14 +295,14 @@ def _platform_code(item: dict) -> str:
     return f"S2{m.group(1).upper()}" if m else "S2"
 
 
-def _write_window(src_path: str, window: Window, dst: Path, band: str, tags: dict) -> int:
-    with rasterio.open(src_path) as ds:
-        data = ds.read(1, window=window)
-        profile = {
-            "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-            "dtype": data.dtype, "crs": ds.crs, "transform": ds.window_transform(window),
-            "nodata": ds.nodata, "compress": "deflate",
-        }
+def _write_window(ds, window: Window, dst: Path, band: str, tags: dict) -> int:
+    """Read ``window`` of the open dataset and write it as a GeoTIFF; returns its size."""
+    data = ds.read(1, window=window)
+    profile = {
+        "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
+        "dtype": data.dtype, "crs": ds.crs, "transform": ds.window_transform(window),
+        "nodata": ds.nodata, "compress": "deflate",
+    }
     if data.shape[0] >= 256 and data.shape[1] >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     with rasterio.open(dst, "w", **profile) as out:
@@ -366,12 +362,12 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
             for band, href in todo:
                 try:
                     with rasterio.open(_gdal_path(href)) as ds:
-                        _, inside = _window(ds, area.bounds)
-                    if inside.width == 0 or inside.height == 0:
-                        return ItemOutcome("rejected",
-                                           f"item {item_id}: asset {band} does not cover the area")
-                    written += _write_window(_gdal_path(href), inside,
-                                             tmp / f"{stem}_{band}.tif", band, tags)
+                        inside = _window(ds, area.bounds)
+                        if inside.width == 0 or inside.height == 0:
+                            return ItemOutcome(
+                                "rejected", f"item {item_id}: asset {band} does not cover the area")
+                        written += _write_window(ds, inside, tmp / f"{stem}_{band}.tif", band,
+                                                 tags)
                 except (RasterioError, OSError) as exc:
                     raise _asset_error(band, href, exc) from exc
         if final.exists():
@@ -385,9 +381,3 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
         return ItemOutcome(status, f"item {item_id}: {exc}", usable_share=share)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def iter_new(items: list[dict], already: dict, is_due) -> Iterator[dict]:
-    for it in items:
-        if is_due(already.get(str(it.get("id")))):
-            yield it
