@@ -27,7 +27,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+from pygeoapi.process.base import (
+    BaseProcessor,
+    JobNotFoundError,
+    ProcessorExecuteError,
+    UnknownProcessError,
+)
 from sqlalchemy import Engine, text
 
 from api.errors import InvalidParameterError, NotFoundError, public_message
@@ -327,7 +332,7 @@ def check_execution(manager: Any, process_id: str, principal: Principal, body: b
     token's role (403), the request and its inputs (400). Returns the parsed request."""
     try:
         processor = manager.get_processor(process_id)
-    except Exception:  # noqa: BLE001 - pygeoapi's UnknownProcessError and load failures alike
+    except UnknownProcessError:
         raise NotFoundError(f"No process '{process_id[:80]}'; see /processes.") from None
     principal.require(required_role(process_id), f"Running the process {process_id}")
     request = parse_execute_request(body)
@@ -339,7 +344,7 @@ def check_job_deletion(manager: Any, job_id: str, principal: Principal) -> None:
     """Dismissing a job needs the role of its process (404 for an unknown job)."""
     try:
         job = manager.get_job(job_id)
-    except Exception:  # noqa: BLE001 - pygeoapi's JobNotFoundError
+    except JobNotFoundError:
         raise NotFoundError(f"No job '{job_id[:80]}'.") from None
     process_id = job.get("process_id", "")
     role = PROCESS_ROLES.get(process_id, "admin")

@@ -29,6 +29,8 @@ def test_the_three_processes_are_described(client):
     assert {"before", "after"} <= set(one["inputs"])
     assert one["inputs"]["threshold"]["schema"]["maximum"] == 1
     assert_ogc_error(client.get("/processes/nope?f=json"), 404)
+    assert_ogc_error(execute(client, "nope", {"inputs": {}}), 404, "nope")
+    assert_ogc_error(client.delete("/jobs/nope", headers=BEARER), 404, "nope")
 
 
 def wait_for(client, location: str, seconds: float = 60) -> dict:
