@@ -252,4 +252,4 @@ def ops_routes(ctx: Any) -> list[Route]:
     from api.metrics import metrics_routes
 
     return [*health_routes(ctx.database_url),
-            *metrics_routes(engines={"writes": ctx.engine}, stored_counts=ctx.engine)]
+            *metrics_routes(engines={"writes": ctx.engine}, stored_counts=ctx.database_url)]

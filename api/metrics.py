@@ -210,8 +210,8 @@ class StoredCountsCollector:
                     "FROM articles a GROUP BY 1",
     }
 
-    def __init__(self, engine: Any, ttl: float = 15.0, timeout_ms: int = 2000) -> None:
-        self.engine = engine
+    def __init__(self, database_url: str, ttl: float = 15.0, timeout_ms: int = 2000) -> None:
+        self.database_url = database_url
         self.ttl = ttl
         self.timeout_ms = timeout_ms
         self._cache: tuple[float, dict[str, list] | None] = (0.0, None)
@@ -220,13 +220,13 @@ class StoredCountsCollector:
         at, data = self._cache
         if time.monotonic() - at < self.ttl:
             return data
-        from sqlalchemy import text
+        import psycopg
 
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text(f"SET LOCAL statement_timeout = {int(self.timeout_ms)}"))
-                data = {k: [tuple(r) for r in conn.execute(text(q))] for k, q in self.SQL.items()}
-                conn.rollback()
+        try:  # a connection of its own, with timeouts: a scrape never waits on the app's pools
+            with psycopg.connect(self.database_url, connect_timeout=max(1, self.timeout_ms // 1000),
+                                 options=f"-c statement_timeout={int(self.timeout_ms)}",
+                                 application_name="ioc-metrics") as conn:
+                data = {k: [tuple(r) for r in conn.execute(q).fetchall()] for k, q in self.SQL.items()}
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database does not
             logging.getLogger(__name__).debug("stored counts not read: %s", exc)
             data = None
@@ -274,10 +274,10 @@ def render_metrics(collectors: Iterable[Any] = ()) -> bytes:
     return out + generate_latest(extra)
 
 
-def metrics_routes(engines: Mapping[str, Any] | None = None, stored_counts: Any = None) -> list[Route]:
+def metrics_routes(engines: Mapping[str, Any] | None = None, stored_counts: str | None = None) -> list[Route]:
     """``GET /metrics`` (no token: put it behind the reverse proxy's rules if it must not be
-    public). ``engines``: SQLAlchemy engines whose pools are reported; ``stored_counts``: an
-    engine to read the stored counts with (:class:`StoredCountsCollector`)."""
+    public). ``engines``: SQLAlchemy engines whose pools are reported; ``stored_counts``: the
+    database URL to read the stored counts from (:class:`StoredCountsCollector`)."""
     from starlette.concurrency import run_in_threadpool
 
     collectors: list[Any] = [PoolCollector(engines)]

@@ -249,3 +249,14 @@ def test_stored_counts_match_the_database(client, api_engine):
         api_engine, "SELECT count(*) FROM detection_runs WHERE status = 'succeeded'")
     assert sample(text, "ioc_articles", scored="true") == count(
         api_engine, "SELECT count(DISTINCT article_id) FROM article_scores")
+
+
+def test_metrics_answer_when_the_database_does_not():
+    from api.metrics import metrics_routes
+
+    app = Starlette(routes=metrics_routes(stored_counts=f"postgresql://ioc@127.0.0.1:{_free_port()}/ioc"))
+    with TestClient(app) as c:
+        started = time.perf_counter()
+        text = scrape(c)
+    assert time.perf_counter() - started < 5
+    assert sample(text, "ioc_database_up") == 0 and "ioc_parcel_alerts{" not in text
