@@ -139,6 +139,24 @@ def _chain(node: Any) -> list[Any]:
     return operands
 
 
+def _check_rings(geometry: dict) -> None:
+    """Polygon rings as written must be closed and have 4 positions or more (shapely would close
+    them silently, PostGIS refuses them)."""
+    kind = geometry.get("type")
+    polygons = ([geometry.get("coordinates")] if kind == "Polygon"
+                else geometry.get("coordinates") if kind == "MultiPolygon" else [])
+    for polygon in polygons or []:
+        for ring in polygon or []:
+            if len(ring) < 4:
+                raise InvalidParameterError(
+                    f"The filter's polygon has a ring of {len(ring)} positions; a ring needs at "
+                    "least 4, the last equal to the first.")
+            if list(ring[0]) != list(ring[-1]):
+                raise InvalidParameterError(
+                    "The filter's polygon has a ring that is not closed (its last position must "
+                    "equal its first).")
+
+
 def _valid_geometry(node: Any) -> dict:
     """The GeoJSON of a geometry literal; InvalidParameterError naming what is wrong with it."""
     import math
@@ -148,7 +166,10 @@ def _valid_geometry(node: Any) -> dict:
 
     try:
         geometry = dict(node.geometry)
+        _check_rings(geometry)
         geom = shape(geometry)
+    except InvalidParameterError:
+        raise
     except Exception as exc:  # noqa: BLE001 - shapely/GEOS errors of every kind
         detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise InvalidParameterError(f"The filter's geometry cannot be read: {detail}.") from None

@@ -253,8 +253,9 @@ def parse_sortby(info: TableInfo, value: str) -> list[tuple[str, bool]]:
     keys: list[tuple[str, bool]] = []
     for term in value.split(","):
         term = term.strip()
-        asc = not term.startswith("-")
-        name = term.lstrip("+- ")
+        sign = term[:1] if term[:1] in ("+", "-") else ""  # one optional sign, then the name
+        asc = sign != "-"
+        name = term[len(sign):]
         if name not in sortables:
             if name in info.columns:
                 raise InvalidParameterError(f"sortby cannot sort on the object property '{name[:60]}'.")

@@ -60,8 +60,9 @@ def test_filter_limits_are_settings(api_database_url, api_engine, settings):
     # a bow tie: the ring crosses itself
     ("POLYGON((105.85 20.515, 105.856 20.52, 105.856 20.515, 105.85 20.52, 105.85 20.515))",
      ["not a valid geometry", "self-intersection"]),
-    ("POLYGON((105.85 20.515, 105.856 20.515, 105.856 20.52, 105.85 20.52))", ["geometry"]),  # not closed
-    ("POLYGON((105.85 20.515, 105.856 20.515, 105.85 20.515))", ["geometry"]),  # too few points
+    ("POLYGON((105.85 20.515, 105.856 20.515, 105.856 20.52, 105.85 20.52))", ["ring", "not closed"]),
+    ("POLYGON((105.85 20.515, 105.856 20.515, 105.85 20.515))", ["ring", "at least 4"]),
+    ("POLYGON((0 0, 1 0, 1 1))", ["ring", "at least 4"]),  # was 200: shapely closed it silently
 ])
 def test_an_invalid_polygon_in_a_spatial_filter_is_a_400(client, geometry, words):
     r = client.get("/collections/parcels/items", params={"filter": f"S_INTERSECTS(geometry,{geometry})"})
