@@ -216,13 +216,19 @@ def setup_observability(command: str | None, state_dir: Any) -> None:
     if command not in SERVICE_COMMANDS or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
     root = Path(state_dir) / "metrics"
-    if root.is_dir():
-        for child in root.iterdir():
-            if child.name.isdigit() and not _alive(int(child.name)):
-                shutil.rmtree(child, ignore_errors=True)
     from api.metrics import setup_multiprocess
 
-    setup_multiprocess(root / str(os.getpid()))
+    try:
+        if root.is_dir():
+            for child in root.iterdir():
+                if child.name.isdigit() and not _alive(int(child.name)):
+                    shutil.rmtree(child, ignore_errors=True)
+        setup_multiprocess(root / str(os.getpid()))
+    except OSError as exc:  # metrics of this process only; the service runs all the same
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        logging.getLogger(__name__).warning(
+            "metrics cannot be shared between processes (%s: %s); /metrics shows the answering "
+            "process only", root, exc.strerror or exc)
 
 
 def _alive(pid: int) -> bool:
