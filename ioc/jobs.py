@@ -282,23 +282,18 @@ def digest(ctx: RunContext) -> dict[str, Any]:
 
 def imagery(ctx: RunContext) -> dict[str, Any]:
     """New scenes from the STAC catalogue and the watch folder; detection + parcel alerts on
-    each new usable pair (all in ``gis.intake``)."""
-    try:
-        from gis import intake
-    except ImportError:
-        raise JobSkipped("imagery intake is not installed (gis.intake is missing)") from None
-    poll = getattr(intake, "poll", None)
-    if poll is None:
-        raise JobSkipped("gis.intake has no poll() entry point")
+    each new usable pair (``gis.intake.poll``); then the summary of new high alerts is
+    delivered. A source that could not be polled makes the run failed (with its reason); what
+    the other sources did is kept."""
+    from gis.intake import poll
+
     svc: Services = ctx.services
     started = dt.datetime.now(dt.UTC)
-    result = poll(ctx.engine, state_dir=svc.state_dir)
-    for attr in ("as_dict", "to_dict"):
-        if hasattr(result, attr):
-            result = getattr(result, attr)()
-    counts = dict(result) if isinstance(result, dict) else {"result": str(result)}
-    ctx.counts.update(counts)
+    report = poll(ctx.engine, state_dir=svc.state_dir)
+    ctx.counts.update(report.as_dict())
     ctx.counts["alerts_delivery"] = deliver_new_alerts(ctx.engine, started)
+    if report.errors:
+        raise JobError("; ".join(report.errors))
     return ctx.counts
 
 

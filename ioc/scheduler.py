@@ -387,7 +387,8 @@ class JobRunner:
             status, error = "succeeded", None
             log.info("job %s: run %s started", job, run_id)
             try:
-                out = body(ctx)
+                with _log_context(run_id, job):
+                    out = body(ctx)
                 if out:
                     ctx.counts.update(out)
             except JobSkipped as exc:
@@ -407,7 +408,7 @@ class JobRunner:
             seconds = round(time.monotonic() - started, 3)
             ctx.counts.setdefault("seconds", seconds)
             self._finish(run_id, status, ctx.counts, error)
-            _observe(kind, status, seconds)
+            _observe(job, status, seconds)
             log.info("job %s: run %s %s in %.1f s %s", job, run_id, status, seconds,
                      json.dumps(ctx.counts, default=str, ensure_ascii=False)[:500])
             return run_id
@@ -423,16 +424,25 @@ class JobRunner:
             self._finish(run_id, "failed", ctx.counts, f"interrupted: {reason}")
 
 
-def _observe(kind: str, status: str, seconds: float) -> None:
-    """Job durations and failures for /metrics, when the observability module is there."""
+def _log_context(run_id: int, job: str):
+    """Every log line of the run carries its run id and job (``ioc.logging``)."""
     try:
-        from api import metrics  # type: ignore[attr-defined]
+        from ioc.logging import run_context
+    except ImportError:
+        return contextlib.nullcontext()
+    return run_context(run_id, job=job)
+
+
+def _observe(job: str, status: str, seconds: float) -> None:
+    """Job durations and failures for /metrics (``api.metrics``)."""
+    try:
+        from api.metrics import observe_job
     except ImportError:
         return
-    fn = getattr(metrics, "observe_job", None)
-    if fn is not None:
-        with contextlib.suppress(Exception):
-            fn(kind, status, seconds)
+    try:
+        observe_job(job, seconds, status)
+    except Exception as exc:  # noqa: BLE001 - metrics never fail a run
+        log.warning("job %s: metrics not recorded: %s", job, exc)
 
 
 # --------------------------------------------------------------------- APScheduler glue

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -281,3 +282,81 @@ def test_bad_schedule_settings_are_one_sentence(tmp_path):
     f.write_text("digets: '0 7 * * *'\n", encoding="utf-8")
     with pytest.raises(ScheduleError, match="unknown key"):
         load_schedule(ScheduleSettings(file=f), ["a"])
+
+
+def _service(database_url, state_dir: Path, clock, keep: list[str], monkeypatch, **extra):
+    from ioc.run import Service
+    from ioc.scheduler import JOB_KINDS, ScheduleSettings
+
+    monkeypatch.setenv("IOC_CRAWL_SITES_FILE", str(state_dir / "none.yaml"))
+    settings = ScheduleSettings(disabled=[k for k in JOB_KINDS if k not in keep], poll_seconds=0.2, **extra)
+    service = Service(database_url, state_dir, clock=clock, schedule_settings=settings)
+    service.start()
+    return service
+
+
+def _turn(engine, service, job: str, n: int, timeout: float = 120) -> list:
+    """Make ``job``'s next turn now through the scheduler; wait for its n-th finished run."""
+    service.scheduler.modify_job(job, next_run_time=dt.datetime.now(dt.UTC))
+    return _wait(lambda: (lambda rs: rs if len(rs) >= n else None)(
+        [r for r in _runs(engine, job) if r.status != "running"]), timeout, f"run {n} of {job}")
+
+
+def test_nightly_backup_job_with_retention(engine, database_url, tmp_path, monkeypatch):
+    _clean(engine)
+    backups = tmp_path / "backups"
+    monkeypatch.setenv("IOC_BACKUP_DIR", str(backups))
+    monkeypatch.setenv("IOC_BACKUP_KEEP_DAILY", "2")
+    monkeypatch.setenv("IOC_BACKUP_KEEP_WEEKLY", "0")
+    now = {"t": dt.datetime(2025, 8, 1, 1, 30, tzinfo=TZ)}
+    service = _service(database_url, tmp_path / "state", lambda: now["t"], ["backup"], monkeypatch)
+    try:
+        nxt = service.scheduler.get_job("backup").next_run_time.astimezone(TZ)
+        assert (nxt.hour, nxt.minute) == (1, 30)
+        for day in range(3):  # three nights
+            now["t"] = dt.datetime(2025, 8, 1 + day, 1, 30, tzinfo=TZ)
+            runs = _turn(engine, service, "backup", day + 1)
+            assert runs[-1].status == "succeeded", runs[-1].error
+    finally:
+        service.stop()
+    names = sorted(p.name for p in backups.iterdir())
+    assert names == ["ioc-20250801T183000Z.iocbak", "ioc-20250802T183000Z.iocbak"]
+    last = _runs(engine, "backup")[-1]
+    assert last.counts["pruned"] == ["ioc-20250731T183000Z.iocbak"]
+    assert last.counts["tables"] > 10 and last.counts["bytes"] > 0
+
+
+def test_failing_job_is_recorded_failed_with_its_reason(engine, database_url, tmp_path, monkeypatch):
+    _clean(engine)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("x")
+    monkeypatch.setenv("IOC_BACKUP_DIR", str(blocked / "backups"))
+    service = _service(database_url, tmp_path / "state", None, ["backup"], monkeypatch)
+    try:
+        [run] = _turn(engine, service, "backup", 1)
+    finally:
+        service.stop()
+    assert run.status == "failed"
+    assert run.error.startswith("BackupError: Cannot write the backup in") and str(blocked) in run.error
+
+
+def test_imagery_job_polls_the_intake_and_records_what_it_did(engine, database_url, tmp_path, monkeypatch):
+    """gis.intake.poll through the scheduler: an empty watch folder is a run with its counts; a
+    watch folder that is gone is a failed run naming it (the scenes themselves are tested in
+    tests/gis/test_intake*.py)."""
+    _clean(engine)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    monkeypatch.setenv("IOC_INTAKE_WATCH_DIR", str(watch))
+    monkeypatch.delenv("IOC_STAC_URL", raising=False)
+    service = _service(database_url, tmp_path / "state", None, ["imagery"], monkeypatch)
+    try:
+        [ok] = _turn(engine, service, "imagery", 1, timeout=300)
+        shutil.rmtree(watch)  # (the intake keeps processed/ and rejected/ in it)
+        runs = _turn(engine, service, "imagery", 2, timeout=300)
+    finally:
+        service.stop()
+    assert ok.status == "succeeded", ok.error
+    assert ok.counts["watch"]["discovered"] == 0 and "stac" not in ok.counts
+    failed = runs[-1]
+    assert failed.status == "failed" and str(watch) in failed.error and "does not exist" in failed.error
