@@ -22,11 +22,13 @@ they are read at app start and passed in the processor definition
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from pygeoapi.process.base import (
     BaseProcessor,
     JobNotFoundError,
@@ -34,6 +36,7 @@ from pygeoapi.process.base import (
     UnknownProcessError,
 )
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from api.errors import InvalidParameterError, NotFoundError, public_message
 from gis.change.models import METHODS as DETECTORS
@@ -381,6 +384,33 @@ def process_resources(settings: ApiSettings, land: LandSettings, database_url: s
     return out
 
 
+def _public_errors(what: str):
+    """Decorate ``execute``: any error that is not already a ProcessorExecuteError becomes one
+    with a sentence fit for the client (no SQL, no server path; details in the server log), so
+    a failed job never stores a raw exception text."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def execute(self, data, outputs=None):
+            try:
+                return fn(self, data, outputs)
+            except ProcessorExecuteError:
+                raise
+            except (DBAPIError, psycopg.Error) as exc:
+                LOGGER.exception("%s failed", what)
+                raise ProcessorExecuteError(
+                    f"{what} failed: the database is not reachable or refused the request; "
+                    "see the server log.") from exc
+            except Exception as exc:
+                LOGGER.exception("%s failed", what)
+                raise ProcessorExecuteError(
+                    f"{what} failed: {public_message(f'{type(exc).__name__}: {exc}')}") from exc
+
+        return execute
+
+    return wrap
+
+
 # ---------------------------------------------------------------------------------- processors
 class _DatabaseProcessor(BaseProcessor):
     def __init__(self, processor_def: dict, metadata: dict) -> None:
@@ -447,6 +477,7 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             message = message.replace(str(root) + "/", "")
         return public_message(message)
 
+    @_public_errors("Land-change detection")
     def execute(self, data: dict, outputs: dict | None = None):
         data = self._checked(data)
         from gis.alerts import load_rules
@@ -528,6 +559,7 @@ class SentimentScoringProcessor(_DatabaseProcessor):
             data["article_ids"] = [int(i) for i in data["article_ids"]]
         return data
 
+    @_public_errors("Sentiment scoring")
     def execute(self, data: dict, outputs: dict | None = None):
         data = self._checked(data)
         records = data.get("records")
@@ -564,6 +596,7 @@ class DailyDigestProcessor(_DatabaseProcessor):
                 f"Input 'date' must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}, got {data['date']}.")
         return data
 
+    @_public_errors("The daily digest")
     def execute(self, data: dict, outputs: dict | None = None):
         data = self._checked(data)
         fmt = data["format"]

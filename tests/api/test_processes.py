@@ -221,3 +221,19 @@ def test_land_change_detection_on_the_sample_images_stores_changes(client, api_e
     # the new changes are published at once
     doc = client.get(f"/collections/land-changes/items?run_id={result['run_id']}&limit=1000").json()
     assert doc["numberMatched"] == result["changes"]
+
+
+def test_a_database_failure_is_one_sentence_without_sql(tmp_path):
+    """What a failed job stores (pygeoapi keeps the message): no SQL, no connection string."""
+    from pygeoapi.process.base import ProcessorExecuteError
+
+    from api.processes import SentimentScoringProcessor
+
+    processor = SentimentScoringProcessor({"name": "x", "database_url": "postgresql://ioc:secret@127.0.0.1:1/none"})
+    with pytest.raises(ProcessorExecuteError) as info:
+        processor.execute({"article_ids": [1]})
+    message = str(info.value)
+    assert "database is not reachable" in message
+    assert "secret" not in message and "SELECT" not in message and "127.0.0.1" not in message
+    with pytest.raises(ProcessorExecuteError, match="Input 'article_ids' must be an array"):
+        processor.execute({"article_ids": 1})
