@@ -82,7 +82,6 @@ def gdal_http_env(settings: IntakeSettings) -> dict:
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
-        "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
         "GDAL_HTTP_TIMEOUT": str(max(1, math.ceil(settings.stac_timeout_s))),
         "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, math.ceil(min(settings.stac_timeout_s, 10)))),
         "GDAL_HTTP_MAX_RETRY": str(settings.stac_retries),

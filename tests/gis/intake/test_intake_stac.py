@@ -127,6 +127,12 @@ def test_discovers_reads_only_the_window_and_rejects_the_clouded_scene(
     sent = sum(r.sent for r in gets)
     assert sent < 0.5 * size, (sent, size)
     print(f"B04 window: {sent} of {size} bytes in {len(gets)} range requests")
+    item_gets = [r for r in cog_server.requests_for("/paris/p2/") if r.method == "GET"]
+    item_sent = sum(r.sent for r in item_gets)
+    item_size = sum(f.stat().st_size for f in files["p2"].values())
+    assert item_sent < 0.5 * item_size
+    print(f"whole item (10 bands + SCL): {item_sent} of {item_size} bytes in "
+          f"{len(item_gets)} range requests")
 
     # the next poll reads nothing again
     cog_server.clear()
