@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 from api.app_context import AppContext, RouteFactory, RouteGroup
 from api.crs import CRS84, crs_uri
 from api.digest import digest_routes
-from api.errors import InvalidParameterError, NotFoundError
+from api.errors import InvalidParameterError, NotFoundError, public_message
 from api.health import ops_routes
 from api.params import (
     FeatureQuery,
@@ -322,7 +322,7 @@ def process_routes(ctx: AppContext) -> RouteGroup:
             await run_in_threadpool(check_job_deletion, ctx.api.manager, job_id, principal)
             return await ctx.pygeoapi(request, processes_api.delete_job, job_id)
         ctx.check_read(request)
-        return await ctx.pygeoapi(request, processes_api.get_jobs, job_id)
+        return public_job_messages(await ctx.pygeoapi(request, processes_api.get_jobs, job_id))
 
     routes: list[BaseRoute] = [
         Route("/processes", passthrough(ctx, processes_api.describe_processes)),
@@ -333,6 +333,23 @@ def process_routes(ctx: AppContext) -> RouteGroup:
         Route("/jobs/{job_id}/results", passthrough(ctx, processes_api.get_job_result, "job_id")),
     ]
     return RouteGroup(routes)
+
+
+def public_job_messages(response: Response) -> Response:
+    """A job's (or job list's) status ``message`` cleaned of server paths: a failed job's
+    message is the text of whatever error stopped it."""
+    if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
+        return response
+    try:
+        doc = json.loads(response.body)
+    except ValueError:
+        return response
+    jobs = doc.get("jobs", [doc]) if isinstance(doc, dict) else []
+    for job in jobs:
+        if isinstance(job, dict) and isinstance(job.get("message"), str):
+            job["message"] = public_message(job["message"])
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
 
 
 #: The route groups every app serves, in order (append yours here).

@@ -245,3 +245,26 @@ def test_a_process_error_never_shows_the_server_path(client, settings):
         for text in texts:
             assert str(REPO) not in text and "/work/" not in text, text[:500]
             assert not re.search(r"\"/(root|home|tmp|usr)/", text), text[:500]
+
+
+def test_a_failed_jobs_message_never_shows_the_server_path(client, api_engine):
+    # a job that failed on an error naming a file on the server (what rasterio says about a
+    # file that is not a raster)
+    from sqlalchemy import text
+
+    message = f"ProcessorExecuteError: '{REPO}/data/README.md' not recognized as a supported file format."
+    with api_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO pygeoapi.jobs (identifier, process_id, created, started, finished, updated, "
+            "status, message, progress) VALUES ('path-test-job', 'land-change-detection', now(), now(), "
+            "now(), now(), 'failed', :m, 100)"), {"m": message})
+    try:
+        one = client.get("/jobs/path-test-job?f=json")
+        listed = client.get("/jobs?f=json")
+        assert one.status_code == 200 and listed.status_code == 200
+        assert "README.md" in one.json()["message"]
+        for r in (one, listed):
+            assert str(REPO) not in r.text and "/work/" not in r.text, r.text[:400]
+    finally:
+        with api_engine.begin() as conn:
+            conn.execute(text("DELETE FROM pygeoapi.jobs WHERE identifier = 'path-test-job'"))
