@@ -145,3 +145,29 @@ def test_bad_deliveries_are_rejected_with_the_reason(connection, tmp_path):
 def test_missing_watch_folder_is_one_clear_error(connection, tmp_path):
     (w,) = poll(connection, _settings(tmp_path / "nowhere"))
     assert w.error == f"watch folder {tmp_path / 'nowhere'} does not exist"
+
+
+def test_database_down_puts_the_delivery_back(tmp_path):
+    """A delivery taken while the database cannot record it goes back into the watch folder
+    (taken at the next poll), never left in processed/ unrecorded."""
+    import socket
+
+    from sqlalchemy.exc import OperationalError
+
+    from gis.db.session import make_engine
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = make_engine(f"postgresql://ioc:x@127.0.0.1:{port}/ioc",
+                         connect_args={"connect_timeout": 2})
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    shutil.copy(AFTER, watch / AFTER.name)
+    try:
+        with pytest.raises(OperationalError):
+            poll(engine, _settings(watch, watch_settle_s=0))
+    finally:
+        engine.dispose()
+    assert (watch / AFTER.name).exists()
+    assert not (watch / "processed" / AFTER.name).exists()
