@@ -13,6 +13,9 @@ weighted mix drawn from the demo data:
   the parcels
 * digest (10 %): ``/digest/{latest day of news}?f=json``
 
+It also reads the server's own ``/metrics`` before and after: ``server_counted`` is what the
+workers counted together (by status), a check of the multiprocess metrics under load.
+
 Any status other than 200/204 (and 404 for an empty tile) or a transport error counts as an
 error. Prints requests/s, p50/p95/p99 latency (overall and per kind) and the errors.
 
@@ -174,6 +177,20 @@ async def load(base: str, mix: dict[str, list[str]], clients: int, seconds: floa
     }
 
 
+def server_count(base: str) -> dict[str, float]:
+    """Requests the server itself counted (its /metrics, every worker), by status."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    out: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "ioc_http_requests_total":
+                out[s.labels["status"]] += s.value
+    return out
+
+
 def wait_up(url: str, proc: subprocess.Popen | None, timeout: float = 240) -> None:
     import httpx
 
@@ -244,7 +261,11 @@ def main() -> None:
         mix = request_mix(database_url)
         log(f"warm-up, then {args.clients} clients for {args.seconds:.0f} s")
         asyncio.run(load(base, mix, min(args.clients, 20), 3.0, 2000, args.timeout))
+        counted = server_count(base)
         result = asyncio.run(load(base, mix, args.clients, args.seconds, args.max_requests, args.timeout))
+        after = server_count(base)
+        result["server_counted"] = {k: int(after[k] - counted.get(k, 0)) for k in sorted(after)
+                                    if after[k] - counted.get(k, 0)}
         result["workers"] = args.workers if server else None
         print(json.dumps(result, indent=2))
         print(f"{result['clients']} clients, {result['seconds']} s: {result['requests_per_second']} requests/s, "
