@@ -26,6 +26,13 @@ class DatabaseError(IocError, RuntimeError):
     exit_code = 1
 
 
+class DatabaseSettingError(DatabaseError, ConfigurationError):
+    """The database cannot be used because of a setting (a port in use, a state folder that is
+    not writable, a URL that is not postgresql://): the user's to fix, exit 2."""
+
+    exit_code = 2
+
+
 class InputFileError(IocError, ValueError):
     """An input file (vector, raster, table) is unreadable, empty or invalid."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from gis.errors import DatabaseError
+from gis.errors import DatabaseError, DatabaseSettingError
 
 SERVER_OS_USER = "postgres"
 
@@ -264,7 +264,7 @@ class EmbeddedCluster:
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
-            raise DatabaseError(
+            raise DatabaseSettingError(
                 f"The state directory {self.root.parent} is not writable ({exc.strerror}); "
                 "set IOC_STATE_DIR to a writable folder."
             ) from exc
@@ -344,7 +344,7 @@ class EmbeddedCluster:
             port = free_port()
         elif port_in_use(port):
             if self.requested_port:
-                raise DatabaseError(
+                raise DatabaseSettingError(
                     f"Port {port} on 127.0.0.1 is already in use by another program; "
                     "choose another IOC_DB_PORT or leave it unset for a free port."
                 )

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gis.errors import DatabaseError
+from gis.errors import DatabaseError, DatabaseSettingError
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -20,7 +20,7 @@ def sqlalchemy_url(database_url: str) -> str:
         return "postgresql+psycopg" + database_url[len(scheme):]
     if scheme.startswith("postgresql+"):
         return database_url
-    raise DatabaseError(
+    raise DatabaseSettingError(
         f"IOC_DATABASE_URL must be a postgresql:// URI, got scheme '{scheme or '(none)'}'."
     )
 

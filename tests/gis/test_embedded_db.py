@@ -92,7 +92,7 @@ def test_crashed_cluster_is_reported_not_reused(state_dir: Path) -> None:
     status = ioc(state_dir, "db", "status")
     assert status.returncode == 1 and "crashed" in status.stdout
     up = ioc(state_dir, "db", "up")
-    assert up.returncode == 2
+    assert up.returncode == 1  # a failure, not bad input (exit 2)
     assert "crashed" in up.stderr and "--recover" in up.stderr
     assert len(up.stderr.strip().splitlines()) == 1
     recovered = ioc(state_dir, "db", "up", "--recover")
@@ -123,7 +123,7 @@ def test_half_initialised_cluster_is_reported(state_dir: Path) -> None:
     data.mkdir(parents=True)
     (data / "PG_VERSION").write_text("15\n")
     result = ioc(state_dir, "db", "up")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "half-initialised" in result.stderr
 
 
@@ -132,7 +132,7 @@ def test_external_database_url_unreachable(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = ioc(tmp_path, "db", "up", IOC_DATABASE_URL=f"postgresql://u:secret@127.0.0.1:{port}/x")
-    assert result.returncode == 2
+    assert result.returncode == 1  # unreachable: a failure; a malformed URL: a user error
     assert "Cannot connect" in result.stderr and "secret" not in result.stderr
     wrong = ioc(tmp_path, "db", "status", IOC_DATABASE_URL="mysql://x@localhost/db")
     assert wrong.returncode == 2 and "postgresql://" in wrong.stderr

@@ -127,3 +127,47 @@ def test_article_and_alert_constraints(connection) -> None:
                 "INSERT INTO article_scores (article_id, model_version, label, probabilities) "
                 "VALUES (:a, 'v1', 'angry', '{}')"), {"a": article_id})
         sp.rollback()
+
+
+def test_0007_merges_alerts_to_one_per_parcel_and_run_keeping_reviews(scratch_url: str) -> None:
+    # before 0007 one change on one parcel gave one alert per rule; the upgrade keeps one
+    # alert per (run, parcel) with every rule, and a review made on a dropped duplicate
+    migrate.upgrade(scratch_url, "0006")
+    engine = make_engine(scratch_url)
+    try:
+        with engine.begin() as conn:
+            _parcel(conn)
+            _parcel(conn, number="2")
+            pids = conn.execute(sa.text("SELECT id FROM parcels ORDER BY parcel_number")).scalars().all()
+            run = conn.execute(sa.text(
+                "INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'cva') RETURNING id"
+            )).scalar_one()
+            insert = sa.text(
+                "INSERT INTO parcel_alerts (run_id, parcel_id, changed_area_m2, changed_fraction, "
+                "legal_code, rule, severity, review_status, reviewer) VALUES (:r, :p, :a, 0.5, 'LUC', "
+                ":rule, :sev, :st, :who)")
+            for p, rule, sev, area, st, who in (
+                    (pids[0], "agricultural_to_built_up", "medium", 300, "new", None),
+                    (pids[0], "rice_land_lost", "high", 200, "new", None),
+                    (pids[1], "rice_land_lost", "high", 200, "new", None),
+                    (pids[1], "agricultural_to_built_up", "medium", 300, "confirmed", "officer")):
+                conn.execute(insert, {"r": run, "p": p, "rule": rule, "sev": sev, "a": area,
+                                      "st": st, "who": who})
+        migrate.upgrade(scratch_url, "0007")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT parcel_id, rule, rules, severity, review_status, reviewer "
+                "FROM parcel_alerts ORDER BY parcel_id")).all()
+            view = conn.execute(sa.text("SELECT rule, rules FROM api_parcel_alerts ORDER BY parcel_id")).all()
+        assert [tuple(r) for r in rows] == [
+            (pids[0], "rice_land_lost", ["rice_land_lost", "agricultural_to_built_up"], "high", "new", None),
+            (pids[1], "rice_land_lost", ["rice_land_lost", "agricultural_to_built_up"], "high",
+             "confirmed", "officer"),
+        ]
+        assert view[0] == ("rice_land_lost", "rice_land_lost,agricultural_to_built_up")
+        # and back: one row per rule again
+        migrate.downgrade(scratch_url, "0006")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM parcel_alerts")).scalar_one() == 4
+    finally:
+        engine.dispose()
