@@ -578,3 +578,6 @@ class ImageryIntakePair(Base):
     alerts: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- land evidence: scene COGs, alert evidence (migration 0011) ---
