@@ -147,16 +147,22 @@ def search(settings: IntakeSettings, area, now: dt.datetime, limit: int = 500) -
     StacError
         The catalogue is unreachable, answers an error (after the retries) or times out.
     """
+    from pystac_client.conformance import ConformanceClasses
+
     client = open_client(settings)
     start = now - dt.timedelta(days=settings.stac_lookback_days)
+    # the cloud limit and the order are asked of catalogues that declare the extensions, and
+    # applied again below for those that do not
+    extra: dict = {}
+    if client.conforms_to(ConformanceClasses.QUERY):
+        extra["query"] = {"eo:cloud_cover": {"lte": settings.stac_max_cloud}}
+    if client.conforms_to(ConformanceClasses.SORT):
+        extra["sortby"] = [{"field": "properties.datetime", "direction": "desc"}]
     try:
         found = client.search(
             collections=[settings.stac_collection],
             bbox=[round(v, 7) for v in area.bounds],
-            datetime=[start, now],
-            query={"eo:cloud_cover": {"lte": settings.stac_max_cloud}},
-            sortby=[{"field": "properties.datetime", "direction": "desc"}],
-            limit=100, max_items=limit,
+            datetime=[start, now], limit=100, max_items=limit, **extra,
         )
         items = list(found.items_as_dicts())
     except Exception as exc:
