@@ -30,7 +30,7 @@ class IntakeResult:
     processed: int = 0    # scenes written/moved and recorded as usable
     rejected: int = 0     # recorded as rejected (final), with the reason
     failed: int = 0       # transient failures, retried at a later poll
-    skipped: int = 0      # already handled, or waiting for a retry
+    skipped: int = 0      # already handled, waiting for a retry, or past this poll's max_new
     waiting: int = 0      # watch folder: still being written, left alone
     detections: int = 0   # detection runs stored (succeeded)
     detections_failed: int = 0
