@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.collections import TableInfo
+from api.processes import declare_security
 
 EXTERNAL_PARAMETERS = {
     "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
@@ -135,6 +136,7 @@ def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict 
                           "404": {"$ref": "#/components/responses/NotFound"}},
         }}
     paths.update(extra_paths or {})
+    declare_security(paths)  # process execution: token, role, 400/401/403 (api.processes)
     openapi = inline_external_refs(openapi)
     responses = openapi["components"].setdefault("responses", {})
     responses.setdefault("InvalidParameter", {"description": "A query parameter has an invalid value.",

@@ -354,6 +354,22 @@ def check_job_deletion(manager: Any, job_id: str, principal: Principal) -> None:
     principal.require(role, f"Dismissing a job of {process_id or 'an unknown process'}")
 
 
+def declare_security(paths: dict) -> None:
+    """Mark each process's execution path in the OpenAPI document: bearer token, the role it
+    needs, and the 400/401/403 answers (pygeoapi's document declares none of them)."""
+    for process_id, role in PROCESS_ROLES.items():
+        post = paths.get(f"/processes/{process_id}/execution", {}).get("post")
+        if post is None:
+            continue
+        post["security"] = [{"bearer": []}]
+        post["description"] = (post.get("description") or post.get("summary") or "") + (
+            f" Needs a token with the '{role}' (or 'admin') role.")
+        responses = post.setdefault("responses", {})
+        responses.setdefault("400", {"description": "Invalid execute request or inputs (the input is named)"})
+        responses.setdefault("401", {"description": "No or invalid token"})
+        responses.setdefault("403", {"description": f"The token lacks the '{role}' role"})
+
+
 def process_resources(settings: ApiSettings, land: LandSettings, database_url: str) -> dict[str, dict]:
     """The ``resources`` entries of the three processes for the pygeoapi configuration, with
     what each needs passed in: the database, the folders the land process may read and the

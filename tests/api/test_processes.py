@@ -28,6 +28,9 @@ def test_the_three_processes_are_described(client):
     assert "async-execute" in one["jobControlOptions"]
     assert {"before", "after"} <= set(one["inputs"])
     assert one["inputs"]["threshold"]["schema"]["maximum"] == 1
+    execution = client.get("/openapi?f=json").json()["paths"]["/processes/land-change-detection/execution"]["post"]
+    assert execution["security"] == [{"bearer": []}] and "officer" in execution["description"]
+    assert {"400", "401", "403"} <= set(execution["responses"])
     assert_ogc_error(client.get("/processes/nope?f=json"), 404)
     assert_ogc_error(execute(client, "nope", {"inputs": {}}), 404, "nope")
     assert_ogc_error(client.delete("/jobs/nope", headers=BEARER), 404, "nope")
