@@ -64,6 +64,13 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
     """Search the catalogue, read each new item's window, record it (see :mod:`gis.intake.stac`)."""
     res = IntakeResult("stac")
     now = now or dt.datetime.now(dt.UTC)
+    out_root = settings.scene_dir(state_dir)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        res.error = f"cannot write scenes into {out_root}: {exc.strerror or exc}"
+        log.error("STAC source: %s", res.error)
+        return res
     try:
         area = area if area is not None else records.area_of_interest(
             bind, settings.province_code, settings.bbox)
@@ -79,8 +86,6 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
     for coll in set(coll_of.values()):
         ids = [i for i, c in coll_of.items() if c == coll]
         already.update(records.seen(bind, "stac", coll, ids))
-    out_root = settings.scene_dir(state_dir)
-    out_root.mkdir(parents=True, exist_ok=True)
     wall = dt.datetime.now(dt.UTC)
     for item in items:
         iid = str(item.get("id"))
@@ -91,7 +96,11 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
         if res.processed + res.rejected + res.failed >= settings.stac_max_new:
             res.skipped += 1
             continue
-        outcome = stac.read_item(item, area, out_root, settings)
+        try:
+            outcome = stac.read_item(item, area, out_root, settings)
+        except OSError as exc:  # the local folder, not the item: tried again later
+            outcome = stac.ItemOutcome(
+                "failed", f"item {iid}: cannot write under {out_root}: {exc.strerror or exc}")
         status, reason = _final_status(outcome.status, row, settings, outcome.reason)
         cloud = item.get("properties", {}).get("eo:cloud_cover")
         props = {k: v for k, v in item.get("properties", {}).items()

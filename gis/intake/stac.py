@@ -300,8 +300,8 @@ def _platform_code(item: dict) -> str:
     return f"S2{m.group(1).upper()}" if m else "S2"
 
 
-def _write_window(ds, window: Window, dst: Path, band: str, tags: dict) -> int:
-    """Read ``window`` of the open dataset and write it as a GeoTIFF; returns its size."""
+def _read_window(ds, window: Window) -> tuple[np.ndarray, dict]:
+    """The window's pixels of the open (remote) dataset and the profile to write them with."""
     data = ds.read(1, window=window)
     profile = {
         "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
@@ -310,11 +310,26 @@ def _write_window(ds, window: Window, dst: Path, band: str, tags: dict) -> int:
     }
     if data.shape[0] >= 256 and data.shape[1] >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(data, 1)
-        out.set_band_description(1, band)
-        out.update_tags(**tags)
-    return dst.stat().st_size
+    return data, profile
+
+
+def _write_local(data: np.ndarray, profile: dict, dst: Path, band: str, tags: dict) -> int:
+    """Write a band GeoTIFF locally; returns its size. A failure here (disk full, no
+    permission) is the intake's, not the item's: a transient AssetError (retried later)."""
+    try:
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(data, 1)
+            out.set_band_description(1, band)
+            out.update_tags(**tags)
+        return dst.stat().st_size
+    except (RasterioError, OSError) as exc:
+        raise AssetError(f"cannot write {dst}: {_first_line(exc)}", transient=True) from exc
+
+
+def _write_window(ds, window: Window, dst: Path, band: str, tags: dict) -> int:
+    """Read ``window`` of the open dataset and write it as a GeoTIFF; returns its size."""
+    data, profile = _read_window(ds, window)
+    return _write_local(data, profile, dst, band, tags)
 
 
 def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> ItemOutcome:
@@ -371,10 +386,10 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
                         if inside.width == 0 or inside.height == 0:
                             return ItemOutcome(
                                 "rejected", f"item {item_id}: asset {band} does not cover the area")
-                        written += _write_window(ds, inside, tmp / f"{stem}_{band}.tif", band,
-                                                 tags)
+                        data, profile = _read_window(ds, inside)
                 except (RasterioError, OSError) as exc:
                     raise _asset_error(band, href, exc) from exc
+                written += _write_local(data, profile, tmp / f"{stem}_{band}.tif", band, tags)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

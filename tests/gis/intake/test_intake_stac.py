@@ -347,3 +347,18 @@ def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
     rc = main([str(tmp_path / "undated" / "scene.tif"), "--out-dir", str(tmp_path / "o"),
                "--base-url", "http://x", "--collection", "c"])
     assert rc == 2 and "acquisition date unknown" in capsys.readouterr().err
+
+
+def test_unusable_scene_folder_or_unknown_area_is_one_clear_error(fault_server, connection,
+                                                                  tmp_path):
+    never = fault_server("error")  # must not be asked
+    (tmp_path / "a_file").write_text("x")
+    settings = _settings(tmp_path, never.url, "t-none", bbox=(105.9, 20.4, 106.0, 20.5),
+                         dir=tmp_path / "a_file" / "scenes")
+    (res,) = poll(connection, settings)
+    assert res.error.startswith(f"cannot write scenes into {tmp_path / 'a_file' / 'scenes'}")
+    settings = _settings(tmp_path, never.url, "t-none", province_code="NO-SUCH")
+    (res,) = poll(connection, settings)
+    assert res.error.startswith("No current administrative unit of province NO-SUCH with a "
+                                "geometry is stored")
+    assert never.requests == 0
