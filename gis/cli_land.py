@@ -162,6 +162,8 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
     from gis.alerts import load_rules
     from gis.change.detect import DetectionConfig, detect_changes
 
+    if force and not store:
+        raise click.UsageError("--force only applies with --store (it stores a new run).")
     settings = LandSettings()
     config = DetectionConfig(
         method=method or settings.detector, model_dir=settings.model_dir, model_path=model,

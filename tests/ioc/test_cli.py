@@ -87,6 +87,7 @@ def test_bad_files_and_arguments_exit_2_without_a_database(tmp_path: Path) -> No
         (("land", "detect", str(corrupt), str(corrupt), "--quiet"), ("corrupt.tif", "raster")),
         (("land", "detect", before, after, "--method", "magic"), ("magic",)),
         (("land", "detect", before, after, "--threshold", "high"), ("high",)),
+        (("land", "detect", before, after, "--force"), ("--force", "--store")),
         (("land", "detect", before, after, "--store", "--rules", str(broken_rules)),
          ("rules.yaml", "not valid YAML", "line")),
         (("land", "import-cadastre", "x.gpkg", "--field", "nonsense"), ("TARGET=NAME",)),
