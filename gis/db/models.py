@@ -581,3 +581,47 @@ class ImageryIntakePair(Base):
 
 
 # --- land evidence: scene COGs, alert evidence (migration 0011) ---
+
+EVIDENCE_MOMENTS = ("before", "after")
+EVIDENCE_STYLES = ("truecolor", "falsecolor")
+
+
+class SceneCog(Base):
+    """The cloud-optimised GeoTIFF kept for a scene of a stored run (B02, B03, B04, B08), with
+    the per-band 2/98 % stretch that map tiles and chips use (``gis.evidence``)."""
+
+    __tablename__ = "scene_cogs"
+
+    scene_id: Mapped[int] = mapped_column(ForeignKey("imagery_scenes.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    crs: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    bands: Mapped[list[Any]] = mapped_column(JSONB)
+    stretch: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AlertEvidence(Base):
+    """One image chip of a parcel alert: before/after × truecolor/falsecolor PNG (a file)."""
+
+    __tablename__ = "alert_evidence"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "moment", "style", name="uq_alert_evidence"),
+        CheckConstraint("moment IN ('before', 'after')", name="ck_alert_evidence_moment"),
+        CheckConstraint("style IN ('truecolor', 'falsecolor')", name="ck_alert_evidence_style"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("parcel_alerts.id", ondelete="CASCADE"))
+    moment: Mapped[str] = mapped_column(String(8))
+    style: Mapped[str] = mapped_column(String(16))
+    scene_id: Mapped[int] = mapped_column(ForeignKey("imagery_scenes.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    crs: Mapped[str] = mapped_column(Text)
+    bounds: Mapped[list[Any]] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
