@@ -13,7 +13,8 @@ long enough to be interrupted, and `ioc run` as a real child process:
   not linked as duplicates).
 - **outage**: `ioc run` (scheduled work + the API) crawls and serves while the database is
   stopped for N seconds (pg_ctl stop -m fast, then start). The API is polled every 0.25 s
-  (`/readyz` and an items page); reported: the statuses seen during the outage, the time from
+  (`/readyz` and an items page, 5 s client time-out: status 0 = no answer in 5 s); reported:
+  the statuses seen during the outage and the slowest answer, the time from
   the database's restart to the first 200 of each, and the articles after the crawls (the one
   cut by the outage and the next turn): lost or duplicated ones.
 """
@@ -184,9 +185,10 @@ def scenario_kill(b: Bench) -> dict:
     }
 
 
-def _get(url: str) -> int:
+def _get(url: str, timeout: float = 5.0) -> int:
+    """HTTP status of a GET; 0 when no answer came within ``timeout`` seconds."""
     try:
-        with urllib.request.urlopen(url, timeout=3) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             r.read()
             return r.status
     except urllib.error.HTTPError as exc:
@@ -208,9 +210,12 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
         t_stop = time.monotonic()
         b.cluster.stop()
         seen: dict[str, dict[int, int]] = {k: {} for k in urls}
+        slowest: dict[str, float] = {k: 0.0 for k in urls}
         while time.monotonic() - t_stop < outage_s:
             for k, u in urls.items():
+                t = time.monotonic()
                 code = _get(u)
+                slowest[k] = max(slowest[k], time.monotonic() - t)
                 seen[k][code] = seen[k].get(code, 0) + 1
             time.sleep(0.25)
         b.cluster.start()
@@ -223,9 +228,9 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
             time.sleep(0.1)
         # the crawl cut by the outage ends (failed or not); the next turn completes the rest
         _wait(lambda: all(r.status != "running" for r in b.runs()), 600, "the crawl cut by the outage")
+        n = len(b.runs())
         out = b.ioc("jobs", "trigger", JOB)
         assert out.returncode == 0, out.stderr
-        n = len(b.runs())
         _wait(lambda: len(b.runs()) > n and b.runs()[-1].status != "running", 600, "the next crawl")
     finally:
         _stop(svc)
@@ -234,6 +239,7 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
     return {
         "outage_s": outage_s, "stored_before_outage": before,
         "statuses_during_outage": {k: {str(c): n for c, n in v.items()} for k, v in seen.items()},
+        "slowest_answer_during_outage_s": {k: round(v, 2) for k, v in slowest.items()},
         "seconds_to_200_after_restart": recovered,
         "runs": [(r.status, (r.error or "")[:160]) for r in runs], **stats,
         "lost": b.articles - stats["distinct_urls"],

@@ -360,3 +360,51 @@ def test_imagery_job_polls_the_intake_and_records_what_it_did(engine, database_u
     assert ok.counts["watch"]["discovered"] == 0 and "stac" not in ok.counts
     failed = runs[-1]
     assert failed.status == "failed" and str(watch) in failed.error and "does not exist" in failed.error
+
+
+def test_retrain_job_waits_for_enough_corrections(engine, database_url, tmp_path, monkeypatch):
+    _clean(engine)
+    with engine.connect() as conn:
+        pending = conn.execute(text("SELECT count(DISTINCT article_id) FROM label_feedback "
+                                    "WHERE field = 'sentiment' AND used_in_model_version IS NULL")).scalar_one()
+    service = _service(database_url, tmp_path / "state", None, ["retrain"], monkeypatch,
+                       retrain_min_corrections=pending + 1)
+    try:
+        [run] = _turn(engine, service, "retrain", 1)
+    finally:
+        service.stop()
+    assert run.status == "succeeded", run.error
+    assert run.counts["corrections_pending"] == pending
+    assert f"a proposal needs {pending + 1}" in run.counts["skipped"]
+    assert not (tmp_path / "state" / "nlp-models").exists()  # nothing trained, nothing promoted
+
+
+@pytest.mark.slow
+def test_crawl_job_scores_and_places_articles_stored_unscored(engine, site, tmp_path):
+    """An article stored while the scorer was off gets its score after the crawl."""
+    from crawler.settings import CrawlSettings
+    from ioc.jobs import Services, score_unscored
+    from ioc.scheduler import JobRunner, RunContext, ScheduleSettings
+
+    with engine.begin() as conn:
+        article_id = conn.execute(text(
+            "INSERT INTO articles (url, canonical_url, title, lead, text, published_at, content_hash, "
+            "relevant, extra) VALUES (:u, :u, :t, :l, :x, now(), md5(:u), true, "
+            "'{\"not_scored\": \"scoring switched off\"}') RETURNING id"),
+            {"u": site.base + "/xa-hoi/chua-cham-9002.html",
+             "t": "Người dân xã Thanh Liêm bức xúc vì rác thải tràn lan",
+             "l": "Rác thải sinh hoạt ùn ứ nhiều ngày tại xã Thanh Liêm, tỉnh Hà Nam gây ô nhiễm.",
+             "x": "Rác thải sinh hoạt ùn ứ nhiều ngày khiến người dân xã Thanh Liêm bức xúc. "
+                  "Mùi hôi bốc lên nồng nặc, chính quyền chưa có biện pháp xử lý dứt điểm."}).scalar_one()
+    services = Services(database_url="", state_dir=tmp_path, schedule=ScheduleSettings(),
+                        crawl=CrawlSettings(scorer_ner=False))
+    ctx = RunContext(JobRunner(engine, {}, services), "crawl:testsite", 0, None)
+    counts = score_unscored(ctx)
+    assert counts["rescored"] >= 1
+    with engine.connect() as conn:
+        score = conn.execute(text("SELECT label, model_version FROM article_scores WHERE article_id = :a"),
+                             {"a": article_id}).one()
+        extra = conn.execute(text("SELECT extra FROM articles WHERE id = :a"), {"a": article_id}).scalar_one()
+    assert score.label in ("negative", "neutral", "positive") and score.model_version
+    assert "not_scored" not in extra
+    # (places need the admin units, which this database may not have: tests/crawler covers them)
