@@ -306,6 +306,16 @@ def route_template(scope: dict[str, Any]) -> str:
     return UNMATCHED
 
 
+def _mark_dead(pid: int) -> None:
+    """A worker that stops takes its live gauges (requests in progress) with it."""
+    try:
+        from prometheus_client import multiprocess as mp
+
+        mp.mark_process_dead(pid)
+    except Exception as exc:  # noqa: BLE001 - shutting down anyway
+        logging.getLogger(__name__).debug("metrics of %s not cleared: %s", pid, exc)
+
+
 class ObservabilityMiddleware:
     """Pure ASGI middleware: request id (X-Request-ID), metrics by route template, access log.
 
@@ -319,6 +329,9 @@ class ObservabilityMiddleware:
         self.skip = set(skip)
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan" and multiprocess_enabled():
+            await self.app(scope, receive, self._on_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -362,3 +375,12 @@ class ObservabilityMiddleware:
                            "client": (scope.get("client") or ("", 0))[0]},
                 )
             REQUEST_ID.reset(token)
+
+    @staticmethod
+    def _on_shutdown(send):
+        async def wrapped(message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                _mark_dead(os.getpid())
+            await send(message)
+
+        return wrapped
