@@ -9,6 +9,7 @@ import http.server
 import ipaddress
 import json
 import logging
+import shutil
 import socket
 import threading
 from email.policy import default as default_policy
@@ -521,3 +522,18 @@ def test_ioc_delivery_digest_dry_run(run_ioc, smtp, certificate, recipients):
         "Bản tin dư luận trực tuyến ngày 11/03/2026: 0 bài, 0 tiêu cực (built now)",
         "  Lãnh đạo Sở <lanhdao@example.vn>: default"]
     assert smtp.handler.messages == []
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_printed_digest_is_attached(smtp, certificate, recipients, digest):
+    from nlp.digest import render_pdf
+
+    data, html, _ = digest
+    pdf = render_pdf(data)  # the stored JSON digest printed by Chromium, as ioc run does
+    report = deliver_digest(data, html, pdf, settings_for(smtp, certificate, recipients))
+    assert report.ok
+    msg = parse(smtp.handler.messages[0]["content"])
+    attachment = next(p for p in msg.walk() if p.get_content_type() == "application/pdf")
+    content = attachment.get_content()
+    assert content == pdf and content.startswith(b"%PDF-") and b"/Type /Page" in content
