@@ -257,7 +257,11 @@ def main() -> None:
                 [PYTHON, "-m", "ioc.cli", "serve", "--workers", str(args.workers), "--port", str(port)],
                 cwd=REPO, env={**env, "IOC_DATABASE_URL": database_url}, stdout=logf,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        wait_up(f"{base}/readyz", server)
+        wait_up(f"{base}/healthz", server)
+        import httpx
+
+        ready = httpx.get(f"{base}/readyz", timeout=30)
+        log(f"/readyz: {ready.status_code} {ready.json().get('reasons') or ''}")
         mix = request_mix(database_url)
         log(f"warm-up, then {args.clients} clients for {args.seconds:.0f} s")
         asyncio.run(load(base, mix, min(args.clients, 20), 3.0, 2000, args.timeout))
