@@ -380,5 +380,47 @@ def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> N
     click.echo(f"alert {alert_id}: {review.review_status} by {review.reviewer}")
 
 
+@land.command("report")
+@click.argument("alert_id", type=int, required=False)
+@click.option("--commune", help="A commune's summary instead (current or pre-2025 code).")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "html"]), default="pdf", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output file ('-' for stdout); default alert-ID.FORMAT or commune-CODE.FORMAT here.")
+def report_cmd(alert_id: int | None, commune: str | None, fmt: str, out: Path | None) -> None:
+    """An A4 report in Vietnamese: one parcel alert (ALERT_ID) or a commune's alerts (--commune).
+
+    The alert report shows the parcel and its owner as recorded, the legal land-use code, the
+    change, the scenes, the before/after image chips, a locator map, the rules that fired and
+    the review history; PDF is printed by headless Chromium (gis.report).
+    """
+    from gis import report
+
+    if (alert_id is None) == (commune is None):
+        raise click.UsageError("give an ALERT_ID or --commune CODE (one of them).")
+    try:
+        with _connect(_engine()) as conn:
+            data = (report.alert_report(conn, alert_id) if alert_id is not None
+                    else report.commune_report(conn, commune))
+        html = report.render_html(data)
+        content = html.encode("utf-8") if fmt == "html" else report.render_pdf(html)
+    except IocError as exc:
+        raise _fail(exc) from exc
+    if out is not None and str(out) == "-":
+        sys.stdout.buffer.write(content)
+        return
+    target = out or Path(f"alert-{alert_id}.{fmt}" if alert_id is not None else f"commune-{commune}.{fmt}")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(content)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        error = click.ClickException(f"cannot write {target}: {exc.strerror}.")
+        error.exit_code = 2
+        raise error from exc
+    click.echo(f"{'alert ' + str(alert_id) if alert_id is not None else 'commune ' + commune} "
+               f"report written to {target} ({len(content) // 1024} KB)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(land())
