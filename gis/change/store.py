@@ -136,13 +136,17 @@ RETURNING id
 
 
 def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet,
-              force: bool = False) -> dict:
+              force: bool = False, state_dir=None) -> dict:
     """Store the run, its two scenes, its changes and its parcel alerts (one transaction).
 
     A run with the same :func:`run_key` as a stored, succeeded run updates that run in place
     (see the module docstring) unless ``force`` is true, which stores a new run anyway.
     Change polygons are transformed from the image CRS into the storage CRS (pinned VN-2000
     transformation where the datum changes) and their area measured there.
+
+    The scenes' COGs and the alerts' image chips are made in the same transaction
+    (:func:`gis.evidence.store_run_evidence`, files under ``state_dir``, default
+    ``IOC_STATE_DIR``).
 
     Returns
     -------
@@ -194,6 +198,10 @@ def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet
             conn.execute(text("DELETE FROM land_changes WHERE run_id = :r"), {"r": run_id})
         n_changes = _insert_changes(conn, run_id, result, srid)
         update = create_alerts(conn, run_id, rules)
+        # issue 14: scene COGs and alert evidence chips (gis.evidence), same transaction
+        from gis.evidence import store_run_evidence
+
+        evidence = store_run_evidence(conn, run_id, result, state_dir)
         by_sev: dict[str, int] = {}
         for a in update.alerts:
             by_sev[a.severity] = by_sev.get(a.severity, 0) + 1
@@ -207,7 +215,7 @@ def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet
             "stats = CAST(:stats AS jsonb) WHERE id = :id"
         ), {"stats": json.dumps(stats), "id": run_id})
     out = {"run_id": run_id, "updated": previous is not None, "changes": n_changes,
-           "alerts": len(update.alerts), "alerts_by_severity": by_sev}
+           "alerts": len(update.alerts), "alerts_by_severity": by_sev, "evidence": evidence}
     if previous is not None:
         out.update(alerts_removed=update.removed, reviewed_superseded=update.superseded_reviewed)
     return out
