@@ -24,6 +24,8 @@ Groups served today:
   ``/metrics`` (Prometheus); no token.
 - :func:`api.service_routes.service_routes` -- ``/service/runs`` (the recorded runs of the
   scheduled jobs of ``ioc run``), ``/service/digests`` (the stored daily digests).
+- :func:`api.report_routes.report_routes` -- land reports (``/collections/parcel-alerts/items/{id}/report``,
+  ``/reports/communes/{code}``, html or pdf) and the officers' review page ``/review/alerts``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from api.params import (
     parse_items_query,
 )
 from api.processes import check_execution, check_job_deletion
+from api.report_routes import report_routes
 from api.service import Page
 from api.service_routes import service_routes
 from api.streaming import iter_collection, iter_streamed
@@ -354,7 +357,7 @@ def public_job_messages(response: Response) -> Response:
 
 #: The route groups every app serves, in order (append yours here).
 ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes,
-                                   service_routes]
+                                   service_routes, report_routes]
 
 
 def build_routes(ctx: AppContext, extra: list[RouteFactory] | tuple = ()) -> tuple[list[BaseRoute], dict[str, dict]]:

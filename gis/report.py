@@ -236,7 +236,11 @@ ORDER BY area_on_parcel DESC
 """
 
 
-def alert_report(conn: Connection, alert_id: int, *, rules: Any = None) -> dict[str, Any]:
+OWNER_HIDDEN = "không công bố (cần token cán bộ địa chính)"
+
+
+def alert_report(conn: Connection, alert_id: int, *, rules: Any = None,
+                 show_owner: bool = True) -> dict[str, Any]:
     """Everything the report of one parcel alert shows (see the module docstring).
 
     Parameters
@@ -247,6 +251,9 @@ def alert_report(conn: Connection, alert_id: int, *, rules: Any = None) -> dict[
         ``parcel_alerts.id``.
     rules
         The :class:`gis.alerts.RuleSet` whose thresholds are quoted (default: the shipped rules).
+    show_owner
+        Whether the owner's name as recorded is shown (the API shows it to officers only, as
+        the published parcels never carry it).
 
     Raises
     ------
@@ -340,7 +347,7 @@ def alert_report(conn: Connection, alert_id: int, *, rules: Any = None) -> dict[
             "commune": _unit_label(units.get(a["commune_code"]), a["commune_code"]),
             "old_commune": _unit_label(units.get(a["old_commune_code"]), a["old_commune_code"])
             if a["old_commune_code"] else None,
-            "owner": a["owner_name"] or "không ghi trong hồ sơ",
+            "owner": (a["owner_name"] or "không ghi trong hồ sơ") if show_owner else OWNER_HIDDEN,
             "owner_class": a["owner_class"], "address": a["address"],
             "legal_code": a["legal_code"], "legal_name": legal_name or "(không có trong danh mục)",
             "raw": raw, "uses": other_uses,
@@ -439,9 +446,10 @@ ORDER BY array_position(ARRAY['high','medium','low']::varchar[], a.severity), a.
 """
 
 
-def commune_report(conn: Connection, code: str) -> dict[str, Any]:
+def commune_report(conn: Connection, code: str, *, show_owner: bool = True) -> dict[str, Any]:
     """The alert summary of one commune (current or pre-2025 code): counts by severity and
-    review status, changed area by observed class and by legal code, a map, the alert list.
+    review status, changed area by observed class and by legal code, a map, the alert list
+    (with the owners' names as recorded unless ``show_owner`` is false).
 
     Alerts a later run no longer raises (``superseded_at`` set) are left out and counted apart.
 
@@ -500,6 +508,7 @@ def commune_report(conn: Connection, code: str) -> dict[str, Any]:
 
     return {
         "kind": "commune",
+        "show_owner": show_owner,
         "generated_at": fmt_time(dt.datetime.now(dt.UTC)),
         "commune": {"code": code, "label": _unit_label(unit, code),
                     "old": unit is not None and unit["valid_to"] is not None and unit["valid_to"] < dt.date.today()},
@@ -512,7 +521,7 @@ def commune_report(conn: Connection, code: str) -> dict[str, Any]:
             "n": i + 1, "id": r["id"], "severity": r["severity"],
             "severity_vi": SEVERITY_VI.get(r["severity"], r["severity"]),
             "status_vi": STATUS_VI.get(r["review_status"], r["review_status"]),
-            "parcel": f"{r['sheet_number']}/{r['parcel_number']}", "owner": r["owner_name"] or "—",
+            "parcel": f"{r['sheet_number']}/{r['parcel_number']}", "owner": (r["owner_name"] or "—") if show_owner else None,
             "legal_code": r["legal_code"],
             "change": f"{COVER_VI.get(r['observed_from'], r['observed_from'] or '—')} → "
                       f"{COVER_VI.get(r['observed_to'], r['observed_to'] or '—')}",
