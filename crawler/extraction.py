@@ -35,6 +35,7 @@ import copy
 import datetime as dt
 import gzip
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -447,6 +448,137 @@ def _body_from_container(containers: list[Any], prune: list[str]) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Boilerplate lines left in a generic body (learned, site-independent)
+# --------------------------------------------------------------------------------------------
+
+BOILERPLATE_MODEL = Path(__file__).resolve().with_name("boilerplate_lines.json")
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END_RE = re.compile(r"[.!?…\"”’»)\]:;]$")
+_LINK_RE = re.compile(r"https?://|www\.|@\w{2,}")
+# Cue phrases of promotion, navigation and credits in English and Vietnamese. They are
+# features, not rules: the model learns how much each kind of evidence weighs.
+_CUE_RE = re.compile(
+    r"(?i)\b(subscribe|newsletter|sign up|follow (us|him|her|them)|click here|read more|see more|"
+    r"related|advertisement|sponsored|all rights reserved|share this|have a tip|listen to|"
+    r"xem thêm|đọc thêm|tin liên quan|bài liên quan|đăng ký|theo dõi|mời (bạn|quý) (đọc|độc giả)|"
+    r"quảng cáo|chia sẻ|bản quyền|liên hệ quảng cáo)\b"
+)
+_CUE_PREFIX_RE = re.compile(
+    r"(?i)^(related|see more|read more|more|watch|video|photo|image|source|xem thêm|đọc thêm|"
+    r"ảnh|video|nguồn|clip)\s*[:»>|-]"
+)
+LINE_FEATURES = (
+    "log_chars", "under_4_words", "under_10_words", "sentence_end", "position", "first", "last",
+    "last_3", "title_jaccard", "is_title", "pipe", "copyright", "digit_ratio", "capitalised_ratio",
+    "link_or_handle", "cue_phrase", "cue_prefix", "in_tail_run", "tail_run_share",
+)
+
+
+def line_features(lines: list[str], title: str | None) -> list[list[float]]:
+    """Site-independent features of each line of a body (order of :data:`LINE_FEATURES`):
+    length, sentence form, position, likeness to the title, credits/links, cue phrases, and
+    whether the line belongs to the run of non-sentences that ends the body (related links)."""
+    n = len(lines)
+    title_words = {w.lower() for w in _WORD_RE.findall(title or "")}
+    is_sentence = [bool(_SENTENCE_END_RE.search(line.strip())) for line in lines]
+    tail = n
+    while tail > 0 and not is_sentence[tail - 1]:
+        tail -= 1
+    rows = []
+    for i, line in enumerate(lines):
+        words = _WORD_RE.findall(line)
+        lower = {w.lower() for w in words}
+        jaccard = len(lower & title_words) / len(lower | title_words) if lower and title_words else 0.0
+        rows.append([
+            math.log1p(len(line)),
+            float(len(words) < 4),
+            float(len(words) < 10),
+            float(is_sentence[i]),
+            i / max(1, n - 1),
+            float(i == 0),
+            float(i == n - 1),
+            float(i >= n - 3),
+            jaccard,
+            float(jaccard > 0.8),
+            float("|" in line),
+            float("©" in line or "copyright" in line.lower()),
+            sum(ch.isdigit() for ch in line) / max(1, len(line)),
+            sum(1 for w in words if w[:1].isupper()) / max(1, len(words)),
+            float(bool(_LINK_RE.search(line))),
+            float(bool(_CUE_RE.search(line))),
+            float(bool(_CUE_PREFIX_RE.search(line.strip()))),
+            float(i >= tail),
+            (n - tail) / max(1, n),
+        ])
+    return rows
+
+
+@dataclass
+class LineFilter:
+    """A logistic model over :func:`line_features`: a line is dropped when its probability of
+    being article text is under ``threshold``. Guards: nothing is dropped from bodies of fewer
+    than 3 lines, and when the lines to drop would hold over ``max_drop_share`` of the
+    characters the body is kept as it is (a layout the model has not seen)."""
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    threshold: float
+    max_drop_share: float = 0.4
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = BOILERPLATE_MODEL) -> LineFilter:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        if raw.get("features") != list(LINE_FEATURES):
+            raise ValueError(f"{path}: features differ from crawler.extraction.LINE_FEATURES")
+        return cls(raw["mean"], raw["scale"], raw["coef"], float(raw["intercept"]),
+                   float(raw["threshold"]), float(raw.get("max_drop_share", 0.4)), raw.get("meta", {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(LINE_FEATURES), "mean": self.mean, "scale": self.scale,
+                "coef": self.coef, "intercept": self.intercept, "threshold": self.threshold,
+                "max_drop_share": self.max_drop_share, "meta": self.meta}
+
+    def probabilities(
+        self, lines: list[str], title: str | None, rows: list[list[float]] | None = None
+    ) -> list[float]:
+        out = []
+        for row in rows if rows is not None else line_features(lines, title):
+            z = self.intercept + sum(
+                c * (x - m) / s for c, x, m, s in zip(self.coef, row, self.mean, self.scale, strict=True)
+            )
+            out.append(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
+        return out
+
+    def apply(
+        self, text: str, title: str | None, rows: list[list[float]] | None = None
+    ) -> tuple[str, int]:
+        """(text without its boilerplate lines, number of lines dropped); ``rows``: the
+        lines' features when already computed."""
+        lines = text.split("\n")
+        if len(lines) < 3:
+            return text, 0
+        keep = [p >= self.threshold for p in self.probabilities(lines, title, rows)]
+        dropped = sum(len(line) for line, k in zip(lines, keep, strict=True) if not k)
+        if not dropped or dropped > self.max_drop_share * max(1, len(text)):
+            return text, 0
+        return "\n".join(line for line, k in zip(lines, keep, strict=True) if k), keep.count(False)
+
+
+_DEFAULT_FILTER: list[LineFilter | None] = []
+
+
+def default_line_filter() -> LineFilter | None:
+    """The shipped filter (``crawler/boilerplate_lines.json``, learned on the aeb-dev pages by
+    ``benchmarks/crawl_extraction.py --learn``), or None when the file is absent."""
+    if not _DEFAULT_FILTER:
+        _DEFAULT_FILTER.append(LineFilter.load() if BOILERPLATE_MODEL.exists() else None)
+    return _DEFAULT_FILTER[0]
+
+
+# --------------------------------------------------------------------------------------------
 # The entry point
 # --------------------------------------------------------------------------------------------
 
@@ -458,6 +590,7 @@ def extract_article(
     encoding: str | None = None,
     default_tz: str = DEFAULT_TZ,
     max_bytes: int = MAX_PAGE_BYTES,
+    line_filter: LineFilter | None | bool = True,
 ) -> Article:
     """Extract one article from a page.
 
@@ -469,6 +602,8 @@ def extract_article(
     encoding : the charset declared by the HTTP response, if any (bytes only).
     default_tz : time zone of naive dates when no site is given.
     max_bytes : larger pages are refused (an enormous page is not an article).
+    line_filter : boilerplate lines are dropped from a body found without a site selector by
+        the shipped :class:`LineFilter` (True), a given one, or not at all (False/None).
 
     Raises
     ------
@@ -572,12 +707,14 @@ def extract_article(
 
     # body
     text = None
+    from_selector = False
     if sel and sel.body:
         for selector in sel.body:
             found = _select(tree, selector)
             if found:
                 text = _body_from_container(found, [])
                 if text:
+                    from_selector = True
                     break
         if not text:
             warnings.append("site body selector matched nothing; generic extraction used")
@@ -683,6 +820,13 @@ def extract_article(
             text = head.strip()
         elif not author and _NAME_LINE_RE.fullmatch(last.strip()):
             author, text = last.strip(), head.strip()
+
+    # boilerplate lines left by the generic path (promotion, related links, credits)
+    flt = default_line_filter() if line_filter is True else (line_filter or None)
+    if flt is not None and not from_selector:
+        text, dropped = flt.apply(text, title)
+        if dropped:
+            warnings.append(f"{dropped} boilerplate line(s) dropped")
 
     # language
     language, lang_warning = _detect_language(text, declared)

@@ -206,3 +206,72 @@ def test_cli_extract_bad_file_exits_non_zero(tmp_path):
     result = CliRunner().invoke(crawl, ["extract", str(bad)])
     assert result.exit_code == 1
     assert "not a valid gzip file" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# boilerplate lines on sites without selectors (crawler/boilerplate_lines.json)
+# --------------------------------------------------------------------------------------------
+
+_BODY = [
+    "Sáng 12/3, UBND phường Phủ Lý tổ chức ra quân nạo vét kênh Biên Hòa đoạn qua trung tâm "
+    "phường, huy động hơn 300 người dân và đoàn viên thanh niên tham gia.",
+    "Theo lãnh đạo phường, tuyến kênh dài gần 2 km đã bị bồi lắng nặng sau mùa mưa năm ngoái, "
+    "nhiều đoạn ùn ứ rác thải sinh hoạt gây mùi hôi cho các khu dân cư hai bên bờ.",
+    "Sau buổi sáng, lực lượng tham gia đã thu gom khoảng 15 tấn bùn đất và rác, phát quang 1,5 km "
+    "bờ kênh; phường cũng cho lắp thêm biển cấm đổ rác ở các điểm nóng.",
+    "Bà Nguyễn Thị Hòa, người dân tổ 5, cho biết mong phường duy trì việc kiểm tra thường xuyên "
+    "để kênh không bị tái ô nhiễm như những năm trước.",
+]
+_PROMO = ["Xem thêm: Phủ Lý ra quân làm sạch môi trường đầu xuân",
+          "Mời bạn đọc đăng ký nhận bản tin hằng ngày"]
+
+
+def _unseen_page(lines: list[str]) -> str:
+    paras = "".join(f"<p>{t}</p>" for t in lines)
+    return ("<html lang='vi'><head><title>Phủ Lý nạo vét kênh Biên Hòa</title></head><body>"
+            f"<h1>Phủ Lý nạo vét kênh Biên Hòa</h1><div class='content'>{paras}</div></body></html>")
+
+
+def test_learned_filter_drops_promotion_lines_of_an_unseen_site():
+    from crawler.extraction import default_line_filter
+
+    flt = default_line_filter()
+    assert flt is not None and flt.meta["pages"] == 91  # learned on aeb-dev, shipped as JSON
+    html = _unseen_page(_BODY + _PROMO[:1] + ["Hà Nam đẩy nhanh các dự án giao thông trọng điểm"] + _PROMO[1:])
+    raw = extract_article(html, url="https://bao.test/a.html", line_filter=False)
+    assert all(p in raw.text for p in _PROMO)
+    art = extract_article(html, url="https://bao.test/a.html")
+    assert all(p in art.text for p in _BODY)  # every paragraph of the article kept
+    assert not any(p in art.text for p in _PROMO)
+    assert "2 boilerplate line(s) dropped" in art.warnings
+
+
+def test_line_filter_guards_and_site_selectors():
+    from crawler.extraction import LINE_FEATURES, LineFilter, default_line_filter
+
+    flt = default_line_filter()
+    # short bodies are left alone; so is a body the model would cut by more than 40 %
+    assert flt.apply("\n".join(_PROMO), "x") == ("\n".join(_PROMO), 0)
+    drop_all = LineFilter(flt.mean, flt.scale, [0.0] * len(LINE_FEATURES), -10.0, 0.5)
+    text = "\n".join(_BODY + _PROMO)
+    assert drop_all.apply(text, "x") == (text, 0)
+    # a body found by the outlet's own selector is trusted as it is
+    sites = parse_sites({"sites": [{
+        "name": "baothu", "title": "Báo Thử", "homepage": "https://bao.test/", "scope": "provincial",
+        "start_urls": ["https://bao.test/"],
+        "allowed_domains": ["bao.test"], "article_url_patterns": [r"/a\.html$"],
+        "selectors": {"body": ["div.content"]}}]}, "test")
+    art = extract_article(_unseen_page(_BODY + _PROMO), url="https://bao.test/a.html",
+                          site=sites.for_url("https://bao.test/a.html"))
+    assert all(p in art.text for p in _PROMO)
+
+
+def test_line_filter_file_must_match_the_features(tmp_path):
+    from crawler.extraction import BOILERPLATE_MODEL, LineFilter
+
+    raw = json.loads(BOILERPLATE_MODEL.read_text(encoding="utf-8"))
+    raw["features"] = raw["features"][:-1]
+    bad = tmp_path / "f.json"
+    bad.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError, match="features differ"):
+        LineFilter.load(bad)
