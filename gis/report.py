@@ -171,6 +171,7 @@ def _unit_label(unit: dict[str, Any] | None, code: str | None) -> str:
     if unit is None:
         return f"mã {code} (chưa có trong danh mục đơn vị hành chính)"
     kind = (unit["unit_type"] or "").strip()
+    kind = kind[:1].upper() + kind[1:]
     name = unit["name"]
     if kind and not name.lower().startswith(kind.lower()):
         name = f"{kind} {name}"
