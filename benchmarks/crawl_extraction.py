@@ -101,6 +101,11 @@ def run_aeb(root: Path, baseline: bool) -> None:
         for mode in ("favor_precision", "favor_recall"):
             got = {k: trafilatura.extract(p, **{mode: True}) or "" for k, p in pages.items()}
             rows.append((f"trafilatura {mode}", score(got, truth)))
+        ld = {k: b for k, b in ((k, _jsonld_body(p)) for k, p in pages.items()) if b}
+        if ld:
+            rows.append((f"JSON-LD articleBody ({len(ld)} pages)", score(ld, {k: truth[k] for k in ld})))
+            rows.append((f"ioc crawler, same {len(ld)} pages", score({k: ours[k] for k in ld if k in ours},
+                                                                     {k: truth[k] for k in ld})))
     print(f"aeb-dev: {len(pages)} pages, {failures} failures, {elapsed / len(pages) * 1000:.0f} ms/page")
     for name, s in rows:
         print(f"  {name:28s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}")
@@ -236,6 +241,21 @@ def run_learn(root: Path) -> None:
     weights = sorted(zip(LINE_FEATURES, flt.coef, strict=True), key=lambda t: -abs(t[1]))
     print(f"wrote {BOILERPLATE_MODEL} (threshold {threshold}); strongest features: "
           + ", ".join(f"{n} {w:+.2f}" for n, w in weights[:6]))
+
+
+def _jsonld_body(page: bytes) -> str | None:
+    """The page's JSON-LD articleBody, if any (what the generic path could take instead)."""
+    import lxml.html
+
+    from crawler.extraction import _jsonld_articles, _ld_get
+    from crawler.textnorm import decode_html
+
+    try:
+        tree = lxml.html.document_fromstring(decode_html(page, None)[0])
+    except Exception:  # noqa: BLE001 - no body then
+        return None
+    body = _ld_get(_jsonld_articles(tree), "articleBody")
+    return body if isinstance(body, str) and body.strip() else None
 
 
 def run_vi_news(root: Path) -> None:
