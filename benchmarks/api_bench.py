@@ -5,8 +5,9 @@ vertices, ~6,700 per z14 tile) in a separate database of the embedded PostGIS, e
 with 2 uvicorn[standard] workers and is measured in turn at concurrency 1 (keep-alive client):
 items?limit=1000, a 300 m bbox (limit 100), a deep page (offset 900,000, limit 100), a single
 item and a z14 vector tile. Prints p50/p95 latency, requests per second and the ratios.
+With ``--rows N`` the deep page is at 90 % of N (offset 900,000 for the default million).
 
-    .venv/bin/python benchmarks/api_bench.py [--rows 1000000] [--seconds 20] [--keep]
+    .venv/bin/python benchmarks/api_bench.py [--rows 1000000] [--seconds 20] [--max-requests 300]
 
 tipg is installed by this script in its own virtual environment (/tmp/tipg-venv) with
 ``~/.pyenv/versions/3.12.1/bin/python -m venv`` + ``pip install tipg``.
@@ -234,13 +235,14 @@ def request_sets(url: str, rows: int, collection: str, kind: str) -> dict[str, l
         tx, ty = lonlat_to_tile(lon, lat, 14)
         tiles.append((tx, ty))
     ids = [rnd.randint(1, rows) for _ in range(200)]
+    deep = rows * 9 // 10  # 900,000 of the default 1,000,000
     base = f"{url}/collections/{collection}"
     fmt = "&f=json" if kind == "stock" else ""
     tile_suffix = "?f=mvt" if kind != "tipg" else ""
     return {
         "items?limit=1000": [f"{base}/items?limit=1000{fmt}"],
         "bbox 300 m, limit 100": [f"{base}/items?bbox={b}&limit=100{fmt}" for b in bboxes],
-        "deep page offset 900,000": [f"{base}/items?offset={900_000 + 100 * i}&limit=100{fmt}" for i in range(20)],
+        f"deep page offset {deep:,}": [f"{base}/items?offset={deep + 100 * i}&limit=100{fmt}" for i in range(20)],
         "single item": [f"{base}/items/{i}{'?f=json' if kind == 'stock' else ''}" for i in ids],
         # OGC order is {tileMatrix}/{tileRow}/{tileCol} (z/y/x); tipg routes z/x/y
         "z14 vector tile": [f"{base}/tiles/WebMercatorQuad/14/{tx}/{ty}" if kind == "tipg"
@@ -332,7 +334,8 @@ def main() -> None:
                     f"{res['rps']:7.1f} req/s  ({res['n']} requests, {res['bytes']:,} B, {res['statuses']})")
             if kind == "ours":
                 # what a client following rel=next links gets at depth: the keyset cursor
-                r = httpx.get(f"{base}/collections/{collection}/items?offset=900000&limit=100", timeout=120)
+                deep = args.rows * 9 // 10
+                r = httpx.get(f"{base}/collections/{collection}/items?offset={deep}&limit=100", timeout=120)
                 nxt = [ln["href"] for ln in r.json()["links"] if ln["rel"] == "next"]
                 if nxt:
                     res = measure(nxt, args.seconds, args.max_requests)
