@@ -82,8 +82,11 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
 
     engine = engine or make_engine(database_url, pool_size=4)
     if config is None:
+        from api.imagery_routes import scene_coverages
+
         config = build_config(collect_table_infos(engine), settings, database_url,
-                              land if land is not None else LandSettings())
+                              land if land is not None else LandSettings(),
+                              coverages=scene_coverages(engine))
     ctx = AppContext(
         settings=settings,
         database_url=database_url,

@@ -125,6 +125,7 @@ def build_config(
     settings: ApiSettings,
     database_url: str = DATABASE_URL_REF,
     land: LandSettings | None = None,
+    coverages: dict[str, dict] | None = None,
 ) -> dict:
     """The pygeoapi configuration as a dict.
 
@@ -140,12 +141,16 @@ def build_config(
     land
         The land settings the land-change process honours (as ``ioc land detect`` does);
         ``LandSettings()`` when omitted.
+    coverages
+        Coverage collections of stored imagery (:func:`api.imagery_routes.scene_coverages`,
+        read from the database when the app starts).
     """
     resources: dict[str, Any] = {}
     for spec in COLLECTIONS:
         if spec.id not in infos:
             raise ConfigError(f"No table information for collection {spec.id}.")
         resources[spec.id] = _collection(infos[spec.id], settings, database_url)
+    resources.update(coverages or {})
     resources.update(process_resources(settings, land or LandSettings(), database_url))
     return {
         "server": {

@@ -16,7 +16,11 @@ def demo_stage(ctx: Any) -> None:
     ``engine``, ``state_dir`` and ``echo``."""
     settings = ApiSettings()
     infos = collect_table_infos(ctx.engine)
-    config = build_config(infos, settings, land=LandSettings())  # read here, at the edge
+    from api.imagery_routes import scene_coverages
+
+    coverages = scene_coverages(ctx.engine)  # stored imagery (OGC API - Coverages)
+    config = build_config(infos, settings, land=LandSettings(),  # read here, at the edge
+                          coverages=coverages)
     validate(config)
     path = write_config(config, settings.config_file or ctx.state_dir / "api" / "pygeoapi.yml")
     for cid, info in infos.items():
@@ -27,4 +31,7 @@ def demo_stage(ctx: Any) -> None:
 
                 rows = conn.execute(text(f'SELECT count(*) FROM "{info.spec.relation}"')).scalar()
         ctx.echo(f"  {cid}: {rows} features" + (f", bbox {info.bbox_wgs84}" if info.bbox_wgs84 else ""))
+    if coverages:
+        ctx.echo(f"  imagery: {len(coverages)} coverage collections ({', '.join(coverages)}); "
+                 "tiles at /imagery/{scene}/tiles/{z}/{x}/{y}.png, runs at /imagery/runs/{run}")
     ctx.echo(f"  pygeoapi configuration validated and written to {path}")

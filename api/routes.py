@@ -22,6 +22,10 @@ Groups served today:
 - :func:`api.digest.digest_routes` -- ``GET /digest/{date}``, ``POST /digest/feedback``;
 - :func:`api.health.ops_routes` -- ``/healthz``, ``/readyz`` (JSON, 503 when not ready) and
   ``/metrics`` (Prometheus); no token.
+- :func:`api.imagery_routes.imagery_routes` -- ``/imagery/{scene}/tiles/{z}/{x}/{y}.png``
+  (raster map tiles of stored scenes), ``/imagery/runs/{run}`` (before/after side by side),
+  ``/collections/parcel-alerts/items/{id}/evidence/{before|after}.png`` (alert chips) and
+  ``/collections/{imagery-scene-N}/coverage`` (OGC API - Coverages, pygeoapi's handler);
 - :func:`api.service_routes.service_routes` -- ``/service/runs`` (the recorded runs of the
   scheduled jobs of ``ioc run``), ``/service/digests`` (the stored daily digests).
 - :func:`api.report_routes.report_routes` -- land reports (``/collections/parcel-alerts/items/{id}/report``,
@@ -45,6 +49,7 @@ from api.crs import CRS84, crs_uri
 from api.digest import digest_routes
 from api.errors import InvalidParameterError, NotFoundError, public_message
 from api.health import ops_routes
+from api.imagery_routes import imagery_routes
 from api.params import (
     FeatureQuery,
     encode_cursor,
@@ -92,7 +97,7 @@ def passthrough(ctx: AppContext, fn, *names: str, check: bool = True):
 
     async def endpoint(request: Request) -> Response:
         ctx.check_read(request)
-        if "collection_id" in names:
+        if "collection_id" in names and request.path_params["collection_id"] not in ctx.coverage_ids:
             ctx.collection(request.path_params["collection_id"])
         args = [request.path_params[n] for n in names]
         return await ctx.pygeoapi(request, fn, *args, check=check)
@@ -357,7 +362,7 @@ def public_job_messages(response: Response) -> Response:
 
 #: The route groups every app serves, in order (append yours here).
 ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes,
-                                   service_routes, report_routes]
+                                   service_routes, report_routes, imagery_routes]
 
 
 def build_routes(ctx: AppContext, extra: list[RouteFactory] | tuple = ()) -> tuple[list[BaseRoute], dict[str, dict]]:

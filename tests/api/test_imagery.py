@@ -1,0 +1,178 @@
+"""Issue 14 over HTTP: raster map tiles of stored scenes, the before/after page, alert evidence
+chips (200/404), OGC API - Coverages collections of the scenes, and the OpenAPI document.
+
+A database of its own (a real detection run is stored in it and committed)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+from sqlalchemy import text
+
+from tests.api.conftest import _with_database
+
+pytestmark = pytest.mark.postgis
+
+REPO = Path(__file__).resolve().parents[2]
+LAND = REPO / "data" / "land"
+
+
+@pytest.fixture(scope="module")
+def imagery(database_url, tmp_path_factory):
+    from gis.alerts import load_rules
+    from gis.cadastre import import_cadastre
+    from gis.change.detect import DetectionConfig, detect_changes
+    from gis.change.store import store_run
+    from gis.db import migrate
+    from gis.db.session import make_engine
+
+    name = "ioc_imagery_test"
+    admin = _with_database(database_url, "postgres")
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"needs a database of its own: {exc}")
+    url = _with_database(database_url, name)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    import_cadastre(engine, LAND / "sample_cadastre.gpkg")
+    result = detect_changes(LAND / "before", LAND / "after_T48QXH_20250418.tif",
+                            DetectionConfig(method="cva"))
+    stored = store_run(engine, result, load_rules(), state_dir=tmp_path_factory.mktemp("state"))
+    yield url, engine, stored
+    engine.dispose()
+    from api.pools import close_pools
+
+    close_pools()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def client(imagery):
+    from starlette.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    url, engine, _ = imagery
+    app = create_app(ApiSettings(base_url="http://testserver", max_items=1000), url, engine=engine)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _scenes(engine, run_id):
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT r.before_scene_id, r.after_scene_id, ST_X(ST_Centroid(s.footprint)) AS lon, "
+            "ST_Y(ST_Centroid(s.footprint)) AS lat FROM detection_runs r "
+            "JOIN imagery_scenes s ON s.id = r.after_scene_id WHERE r.id = :r"),
+            {"r": run_id}).one()
+
+
+def _tile(lon, lat, z):
+    n = 2**z
+    return (int((lon + 180) / 360 * n),
+            int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n))
+
+
+def test_imagery_tiles(client, imagery):
+    _, engine, stored = imagery
+    s = _scenes(engine, stored["run_id"])
+    x, y = _tile(s.lon, s.lat, 16)
+    pixels = {}
+    for scene in (s.before_scene_id, s.after_scene_id):
+        for style in ("truecolor", "falsecolor"):
+            r = client.get(f"/imagery/{scene}/tiles/16/{x}/{y}.png?style={style}")
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            img = np.asarray(Image.open(io.BytesIO(r.content)))
+            assert img.shape == (256, 256, 4) and (img[..., 3] == 255).any()
+            assert img[..., :3][img[..., 3] == 255].std() > 10
+            pixels[scene, style] = img
+    assert not np.array_equal(pixels[s.before_scene_id, "truecolor"],
+                              pixels[s.after_scene_id, "truecolor"])
+    assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/0/0.png").status_code == 204
+    r = client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?style=ndvi")
+    assert r.status_code == 400 and "ndvi" in r.json()["description"]
+    assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?colour=1").status_code == 400
+    r = client.get(f"/imagery/987654/tiles/16/{x}/{y}.png")
+    assert r.status_code == 404 and "scene 987654" in r.json()["description"]
+    assert client.get(f"/imagery/{s.after_scene_id}/tiles/3/9/0.png").status_code == 404
+
+
+def test_evidence_routes(client, imagery):
+    url, engine, stored = imagery
+    r = client.get(f"/collections/parcel-alerts/items?run_id={stored['run_id']}&f=json")
+    features = r.json()["features"]
+    assert features and len(features) == stored["alerts"]
+    for f in features:
+        for moment in ("before", "after"):
+            href = f["properties"][f"evidence_{moment}"]
+            assert href == f"/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+            for style in ("truecolor", "falsecolor"):
+                r = client.get(f"{href}?style={style}")
+                assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+                assert Image.open(io.BytesIO(r.content)).size == (384, 384)
+    r = client.get("/collections/parcel-alerts/items/99999999/evidence/before.png")
+    assert r.status_code == 404 and "99999999" in r.json()["description"]
+    alert_id = features[0]["id"]
+    assert client.get(f"/collections/parcel-alerts/items/{alert_id}/evidence/during.png").status_code == 404
+    assert client.get(f"/collections/parcel-alerts/items/{alert_id}/evidence/after.png?style=x").status_code == 400
+    # an alert without imagery: 404 naming it
+    with engine.begin() as conn:
+        run = conn.execute(text("INSERT INTO detection_runs (status, method) VALUES "
+                                "('succeeded', 'cva') RETURNING id")).scalar()
+        bare = conn.execute(text(
+            "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, "
+            "changed_fraction, legal_code, rule, severity) SELECT :r, parcel_id, commune_code, "
+            "1, 0.1, legal_code, rule, severity FROM parcel_alerts WHERE id = :a RETURNING id"),
+            {"r": run, "a": alert_id}).scalar()
+    r = client.get(f"/collections/parcel-alerts/items/{bare}/evidence/before.png")
+    assert r.status_code == 404
+    assert r.json()["description"] == (f"Parcel alert {bare} has no imagery evidence (its run "
+                                       "has no stored scenes).")
+    assert client.get(f"/collections/parcel-alerts/items/{bare}?f=json").json()[
+        "properties"]["evidence_before"] is None
+
+
+def test_run_page_and_coverages(client, imagery):
+    _, engine, stored = imagery
+    s = _scenes(engine, stored["run_id"])
+    r = client.get(f"/imagery/runs/{stored['run_id']}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert '"/imagery/" + scene + "/tiles/' in page
+    assert f"SCENES = {{before: {s.before_scene_id}, after: {s.after_scene_id}}}" in page
+    assert "http://testserver/vendor/leaflet/leaflet.js" in page  # local Leaflet: offline
+    assert "unpkg.com" not in page
+    assert client.get("/imagery/runs/987654").status_code == 404
+    # one OGC API - Coverages collection per scene
+    ids = {c["id"] for c in client.get("/collections?f=json").json()["collections"]}
+    cov = f"imagery-scene-{s.after_scene_id}"
+    assert {cov, f"imagery-scene-{s.before_scene_id}"} <= ids
+    r = client.get(f"/collections/{cov}?f=json")
+    assert r.status_code == 200
+    r = client.get(f"/collections/{cov}/coverage?f=json")
+    assert r.status_code == 200, r.text[:300]
+    assert client.get("/collections/parcels/coverage").status_code == 404
+    # the feature collections are untouched
+    assert client.get("/collections/parcel-alerts/items?f=json&limit=1").status_code == 200
+
+
+def test_openapi_declares_the_imagery_routes(client, imagery):
+    paths = client.get("/openapi?f=json").json()["paths"]
+    assert "get" in paths["/imagery/{scene_id}/tiles/{z}/{x}/{y}.png"]
+    assert "get" in paths["/imagery/runs/{run_id}"]
+    ev = paths["/collections/parcel-alerts/items/{featureId}/evidence/{moment}.png"]["get"]
+    assert {"200", "404"} <= set(ev["responses"])
+    _, engine, stored = imagery
+    s = _scenes(engine, stored["run_id"])
+    assert f"/collections/imagery-scene-{s.after_scene_id}/coverage" in paths
