@@ -4,6 +4,8 @@
   (WebMercatorQuad) 256-px PNG map tiles of a scene's COG, rendered by rio-tiler with the
   scene's recorded 2-98 % stretch (:mod:`gis.evidence`); transparent outside the scene, 204
   for a tile that does not touch it. QGIS: *XYZ Tiles* with this URL.
+- ``GET /imagery/runs/{run}/{before|after}/tiles/{z}/{x}/{y}.png``: the same for a run's
+  before or after scene; ``{run}`` may be ``latest`` (the shipped QGIS project uses that).
 - ``GET /imagery/runs/{run_id}``: before and after of a run side by side (two synced Leaflet
   maps, the run's alerts and changes drawn on both; local Leaflet, works offline).
 - ``GET /collections/parcel-alerts/items/{id}/evidence/{before|after}.png?style=...``: the
@@ -92,6 +94,31 @@ def _scene(engine: Engine, scene_id: int):
     if row is None or not Path(row.path).is_file():
         raise NotFoundError(f"No stored imagery for scene {scene_id}.")
     return row
+
+
+def _run_scene(engine: Engine, run: str, moment: str) -> int:
+    """The before/after scene id of run ``run`` (an id, or ``latest``: the latest succeeded
+    run with stored imagery)."""
+    if moment not in MOMENTS:
+        raise NotFoundError(f"No imagery '{moment[:20]}'; use before or after.")
+    column = f"{moment}_scene_id"
+    with engine.connect() as conn:
+        if run == "latest":
+            scene = conn.execute(text(
+                f"SELECT r.{column} FROM detection_runs r JOIN scene_cogs c ON c.scene_id = "
+                f"r.{column} WHERE r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1")).scalar()
+            if scene is None:
+                raise NotFoundError("No stored detection run has imagery yet.")
+            return int(scene)
+        try:
+            run_id = int(run)
+        except ValueError:
+            raise NotFoundError(f"No stored detection run '{run[:40]}'.") from None
+        scene = conn.execute(text(f"SELECT {column} FROM detection_runs WHERE id = :r"),
+                             {"r": run_id}).scalar()
+    if scene is None:
+        raise NotFoundError(f"No stored detection run {run_id} with imagery.")
+    return int(scene)
 
 
 def _style(request: Request, allowed: tuple[str, ...] = ("style",)) -> str:
@@ -245,7 +272,10 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         z, x, y = p["z"], p["x"], p["y"]
         if z > 24 or x >= 2**z or y >= 2**z:
             raise NotFoundError(f"Tile {z}/{x}/{y} is outside WebMercatorQuad.")
-        scene = await run_in_threadpool(_scene, engine, p["scene_id"])
+        scene_id = p.get("scene_id")
+        if scene_id is None:  # /imagery/runs/{run}/{moment}/tiles/...
+            scene_id = await run_in_threadpool(_run_scene, engine, p["run"], p["moment"])
+        scene = await run_in_threadpool(_scene, engine, scene_id)
         png = await run_in_threadpool(render_tile, scene.path, list(scene.bands),
                                       dict(scene.stretch), z, x, y, style)
         if png is None:
@@ -290,6 +320,7 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
 
     routes = [
         Route("/imagery/{scene_id:int}/tiles/{z:int}/{x:int}/{y:int}.png", tile),
+        Route("/imagery/runs/{run}/{moment}/tiles/{z:int}/{x:int}/{y:int}.png", tile),
         Route("/imagery/runs/{run_id:int}", run_page),
         Route("/collections/parcel-alerts/items/{item_id}/evidence/{moment}.png", evidence),
         Route("/collections/{collection_id}/coverage", coverage),
@@ -322,6 +353,20 @@ def openapi_paths() -> dict[str, dict]:
             "parameters": [path_int("scene_id", 1), {**path_int("z"), "schema": {
                 "type": "integer", "minimum": 0, "maximum": 24}}, path_int("x"), path_int("y"),
                 STYLE_PARAM],
+            "responses": {"200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
+                          "204": {"description": "The tile does not touch the scene"},
+                          "400": INVALID, "404": NOT_FOUND}}},
+        "/imagery/runs/{run}/{moment}/tiles/{z}/{x}/{y}.png": {"get": {
+            "summary": "A map tile of a detection run's before or after scene (run id or latest)",
+            "tags": ["imagery"], "operationId": "getImageryRunTile",
+            "parameters": [
+                {"name": "run", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^([0-9]+|latest)$"},
+                 "description": "A run id, or latest (the latest run with stored imagery)."},
+                {"name": "moment", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": list(MOMENTS)}},
+                {**path_int("z"), "schema": {"type": "integer", "minimum": 0, "maximum": 24}},
+                path_int("x"), path_int("y"), STYLE_PARAM],
             "responses": {"200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
                           "204": {"description": "The tile does not touch the scene"},
                           "400": INVALID, "404": NOT_FOUND}}},

@@ -99,6 +99,14 @@ def test_imagery_tiles(client, imagery):
             pixels[scene, style] = img
     assert not np.array_equal(pixels[s.before_scene_id, "truecolor"],
                               pixels[s.after_scene_id, "truecolor"])
+    # by run and moment (latest: what the shipped QGIS project asks for)
+    for run in (stored["run_id"], "latest"):
+        r = client.get(f"/imagery/runs/{run}/after/tiles/16/{x}/{y}.png")
+        assert r.status_code == 200
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))),
+                              pixels[s.after_scene_id, "truecolor"])
+    assert client.get(f"/imagery/runs/latest/during/tiles/16/{x}/{y}.png").status_code == 404
+    assert client.get(f"/imagery/runs/987654/before/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/0/0.png").status_code == 204
     r = client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?style=ndvi")
     assert r.status_code == 400 and "ndvi" in r.json()["description"]
