@@ -197,8 +197,7 @@ for (const moment of ["before", "after"]) {{
   const m = L.map(moment, {{maxZoom: 19, minZoom: 8}});
   m.attributionControl.setPrefix("");
   layers[moment] = L.tileLayer(tileUrl(SCENES[moment], "truecolor"),
-      {{maxZoom: 19, maxNativeZoom: 17, bounds: BOUNDS,
-        attribution: "Copernicus Sentinel-2 (ESA)"}}).addTo(m);
+      {{maxZoom: 19, maxNativeZoom: 17, bounds: BOUNDS}}).addTo(m);
   m.fitBounds(BOUNDS);
   maps[moment] = m;
 }}

@@ -33,6 +33,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import shapely
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
 from sqlalchemy import Connection, event, text
 
 from gis.crs import transform_geometries
@@ -191,8 +195,6 @@ def _vrt_xml(scene: Scene) -> str:
 def validate_cog(path: Path) -> None:
     """EvidenceError naming the file unless it is a valid cloud-optimised GeoTIFF (tiled,
     with its overviews after the main image)."""
-    from rio_cogeo.cogeo import cog_validate
-
     try:
         valid, errors, _warnings = cog_validate(str(path), quiet=True)
     except Exception as exc:  # noqa: BLE001 - rasterio/GDAL errors of a damaged file
@@ -225,9 +227,6 @@ def write_scene_cog(scene: Scene, fingerprint: str, state_dir: Path,
                     ledger: _FileLedger | None = None) -> CogInfo:
     """The scene's COG (``<state>/imagery/cog/<fingerprint>.tif``): reused when a valid one is
     there (same content), else written to a temporary name, validated and renamed."""
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
     out_dir = imagery_dir(state_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{fingerprint}.tif"
@@ -281,9 +280,6 @@ def render_tile(cog_path: str | Path, bands: list[str], stretch: dict[str, list[
                 ) -> bytes | None:
     """A WebMercatorQuad PNG tile (RGBA, transparent outside the scene) of a scene COG, or
     None when the tile does not touch the scene."""
-    from rio_tiler.errors import TileOutsideBounds
-    from rio_tiler.io import Reader
-
     indexes = _style_indexes(style, bands)
     with Reader(str(cog_path)) as src:
         try:
@@ -393,8 +389,6 @@ def make_alert_chips(conn: Connection, alert_id: int, state_dir: Path | None = N
         message names the alert and the scene file); nothing is written for the alert then.
     """
     import json
-
-    from rio_tiler.io import Reader
 
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
     own_ledger = ledger is None
