@@ -6,7 +6,10 @@ Run with Debian's QGIS Python (system python3), against a running `ioc serve`:
 
 Layers: communes (admin-units), parcels (by land-use code), land changes (by class after),
 parcel alerts (by severity), daily commune sentiment; parcels also as vector tiles for fast
-browsing of very large layers (off by default).
+browsing of very large layers (off by default). Under the alerts and changes, the group
+"Ảnh vệ tinh / Imagery": XYZ raster tiles of the latest detection run's before and after
+scenes, true colour and NIR false colour (``/imagery/runs/latest/{before|after}/tiles/...``;
+``--run ID`` pins one run); only the after true-colour layer is switched on.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from qgis.core import (  # noqa: E402
     QgsCoordinateReferenceSystem,
     QgsFillSymbol,
     QgsProject,
+    QgsRasterLayer,
     QgsRendererCategory,
     QgsVectorLayer,
     QgsVectorTileLayer,
@@ -57,6 +61,15 @@ def oapif(url: str, typename: str, title: str) -> QgsVectorLayer:
     return layer
 
 
+def imagery(url: str, run: str, moment: str, style: str, title: str) -> QgsRasterLayer:
+    """An XYZ raster tile layer of a run's before/after scene (api/imagery_routes.py)."""
+    tiles = f"{url}/imagery/runs/{run}/{moment}/tiles/{{z}}/{{x}}/{{y}}.png?style%3D{style}"
+    layer = QgsRasterLayer(f"type=xyz&url={tiles}&zmin=8&zmax=17", title, "wms")
+    if not layer.isValid():
+        raise SystemExit(f"cannot open the {moment} imagery of run {run} from {url}")
+    return layer
+
+
 def categorized(layer: QgsVectorLayer, field: str, colours: dict[str, str], outline: str = "#606060",
                 width: str = "0.1") -> None:
     cats = []
@@ -71,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=PROJECT_URL, help="URL of the running API")
     ap.add_argument("--out", type=Path, default=HERE / "ioc-monitor.qgs")
+    ap.add_argument("--run", default="latest",
+                    help="detection run whose imagery is shown (default: the latest stored)")
     args = ap.parse_args()
 
     qgs = QgsApplication([], False)
@@ -106,6 +121,17 @@ def main() -> None:
         node = root.findLayer(layer.id())
         if node is not None:
             node.setItemVisibilityChecked(False)
+    # the run's imagery, under the alerts and the changes, above the parcels
+    changes_node = root.findLayer(changes.id())
+    group = root.insertGroup(root.children().index(changes_node) + 1, "Ảnh vệ tinh / Imagery")
+    for moment, moment_title in (("after", "sau / after"), ("before", "trước / before")):
+        for style, style_title in (("truecolor", "màu tự nhiên / true colour"),
+                                   ("falsecolor", "màu giả NIR / NIR false colour")):
+            layer = imagery(args.url, args.run, moment, style,
+                            f"Ảnh {moment_title} — {style_title}")
+            project.addMapLayer(layer, False)
+            node = group.addLayer(layer)
+            node.setItemVisibilityChecked(moment == "after" and style == "truecolor")
     project.write(str(args.out))
     text = args.out.read_text(encoding="utf-8")
     if args.url != PROJECT_URL:
