@@ -684,3 +684,27 @@ def import_posts(
         if batch:
             flush(writer, batch)
     return report
+
+
+def demo_stage(ctx: Any) -> None:
+    """``ioc demo`` stage: import the invented sample posts of ``data/posts`` (scored when a
+    sentiment model loads, placed either way)."""
+    from nlp.places import PlaceFinder, load_gazetteer
+    from nlp.settings import NLPSettings
+
+    settings = NLPSettings()
+    scorer = finder = None
+    try:
+        from nlp.cli import resolve_model_path
+        from nlp.scoring import load_scorer
+
+        scorer = load_scorer(resolve_model_path(None, settings), settings.gazetteer_path, use_ner=False)
+    except Exception as exc:  # noqa: BLE001 - no model: the posts are stored unscored, said so
+        ctx.echo(f"  scoring skipped: {exc}")
+        finder = PlaceFinder(load_gazetteer(settings.gazetteer_path), use_ner=False)
+    folder = Path(ctx.data_dir) / "posts"
+    for path in sorted(folder.glob("sample_posts.*")):
+        report = import_posts(ctx.engine, path, scorer=scorer, place_finder=finder,
+                              on_error=lambda where, reason, p=path: ctx.echo(f"  {p.name}:{where}: {reason}"))
+        ctx.echo(f"  {path.name}: {report.stored} posts stored ({report.new} new), "
+                 f"{report.scored} scored, {report.placed} placed")

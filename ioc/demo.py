@@ -39,6 +39,7 @@ STAGES: tuple[tuple[str, str | None, str | Callable[[DemoContext], None]], ...] 
     ("administrative units", None, _admin_stage),
     ("land monitoring: cadastre, detection, parcel alerts", "gis.demo", "demo_stage"),
     ("internet monitoring: crawl, extract, score, store", "crawler.demo", "demo_stage"),
+    ("citizens' posts: import, score, place", "crawler.posts", "demo_stage"),
     ("publishing: OGC API configuration", "api.demo", "demo_stage"),
 )
 

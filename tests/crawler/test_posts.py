@@ -305,3 +305,15 @@ def test_cli_csv_and_exit_statuses(run_ioc, units, clean, tmp_path):
     empty.write_text("\n", encoding="utf-8")
     res = run_ioc("posts", "import", str(empty), "--no-score", "--no-ner")
     assert res.returncode == 2 and "no posts" in res.stderr
+
+
+def test_demo_stage_imports_the_sample_posts(units, clean):
+    from types import SimpleNamespace
+
+    from crawler.posts import demo_stage
+
+    said: list[str] = []
+    demo_stage(SimpleNamespace(engine=units, data_dir=REPO / "data", echo=said.append))
+    assert _count(units, "SELECT count(*) FROM posts") == 9
+    assert _count(units, "SELECT count(*) FROM post_places") >= 7
+    assert any("sample_posts.jsonl: 7 posts stored" in s for s in said), said
