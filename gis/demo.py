@@ -30,11 +30,16 @@ def demo_stage(ctx: Any) -> None:
     from gis.cli_land import write_geojson
 
     write_geojson(result, out_dir / "changes.geojson")
-    stored = store_run(ctx.engine, result, load_rules())
+    stored = store_run(ctx.engine, result, load_rules(), state_dir=ctx.state_dir)
     kinds = ", ".join(f"{v} {k}" for k, v in sorted(result.stats["by_kind"].items()))
     ctx.echo(f"  detection ({result.method}, {result.model_version}): run {stored['run_id']}, "
              f"{stored['changes']} change polygons ({kinds}), {stored['alerts']} parcel alerts "
              f"{stored['alerts_by_severity']}; mask and GeoJSON in {out_dir}")
+    ev = stored["evidence"]
+    ctx.echo(f"  imagery: a COG per scene in {ctx.state_dir / 'imagery' / 'cog'} "
+             f"({ev['cogs_s']} s), {ev['chips']} alert chips in "
+             f"{ctx.state_dir / 'evidence' / ('run-' + str(stored['run_id']))} ({ev['chips_s']} s); "
+             f"before/after side by side at /imagery/runs/{stored['run_id']}")
     with transaction(ctx.engine) as conn:
         for row in summarise_alerts(conn, stored["run_id"]):
             ctx.echo(f"  alerts in {row['commune_code']} {row['commune_name'] or ''}: "

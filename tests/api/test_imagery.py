@@ -46,7 +46,9 @@ def imagery(database_url, tmp_path_factory):
     import_cadastre(engine, LAND / "sample_cadastre.gpkg")
     result = detect_changes(LAND / "before", LAND / "after_T48QXH_20250418.tif",
                             DetectionConfig(method="cva"))
-    stored = store_run(engine, result, load_rules(), state_dir=tmp_path_factory.mktemp("state"))
+    state = tmp_path_factory.mktemp("state")
+    stored = store_run(engine, result, load_rules(), state_dir=state)
+    stored.update(state=state, result=result)
     yield url, engine, stored
     engine.dispose()
     from api.pools import close_pools
@@ -184,3 +186,26 @@ def test_openapi_declares_the_imagery_routes(client, imagery):
     _, engine, stored = imagery
     s = _scenes(engine, stored["run_id"])
     assert f"/collections/imagery-scene-{s.after_scene_id}/coverage" in paths
+
+
+def test_a_committed_rerun_replaces_the_chips_and_keeps_no_stale_file(client, imagery):
+    from gis.alerts import load_rules
+    from gis.change.store import store_run
+
+    _, engine, stored = imagery
+    folder = stored["state"] / "evidence" / f"run-{stored['run_id']}"
+    old = set(folder.glob("*.png"))
+    again = store_run(engine, stored["result"], load_rules(), state_dir=stored["state"])
+    assert again["updated"] and again["run_id"] == stored["run_id"]
+    now = set(folder.glob("*.png"))
+    with engine.connect() as conn:
+        rows = {Path(p) for p in conn.execute(text(
+            "SELECT e.path FROM alert_evidence e JOIN parcel_alerts a ON a.id = e.alert_id "
+            "WHERE a.run_id = :r"), {"r": stored["run_id"]}).scalars()}
+    assert now == rows and not (now & old)  # new files, the replaced ones deleted at commit
+    assert len(now) == 4 * again["alerts"]
+    cogs = list((stored["state"] / "imagery" / "cog").glob("*.tif"))
+    assert len(cogs) == 2  # same scenes: the COGs are reused, not rewritten
+    r = client.get(f"/collections/parcel-alerts/items?run_id={stored['run_id']}&f=json&limit=1")
+    href = r.json()["features"][0]["properties"]["evidence_after"]
+    assert client.get(href).status_code == 200

@@ -183,3 +183,22 @@ def test_a_file_that_is_not_a_cog_is_refused_by_name(tmp_path):
         ds.write(np.ones((1, 600, 600), np.uint16))
     with pytest.raises(EvidenceError, match="striped.tif: not a cloud-optimised GeoTIFF"):
         validate_cog(path)
+
+
+@pytest.mark.skipif(not (REPO / "gis" / "models").exists(), reason="no shipped models")
+def test_the_demo_stage_leaves_imagery_and_chips(connection, tmp_path):
+    from types import SimpleNamespace
+
+    from gis.demo import demo_stage
+
+    lines: list[str] = []
+    ctx = SimpleNamespace(engine=connection, database_url="", state_dir=tmp_path,
+                          data_dir=REPO / "data", echo=lines.append)
+    demo_stage(ctx)
+    run_id = connection.execute(text("SELECT max(id) FROM detection_runs")).scalar()
+    alerts = connection.execute(text("SELECT count(*) FROM parcel_alerts WHERE run_id = :r"),
+                                {"r": run_id}).scalar()
+    assert alerts > 0
+    assert len(list((tmp_path / "imagery" / "cog").glob("*.tif"))) == 2
+    assert len(list((tmp_path / "evidence" / f"run-{run_id}").glob("*.png"))) == 4 * alerts
+    assert any(f"/imagery/runs/{run_id}" in ln and f"{4 * alerts} alert chips" in ln for ln in lines)
