@@ -16,6 +16,7 @@ With ``--database-url`` nothing is loaded: the reports of the alerts already sto
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +53,7 @@ def demo_database(state_dir: Path) -> str:
         alerts = conn.execute(text("SELECT count(*) FROM parcel_alerts")).scalar_one()
     if not alerts:
         log("loading the administrative units and running the demo's land stage")
+        os.environ["IOC_STATE_DIR"] = str(state_dir)  # scene COGs and chips go there
         load_reference_units(engine, REPO / "data" / "admin")
         demo_stage(SimpleNamespace(engine=engine, database_url=url, state_dir=state_dir,
                                    data_dir=REPO / "data", echo=log))
