@@ -119,8 +119,8 @@ def _progress_printer(enabled: bool):
 
 
 @land.command("detect")
-@click.argument("before", type=click.Path(path_type=Path))
-@click.argument("after", type=click.Path(path_type=Path))
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path),
+                metavar="BEFORE AFTER | SCENE SCENE SCENE...")
 @click.option("--mask-out", type=click.Path(path_type=Path),
               help="Write a uint8 GeoTIFF on BEFORE's grid: 1 change, 0 no change, 255 nodata.")
 @click.option("--vector-out", type=click.Path(path_type=Path),
@@ -146,14 +146,31 @@ def _progress_printer(enabled: bool):
               help="With --store: store a new run even if the same run (same scene contents, "
                    "method, model and parameters) is stored already; without it that run is "
                    "updated, keeping the reviews of its alerts.")
+@click.option("--dates", metavar="YYYY-MM-DD,...",
+              help="Time series: the scenes' acquisition dates, one per scene in the order "
+                   "given (default: each scene's ACQUISITION_DATE tag, or the date in its file "
+                   "or folder name, e.g. …_20240420T033121_B02.tif). Implies a series.")
+@click.option("--min-persist", type=int, default=2, show_default=True,
+              help="Time series: a conversion is confirmed when it holds on at least this many "
+                   "scenes after the reference, never reverting.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, model,
-               threshold, mmu, tile, tta, dask_scheduler, rules, force, quiet) -> None:
-    """Detect land-cover change between BEFORE and AFTER.
+def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, model,
+               threshold, mmu, tile, tta, dask_scheduler, rules, force, dates, min_persist,
+               quiet) -> None:
+    """Detect land-cover change between BEFORE and AFTER, or over a time series of scenes.
 
-    BEFORE, AFTER: a multi-band GeoTIFF, or a folder of per-band GeoTIFFs whose names end in
+    Each scene: a multi-band GeoTIFF, or a folder of per-band GeoTIFFs whose names end in
     the Sentinel-2 band (…_B02.tif, …_B8A.tif); 20/60 m bands are resampled to the 10 m grid
     and AFTER is put on BEFORE's grid.
+
+    Time series (three or more scenes, in any order, or --dates): the scenes are sorted by
+    date (tags, names or --dates) and must be one product (same sensor, processing level,
+    bands and resolution) and overlap. The latest is compared with the earlier scene of the
+    same season of an earlier year (day of year within 45 days), or else the one closest in
+    vegetation state (NDVI), so a paddy between crops is not a conversion; a conversion
+    (built-up appearing) is kept only when it persists on --min-persist scenes after the
+    reference and never reverts (docs/land.md, "Seasons and time series"). Scenes that are
+    all cloud are left out; fewer than two usable dates is an error.
 
     With --store, running the same pair again (same contents, method, model and parameters)
     updates the stored run instead of adding a duplicate: one alert per parcel and run, and
@@ -171,7 +188,13 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
         tta=settings.tta if tta is None else tta,
         dask_scheduler=dask_scheduler or settings.dask_scheduler,
     )
-    params = {**config.as_dict(), "before": str(before), "after": str(after)}
+    series = len(scenes) > 2 or dates is not None
+    if len(scenes) < 2:
+        raise click.UsageError("give BEFORE AFTER, or three or more scenes of a time series.")
+    if len(scenes) == 2:
+        params = {**config.as_dict(), "before": str(scenes[0]), "after": str(scenes[1])}
+    else:
+        params = {**config.as_dict(), "scenes": [str(p) for p in scenes]}
     engine = None
     try:
         ruleset = load_rules(rules or settings.rules_file) if store else None
@@ -186,8 +209,15 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
             raise click.ClickException(f"database unavailable: {str(exc).splitlines()[0]}") \
                 from exc
     try:
-        result = detect_changes(before, after, config, mask_out=mask_out,
-                                progress=_progress_printer(not quiet))
+        if series:
+            from gis.change.series import detect_series, parse_dates
+
+            result = detect_series(scenes, config, parse_dates(dates, len(scenes)),
+                                   mask_out=mask_out, progress=_progress_printer(not quiet),
+                                   min_persist=min_persist)
+        else:
+            result = detect_changes(scenes[0], scenes[1], config, mask_out=mask_out,
+                                    progress=_progress_printer(not quiet))
         if vector_out:
             write_geojson(result, vector_out)
         summary = result.stats
@@ -214,6 +244,15 @@ def detect_cmd(before: Path, after: Path, mask_out, vector_out, store, method, m
                             "raised kept as superseded")
     elif store:
         stored_text = f"; stored as run {summary['run_id']} with {summary['alerts']} parcel alerts"
+    if series:
+        info = result.stats["series"]
+        usable = sum(1 for sc in info["scenes"] if sc["usable"])
+        click.echo(
+            f"series of {len(info['scenes'])} scenes ({usable} usable): compared "
+            f"{info['target']} ({info['target_date']}) with {info['reference']} "
+            f"({info['reference_date']}: {info['reason']}); conversions: {info['confirmed']} "
+            f"confirmed, {len(info['pending'])} pending (latest date only), "
+            f"{len(info['reverted'])} reverted")
     click.echo(
         f"{result.method} ({result.model_version}): {summary['polygons']} change polygons, "
         f"{summary['changed_area_m2']:.0f} m² changed ({summary['change_fraction'] * 100:.2f} % "

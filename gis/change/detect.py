@@ -71,6 +71,9 @@ class DetectionConfig:
     cva_rule: str = "noise"  # cva: "noise" (4 × the scene's median magnitude) or "otsu"
     dask_scheduler: str | None = None
     gdal_cache_mb: int = 128
+    #: confidence calibration: "auto" (the model's ``<version>.calibration.json`` when it is
+    #: shipped), "none" (raw mean probability), or a calibration file
+    calibration: str | Path = "auto"
 
     def as_dict(self) -> dict:
         return {
@@ -78,7 +81,7 @@ class DetectionConfig:
             "min_mapping_unit_m2": self.min_mapping_unit_m2, "opening": self.opening,
             "simplify_px": self.simplify_px, "tta": self.tta, "cva_rule": self.cva_rule,
             "model_path": str(self.model_path) if self.model_path else None,
-            "dask_scheduler": self.dask_scheduler,
+            "dask_scheduler": self.dask_scheduler, "calibration": str(self.calibration),
         }
 
 
@@ -440,6 +443,7 @@ def detect_changes(
     before, after = open_scene(before_path), open_scene(after_path)
     detector = load_detector(config.method, config.model_dir, config.model_path,
                              threads=config.threads, tta=config.tta, cva_rule=config.cva_rule)
+    calibration = _load_calibration(detector, config)  # a bad file fails before any tile
     if config.method == "cva":
         common = [b for b in MODEL_BANDS if b in before.bands and b in after.bands]
         bands = tuple(common) if set(BANDS_10M) <= set(common) else MODEL_BANDS
@@ -500,6 +504,7 @@ def detect_changes(
         t2 = time.perf_counter()
         features = _merge_edge_features(features)
         final, dropped = _finish_features(features, grid, mmu_pixels, config.simplify_px)
+        _apply_calibration(final, calibration)
         if dst is not None and dropped:
             dst.close()
             dst = rasterio.open(tmp, "r+")
@@ -536,8 +541,35 @@ def detect_changes(
     return DetectionResult(
         before=before, after=after, grid=grid, method=config.method,
         model_version=detector.version, features=final, stats=stats, timings=timings,
-        parameters={**config.as_dict(), "bands": list(bands)}, scene_info=scene_info,
+        parameters={**config.as_dict(), "bands": list(bands),
+                    "calibration": str(calibration.path) if calibration else None},
+        scene_info=scene_info,
     )
+
+
+def _load_calibration(detector, config: DetectionConfig):
+    """The confidence calibration of this run (:mod:`gis.change.calibration`) or None."""
+    from gis.change.calibration import find_calibration, load_calibration
+    from gis.change.models import MODEL_DIR
+
+    if str(config.calibration) == "none":
+        return None
+    if str(config.calibration) == "auto":
+        return find_calibration(detector.version, getattr(detector, "path", None),
+                                Path(config.model_dir or MODEL_DIR))
+    return load_calibration(Path(config.calibration), detector.version)
+
+
+def _apply_calibration(features: list[dict], calibration) -> None:
+    """Each polygon's raw confidence (its mean probability) is kept as ``confidence_raw``;
+    ``confidence`` becomes the calibrated one when there is a calibration."""
+    for f in features:
+        f["confidence_raw"] = f["confidence"]
+    if calibration is None or not features:
+        return
+    calibrated = calibration.apply([f["confidence_raw"] for f in features])
+    for f, c in zip(features, calibrated, strict=True):
+        f["confidence"] = round(float(c), 3)
 
 
 def _count_by(features: list[dict], key: str) -> dict[str, int]:

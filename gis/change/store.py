@@ -85,6 +85,13 @@ def run_key(result: DetectionResult) -> tuple[str, dict]:
         "model_version": result.model_version,
         **{k: result.parameters.get(k) for k in KEY_PARAMETERS},
     }
+    series = result.parameters.get("series")
+    if series:  # a time series (gis.change.series): every scene's content and date counts
+        from gis.imagery import open_scene
+
+        identity["series"] = {
+            "scenes": [scene_fingerprint(open_scene(p), bands) for p in series["scenes"]],
+            "dates": series["dates"], "min_persist": series["min_persist"]}
     blob = json.dumps(_jsonable(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest(), identity
 
