@@ -46,6 +46,8 @@ class CollectionSpec:
     writable: tuple[str, ...] = ()  # properties a reviewer may change (Part 4 PATCH/PUT)
     write_role: str | None = None  # the role a write needs (api.auth roles)
     update: Updater | None = None  # applies a write, in the caller's transaction
+    # links every item carries besides self/collection: (rel, media type, title, path with {id})
+    item_links: tuple[tuple[str, str, str, str], ...] = ()
 
 
 def _review_alert(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
@@ -127,6 +129,10 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         writable=("review_status", "reviewer", "review_note"),
         write_role="officer",
         update=_review_alert,
+        item_links=(  # the alert's A4 report (api.report_routes)
+            ("describedby", "text/html", "Báo cáo cảnh báo (A4, HTML)", "/collections/parcel-alerts/items/{id}/report?f=html"),
+            ("describedby", "application/pdf", "Báo cáo cảnh báo (A4, PDF)", "/collections/parcel-alerts/items/{id}/report?f=pdf"),
+        ),
     ),
     CollectionSpec(
         id="articles",

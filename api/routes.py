@@ -152,7 +152,10 @@ class FeatureRoutes:
             {"rel": "self", "type": GEOJSON, "href": f"{base}/items/{urllib.parse.quote(item_id)}"},
             {"rel": "collection", "type": "application/json", "href": base},
         ]
-        return feature[:-1] + ',"links":' + json.dumps(links) + "}"
+        for rel, media_type, title, path in self.ctx.collection(collection_id).spec.item_links:
+            href = self.ctx.base_url + path.format(id=urllib.parse.quote(item_id))
+            links.append({"rel": rel, "type": media_type, "title": title, "href": href})
+        return feature[:-1] + ',"links":' + json.dumps(links, ensure_ascii=False) + "}"
 
     async def items(self, request: Request) -> Response:
         ctx = self.ctx

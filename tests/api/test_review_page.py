@@ -324,6 +324,11 @@ def test_review_page_is_offline_and_reports_are_served(page_db, tmp_path):
         r = client.get("/reports/communes/13285")
         assert r.status_code == 200 and "Xã Liêm Tuyền (13285)" in r.text
         assert client.get("/reports/communes/00000").status_code == 404
+        # the alert links its report
+        links = client.get(f"/collections/parcel-alerts/items/{alert}").json()["links"]
+        reports = {link["type"]: link["href"] for link in links if link["rel"] == "describedby"}
+        assert reports == {"text/html": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=html",
+                           "application/pdf": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=pdf"}
         paths = client.get("/openapi?f=json").json()["paths"]
         assert {"/collections/parcel-alerts/items/{featureId}/report", "/reports/communes/{code}",
                 "/review/alerts"} <= set(paths)
