@@ -208,9 +208,17 @@ def import_command(file, default_source, fmt, no_score, strip_html, no_ner, batc
     def on_error(where: str, reason: str) -> None:
         click.echo(f"{file}:{where.removeprefix('line ')}: {reason}", err=True)
 
-    report = import_posts(engine, file, fmt=fmt, default_source=default_source, scorer=scorer,
-                          place_finder=finder, strip_html=strip_html, batch_size=batch_size,
-                          on_error=on_error)
+    try:
+        report = import_posts(engine, file, fmt=fmt, default_source=default_source, scorer=scorer,
+                              place_finder=finder, strip_html=strip_html, batch_size=batch_size,
+                              on_error=on_error)
+    except CrawlerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback: nothing was written
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        click.echo(f"error: the import of {file} stopped ({type(exc).__name__}: "
+                   f"{reason[0] if reason else ''}); nothing was written", err=True)
+        sys.exit(1)
     click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     if report.records == 0:
         click.echo(f"error: {file} contains no posts", err=True)

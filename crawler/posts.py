@@ -234,16 +234,17 @@ def _norm_key(key: Any) -> str:
 
 
 def _read_jsonl(data: bytes, path: Path) -> Iterator[tuple[str, Any]]:
+    """A JSON array is parsed (and refused) now; JSON lines are read line by line."""
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
         try:
             items = json.loads(_decode(data, path))
         except ValueError as exc:
             raise PostFileError(f"{path} starts with '[' but is not a JSON array: {exc}.") from None
-        if not isinstance(items, list):
-            raise PostFileError(f"{path} is not a JSON array of posts.")
-        for n, item in enumerate(items, start=1):
-            yield f"record {n}", item
-        return
+        return ((f"record {n}", item) for n, item in enumerate(items, start=1))
+    return _json_lines(data)
+
+
+def _json_lines(data: bytes) -> Iterator[tuple[str, Any]]:
     for n, raw in enumerate(data.split(b"\n"), start=1):
         if n == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
@@ -261,28 +262,33 @@ def _read_jsonl(data: bytes, path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _read_csv(data: bytes, path: Path) -> Iterator[tuple[str, Any]]:
+    """Checks the encoding and the header now; the rows come from the returned iterator."""
     content = _decode(data, path)
-    sample = content[:64_000]
     try:
-        dialect: Any = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|")
+        dialect: Any = csv.Sniffer().sniff(content[:64_000].split("\n", 1)[0], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
+    try:
+        header = next(csv.reader(io.StringIO(content, newline=""), dialect), None)
+    except csv.Error as exc:
+        raise PostFileError(f"{path}: the CSV header cannot be read ({exc}).") from None
+    if header is None:
+        return iter(())
+    keys = [_norm_key(h) for h in header]
+    if not any(_ALIAS_TO_FIELD.get(k) == "text" for k in keys):
+        raise PostFileError(
+            f"{path} has no text column (columns: {', '.join(h.strip() for h in header) or 'none'}; "
+            f"expected one of {', '.join(FIELD_ALIASES['text'][:4])}...)."
+        )
+    return _csv_rows(content, dialect, keys)
+
+
+def _csv_rows(content: str, dialect: Any, keys: list[str]) -> Iterator[tuple[str, Any]]:
     old_limit = csv.field_size_limit()
     csv.field_size_limit(64 * 1024 * 1024)  # a too-long text is a record error, not a crash
     try:
         reader = csv.reader(io.StringIO(content, newline=""), dialect)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise PostFileError(f"{path}: the CSV header cannot be read ({exc}).") from None
-        keys = [_norm_key(h) for h in header]
-        if not any(_ALIAS_TO_FIELD.get(k) == "text" for k in keys):
-            raise PostFileError(
-                f"{path} has no text column (columns: {', '.join(h.strip() for h in header) or 'none'}; "
-                f"expected one of {', '.join(FIELD_ALIASES['text'][:4])}...)."
-            )
+        next(reader)  # the header, checked already
         start = reader.line_num + 1
         while True:
             try:
