@@ -34,6 +34,20 @@ class Rule(BaseModel):
     min_area_m2: float = 0.0
     min_fraction: float = 0.0
     severity: dict[str, float]
+    #: severity -> the calibrated confidence the rule's changes need for it (area-weighted
+    #: mean of their polygons' ``confidence``); below it the alert is one level lower
+    #: (high -> medium -> low), never dropped. Empty: confidence is not looked at.
+    min_confidence: dict[str, float] = {}
+
+    @field_validator("min_confidence")
+    @classmethod
+    def _confidence(cls, v):
+        bad = [k for k in v if k not in SEVERITY_ORDER]
+        if bad:
+            raise ValueError(f"min_confidence keys must be among {list(SEVERITY_ORDER)}")
+        if any(not 0.0 <= x <= 1.0 for x in v.values()):
+            raise ValueError("min_confidence values must be between 0 and 1")
+        return v
 
     @field_validator("to", "from_")
     @classmethod
@@ -101,7 +115,7 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
 OVERLAY_SQL = text(
     """
     SELECT p.id AS parcel_id, p.commune_code, p.land_use_code, ST_Area(p.geom) AS parcel_area,
-           c.from_class, c.to_class, c.id AS change_id,
+           c.from_class, c.to_class, c.id AS change_id, c.confidence,
            ST_Area(ST_Intersection(p.geom, c.geom)) AS area
     FROM land_changes c
     JOIN parcels p ON p.geom && c.geom AND ST_Intersects(p.geom, c.geom)
@@ -182,6 +196,7 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
             )
             if severity is None:
                 continue
+            severity = _confidence_severity(rule, severity, matching)
             main = max(matching, key=lambda it: float(it["area"]))
             fired.append(Alert(
                 parcel_id=pid, commune_code=first["commune_code"], legal_code=code,
@@ -196,6 +211,33 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
             top.rules = [a.rule for a in fired]
             alerts.append(top)
     return alerts
+
+
+def _confidence_severity(rule: Rule, severity: str, matching: list[dict]) -> str:
+    """Lower ``severity`` one level at a time while the matching changes' area-weighted
+    calibrated confidence is under the rule's ``min_confidence`` for it (unknown confidence:
+    unchanged).
+
+    >>> r = Rule(id="r", legal=["LUC"], to=["built_up"], severity={"high": 0.0},
+    ...          min_confidence={"high": 0.5})
+    >>> _confidence_severity(r, "high", [{"area": 100.0, "confidence": 0.3}])
+    'medium'
+    >>> _confidence_severity(r, "high", [{"area": 100.0, "confidence": 0.8}])
+    'high'
+    """
+    if not rule.min_confidence:
+        return severity
+    known = [(float(it["area"]), float(it["confidence"])) for it in matching
+             if it.get("confidence") is not None]
+    area = sum(a for a, _ in known)
+    if not known or area <= 0:
+        return severity
+    confidence = sum(a * c for a, c in known) / area
+    level = SEVERITY_ORDER.index(severity)
+    while (level < len(SEVERITY_ORDER) - 1
+           and confidence < rule.min_confidence.get(SEVERITY_ORDER[level], 0.0)):
+        level += 1
+    return SEVERITY_ORDER[level]
 
 
 INSERT_ALERT = text(
