@@ -68,6 +68,11 @@ def _print_entry_points(engine: Engine, host: str, port: int) -> None:
     click.echo(f"collections: {base}/collections   admin units: {base}/collections/admin-units/items")
     if latest:
         click.echo(f"daily digest of the sample news: {base}/digest/{latest}?f=html")
+    with engine.connect() as conn:
+        alert = conn.execute(text("SELECT min(id) FROM parcel_alerts WHERE superseded_at IS NULL")).scalar()
+    if alert:
+        click.echo(f"parcel alerts to review (officer token): {base}/review/alerts   "
+                   f"an alert's A4 report: {base}/collections/parcel-alerts/items/{alert}/report?f=pdf")
 
 
 DEMO_TOKEN_ROLES = ("officer", "media", "admin")
