@@ -5,10 +5,13 @@ the offline test news site; the digest built at its hour, stored and served from
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -204,12 +207,33 @@ def _seed_scored_article(engine, base: str, title: str) -> int:
 
 def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, database_url, site, tmp_path,
                                                                   monkeypatch):
+    from aiosmtpd.controller import Controller
+
     from ioc.run import Service
     from ioc.scheduler import ScheduleSettings
 
     title = "Kênh mương Thanh Liêm ô nhiễm kéo dài"
     _seed_scored_article(engine, site.base, title)
     monkeypatch.setenv("IOC_CRAWL_SITES_FILE", str(tmp_path / "none.yaml"))
+    # delivery to a real SMTP server on 127.0.0.1 (the SMTP details are tested in test_delivery.py)
+    received: list[bytes] = []
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        smtp_port = sock.getsockname()[1]
+    inbox = Controller(Inbox(), hostname="127.0.0.1", port=smtp_port)
+    inbox.start()
+    recipients = tmp_path / "recipients.yaml"
+    recipients.write_text("default: ['Ban biên tập <bbt@example.vn>']\n", encoding="utf-8")
+    for key, value in {"IOC_SMTP_HOST": "127.0.0.1", "IOC_SMTP_PORT": str(smtp_port),
+                       "IOC_SMTP_STARTTLS": "false", "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
+                       "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients), "IOC_DELIVERY_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(key, value)
     # the clock of the jobs: the digest's hour on 5 August 2025
     at_hour = dt.datetime(2025, 8, 5, 6, 30, tzinfo=TZ)
     settings = ScheduleSettings(disabled=["crawl", "imagery", "backup", "retrain"], poll_seconds=0.2)
@@ -226,15 +250,23 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
         _wait(lambda: [r for r in _runs(engine, "digest") if r.status != "running"], 300, "the digest run")
     finally:
         service.stop()
+        inbox.stop()
     [run] = _runs(engine, "digest")
     assert run.status == "succeeded", run.error
     assert run.counts["day"] == "2025-08-04" and run.counts["articles"] >= 1
+    # delivered after it was stored: one message to the one recipient, the digest as its HTML part
+    assert run.counts["delivery"]["sent"] == 1 and run.counts["delivery"]["ok"]
+    [raw] = received
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    html_part = message.get_body(("html",))
+    assert title in html_part.get_content()
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT * FROM stored_digests WHERE day = '2025-08-04'")).one()
     assert title in stored.html
     assert stored.data["date"] == "2025-08-04"
     assert (stored.pdf or b"").startswith(b"%PDF") or stored.pdf_error
     assert stored.run_id == run.id
+    assert len(stored.delivery["sent"]) == 1 and stored.delivery["ok"]
 
     # served as stored: the article's title changes afterwards, the 4 August digest does not
     with engine.begin() as conn:
