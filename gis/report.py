@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import math
 import os
 import shutil
@@ -600,7 +601,9 @@ def _commune_map(conn: Connection, code: str, rows: list[dict[str, Any]]) -> dic
 
 
 # ------------------------------------------------------------------------------ rendering
+@functools.cache
 def _env() -> Environment:
+    """The templates' environment (built once: templates are compiled on first use)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(SEVERITY_COLOUR=SEVERITY_COLOUR, COVER_VI=COVER_VI)
