@@ -7,6 +7,13 @@ wall time, megapixels per second and that process's peak resident memory (ru_max
 
     .venv/bin/python benchmarks/land_throughput.py                    # CNN, full tile
     .venv/bin/python benchmarks/land_throughput.py --size 2048 --method cva
+    .venv/bin/python benchmarks/land_throughput.py --no-evidence     # detection alone
+
+By default the same process then does what storing the run adds (issue 14, ``gis.evidence``):
+the COG of each scene (B02/B03/B04/B08, deflate, overviews, validated; its stretch) and the
+before/after chips (two styles each, 384 px PNG written to disk) around ``--chips`` change
+polygons standing in for alerted parcels (no database: the chip cost per alert is what
+matters; the run's real alert count multiplies it).
 
 The generated pair (2 × 2.4 GB) is kept in --workdir (default .state/bench_tile) for reruns.
 """
@@ -68,7 +75,55 @@ def generate(path: Path, size: int, changed: bool, block: int = 512) -> None:
     os.replace(tmp, path)
 
 
-def run_detection(before: Path, after: Path, method: str, tile: int, out: Path) -> dict:
+def make_evidence(res, out: Path, chips: int) -> dict:
+    """COGs of both scenes and chips around ``chips`` change polygons (gis.evidence)."""
+    import shutil
+
+    from rio_tiler.io import Reader
+
+    from gis.change.store import scene_fingerprint
+    from gis.evidence import render_chips, write_scene_cog
+
+    def cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+
+    c0 = cpu()
+    state = out / "evidence_state"
+    shutil.rmtree(state, ignore_errors=True)  # measure writing the COGs, not reusing them
+    t0 = time.perf_counter()
+    t_hash = 0.0
+    cogs = []
+    for scene in (res.before, res.after):
+        th = time.perf_counter()
+        fp = scene_fingerprint(scene, ["B02", "B03", "B04", "B08"])
+        t_hash += time.perf_counter() - th
+        cogs.append(write_scene_cog(scene, fp, state))
+    t_cog = time.perf_counter() - t0 - t_hash
+    c_cog = cpu() - c0
+    polys = sorted((f["geometry"] for f in res.features), key=lambda g: -g.area)[:chips]
+    t1 = time.perf_counter()
+    n = 0
+    folder = state / "chips"
+    folder.mkdir(parents=True, exist_ok=True)
+    for cog in cogs:
+        with Reader(str(cog.path)) as src:
+            for i, poly in enumerate(polys):
+                for style, png, _ in render_chips(src, cog.bands, cog.stretch, poly, [poly]):
+                    (folder / f"{i}-{cog.path.stem[:8]}-{style}.png").write_bytes(png)
+                    n += 1
+    t_chips = time.perf_counter() - t1
+    c_chips = cpu() - c0 - c_cog
+    cog_mb = sum(c.path.stat().st_size for c in cogs) / 1e6
+    return {"cog_s": round(t_cog, 1), "cog_hash_s": round(t_hash, 1), "cog_mb": round(cog_mb, 1),
+            "chip_alerts": len(polys), "chip_files": n, "chips_s": round(t_chips, 1),
+            "chip_ms_per_alert": round(1000 * t_chips / max(len(polys), 1), 1),
+            "cog_cpu_s": round(c_cog, 1), "chips_cpu_s": round(c_chips, 1),
+            "chip_cpu_ms_per_alert": round(1000 * c_chips / max(len(polys), 1), 1)}
+
+
+def run_detection(before: Path, after: Path, method: str, tile: int, out: Path,
+                  chips: int = 500) -> dict:
     """In this (fresh) process: detect, write mask and vectors, report time and peak RSS."""
     from gis.change.detect import DetectionConfig, detect_changes
     from gis.cli_land import write_geojson
@@ -85,6 +140,10 @@ def run_detection(before: Path, after: Path, method: str, tile: int, out: Path) 
     res = detect_changes(before, after, DetectionConfig(method=method, tile=tile),
                          mask_out=out / "mask.tif", progress=progress)
     write_geojson(res, out / "changes.geojson")
+    t_detect = time.perf_counter() - t0
+    evidence = {}
+    if chips >= 0:
+        evidence = make_evidence(res, out, chips)
     wall = time.perf_counter() - t0
     px = res.grid.width * res.grid.height
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -97,6 +156,7 @@ def run_detection(before: Path, after: Path, method: str, tile: int, out: Path) 
         "cpu_s": round(cpu, 1),
         "megapixels_per_cpu_s": round(px / 1e6 / cpu, 3),
         "polygons": len(res.features), "timings": res.timings,
+        "detect_s": round(t_detect, 1), "evidence": evidence,
         "cpu_count": os.cpu_count(),
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
     }
@@ -109,13 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".state" / "bench_tile")
     ap.add_argument("--generate-only", action="store_true", help="only make the input pair")
+    ap.add_argument("--chips", type=int, default=500,
+                    help="alerts (largest change polygons) to make chips for (default 500)")
+    ap.add_argument("--no-evidence", action="store_true",
+                    help="detection alone: no COGs, no chips")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     before = args.workdir / f"before_{args.size}.tif"
     after = args.workdir / f"after_{args.size}.tif"
     if args._child:
-        print(json.dumps(run_detection(before, after, args.method, args.tile, args.workdir)))
+        chips = -1 if args.no_evidence else args.chips
+        print(json.dumps(run_detection(before, after, args.method, args.tile, args.workdir,
+                                       chips)))
         return 0
     for path, changed in ((before, False), (after, True)):
         if not path.exists():
@@ -126,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     proc = subprocess.run(
         [sys.executable, __file__, "--_child", "--size", str(args.size), "--method",
-         args.method, "--tile", str(args.tile), "--workdir", str(args.workdir)],
+         args.method, "--tile", str(args.tile), "--workdir", str(args.workdir),
+         "--chips", str(args.chips)] + (["--no-evidence"] if args.no_evidence else []),
         stdout=subprocess.PIPE, text=True, check=True,
     )
     fig = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -136,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{fig['polygons']} polygons; {fig['cpu_s']} CPU-s ({fig['megapixels_per_cpu_s']} Mpx "
           f"per CPU-second); load average at end {fig['load_avg_1min_at_end']} "
           f"on {fig['cpu_count']} CPUs (other processes share them)")
+    ev = fig.get("evidence")
+    if ev:
+        print(f"  of which detection {fig['detect_s']} s; COGs of both scenes {ev['cog_s']} s "
+              f"({ev['cog_mb']} MB; + {ev['cog_hash_s']} s hashing, done once by store_run "
+              f"anyway); chips for {ev['chip_alerts']} alerts ({ev['chip_files']} PNG) "
+              f"{ev['chips_s']} s = {ev['chip_ms_per_alert']} ms per alert; CPU: COGs "
+              f"{ev['cog_cpu_s']} CPU-s (GDAL threads included), chips "
+              f"{ev['chip_cpu_ms_per_alert']} CPU-ms per alert")
     print(json.dumps(fig))
     return 0
 
