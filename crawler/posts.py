@@ -15,7 +15,7 @@ file updates the posts it stored the first time instead of duplicating them.
 ...                   "created_time": "2026-03-10T09:15:00+0000", "platform": "Facebook"})
 >>> rec.text, rec.source, rec.published.isoformat()
 ('Đường ở xã Thanh Hà ngập sâu', 'facebook', '2026-03-10T09:15:00+00:00')
->>> map_record({"content": 42})
+>>> map_record({"text": 42})
 Traceback (most recent call last):
 ...
 crawler.posts.RecordError: text is a number, not a string
