@@ -211,13 +211,18 @@ def lock_key_sql() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live ``ioc`` process on this machine (a reused pid is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the signal check
+    return b"ioc" in cmdline
 
 
 def _one_line(exc: BaseException) -> str:
