@@ -209,3 +209,17 @@ def test_a_committed_rerun_replaces_the_chips_and_keeps_no_stale_file(client, im
     r = client.get(f"/collections/parcel-alerts/items?run_id={stored['run_id']}&f=json&limit=1")
     href = r.json()["features"][0]["properties"]["evidence_after"]
     assert client.get(href).status_code == 200
+
+
+def test_the_generated_configuration_with_coverages_validates(imagery):
+    from api.config import build_config, collect_table_infos, validate
+    from api.imagery_routes import scene_coverages
+    from api.settings import ApiSettings
+
+    _, engine, _ = imagery
+    coverages = scene_coverages(engine)
+    assert len(coverages) == 2
+    config = build_config(collect_table_infos(engine), ApiSettings(), coverages=coverages)
+    validate(config)  # pygeoapi's own schema
+    provider = next(iter(coverages.values()))["providers"][0]
+    assert provider["name"] == "rasterio" and Path(provider["data"]).is_file()
