@@ -220,9 +220,11 @@ def flagged_share(args) -> int:
                      "seconds": round(time.perf_counter() - t, 1)})
         print(f"{city:12s} flagged {share * 100:6.2f} % of valid pixels, "
               f"{res.stats['polygons']} polygons ({rows[-1]['seconds']} s)", flush=True)
-    shares = sorted(r["flagged_share"] for r in rows)
-    print(f"{'MEDIAN':12s} {shares[len(shares) // 2] * 100:6.2f} %  (max "
-          f"{shares[-1] * 100:.2f} %; method {args.method}{' +tta' if args.tta else ''})")
+    import numpy as np
+
+    shares = [r["flagged_share"] for r in rows]
+    print(f"{'MEDIAN':12s} {np.median(shares) * 100:6.2f} %  (max {max(shares) * 100:.2f} %; "
+          f"method {args.method}{' +tta' if args.tta else ''})")
     if args.json:
         args.json.write_text(json.dumps({"method": args.method, "tta": args.tta,
                                          "cities": rows}, indent=1))
