@@ -350,12 +350,25 @@ def render_chips(src, bands: list[str], stretch: dict[str, list[float]], parcel,
                  size: int = CHIP_SIZE) -> list[tuple[str, bytes, tuple]]:
     """(style, PNG, bounds) of each style around ``parcel`` (scene CRS), read from an open
     rio-tiler Reader of a scene COG, with the outlines drawn."""
+    from PIL import Image
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window, from_bounds
+
     bounds = chip_bounds(parcel)
-    img = src.part(bounds, dst_crs=src.crs, bounds_crs=src.crs, width=size, height=size,
-                   indexes=list(range(1, len(bands) + 1)), resampling_method="nearest")
+    ds = src.dataset
+    # the chip's square at the scene's own resolution (pixels as they are), stretched there,
+    # then enlarged to ``size`` (nearest): cheaper than resampling all bands to ``size`` first
+    win = from_bounds(*bounds, transform=ds.transform)
+    shape = (len(bands), max(1, round(win.height)), max(1, round(win.width)))
+    inside = Window(0, 0, ds.width, ds.height)
+    boundless = not (win.col_off >= 0 and win.row_off >= 0 and win.col_off + win.width <= inside.width
+                     and win.row_off + win.height <= inside.height)
+    data = ds.read(list(range(1, len(bands) + 1)), window=win, out_shape=shape,
+                   resampling=Resampling.nearest, boundless=boundless, masked=True)
     out = []
     for style in STYLES:
-        rgba = stretch_rgba(img.array, bands, style, stretch)
+        small = Image.fromarray(stretch_rgba(data, bands, style, stretch), "RGBA")
+        rgba = np.asarray(small.resize((size, size), Image.Resampling.NEAREST))
         out.append((style, draw_outlines(rgba, bounds, parcel, changes), bounds))
     return out
 
