@@ -9,7 +9,7 @@ PYTHON      ?= $(shell (pyenv which python3.12 2>/dev/null || command -v python3
 # Debian packages the project needs; installed only when missing.
 APT_PACKAGES ?= postgresql postgresql-15-postgis-3 postgis gdal-bin redis-server \
                 chromium fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b \
-                python3-qgis qgis-providers
+                poppler-utils python3-qgis qgis-providers
 PYTEST_ARGS ?=
 # the local STAC catalogue (stac-fastapi-pgstac + pypgstac) in a venv of its own: intake tests, operators
 STAC_VENV   ?= .venv-stac
