@@ -270,6 +270,16 @@ def test_officer_reviews_alerts_in_the_browser(browser, page_server, page_db, tm
     assert (entry["actor"], entry["role"], entry["channel"], entry["action"]) == ("tran-b", "officer", "api", "review_alert")
     assert entry["old_value"]["review_status"] == "new" and entry["new_value"]["review_status"] == "confirmed"
     assert entry["note"] == note
+    # with the officer's token the report opens with the owner's name (fetched with the token)
+    with engine.connect() as conn:
+        owner = conn.execute(text("SELECT p.owner_name FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+                                  "WHERE a.id = :i"), {"i": first}).scalar()
+    browser.eval("window.__opened = []; window.open = (u) => { window.__opened.push(u); }; window.__blobs = []; "
+                 "const made = URL.createObjectURL; URL.createObjectURL = (b) => { window.__blobs.push(b); return made(b); };")
+    browser.eval(f"document.querySelector('#alert-{first} a.report').click()")
+    assert browser.wait("window.__opened[0]").startswith("blob:")
+    report = browser.eval("window.__blobs[0].text()")
+    assert "BÁO CÁO CẢNH BÁO BIẾN ĐỘNG SỬ DỤNG ĐẤT" in report and owner in report and "Kiểm tra thực địa" in report
     # the counts follow; a reload no longer lists it
     browser.wait(f"Number(document.querySelector('#tabs button[data-severity=\"high\"]').dataset.count) === {len(high) - 1}")
     browser.eval("document.getElementById('reload').click()")
