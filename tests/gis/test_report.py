@@ -159,6 +159,23 @@ def test_commune_summary(connection, seeded):
     assert report.commune_report(connection, "99001")["totals"]["alerts"] == 1
 
 
+def test_reports_without_outlines_or_alerts(connection, seeded):
+    # an alert in a commune whose outline is not stored: a locator around the parcel, said so
+    connection.execute(text("UPDATE admin_units SET geom = NULL WHERE code = '99123'"))
+    data = report.alert_report(connection, seeded["alert"])
+    assert not data["maps"]["locator"]["has_outline"] and data["maps"]["locator"]["units"] == []
+    assert "chưa có ranh giới xã, phường trong cơ sở dữ liệu" in report.render_html(data)
+    # a commune with an outline and no alert: the summary says there is none
+    connection.execute(text(
+        "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, valid_from, geom) VALUES "
+        "('99124', 'commune', 'phường', 'Lê Hồng Phong', 'Le Hong Phong', '2025-07-01', "
+        "ST_Multi(ST_MakeEnvelope(105.93, 20.50, 105.96, 20.53, 4326)))"))
+    empty = report.commune_report(connection, "99124")
+    assert empty["totals"]["alerts"] == 0 and empty["map"]["has_outline"] and empty["map"]["zoom"] is None
+    html = report.render_html(empty)
+    assert "Phường Lê Hồng Phong (99124)" in html and "Không có cảnh báo nào ở xã, phường này" in html
+
+
 def test_unknown_alert_or_commune(connection):
     with pytest.raises(RecordNotFoundError, match="No parcel alert 987654321"):
         report.alert_report(connection, 987654321)
