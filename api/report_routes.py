@@ -13,6 +13,8 @@ not published, and an invalid token is a 401. Unknown alerts and communes answer
 
 from __future__ import annotations
 
+import threading
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,10 +22,13 @@ from starlette.routing import Route
 
 from api.app_context import AppContext, RouteGroup
 from api.auth import ALERT_REVIEW_ROLE
-from api.errors import ApiError, InvalidParameterError, NotFoundError
+from api.errors import ApiError, InvalidParameterError, NotFoundError, ServiceUnavailableError
 from api.review import as_int_id
 
 FORMATS = ("html", "pdf")
+#: PDFs printed at once per process (each starts a headless Chromium: ~0.3 GB, 1-3 s of CPU)
+PDF_SLOTS = 2
+PDF_WAIT_S = 60.0
 
 _FORMAT_PARAM = {"name": "f", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": list(FORMATS), "default": "html"}}
@@ -73,6 +78,8 @@ def report_routes(ctx: AppContext) -> RouteGroup:
     """The report routes and the review page (see the module docstring)."""
     from api.review_page import review_page_routes
 
+    slots = threading.BoundedSemaphore(PDF_SLOTS)
+
     def show_owner(request: Request) -> bool:
         if not (request.headers.get("authorization") or request.headers.get("x-api-key")):
             ctx.check_read(request)
@@ -91,10 +98,14 @@ def report_routes(ctx: AppContext) -> RouteGroup:
         html = report.render_html(data, base_url=ctx.base_url)
         if fmt == "html":
             return html.encode("utf-8"), "text/html; charset=utf-8"
+        if not slots.acquire(timeout=PDF_WAIT_S):
+            raise ServiceUnavailableError("Too many reports are being printed; try again in a minute.")
         try:
             return report.render_pdf(html), "application/pdf"
         except report.ReportError as exc:
             raise ApiError(str(exc)) from exc
+        finally:
+            slots.release()
 
     async def alert(request: Request) -> Response:
         from gis.report import alert_report
