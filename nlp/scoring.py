@@ -269,6 +269,9 @@ class Scorer:
         what its first ``max_chars`` characters cost.
     max_body_sentences : int
         Body sentences scored per article (the first ones; news puts the facts first).
+    encoder_body_chars : int
+        Articles: characters of the body the encoder reads after title + lead (0: none; the
+        encoder's own bound still applies).
     """
 
     def __init__(
@@ -280,11 +283,13 @@ class Scorer:
         max_chars: int = 200_000,
         max_body_sentences: int = 60,
         min_chars: int | None = None,  # accepted for compatibility; short text is scored now
+        encoder_body_chars: int = 0,
     ) -> None:
         self.model = model
         self.places = places
         self.max_chars = max_chars
         self.max_body_sentences = max_body_sentences
+        self.encoder_body_chars = encoder_body_chars
         self.load_seconds: float | None = None
         self.encoder = None
         self.encoder_reason = encoder_reason
@@ -426,7 +431,12 @@ class Scorer:
     def _score_group(self, genre: str, prepared: list[_Prepared], out: list[dict[str, Any]]) -> None:
         heads = [p.head for p in prepared]
         head_segs = [segment_for_features(u) for u in heads]
-        emb = self._encode(heads)  # bounded input: the encoder reads title + lead (posts: the text)
+        # bounded input: the encoder reads title + lead (posts: the text), or with
+        # encoder_body_chars > 0 also the start of the body (measured: model card)
+        extra = self.encoder_body_chars if genre == "article" else 0
+        emb = self._encode([
+            (p.head + " " + " ".join(p.body_sentences)[:extra]).strip() if extra else p.head for p in prepared
+        ])
         features = WITH_ENCODER if emb is not None else TFIDF_ONLY
         if isinstance(self.model, NewsModel):
             features = TFIDF_ONLY
