@@ -4,10 +4,8 @@ media token corrects an article's sentiment label, as the digest page's form doe
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-from typing import Any
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -16,64 +14,36 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.app_context import AppContext, RouteGroup
-from api.errors import ApiError, InvalidParameterError, NotFoundError
+from api.errors import ApiError, InvalidParameterError
 from gis.db.models import SENTIMENT_LABELS
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
-
-
 def render_digest(engine: Engine, day: dt.date, fmt: str, base_url: str = "") -> tuple[bytes, str]:
-    """(content, media type) of the digest of ``day``; ``fmt`` is html, json or pdf.
+    """(content, media type) of the digest of ``day``; ``fmt`` is html, json or pdf (printed by
+    headless Chromium).
 
-    A digest stored by ``ioc run`` (table ``stored_digests``) is served as it was built;
-    only a day without one is built now."""
+    A digest stored by ``ioc run`` (table ``stored_digests``) is served as it was built; only a
+    day without one is built now (:func:`nlp.digest.build_digest`)."""
     from api.service_routes import stored_digest
 
     stored = stored_digest(engine, day, fmt)
     if stored is not None:
         return stored
-    try:
-        from nlp import digest as nlp_digest
-    except ImportError as exc:
-        raise ApiError("The daily digest is not available on this server (nlp.digest is missing).") from exc
+    # imported here: nlp brings scikit-learn and underthesea, which feature reads never need
+    from nlp import digest as nlp_digest
+    from nlp.errors import NLPError
+
     with engine.connect() as conn:
         digest = nlp_digest.build_digest(conn, day)
-    if digest is None:
-        raise NotFoundError(f"No digest for {day.isoformat()}.")
     if fmt == "json":
-        payload = _jsonable(digest)
-        return json.dumps(payload, ensure_ascii=False, default=_jsonable).encode(), "application/json"
+        return json.dumps(digest, ensure_ascii=False, default=str).encode(), "application/json"
     if fmt == "pdf":
-        render_pdf = getattr(nlp_digest, "render_pdf", None)
-        if render_pdf is None:
-            raise ApiError("PDF digests are not available on this server.")
-        data = render_pdf(digest)
-        return (data if isinstance(data, bytes) else bytes(data)), "application/pdf"
-    html = nlp_digest.render_html(digest, **_html_kwargs(nlp_digest.render_html, base_url))
+        try:
+            return nlp_digest.render_pdf(digest), "application/pdf"
+        except NLPError as exc:
+            raise ApiError(f"The PDF digest cannot be made on this server: {exc}.") from exc
+    html = nlp_digest.render_html(digest, feedback_url=f"{base_url}/digest/feedback")
     return html.encode("utf-8"), "text/html; charset=utf-8"
-
-
-def _html_kwargs(fn, base_url: str) -> dict:
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    kwargs: dict[str, Any] = {}
-    for name in ("feedback_url", "feedback_endpoint"):
-        if name in params:
-            kwargs[name] = f"{base_url}/digest/feedback"
-    if "base_url" in params:
-        kwargs["base_url"] = base_url
-    return kwargs
 
 
 FEEDBACK_FIELDS = {"article_id", "label", "reviewer", "note"}

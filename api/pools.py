@@ -2,7 +2,8 @@
 
 A pool is identified by everything that shapes it -- database URL, size, statement timeout --
 so two callers asking for different sizes or timeouts get different pools instead of whichever
-asked first fixing them for both. The app and the pygeoapi plugins it configures ask with the
+asked first fixing them for both. Users hold the settings, not the pool: a pool closed by
+:func:`close_pools` is reopened on the next :func:`get_pool`. The app and the pygeoapi plugins it configures ask with the
 same settings (they come from one :class:`api.settings.ApiSettings`), so they share one pool.
 """
 
@@ -29,7 +30,7 @@ def get_pool(settings: PoolSettings) -> ConnectionPool:
     """The process's pool for exactly these settings (created on first use)."""
     with _LOCK:
         pool = _POOLS.get(settings)
-        if pool is None:
+        if pool is None or pool.closed:
             pool = ConnectionPool(
                 settings.database_url,
                 min_size=1,
@@ -46,9 +47,9 @@ def get_pool(settings: PoolSettings) -> ConnectionPool:
         return pool
 
 
-def close_pools() -> None:
-    """Close every pool of the process (tests, shutdown)."""
+def close_pools(database_url: str | None = None) -> None:
+    """Close the process's pools of ``database_url`` (every pool when None): tests dropping a
+    database, shutdown. A later :func:`get_pool` opens a new one."""
     with _LOCK:
-        for pool in _POOLS.values():
-            pool.close()
-        _POOLS.clear()
+        for key in [k for k in _POOLS if database_url is None or k.database_url == database_url]:
+            _POOLS.pop(key).close()

@@ -84,10 +84,16 @@ class FeatureService:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.database_url = settings.database_url
-        self.pool = get_pool(PoolSettings(settings.database_url, settings.pool_size,
-                                          settings.statement_timeout_ms))
+        self.pool_settings = PoolSettings(settings.database_url, settings.pool_size,
+                                          settings.statement_timeout_ms)
+        get_pool(self.pool_settings)  # opened now: a bad URL fails at start-up
         self.exact_count_limit = settings.exact_count_limit
         self._sql: dict[str, CollectionSQL] = {}
+
+    @property
+    def pool(self):
+        """The pool of this service's settings (reopened if someone closed it)."""
+        return get_pool(self.pool_settings)
 
     def collection(self, collection_id: str) -> CollectionSQL:
         c = self._sql.get(collection_id)
