@@ -570,6 +570,8 @@ def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list
         where = "WHERE job = :job OR job LIKE :prefix"
         params.update(job=job, prefix=f"{job}:%")
     with engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass('public.job_runs')")).scalar() is None:
+            raise ScheduleError("The database has no job_runs table yet: run `ioc db migrate`.")
         rows = conn.execute(text(
             "SELECT id, job, status, started_at, finished_at, counts, error, host, pid, trigger "
             f"FROM job_runs {where} ORDER BY started_at DESC, id DESC LIMIT :limit"), params).mappings().all()
