@@ -34,12 +34,11 @@ from gis.db.models import ROLES
 LOGGER = logging.getLogger(__name__)
 
 ADMIN = "admin"
-#: the role each review write needs, by collection (Features Part 4 writes)
-WRITE_ROLES: dict[str, str] = {"parcel-alerts": "officer", "articles": "media"}
-#: the role that may correct an article's sentiment label (``POST /digest/feedback`` too)
-LABEL_CORRECTION_ROLE = WRITE_ROLES["articles"]
+#: the role that may correct an article's sentiment label (``POST /digest/feedback`` too);
+#: collections name it as their ``write_role`` (api.collections)
+LABEL_CORRECTION_ROLE = "media"
 #: the role that may review a parcel alert
-ALERT_REVIEW_ROLE = WRITE_ROLES["parcel-alerts"]
+ALERT_REVIEW_ROLE = "officer"
 MIN_TOKEN_LENGTH = 16
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from api.auth import ALERT_REVIEW_ROLE, LABEL_CORRECTION_ROLE
 from api.crs import pinned_srid
 
 # (connection, item id, the request's properties, the token's api.auth.Principal) -> None;
@@ -127,7 +128,7 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         tile_min_zoom=6,
         count_table="parcel_alerts",
         writable=("review_status", "reviewer", "review_note"),
-        write_role="officer",
+        write_role=ALERT_REVIEW_ROLE,
         update=_review_alert,
         item_links=(  # the alert's A4 report (api.report_routes)
             ("describedby", "text/html", "Báo cáo cảnh báo (A4, HTML)", "/collections/parcel-alerts/items/{id}/report?f=html"),
@@ -147,7 +148,7 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         time_column="published_at",
         count_table="articles",
         writable=("sentiment", "reviewer", "note"),
-        write_role="media",
+        write_role=LABEL_CORRECTION_ROLE,
         update=_correct_label,
     ),
     CollectionSpec(

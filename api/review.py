@@ -13,19 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from api.auth import ALERT_REVIEW_ROLE, LABEL_CORRECTION_ROLE, WRITE_ROLES, Principal
+from api.auth import ALERT_REVIEW_ROLE, LABEL_CORRECTION_ROLE, Principal
 from api.errors import InvalidParameterError, NotFoundError
 from gis.audit import Actor
 from gis.errors import InvalidValueError, RecordNotFoundError
-
-
-def required_role(collection_id: str) -> str:
-    """The role a review write on ``collection_id`` needs (``parcel-alerts``: officer,
-    ``articles``: media)."""
-    try:
-        return WRITE_ROLES[collection_id]
-    except KeyError:
-        raise NotFoundError(f"Items of {collection_id[:80]} cannot be changed.") from None
 
 
 def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any,
