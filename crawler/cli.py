@@ -208,10 +208,18 @@ def import_command(file, default_source, fmt, no_score, strip_html, no_ner, batc
     def on_error(where: str, reason: str) -> None:
         click.echo(f"{file}:{where.removeprefix('line ')}: {reason}", err=True)
 
+    shown = [0]
+
+    def on_batch(so_far) -> None:  # progress on long imports, about every 1,000 records
+        if so_far.records - shown[0] >= 1000:
+            shown[0] = so_far.records
+            click.echo(f"posts import: {so_far.records} records read, {so_far.stored} stored, "
+                       f"{so_far.failed} refused", err=True)
+
     try:
         report = import_posts(engine, file, fmt=fmt, default_source=default_source, scorer=scorer,
                               place_finder=finder, strip_html=strip_html, batch_size=batch_size,
-                              on_error=on_error)
+                              on_error=on_error, on_batch=on_batch)
     except CrawlerError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback: nothing was written

@@ -625,6 +625,7 @@ def import_posts(
     strip_html: bool = False,
     batch_size: int = 128,
     on_error: Callable[[str, str], None] | None = None,
+    on_batch: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import one posts file in one transaction; returns what was done.
 
@@ -633,6 +634,7 @@ def import_posts(
     scorer : an ``nlp.scoring.Scorer`` (sentiment, topic and places) or None (not scored).
     place_finder : an ``nlp.places.PlaceFinder`` used when there is no scorer.
     on_error : called with (where, reason) for each record skipped.
+    on_batch : called with the report so far after each batch (progress).
 
     Raises
     ------
@@ -670,6 +672,8 @@ def import_posts(
                 if is_outage(exc):
                     raise
                 failed(rec.where, f"rejected by the database: {str(exc.orig).splitlines()[0]}")
+        if on_batch:
+            on_batch(report)
 
     with engine.begin() as conn:
         writer = _Writer(conn, report, path.name)

@@ -317,3 +317,16 @@ def test_demo_stage_imports_the_sample_posts(units, clean):
     assert _count(units, "SELECT count(*) FROM posts") == 9
     assert _count(units, "SELECT count(*) FROM post_places") >= 7
     assert any("sample_posts.jsonl: 7 posts stored" in s for s in said), said
+
+
+@pytest.mark.slow
+def test_cli_shows_progress_on_long_imports(run_ioc, units, clean, tmp_path):
+    path = _jsonl(tmp_path / "many.jsonl", [
+        {"text": f"Ý kiến số {i} về đường phố phường Phủ Lý", "url": f"https://fb.test/many/{i}"}
+        for i in range(1300)
+    ])
+    res = run_ioc("posts", "import", str(path), "--no-score", "--no-ner", "--batch-size", "300")
+    assert res.returncode == 0, res.stderr
+    progress = [ln for ln in res.stderr.splitlines() if ln.startswith("posts import:")]
+    assert progress == ["posts import: 1200 records read, 1200 stored, 0 refused"]  # ~ every 1,000
+    assert json.loads(res.stdout)["new"] == 1300
