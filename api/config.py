@@ -73,6 +73,7 @@ def _collection(info: TableInfo, settings: ApiSettings, database_url: str) -> di
         "exact_count_limit": settings.exact_count_limit,
         "pool_size": settings.pool_size,
         "statement_timeout_ms": settings.statement_timeout_ms,
+        "connect_timeout_s": settings.connect_timeout_s,
     }
     feature: dict[str, Any] = {
         "type": "feature",

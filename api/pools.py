@@ -20,6 +20,9 @@ class PoolSettings:
     database_url: str
     size: int = 8
     statement_timeout_ms: int = 30_000
+    #: seconds a request waits for a connection (or for one to be made) before its 503; short so
+    #: that during a database outage clients hear 503 at once rather than hang
+    connect_timeout_s: float = 5.0
 
 
 _POOLS: dict[PoolSettings, ConnectionPool] = {}
@@ -39,7 +42,9 @@ def get_pool(settings: PoolSettings) -> ConnectionPool:
                     "autocommit": True,
                     "options": f"-c statement_timeout={int(settings.statement_timeout_ms)} -c jit=off",
                     "application_name": "ioc-api",
+                    "connect_timeout": max(1, int(settings.connect_timeout_s)),
                 },
+                timeout=settings.connect_timeout_s,
                 open=True,
                 name="ioc-api",
             )

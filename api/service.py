@@ -28,18 +28,20 @@ class ServiceSettings:
     pool_size: int = 8
     statement_timeout_ms: int = 30_000
     exact_count_limit: int = 200_000
+    connect_timeout_s: float = 5.0
 
     @classmethod
     def from_api_settings(cls, settings, database_url: str) -> ServiceSettings:
         return cls(database_url, settings.pool_size, settings.statement_timeout_ms,
-                   settings.exact_count_limit)
+                   settings.exact_count_limit, settings.connect_timeout_s)
 
     @classmethod
     def from_options(cls, options: dict) -> ServiceSettings:
         """From a pygeoapi provider's ``options`` (written by :mod:`api.config`)."""
         return cls(options["database_url"], int(options.get("pool_size", 8)),
                    int(options.get("statement_timeout_ms", 30_000)),
-                   int(options.get("exact_count_limit", 200_000)))
+                   int(options.get("exact_count_limit", 200_000)),
+                   float(options.get("connect_timeout_s", 5.0)))
 
 
 @dataclass
@@ -85,7 +87,7 @@ class FeatureService:
         self.settings = settings
         self.database_url = settings.database_url
         self.pool_settings = PoolSettings(settings.database_url, settings.pool_size,
-                                          settings.statement_timeout_ms)
+                                          settings.statement_timeout_ms, settings.connect_timeout_s)
         get_pool(self.pool_settings)  # opened now: a bad URL fails at start-up
         self.exact_count_limit = settings.exact_count_limit
         self._sql: dict[str, CollectionSQL] = {}
