@@ -40,7 +40,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import lxml.html
-from sqlalchemy import Connection, Engine, func, literal_column, select, text
+from sqlalchemy import Connection, Engine, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
@@ -538,16 +538,19 @@ class _Writer:
 
     def write(self, rec: PostRecord, result: dict[str, Any]) -> None:
         key, digest = rec.post_key, rec.content_hash
-        duplicate_of = None
+        duplicate_of: Any = None
         if len(_WORD_RE.findall(rec.text)) >= MIN_DUPLICATE_WORDS:
-            duplicate_of = self.conn.execute(
-                text(
-                    "SELECT id FROM posts WHERE content_hash = :h AND post_key <> :k AND id < "
-                    "COALESCE((SELECT id FROM posts WHERE post_key = :k), 9223372036854775807) "
-                    "ORDER BY id LIMIT 1"
-                ),
-                {"h": digest, "k": key},
-            ).scalar()
+            # the first post with the same words under another key (looked up in the INSERT:
+            # one round trip per post); a post already stored is never re-pointed at a later copy
+            other = Post.__table__.alias("other")
+            same = Post.__table__.alias("same")
+            own_id = select(same.c.id).where(same.c.post_key == key).scalar_subquery()
+            duplicate_of = (
+                select(other.c.id)
+                .where(other.c.content_hash == digest, other.c.post_key != key,
+                       other.c.id < func.coalesce(own_id, 9223372036854775807))
+                .order_by(other.c.id).limit(1).scalar_subquery()
+            )
         extra = dict(rec.extra)
         if result.get("not_scored") or result.get("error"):
             extra["not_scored"] = str(result.get("not_scored") or result.get("error"))
@@ -562,9 +565,9 @@ class _Writer:
         update = {k: stmt.excluded[k] for k in values if k not in ("post_key", "duplicate_of")}
         update["duplicate_of"] = func.coalesce(Post.duplicate_of, stmt.excluded.duplicate_of)
         stmt = stmt.on_conflict_do_update(index_elements=["post_key"], set_=update).returning(
-            Post.id, literal_column("(xmax = 0)")
+            Post.id, literal_column("(xmax = 0)"), Post.duplicate_of
         )
-        post_id, inserted = self.conn.execute(stmt).one()
+        post_id, inserted, duplicate_of = self.conn.execute(stmt).one()
         sentiment = result.get("sentiment")
         if isinstance(sentiment, dict) and sentiment.get("label"):
             topic = result.get("topic")
@@ -594,7 +597,8 @@ class _Writer:
             self.report.not_scored += 1
         places = result.get("places")
         if isinstance(places, list):
-            self.conn.execute(PostPlace.__table__.delete().where(PostPlace.post_id == post_id))
+            if not inserted:
+                self.conn.execute(PostPlace.__table__.delete().where(PostPlace.post_id == post_id))
             rows: dict[int, dict[str, Any]] = {}
             for place in places:
                 if not isinstance(place, dict) or not place.get("code"):
@@ -664,14 +668,27 @@ def import_posts(
             found = _places_only(finder, [batch[i] for i in unplaced])
             for i, extra in zip(unplaced, found, strict=True):
                 results[i] = {**results[i], **extra}
-        for rec, result in zip(batch, results, strict=True):
-            try:
-                with writer.conn.begin_nested():
+        # the batch in one savepoint; when the database refuses a post, the batch is rolled
+        # back to it and written again one savepoint per post, to name the post and skip it
+        counters = ("new", "updated", "duplicates", "scored", "not_scored", "placed")
+        before = {c: getattr(report, c) for c in counters}
+        try:
+            with writer.conn.begin_nested():
+                for rec, result in zip(batch, results, strict=True):
                     writer.write(rec, result)
-            except DBAPIError as exc:
-                if is_outage(exc):
-                    raise
-                failed(rec.where, f"rejected by the database: {str(exc.orig).splitlines()[0]}")
+        except DBAPIError as exc:
+            if is_outage(exc):
+                raise
+            for c, value in before.items():
+                setattr(report, c, value)
+            for rec, result in zip(batch, results, strict=True):
+                try:
+                    with writer.conn.begin_nested():
+                        writer.write(rec, result)
+                except DBAPIError as exc:
+                    if is_outage(exc):
+                        raise
+                    failed(rec.where, f"rejected by the database: {str(exc.orig).splitlines()[0]}")
         if on_batch:
             on_batch(report)
 

@@ -330,3 +330,16 @@ def test_cli_shows_progress_on_long_imports(run_ioc, units, clean, tmp_path):
     progress = [ln for ln in res.stderr.splitlines() if ln.startswith("posts import:")]
     assert progress == ["posts import: 1200 records read, 1200 stored, 0 refused"]  # ~ every 1,000
     assert json.loads(res.stdout)["new"] == 1300
+
+
+def test_a_post_the_database_refuses_is_named_and_the_batch_goes_on(units, clean, tmp_path):
+    path = _jsonl(tmp_path / "nul.jsonl", [
+        {"text": "Bài một về đường phố phường Phủ Lý", "url": "https://fb.test/nul/1"},
+        {"text": "Bài hai về chợ Phù Vân", "url": "https://fb.test/nul/2", "note": "a\u0000b"},
+        {"text": "Bài ba về đê Châu Sơn", "url": "https://fb.test/nul/3"},
+    ])
+    errors: list[tuple[str, str]] = []
+    report = import_posts(units, path, on_error=lambda w, r: errors.append((w, r)))
+    assert (report.new, report.failed) == (2, 1)
+    assert errors[0][0] == "line 2" and "rejected by the database" in errors[0][1]
+    assert _count(units, "SELECT count(*) FROM posts") == 2
