@@ -7,9 +7,10 @@ ones with the sentiment model as genre ``post``, finds the places they mention a
 them in ``posts`` / ``post_scores`` / ``post_places`` (migration 0008).
 
 Bad records are reported one per line with their line number (``FILE:LINE: reason``) and
-skipped; the rest of the batch goes on. Everything is written in one transaction (a savepoint
-per post), so an import that fails half-way leaves nothing behind, and a re-import of the same
-file updates the posts it stored the first time instead of duplicating them.
+skipped; the rest of the batch goes on. Everything is written in one transaction (savepoints
+per batch, and per post when the database refuses one), so an import that fails half-way
+leaves nothing behind, and a re-import of the same file updates the posts it stored the first
+time instead of duplicating them.
 
 >>> rec = map_record({"message": "Đường ở xã Thanh Hà ngập sâu", "permalink": "https://fb.test/1",
 ...                   "created_time": "2026-03-10T09:15:00+0000", "platform": "Facebook"})
