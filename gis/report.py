@@ -332,6 +332,7 @@ def alert_report(conn: Connection, alert_id: int, *, rules: Any = None,
     key_commune = a["old_commune_code"] or a["parcel_commune_code"]
     return {
         "kind": "alert",
+        "commune_code": a["commune_code"],
         "generated_at": fmt_time(dt.datetime.now(dt.UTC)),
         "alert": {
             "id": a["id"], "run_id": a["run_id"], "created_at": fmt_time(a["created_at"]),
