@@ -253,6 +253,11 @@ def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, mo
             f"({info['reference_date']}: {info['reason']}); conversions: {info['confirmed']} "
             f"confirmed, {len(info['pending'])} pending (latest date only), "
             f"{len(info['reverted'])} reverted")
+        if info["dates_after_reference"] < info["min_persist"]:
+            click.echo(
+                f"note: only {info['dates_after_reference']} usable scene(s) after the "
+                f"reference, fewer than --min-persist {info['min_persist']}: no conversion can "
+                "be confirmed yet; add later scenes or lower --min-persist.", err=True)
     click.echo(
         f"{result.method} ({result.model_version}): {summary['polygons']} change polygons, "
         f"{summary['changed_area_m2']:.0f} m² changed ({summary['change_fraction'] * 100:.2f} % "

@@ -369,6 +369,7 @@ def detect_series(paths: Sequence[str | Path], config=None, dates=None, mask_out
             "reference": str(items[ref].path), "target": str(items[-1].path),
             "reference_date": items[ref].date.isoformat(),
             "target_date": items[-1].date.isoformat(), **choice,
+            "dates_after_reference": len(later), "min_persist": min_persist,
             "confirmed": len(kept), "pending": [brief(f) for f in pending],
             "reverted": [brief(f) for f in reverted],
         })

@@ -199,6 +199,18 @@ def test_a_scene_without_a_date_needs_dates(tmp_path):
     assert res.stats["series"]["target_date"] == "2024-06-20"
 
 
+def test_two_dated_scenes_can_confirm_nothing_and_say_so(tmp_path):
+    a, b = _write_series(tmp_path, [dt.date(2024, 2, 10), dt.date(2025, 2, 12)])
+    r = CliRunner().invoke(land, ["detect", str(a), str(b), "--dates", "2024-02-10,2025-02-12",
+                                  "--method", "cva", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "0 confirmed, 2 pending" in r.output
+    assert "no conversion can be confirmed yet" in r.output
+    r = CliRunner().invoke(land, ["detect", str(a), str(b), "--dates", "2024-02-10,2025-02-12",
+                                  "--method", "cva", "--quiet", "--min-persist", "1"])
+    assert "2 confirmed, 0 pending" in r.output and "no conversion" not in r.output
+
+
 # ------------------------------------------------------------------------- stored, with alerts
 def _parcels(path: Path) -> Path:
     regions = {"1": BUILT_OVER, "2": LATE, "3": FRESH, "4": (slice(2, 10), slice(4, 20))}
