@@ -241,15 +241,19 @@ def write_scene_cog(scene: Scene, fingerprint: str, state_dir: Path,
         tmp = out_dir / f".{fingerprint}.{uuid.uuid4().hex[:8]}.tif"
         try:
             vrt.write_text(_vrt_xml(scene), encoding="utf-8")
-            profile = dict(cog_profiles.get("deflate"))
+            # deflate level 1 + horizontal predictor: the size of level 6 on Sentinel-2-like
+            # bands for ~0.6 of the CPU (measured on a 2048² scene: 0.98 vs 1.4-1.8 CPU-s);
+            # rio-cogeo's own writer (GTiff, then copied with the COG layout) used less CPU
+            # than GDAL's COG driver here. Deflate, not ZSTD: every GDAL/QGIS reads it.
+            profile = dict(cog_profiles.get("deflate"), zlevel=1)
             if str(scene.dtype).startswith(("uint", "int")):
                 profile["predictor"] = 2
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256 * 1024 * 1024):
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=128 * 1024 * 1024):
                 # overviews down to ~256 px (at least one level, even on a small scene)
                 levels = max(1, math.ceil(math.log2(max(scene.grid.width, scene.grid.height) / 256)))
                 cog_translate(str(vrt), str(tmp), profile, overview_level=levels,
                               overview_resampling="average",
-                              in_memory=False, quiet=True, use_cog_driver=True,
+                              in_memory=False, quiet=True, use_cog_driver=False,
                               forward_band_tags=True)
             validate_cog(tmp)  # band descriptions (B02...) come from the VRT
             _publish(tmp, final, ledger)
