@@ -86,7 +86,12 @@ def scene_coverages(engine: Engine) -> dict[str, dict]:
     return resources
 
 
+INT4_MAX = 2**31 - 1  # scene and run ids are integer columns; alert ids bigint
+
+
 def _scene(engine: Engine, scene_id: int):
+    if not 0 < scene_id <= INT4_MAX:
+        raise NotFoundError(f"No stored imagery for scene {str(scene_id)[:20]}.")
     with engine.connect() as conn:
         row = conn.execute(text(
             "SELECT path, bands, stretch FROM scene_cogs WHERE scene_id = :id"),
@@ -114,6 +119,8 @@ def _run_scene(engine: Engine, run: str, moment: str) -> int:
             run_id = int(run)
         except ValueError:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.") from None
+        if not 0 < run_id <= INT4_MAX:
+            raise NotFoundError(f"No stored detection run '{run[:40]}'.")
         scene = conn.execute(text(f"SELECT {column} FROM detection_runs WHERE id = :r"),
                              {"r": run_id}).scalar()
     if scene is None:
@@ -132,6 +139,8 @@ def _style(request: Request, allowed: tuple[str, ...] = ("style",)) -> str:
 
 
 def _run(engine: Engine, run_id: int) -> dict:
+    if not 0 < run_id <= INT4_MAX:
+        raise NotFoundError(f"No stored detection run {str(run_id)[:20]}.")
     with engine.connect() as conn:
         row = conn.execute(text("""
             SELECT r.id, r.method, r.model_version, r.status,
@@ -241,6 +250,8 @@ def _evidence(engine: Engine, item_id: str, moment: str, style: str) -> Path:
         alert_id = int(item_id)
     except ValueError:
         raise NotFoundError(f"No parcel alert '{item_id[:40]}'.") from None
+    if not 0 < alert_id < 2**63:
+        raise NotFoundError(f"No parcel alert '{item_id[:40]}'.")
     with engine.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM parcel_alerts WHERE id = :a"),
                               {"a": alert_id}).scalar()

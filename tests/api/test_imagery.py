@@ -116,6 +116,11 @@ def test_imagery_tiles(client, imagery):
     r = client.get(f"/imagery/987654/tiles/16/{x}/{y}.png")
     assert r.status_code == 404 and "scene 987654" in r.json()["description"]
     assert client.get(f"/imagery/{s.after_scene_id}/tiles/3/9/0.png").status_code == 404
+    huge = "9" * 30  # beyond the id columns' range: 404, not a database error
+    assert client.get(f"/imagery/{huge}/tiles/16/{x}/{y}.png").status_code == 404
+    assert client.get(f"/imagery/runs/{huge}/after/tiles/16/{x}/{y}.png").status_code == 404
+    assert client.get(f"/imagery/runs/{huge}").status_code == 404
+    assert client.get(f"/collections/parcel-alerts/items/{huge}/evidence/after.png").status_code == 404
 
 
 def test_evidence_routes(client, imagery):
