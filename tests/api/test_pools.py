@@ -18,9 +18,8 @@ def test_unreachable_database_gives_a_503_error_within_the_connect_timeout():
     pool = get_pool(PoolSettings(url, size=2, connect_timeout_s=1.0))
     try:
         started = time.monotonic()
-        with pytest.raises(psycopg.OperationalError) as caught:
-            with pool.connection():
-                pass
+        with pytest.raises(psycopg.OperationalError) as caught, pool.connection():
+            pass
         waited = time.monotonic() - started
     finally:
         close_pools(url)
