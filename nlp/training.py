@@ -106,9 +106,7 @@ POST_GRID: tuple[HeadConfig, ...] = (
     HeadConfig("plain", 1.0, 1.0), HeadConfig("plain", 2.0, 1.0), HeadConfig("plain", 2.0, 3.0),
     HeadConfig("plain", 0.0, 1.0), HeadConfig("plain", 0.0, 3.0),
 )
-TOPIC_GRID: tuple[HeadConfig, ...] = (
-    HeadConfig("news", 1.0, 10.0), HeadConfig("news", 2.0, 10.0), HeadConfig("news", 0.0, 10.0),
-)
+TOPIC_GRID: tuple[HeadConfig, ...] = (HeadConfig("news", 1.0, 10.0), HeadConfig("news", 0.0, 10.0))
 # training sets of the post head (NAME or NAME:N, a fixed subsample; see the model card)
 POST_SETS: dict[str, str] = {"vlsp": "vlsp2016:2000", "vsfc": "vsfc-train:1000"}
 

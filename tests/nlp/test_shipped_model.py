@@ -38,6 +38,32 @@ def test_shipped_model_loads_and_scores(scorer):
     assert out[2]["topic"] == "education"
 
 
+def test_shipped_model_scores_posts_short_and_unaccented_text(scorer):
+    out = scorer.score_records([
+        {"id": "p1", "text": "Đường làng xuống cấp quá, mưa xuống là ngập, đi lại khổ lắm mọi người ơi"},
+        {"id": "p2", "text": "cam on cac anh cong an da ho tro ba con rat nhiet tinh"},  # unaccented
+        {"id": "p3", "text": "tuyệt vời"},  # two words
+        {"id": "p4", "text": "tệ"},  # one word
+    ], genre="post")
+    assert all("sentiment" in r and r["genre"] == "post" for r in out), out
+    assert out[0]["sentiment"]["label"] == "negative"
+    assert out[1]["sentiment"]["label"] == "positive"
+    assert out[2]["sentiment"]["label"] == "positive"
+    assert all(0 < r["confidence"] <= 1 for r in out)
+
+
+def test_shipped_model_tfidf_fallback_scores_the_same_records():
+    from nlp.scoring import load_scorer as load
+
+    fallback = load(use_ner=False, use_encoder=False)
+    out = fallback.score_records([
+        {"id": "a", "text": "Xe khách đâm vào vách núi, hai người chết, nhiều người bị thương nặng."},
+        {"id": "p", "text": "hang tot, giao nhanh, rat hai long"},
+    ])
+    assert [r["features"] for r in out] == ["tfidf", "tfidf"]
+    assert out[0]["sentiment"]["label"] == "negative" and out[1]["sentiment"]["label"] == "positive"
+
+
 def test_ioc_nlp_score_command(run_ioc, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(
