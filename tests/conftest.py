@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -91,6 +93,68 @@ def engine(database_url):
     from gis.db.session import make_engine
 
     eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+def database_named(url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``url``."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def _admin_execute(request: pytest.FixtureRequest, url: str, *statements: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(database_named(url, "postgres"), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    except psycopg.Error as exc:
+        _unavailable(request, f"cannot create or drop a test database: {exc}")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(_embedded_cluster, request: pytest.FixtureRequest):
+    """Name of a database migrated to the latest schema and left empty, never connected to after:
+    the template ``own_database_url`` copies (CREATE DATABASE ... TEMPLATE is a file copy)."""
+    from gis.db import migrate
+    from gis.errors import DatabaseError
+
+    url = _embedded_cluster[1]
+    name = "ioc_test_template"
+    _admin_execute(request, url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    try:
+        migrate.upgrade(database_named(url, name))
+    except DatabaseError as exc:
+        _unavailable(request, str(exc))
+    yield name
+    _admin_execute(request, url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def own_database_url(_embedded_cluster, migrated_template, request: pytest.FixtureRequest):
+    """A migrated database of the test module's own (a copy of ``migrated_template``), dropped after
+    the module: for modules whose assertions cover whole tables (every alert since a date, every
+    post of a day, every unit near a parcel), which rows other modules committed to the session
+    database would otherwise change. A module takes it by overriding ``database_url`` and ``engine``:
+
+        @pytest.fixture(scope="module")
+        def database_url(own_database_url):
+            return own_database_url
+    """
+    url = _embedded_cluster[1]
+    name = f"ioc_test_own_{uuid.uuid4().hex[:10]}"
+    _admin_execute(request, url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    yield database_named(url, name)
+    _admin_execute(request, url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def own_engine(own_database_url):
+    """An engine on ``own_database_url`` (a module overrides ``engine`` with it)."""
+    from gis.db.session import make_engine
+
+    eng = make_engine(own_database_url)
     yield eng
     eng.dispose()
 

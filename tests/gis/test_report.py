@@ -24,6 +24,20 @@ from gis.review import review_alert
 
 pytestmark = pytest.mark.postgis
 
+
+# A database of this module's own (own_database_url, tests/conftest.py):
+# the locator map lists every stored commune near the parcel, so units other modules committed
+# (the shipped reference units) would show on it.
+@pytest.fixture(scope="module")
+def database_url(own_database_url):
+    return own_database_url
+
+
+@pytest.fixture(scope="module")
+def engine(own_engine):
+    return own_engine
+
+
 OWNER = "Nguyễn Thị Hường"
 NOTE = "Đã xây nhà hai tầng trên đất lúa, lập biên bản"
 

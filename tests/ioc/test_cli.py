@@ -118,7 +118,9 @@ def test_bad_files_exit_2_with_a_database(run_ioc, tmp_path: Path) -> None:
 
 
 @pytest.mark.postgis
-def test_demo_no_serve_loads_units(run_ioc) -> None:
-    result = run_ioc("demo", "--no-serve", timeout=900)
+def test_demo_no_serve_loads_units(run_ioc, own_database_url) -> None:
+    # into a database of the module's own: the demo commits a whole province (units, articles,
+    # posts, alerts) that later modules' counts of a day or of new alerts would otherwise include
+    result = run_ioc("demo", "--no-serve", env={"IOC_DATABASE_URL": own_database_url}, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "administrative units" in result.stdout

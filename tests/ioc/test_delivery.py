@@ -246,6 +246,19 @@ def parse(raw: bytes) -> email.message.EmailMessage:
 pytestmark = pytest.mark.postgis
 
 
+# A database of this module's own (own_database_url, tests/conftest.py):
+# new_alerts() returns every alert created since a date, so alerts other modules committed
+# would be summarised with this module's one.
+@pytest.fixture(scope="module")
+def database_url(own_database_url):
+    return own_database_url
+
+
+@pytest.fixture(scope="module")
+def engine(own_engine):
+    return own_engine
+
+
 def test_digest_arrives_as_valid_mime_in_vietnamese(smtp, certificate, recipients, digest):
     data, html, _ = digest
     settings = settings_for(smtp, certificate, recipients)

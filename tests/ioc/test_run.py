@@ -26,6 +26,20 @@ from tests.crawler.conftest import ARTICLE_PATHS, SITE_DIR, SITES_TEMPLATE
 
 pytestmark = [pytest.mark.postgis]
 
+
+# A database of this module's own (own_database_url, tests/conftest.py):
+# the digest of a day counts every article of that day, so articles other modules crawled
+# from the test site (published 2025-08-03) would be counted.
+@pytest.fixture(scope="module")
+def database_url(own_database_url):
+    return own_database_url
+
+
+@pytest.fixture(scope="module")
+def engine(own_engine):
+    return own_engine
+
+
 REPO = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 CRAWL = "crawl:testsite"

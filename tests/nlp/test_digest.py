@@ -15,6 +15,21 @@ from nlp.feedback import load_corrections, record_correction
 
 pytestmark = pytest.mark.postgis
 
+
+# A database of this module's own (own_database_url, tests/conftest.py):
+# the digest counts every post and article of the day and maps every commune, so rows other
+# modules committed (posts of 2026-03-10, the reference units) would be counted; this module's
+# own commits (the reference units of _seed_province) go with its database.
+@pytest.fixture(scope="module")
+def database_url(own_database_url):
+    return own_database_url
+
+
+@pytest.fixture(scope="module")
+def engine(own_engine):
+    return own_engine
+
+
 DAY = dt.date(2026, 3, 10)
 SQUARE = "MULTIPOLYGON((({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0})))"
 
