@@ -275,8 +275,9 @@ class Head:
             if c <= 0 or len(out) >= k:
                 break
             phrase = names[j].replace("_", " ")
-            if all(w in _WEAK_WORDS or not any(ch.isalpha() for ch in w) for w in phrase.split()):
-                continue
+            words = phrase.split()
+            if all(w in _WEAK_WORDS for w in words) or any(not any(ch.isalpha() for ch in w) for w in words):
+                continue  # function words, numbers and punctuation are not reasons a reader can use
             if not any(phrase in o or o in phrase for o in out):
                 out.append(phrase)
         return out
