@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from api.app_context import AppContext, RouteGroup
 from api.crs import CRS84
-from api.errors import InvalidParameterError, NotFoundError
+from api.errors import ConfigError, InvalidParameterError, NotFoundError
 from gis.evidence import MOMENTS, STYLES, render_tile
 
 COVERAGE_PREFIX = "imagery-scene-"
@@ -53,6 +53,9 @@ def scene_coverages(engine: Engine) -> dict[str, dict]:
     """pygeoapi resources: one OGC API - Coverages collection per stored scene COG whose file
     is there (``imagery-scene-{scene id}``), for :func:`api.config.build_config`."""
     with engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass('scene_cogs')")).scalar() is None:
+            raise ConfigError("Cannot publish the stored imagery: table scene_cogs is missing; "
+                              "run `ioc db up` to migrate the database.")
         rows = conn.execute(SCENES_SQL).all()
     resources: dict[str, dict] = {}
     for r in rows:
