@@ -21,6 +21,19 @@ SAMPLE_JSONL = REPO / "data" / "posts" / "sample_posts.jsonl"
 SAMPLE_CSV = REPO / "data" / "posts" / "sample_posts.csv"
 
 
+# A database of this module's own (own_database_url, tests/conftest.py): its tests count every
+# row of posts, so posts other modules committed would be counted; and the reference units it
+# loads and the posts it imports go with its database instead of staying in the session one.
+@pytest.fixture(scope="module")
+def database_url(own_database_url):
+    return own_database_url
+
+
+@pytest.fixture(scope="module")
+def engine(own_engine):
+    return own_engine
+
+
 @pytest.fixture(scope="module")
 def units(engine):
     load_reference_units(engine, REPO / "data" / "admin")
