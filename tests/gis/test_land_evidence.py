@@ -100,6 +100,33 @@ def test_tiles_render_as_png_from_the_cog(connection, stored):
         render_tile(row.path, row.bands, row.stretch, 15, x, y, "ndvi")
 
 
+def test_low_zoom_tiles_read_only_the_scene(connection, stored):
+    """A whole-world z0 tile of a 1 km scene: rio-tiler's tile() warped the tile's full extent
+    at the scene's 10 m resolution (a z9 tile took 4 s and 1.3 GB, z5 and z0 never finished,
+    a server grew to 4 GB). Now the scene's few pixels, at once, with little memory."""
+    import resource
+    import time
+
+    row = connection.execute(text(
+        "SELECT c.path, c.bands, c.stretch, ST_X(ST_Centroid(s.footprint)) AS lon, "
+        "ST_Y(ST_Centroid(s.footprint)) AS lat FROM scene_cogs c "
+        "JOIN imagery_scenes s ON s.id = c.scene_id "
+        "JOIN detection_runs r ON r.after_scene_id = c.scene_id WHERE r.id = :r"),
+        {"r": stored["run_id"]}).one()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for z in (0, 5, 9, 12):
+        x, y = _lonlat_tile(row.lon, row.lat, z)
+        started = time.monotonic()
+        png = render_tile(row.path, row.bands, row.stretch, z, x, y, "falsecolor")
+        assert time.monotonic() - started < 10, f"z{z} tile took too long"
+        a = np.asarray(Image.open(io.BytesIO(png)))
+        assert a.shape == (256, 256, 4)
+        covered = (a[..., 3] == 255).mean()
+        assert 0 < covered < 0.2, f"z{z}: the scene is a small part of a low-zoom tile"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300, f"rendering low-zoom tiles grew the process by {grown_mb:.0f} MB"
+
+
 def test_every_alert_has_its_chips_with_the_parcel_outline(connection, stored, tmp_path):
     alerts = connection.execute(text(
         "SELECT a.id, ST_AsBinary(p.geom) AS geom, Find_SRID('public', 'parcels', 'geom') AS srid "
