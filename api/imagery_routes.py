@@ -329,6 +329,7 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         if cid not in ctx.coverage_ids:
             raise NotFoundError(f"Collection '{cid[:80]}' has no coverage; imagery collections "
                                 f"are named {COVERAGE_PREFIX}<scene id>.")
+        _check_coverage_query(request.query_params)
         return await ctx.pygeoapi(request, coverages_api.get_collection_coverage, cid)
 
     routes = [
@@ -339,6 +340,31 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         Route("/collections/{collection_id}/coverage", coverage),
     ]
     return RouteGroup(routes, openapi_paths())
+
+
+#: the query parameters of OGC API - Coverages that pygeoapi's coverage handler reads
+COVERAGE_PARAMS = frozenset({"bbox", "bbox-crs", "datetime", "subset", "properties",
+                             "scale-factor", "scale-axes", "scale-size", "f", "lang"})
+#: bbox-crs values the rasterio provider understands (longitude/latitude)
+COVERAGE_BBOX_CRS = frozenset({"http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+                               "http://www.opengis.net/def/crs/EPSG/0/4326", "EPSG:4326"})
+
+
+def _check_coverage_query(params) -> None:
+    """400 for what pygeoapi's coverage handler would turn into a 500: an unknown parameter,
+    a malformed or empty bbox, a bbox-crs it cannot read."""
+    from api.params import _check_names, parse_bbox
+
+    _check_names(params, COVERAGE_PARAMS)
+    if "bbox" in params:
+        minx, miny, maxx, maxy = parse_bbox(params["bbox"])
+        if minx == maxx or miny == maxy:
+            raise InvalidParameterError("bbox is empty (min equals max); give an area.")
+    crs = params.get("bbox-crs")
+    if crs is not None and crs.strip() not in COVERAGE_BBOX_CRS:
+        raise InvalidParameterError(
+            f"bbox-crs '{crs[:80]}' is not supported for coverages; use "
+            "http://www.opengis.net/def/crs/OGC/1.3/CRS84 (longitude, latitude).")
 
 
 def _png(description: str) -> dict:
