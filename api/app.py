@@ -52,9 +52,14 @@ async def _answer(request: Request, exc: Exception) -> Response:
     return error_response(exc, request.url.path)
 
 
-def create_app(settings: ApiSettings, database_url: str, engine: Engine | None = None,
-               config: dict | None = None, extra_routes: list[RouteFactory] | tuple = (),
-               land: LandSettings | None = None) -> Starlette:
+def create_app(
+    settings: ApiSettings,
+    database_url: str,
+    engine: Engine | None = None,
+    config: dict | None = None,
+    extra_routes: list[RouteFactory] | tuple = (),
+    land: LandSettings | None = None,
+) -> Starlette:
     """Build the ASGI app.
 
     Parameters
@@ -84,9 +89,13 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
     if config is None:
         from api.imagery_routes import scene_coverages
 
-        config = build_config(collect_table_infos(engine), settings, database_url,
-                              land if land is not None else LandSettings(),
-                              coverages=scene_coverages(engine))
+        config = build_config(
+            collect_table_infos(engine),
+            settings,
+            database_url,
+            land if land is not None else LandSettings(),
+            coverages=scene_coverages(engine),
+        )
     ctx = AppContext(
         settings=settings,
         database_url=database_url,
@@ -105,17 +114,28 @@ def create_app(settings: ApiSettings, database_url: str, engine: Engine | None =
     # outermost: request id (X-Request-ID) and metrics by route template (api.metrics)
     middleware = [Middleware(ObservabilityMiddleware)]
     if settings.cors:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
-                                     allow_headers=["*"], expose_headers=["*"]))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["*"],
+            )
+        )
     middleware.append(Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes))
     if settings.local_assets:
         from api.assets import LocalAssetsMiddleware, libraries, rewrites, vendor_mounts
 
         libs = libraries()
         mounts += vendor_mounts(libs)
-        middleware.append(Middleware(LocalAssetsMiddleware, pairs=rewrites(libs, config["server"]["url"])))
-    handlers = {cls: _answer for cls in (ApiError, HTTPException, psycopg.Error, DBAPIError,
-                                         RecursionError, Exception)}
+        middleware.append(
+            Middleware(LocalAssetsMiddleware, pairs=rewrites(libs, config["server"]["url"]))
+        )
+    handlers = {
+        cls: _answer
+        for cls in (ApiError, HTTPException, psycopg.Error, DBAPIError, RecursionError, Exception)
+    }
     app = Starlette(routes=[*mounts, *routes], middleware=middleware, exception_handlers=handlers)
     app.state.ctx = ctx
     return app

@@ -57,14 +57,22 @@ class AppContext:
     @property
     def collection_ids(self) -> list[str]:
         """The feature collections (:mod:`api.collections`)."""
-        return [k for k, v in self.config["resources"].items() if v["type"] == "collection"
-                and any(p.get("type") == "feature" for p in v.get("providers", []))]
+        return [
+            k
+            for k, v in self.config["resources"].items()
+            if v["type"] == "collection"
+            and any(p.get("type") == "feature" for p in v.get("providers", []))
+        ]
 
     @property
     def coverage_ids(self) -> list[str]:
         """The coverage collections (stored imagery, :mod:`api.imagery_routes`)."""
-        return [k for k, v in self.config["resources"].items() if v["type"] == "collection"
-                and any(p.get("type") == "coverage" for p in v.get("providers", []))]
+        return [
+            k
+            for k, v in self.config["resources"].items()
+            if v["type"] == "collection"
+            and any(p.get("type") == "coverage" for p in v.get("providers", []))
+        ]
 
     def collection(self, collection_id: str) -> TableInfo:
         """The :class:`TableInfo` of a published collection; NotFoundError otherwise."""

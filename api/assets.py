@@ -42,35 +42,63 @@ def libraries() -> list[Library]:
     cluster = "https://unpkg.com/leaflet.markercluster/dist/"
     swagger = "https://unpkg.com/swagger-ui-dist/"
     return [
-        Library("leaflet", Path(leaflet.BASE_DIR), {
-            "https://unpkg.com/leaflet@1.3.1/dist/leaflet.css": "leaflet.css",
-            "https://unpkg.com/leaflet@1.3.1/dist/leaflet.js": "leaflet.js",
-            "https://cdnjs.cloudflare.com/ajax/libs/leaflet/1.3.1/leaflet.js": "leaflet.js",
-        }),
-        Library("leaflet.markercluster", Path(markercluster.BASE_DIR), {
-            cluster + name: name for name in (
-                "MarkerCluster.css", "MarkerCluster.Default.css", "leaflet.markercluster-src.js")
-        }),
-        Library("bootstrap", Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5", {
-            "https://unpkg.com/bootstrap@5.1.3/dist/css/bootstrap.min.css": "css/bootstrap.min.css",
-        }),
-        Library("swagger-ui", Path(swagger_ui_bundle.swagger_ui_path), {
-            swagger + name: name for name in (
-                "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css")
-        }),
+        Library(
+            "leaflet",
+            Path(leaflet.BASE_DIR),
+            {
+                "https://unpkg.com/leaflet@1.3.1/dist/leaflet.css": "leaflet.css",
+                "https://unpkg.com/leaflet@1.3.1/dist/leaflet.js": "leaflet.js",
+                "https://cdnjs.cloudflare.com/ajax/libs/leaflet/1.3.1/leaflet.js": "leaflet.js",
+            },
+        ),
+        Library(
+            "leaflet.markercluster",
+            Path(markercluster.BASE_DIR),
+            {
+                cluster + name: name
+                for name in (
+                    "MarkerCluster.css",
+                    "MarkerCluster.Default.css",
+                    "leaflet.markercluster-src.js",
+                )
+            },
+        ),
+        Library(
+            "bootstrap",
+            Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5",
+            {
+                "https://unpkg.com/bootstrap@5.1.3/dist/css/bootstrap.min.css": "css/bootstrap.min.css",
+            },
+        ),
+        Library(
+            "swagger-ui",
+            Path(swagger_ui_bundle.swagger_ui_path),
+            {
+                swagger + name: name
+                for name in (
+                    "swagger-ui-bundle.js",
+                    "swagger-ui-standalone-preset.js",
+                    "swagger-ui.css",
+                )
+            },
+        ),
     ]
 
 
 def vendor_mounts(libs: list[Library]) -> list[Mount]:
-    return [Mount(f"{VENDOR}/{lib.name}", StaticFiles(directory=str(lib.directory)))
-            for lib in libs]
+    return [
+        Mount(f"{VENDOR}/{lib.name}", StaticFiles(directory=str(lib.directory))) for lib in libs
+    ]
 
 
 def rewrites(libs: list[Library], base_url: str) -> list[tuple[bytes, bytes]]:
     """(CDN URL, local URL) pairs, longest first so no URL is rewritten inside another."""
     base = base_url.rstrip("/")
-    pairs = [(url.encode(), f"{base}{VENDOR}/{lib.name}/{path}".encode())
-             for lib in libs for url, path in lib.cdn.items()]
+    pairs = [
+        (url.encode(), f"{base}{VENDOR}/{lib.name}/{path}".encode())
+        for lib in libs
+        for url, path in lib.cdn.items()
+    ]
     return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
 
 

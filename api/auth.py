@@ -121,7 +121,9 @@ class TokenStore:
             try:
                 lines = Path(tokens_file).read_text(encoding="utf-8").splitlines()
             except OSError as exc:
-                raise ConfigError(f"Cannot read the tokens file {tokens_file}: {exc.strerror}.") from exc
+                raise ConfigError(
+                    f"Cannot read the tokens file {tokens_file}: {exc.strerror}."
+                ) from exc
             entries += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
         out: dict[str, Principal] = {}
         for i, entry in enumerate(entries, start=1):
@@ -134,7 +136,9 @@ class TokenStore:
             if old_style:
                 LOGGER.warning(
                     "API token '%s' has no role (old 'name:token' form): treated as admin. "
-                    "Write 'name:role:token' with a role among %s.", principal.name, ", ".join(ROLES),
+                    "Write 'name:role:token' with a role among %s.",
+                    principal.name,
+                    ", ".join(ROLES),
                 )
             out[token] = principal
         return cls(out)
@@ -150,9 +154,13 @@ class TokenStore:
         if presented is None and headers.get("x-api-key"):
             presented = headers.get("x-api-key").strip()
         if not self.tokens:
-            raise AuthenticationError("Writes are disabled: no API tokens are configured (IOC_API_TOKENS).")
+            raise AuthenticationError(
+                "Writes are disabled: no API tokens are configured (IOC_API_TOKENS)."
+            )
         if presented is None:
-            raise AuthenticationError("This request needs an API token: send 'Authorization: Bearer <token>'.")
+            raise AuthenticationError(
+                "This request needs an API token: send 'Authorization: Bearer <token>'."
+            )
         found = None
         for token, principal in self.tokens.items():  # compare with every token: constant time
             if hmac.compare_digest(token.encode(), presented.encode()):

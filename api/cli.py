@@ -19,10 +19,16 @@ def _database_url() -> str:
 
 
 @click.command()
-@click.option("--host", default=None, help="Interface to listen on  [default: 127.0.0.1, IOC_API_HOST]")
+@click.option(
+    "--host", default=None, help="Interface to listen on  [default: 127.0.0.1, IOC_API_HOST]"
+)
 @click.option("--port", default=None, type=int, help="Port  [default: 5000, IOC_API_PORT]")
-@click.option("--workers", default=None, type=click.IntRange(1, 64),
-              help="uvicorn worker processes  [default: 1, IOC_API_WORKERS]")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="uvicorn worker processes  [default: 1, IOC_API_WORKERS]",
+)
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the OGC API (Features, Tiles, Processes), the digest and review writes."""
     import uvicorn
@@ -30,7 +36,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from api.errors import ConfigError
     from api.settings import ApiSettings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+    }
     settings = ApiSettings(**overrides)
     url = _database_url()
     from gis.db.session import check_connection

@@ -54,15 +54,27 @@ class CollectionSpec:
 def _review_alert(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
     from api.review import review_alert
 
-    review_alert(conn, item_id, props.get("review_status"), props.get("reviewer") or principal.name,
-                 props.get("review_note"), principal=principal)
+    review_alert(
+        conn,
+        item_id,
+        props.get("review_status"),
+        props.get("reviewer") or principal.name,
+        props.get("review_note"),
+        principal=principal,
+    )
 
 
 def _correct_label(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
     from api.review import correct_article_label
 
-    correct_article_label(conn, item_id, props.get("sentiment"), props.get("reviewer") or principal.name,
-                          props.get("note"), principal=principal)
+    correct_article_label(
+        conn,
+        item_id,
+        props.get("sentiment"),
+        props.get("reviewer") or principal.name,
+        props.get("note"),
+        principal=principal,
+    )
 
 
 COLLECTIONS: tuple[CollectionSpec, ...] = (
@@ -94,7 +106,13 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         time_column="imported_at",
         exclude=("owner_name", "land_use_code_current_version"),
         tiles=True,
-        tile_properties=("commune_code", "sheet_number", "parcel_number", "land_use_code", "area_m2"),
+        tile_properties=(
+            "commune_code",
+            "sheet_number",
+            "parcel_number",
+            "land_use_code",
+            "area_m2",
+        ),
         tile_min_zoom=12,
     ),
     CollectionSpec(
@@ -131,8 +149,18 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         write_role=ALERT_REVIEW_ROLE,
         update=_review_alert,
         item_links=(  # the alert's A4 report (api.report_routes)
-            ("describedby", "text/html", "Báo cáo cảnh báo (A4, HTML)", "/collections/parcel-alerts/items/{id}/report?f=html"),
-            ("describedby", "application/pdf", "Báo cáo cảnh báo (A4, PDF)", "/collections/parcel-alerts/items/{id}/report?f=pdf"),
+            (
+                "describedby",
+                "text/html",
+                "Báo cáo cảnh báo (A4, HTML)",
+                "/collections/parcel-alerts/items/{id}/report?f=html",
+            ),
+            (
+                "describedby",
+                "application/pdf",
+                "Báo cáo cảnh báo (A4, PDF)",
+                "/collections/parcel-alerts/items/{id}/report?f=pdf",
+            ),
         ),
     ),
     CollectionSpec(
@@ -230,7 +258,9 @@ class TableInfo:
         return _JSON_TYPES.get(pg, ("string", None))
 
 
-def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bool = True) -> TableInfo:
+def inspect_collection(
+    connection: Connection, spec: CollectionSpec, extents: bool = True
+) -> TableInfo:
     """Read column types, SRID, extents and the row estimate of one collection's relation."""
     rows = connection.execute(
         text(
@@ -262,7 +292,9 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
         columns[name] = pg_type
     if spec.geom_column and srid is None:
         srid = connection.execute(
-            text("SELECT srid FROM geometry_columns WHERE f_table_name = :t AND f_geometry_column = :g"),
+            text(
+                "SELECT srid FROM geometry_columns WHERE f_table_name = :t AND f_geometry_column = :g"
+            ),
             {"t": spec.relation, "g": spec.geom_column},
         ).scalar()
         srid = int(srid) if srid and srid > 0 else 4326
@@ -276,8 +308,13 @@ def inspect_collection(connection: Connection, spec: CollectionSpec, extents: bo
             text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": base}
         ).scalar()
     info = TableInfo(
-        spec=spec, columns=columns, srid=srid, id_type=id_type, relkind=relkind,
-        estimated_rows=float(reltuples if reltuples is not None else -1), base_table=base,
+        spec=spec,
+        columns=columns,
+        srid=srid,
+        id_type=id_type,
+        relkind=relkind,
+        estimated_rows=float(reltuples if reltuples is not None else -1),
+        base_table=base,
     )
     info.extra["geometry_columns"] = tuple(geometry_columns)
     if extents:
@@ -314,7 +351,9 @@ def _read_extents(connection: Connection, info: TableInfo) -> None:
             info.bbox_wgs84 = [round(float(v), 7) for v in row]
     if spec.time_column:
         lo, hi = connection.execute(
-            text(f'SELECT min("{spec.time_column}"), max("{spec.time_column}") FROM "{spec.relation}"')
+            text(
+                f'SELECT min("{spec.time_column}"), max("{spec.time_column}") FROM "{spec.relation}"'
+            )
         ).one()
         if lo is not None:
             info.time_extent = (lo, hi)

@@ -33,7 +33,6 @@ FEATURE_PROVIDER = "api.plugins.PostGISProvider"
 TILE_PROVIDER = "api.plugins.PostGISTileProvider"
 
 
-
 def collect_table_infos(engine: Engine) -> dict[str, TableInfo]:
     """Inspect every published relation (columns, SRID, extents, row estimate)."""
     infos: dict[str, TableInfo] = {}
@@ -229,7 +228,9 @@ def write_config(config: dict, path: Path) -> Path:
     """Write the YAML to a temp name then rename; refuses to write a literal database URL."""
     manager_conn = str(config["server"]["manager"]["connection"])
     if "://" in manager_conn and "@" in manager_conn:
-        raise ConfigError("Refusing to write a database URL with credentials; use ${IOC_DATABASE_URL}.")
+        raise ConfigError(
+            "Refusing to write a database URL with credentials; use ${IOC_DATABASE_URL}."
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -50,8 +50,13 @@ _SPATIAL = {
 _ARITHMETIC = {"+": "+", "-": "-", "*": "*", "/": "/"}
 
 
-def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None,
-                 max_nodes: int | None = None, max_depth: int | None = None) -> ast.Node | None:
+def parse_filter(
+    text: str | None,
+    body: bytes | dict | None,
+    lang: str | None,
+    max_nodes: int | None = None,
+    max_depth: int | None = None,
+) -> ast.Node | None:
     """Parse a CQL2 filter from the ``filter`` parameter (text or JSON) or a JSON body; with
     ``max_nodes``/``max_depth``, refuse filters above that complexity."""
     from pygeofilter.parsers.cql2_json import parse as parse_json
@@ -66,7 +71,9 @@ def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None,
         return None
     try:
         if text is not None:
-            if lang in ("cql2-json", "cql-json") or (lang is None and text.lstrip().startswith("{")):
+            if lang in ("cql2-json", "cql-json") or (
+                lang is None and text.lstrip().startswith("{")
+            ):
                 node = parse_json(json.loads(text))
             else:
                 node = parse_text(text)
@@ -77,7 +84,8 @@ def parse_filter(text: str | None, body: bytes | dict | None, lang: str | None,
         raise
     except RecursionError:
         raise InvalidParameterError(
-            "The filter is nested too deeply; use fewer parentheses or IN (...) lists.") from None
+            "The filter is nested too deeply; use fewer parentheses or IN (...) lists."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - parser errors of every kind
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise InvalidParameterError(f"The filter is not valid CQL2: {detail}") from None
@@ -120,10 +128,12 @@ def check_complexity(node: Any, max_nodes: int, max_depth: int) -> None:
     if nodes > max_nodes:
         raise InvalidParameterError(
             f"The filter is too complex: {nodes} terms (properties, values, operators), at most "
-            f"{max_nodes}; use IN (...) lists, bbox or datetime instead of long OR chains.")
+            f"{max_nodes}; use IN (...) lists, bbox or datetime instead of long OR chains."
+        )
     if depth > max_depth:
         raise InvalidParameterError(
-            f"The filter is nested {depth} levels deep, at most {max_depth}.")
+            f"The filter is nested {depth} levels deep, at most {max_depth}."
+        )
 
 
 def _chain(node: Any) -> list[Any]:
@@ -143,18 +153,25 @@ def _check_rings(geometry: dict) -> None:
     """Polygon rings as written must be closed and have 4 positions or more (shapely would close
     them silently, PostGIS refuses them)."""
     kind = geometry.get("type")
-    polygons = ([geometry.get("coordinates")] if kind == "Polygon"
-                else geometry.get("coordinates") if kind == "MultiPolygon" else [])
+    polygons = (
+        [geometry.get("coordinates")]
+        if kind == "Polygon"
+        else geometry.get("coordinates")
+        if kind == "MultiPolygon"
+        else []
+    )
     for polygon in polygons or []:
         for ring in polygon or []:
             if len(ring) < 4:
                 raise InvalidParameterError(
                     f"The filter's polygon has a ring of {len(ring)} positions; a ring needs at "
-                    "least 4, the last equal to the first.")
+                    "least 4, the last equal to the first."
+                )
             if list(ring[0]) != list(ring[-1]):
                 raise InvalidParameterError(
                     "The filter's polygon has a ring that is not closed (its last position must "
-                    "equal its first).")
+                    "equal its first)."
+                )
 
 
 def _valid_geometry(node: Any) -> dict:
@@ -176,12 +193,15 @@ def _valid_geometry(node: Any) -> dict:
     if geom.is_empty:
         raise InvalidParameterError("The filter's geometry is empty.")
     if not all(math.isfinite(v) for v in geom.bounds):
-        raise InvalidParameterError("The filter's geometry has coordinates that are not finite numbers.")
+        raise InvalidParameterError(
+            "The filter's geometry has coordinates that are not finite numbers."
+        )
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         raise InvalidParameterError(
             f"The filter's {geom.geom_type} is not a valid geometry: {reason} "
-            "(rings must be closed and must not cross themselves).")
+            "(rings must be closed and must not cross themselves)."
+        )
     return geometry
 
 
@@ -239,8 +259,11 @@ class Compiler:
         return sql.Identifier(name)
 
     def _is_geom(self, node: Any) -> bool:
-        return isinstance(node, ast.Attribute) and bool(self.geom_column) and node.name in (
-            "geometry", "geom", self.geom_column)
+        return (
+            isinstance(node, ast.Attribute)
+            and bool(self.geom_column)
+            and node.name in ("geometry", "geom", self.geom_column)
+        )
 
     def _value(self, node: Any) -> sql.Composable:
         if isinstance(node, ast.Attribute):
@@ -248,8 +271,12 @@ class Compiler:
         if isinstance(node, ast.Arithmetic):
             op = _ARITHMETIC.get(node.op.value)
             if op is None:
-                raise InvalidParameterError(f"Arithmetic operator '{node.op.value}' is not supported.")
-            return sql.SQL("({} {} {})").format(self._value(node.lhs), sql.SQL(op), self._value(node.rhs))
+                raise InvalidParameterError(
+                    f"Arithmetic operator '{node.op.value}' is not supported."
+                )
+            return sql.SQL("({} {} {})").format(
+                self._value(node.lhs), sql.SQL(op), self._value(node.rhs)
+            )
         if isinstance(node, ast.Function):
             raise InvalidParameterError(f"The filter function '{node.name}' is not supported.")
         if isinstance(node, values.Geometry | values.Envelope):
@@ -287,8 +314,10 @@ class Compiler:
             )
         if isinstance(node, ast.Between):
             return sql.SQL("({} {}BETWEEN {} AND {})").format(
-                self._value(node.lhs), sql.SQL("NOT " if node.not_ else ""),
-                self._value(node.low), self._value(node.high),
+                self._value(node.lhs),
+                sql.SQL("NOT " if node.not_ else ""),
+                self._value(node.low),
+                self._value(node.high),
             )
         if isinstance(node, ast.Like):
             pattern = node.pattern
@@ -299,8 +328,10 @@ class Compiler:
             if node.singlechar == ".":
                 pass  # CQL2 uses '_'; pygeofilter's default '.' is not a wildcard in CQL2
             return sql.SQL("(CAST({} AS text) {}{} {})").format(
-                self._value(node.lhs), sql.SQL("NOT " if node.not_ else ""),
-                sql.SQL("ILIKE" if node.nocase else "LIKE"), self._param(pattern),
+                self._value(node.lhs),
+                sql.SQL("NOT " if node.not_ else ""),
+                sql.SQL("ILIKE" if node.nocase else "LIKE"),
+                self._param(pattern),
             )
         if isinstance(node, ast.In):
             items = sql.SQL(", ").join(self._value(v) for v in node.sub_nodes)
@@ -320,7 +351,9 @@ class Compiler:
             )
         if isinstance(node, ast.BBox):
             env = values.Envelope(node.minx, node.maxx, node.miny, node.maxy)
-            return sql.SQL("ST_Intersects({}, {})").format(self._spatial(node.lhs), self._geometry(env))
+            return sql.SQL("ST_Intersects({}, {})").format(
+                self._spatial(node.lhs), self._geometry(env)
+            )
         if isinstance(node, ast.TemporalPredicate):
             return self._temporal(node)
         raise InvalidParameterError(f"The filter construct {type(node).__name__} is not supported.")
@@ -334,7 +367,9 @@ class Compiler:
             return self._attribute(node.name)
         if isinstance(node, values.Geometry | values.Envelope):
             return self._geometry(node)
-        raise InvalidParameterError("A spatial predicate needs the geometry and a geometry literal.")
+        raise InvalidParameterError(
+            "A spatial predicate needs the geometry and a geometry literal."
+        )
 
     def _temporal(self, node: ast.TemporalPredicate) -> sql.Composable:
         lhs = self._value(node.lhs)

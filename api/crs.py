@@ -67,7 +67,9 @@ def parse_crs(value: str | None, what: str = "crs") -> tuple[str, int, bool]:
         v = crs_uri(int(v[5:])) if v[5:].isdigit() else v
     if v not in SUPPORTED_CRS:
         supported = ", ".join(sorted(SUPPORTED_CRS))
-        raise InvalidParameterError(f"{what} '{value[:80]}' is not supported; use one of {supported}.")
+        raise InvalidParameterError(
+            f"{what} '{value[:80]}' is not supported; use one of {supported}."
+        )
     return v, SUPPORTED_CRS[v], v in LAT_FIRST
 
 

@@ -19,8 +19,12 @@ def demo_stage(ctx: Any) -> None:
     from api.imagery_routes import scene_coverages
 
     coverages = scene_coverages(ctx.engine)  # stored imagery (OGC API - Coverages)
-    config = build_config(infos, settings, land=LandSettings(),  # read here, at the edge
-                          coverages=coverages)
+    config = build_config(
+        infos,
+        settings,
+        land=LandSettings(),  # read here, at the edge
+        coverages=coverages,
+    )
     validate(config)
     path = write_config(config, settings.config_file or ctx.state_dir / "api" / "pygeoapi.yml")
     for cid, info in infos.items():
@@ -30,8 +34,12 @@ def demo_stage(ctx: Any) -> None:
                 from sqlalchemy import text
 
                 rows = conn.execute(text(f'SELECT count(*) FROM "{info.spec.relation}"')).scalar()
-        ctx.echo(f"  {cid}: {rows} features" + (f", bbox {info.bbox_wgs84}" if info.bbox_wgs84 else ""))
+        ctx.echo(
+            f"  {cid}: {rows} features" + (f", bbox {info.bbox_wgs84}" if info.bbox_wgs84 else "")
+        )
     if coverages:
-        ctx.echo(f"  imagery: {len(coverages)} coverage collections ({', '.join(coverages)}); "
-                 "tiles at /imagery/{scene}/tiles/{z}/{x}/{y}.png, runs at /imagery/runs/{run}")
+        ctx.echo(
+            f"  imagery: {len(coverages)} coverage collections ({', '.join(coverages)}); "
+            "tiles at /imagery/{scene}/tiles/{z}/{x}/{y}.png, runs at /imagery/runs/{run}"
+        )
     ctx.echo(f"  pygeoapi configuration validated and written to {path}")

@@ -49,27 +49,64 @@ def render_digest(engine: Engine, day: dt.date, fmt: str, base_url: str = "") ->
 FEEDBACK_FIELDS = {"article_id", "label", "reviewer", "note"}
 
 DIGEST_PATHS: dict[str, dict] = {
-    "/digest/{date}": {"get": {
-        "summary": "Daily digest of online news (html, json or pdf)", "tags": ["digest"],
-        "operationId": "getDigest",
-        "parameters": [
-            {"name": "date", "in": "path", "required": True, "schema": {"type": "string", "format": "date"}},
-            {"name": "f", "in": "query", "required": False, "schema": {"type": "string", "enum": ["html", "json", "pdf"]}},
-        ],
-        "responses": {"200": {"description": "The digest"}, "400": {"description": "Bad date or format"}},
-    }},
-    "/digest/feedback": {"post": {
-        "summary": "Correct an article's sentiment label", "tags": ["digest"], "operationId": "postDigestFeedback",
-        "security": [{"bearer": []}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["article_id", "label", "reviewer"], "additionalProperties": False,
-            "properties": {"article_id": {"type": "integer"},
-                           "label": {"type": "string", "enum": list(SENTIMENT_LABELS)},
-                           "reviewer": {"type": "string"}, "note": {"type": "string"}}}}}},
-        "responses": {"201": {"description": "Stored"}, "400": {"description": "Invalid"},
-                      "401": {"description": "No or invalid token"}, "403": {"description": "The token may not correct labels"},
-                      "404": {"description": "No such article"}},
-    }},
+    "/digest/{date}": {
+        "get": {
+            "summary": "Daily digest of online news (html, json or pdf)",
+            "tags": ["digest"],
+            "operationId": "getDigest",
+            "parameters": [
+                {
+                    "name": "date",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "date"},
+                },
+                {
+                    "name": "f",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["html", "json", "pdf"]},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The digest"},
+                "400": {"description": "Bad date or format"},
+            },
+        }
+    },
+    "/digest/feedback": {
+        "post": {
+            "summary": "Correct an article's sentiment label",
+            "tags": ["digest"],
+            "operationId": "postDigestFeedback",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["article_id", "label", "reviewer"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "article_id": {"type": "integer"},
+                                "label": {"type": "string", "enum": list(SENTIMENT_LABELS)},
+                                "reviewer": {"type": "string"},
+                                "note": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": {"description": "Stored"},
+                "400": {"description": "Invalid"},
+                "401": {"description": "No or invalid token"},
+                "403": {"description": "The token may not correct labels"},
+                "404": {"description": "No such article"},
+            },
+        }
+    },
 }
 
 
@@ -85,7 +122,9 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
         principal.require(LABEL_CORRECTION_ROLE, "Correcting sentiment labels")  # 403 before 400
         body = await json_body(request)
         if not isinstance(body, dict):
-            raise InvalidParameterError('The body must be {"article_id", "label", "reviewer", "note"}.')
+            raise InvalidParameterError(
+                'The body must be {"article_id", "label", "reviewer", "note"}.'
+            )
         unknown = set(body) - FEEDBACK_FIELDS
         if unknown:
             raise InvalidParameterError(f"Unknown field(s) {', '.join(sorted(unknown))[:80]}.")
@@ -97,13 +136,20 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
 
         def write() -> int:
             with ctx.engine.begin() as conn:
-                return correct_article_label(conn, article_id, body.get("label"),
-                                             body.get("reviewer") or principal.name, body.get("note"),
-                                             principal=principal)
+                return correct_article_label(
+                    conn,
+                    article_id,
+                    body.get("label"),
+                    body.get("reviewer") or principal.name,
+                    body.get("note"),
+                    principal=principal,
+                )
 
         feedback_id = await run_in_threadpool(write)
-        return JSONResponse({"id": feedback_id, "article_id": article_id, "label": body.get("label")},
-                            status_code=201)
+        return JSONResponse(
+            {"id": feedback_id, "article_id": article_id, "label": body.get("label")},
+            status_code=201,
+        )
 
     async def digest(request: Request) -> Response:
         ctx.check_read(request)
@@ -115,14 +161,18 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
         from api.processes import DIGEST_DAYS
 
         if not DIGEST_DAYS[0] <= day <= DIGEST_DAYS[1]:  # year 1 overflowed the 7-day window: 500
-            raise InvalidParameterError(f"date must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}.")
+            raise InvalidParameterError(
+                f"date must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}."
+            )
         for key in request.query_params:
             if key not in ("f", "lang"):
                 raise InvalidParameterError(f"Unknown query parameter '{key[:60]}'; allowed: f.")
         f = (request.query_params.get("f") or "html").lower()
         if f not in ("html", "json", "pdf"):
             raise InvalidParameterError("f must be html, json or pdf.")
-        content, media_type = await run_in_threadpool(render_digest, ctx.engine, day, f, ctx.base_url)
+        content, media_type = await run_in_threadpool(
+            render_digest, ctx.engine, day, f, ctx.base_url
+        )
         return Response(content, media_type=media_type)
 
     return RouteGroup(

@@ -108,22 +108,42 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     ErrorRule((ServiceUnavailableError,), 503),
     ErrorRule((ApiError,), 500, log=True),  # ConfigError and the root class: a server problem
     ErrorRule((HTTPException,), 0),  # routing: its own status (404 no route, 405 method)
-    ErrorRule((psycopg.errors.QueryCanceled,), 503, "ServiceUnavailable",
-              "The query took too long; narrow it with bbox, datetime or filter."),
-    ErrorRule((psycopg.errors.DataError, psycopg.errors.UndefinedFunction), 400,
-              "InvalidParameterValue",
-              "The filter compares a property with a value of the wrong type or uses an "
-              "operator the property does not support."),
+    ErrorRule(
+        (psycopg.errors.QueryCanceled,),
+        503,
+        "ServiceUnavailable",
+        "The query took too long; narrow it with bbox, datetime or filter.",
+    ),
+    ErrorRule(
+        (psycopg.errors.DataError, psycopg.errors.UndefinedFunction),
+        400,
+        "InvalidParameterValue",
+        "The filter compares a property with a value of the wrong type or uses an "
+        "operator the property does not support.",
+    ),
     # every statement is ours: PostGIS refusing a value means the request's coordinates or
     # geometry (bbox, filter literal) are outside what the CRS or GeoJSON allows
-    ErrorRule((psycopg.errors.InternalError_, psycopg.errors.ExternalRoutineException), 400,
-              "InvalidParameterValue",
-              "The request's coordinates or geometry cannot be used (outside the CRS's area "
-              "or not valid GeoJSON)."),
-    ErrorRule((psycopg.OperationalError,), 503, "ServiceUnavailable",
-              "The database is not reachable; try again later.", log=True),
-    ErrorRule((RecursionError,), 400, "InvalidParameterValue",
-              "The request is nested too deeply to be processed.", log=True),
+    ErrorRule(
+        (psycopg.errors.InternalError_, psycopg.errors.ExternalRoutineException),
+        400,
+        "InvalidParameterValue",
+        "The request's coordinates or geometry cannot be used (outside the CRS's area "
+        "or not valid GeoJSON).",
+    ),
+    ErrorRule(
+        (psycopg.OperationalError,),
+        503,
+        "ServiceUnavailable",
+        "The database is not reachable; try again later.",
+        log=True,
+    ),
+    ErrorRule(
+        (RecursionError,),
+        400,
+        "InvalidParameterValue",
+        "The request is nested too deeply to be processed.",
+        log=True,
+    ),
 )
 _FALLBACK = ErrorRule((BaseException,), 500, "ServerError", "Internal server error.", log=True)
 
@@ -184,11 +204,13 @@ def ogc_body(code: str, description: str) -> dict:
     return {"code": code, "type": code, "description": description}
 
 
-def ogc_exception(status: int, code: str, description: str,
-                  headers: dict | None = None) -> JSONResponse:
+def ogc_exception(
+    status: int, code: str, description: str, headers: dict | None = None
+) -> JSONResponse:
     """A JSON OGC API exception response."""
-    return JSONResponse(ogc_body(code, public_message(description)), status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        ogc_body(code, public_message(description)), status_code=status, headers=headers
+    )
 
 
 def error_response(exc: BaseException, path: str = "") -> JSONResponse:
@@ -201,7 +223,9 @@ def error_response(exc: BaseException, path: str = "") -> JSONResponse:
         if status == 404:
             description = f"No resource at {path[:120]}." if path else "Not found."
         elif status == 405:
-            description = f"This method is not allowed on {path[:120]}." if path else "Method not allowed."
+            description = (
+                f"This method is not allowed on {path[:120]}." if path else "Method not allowed."
+            )
         else:
             description = str(getattr(exc, "detail", "") or "Error.")
         for key, value in (getattr(exc, "headers", None) or {}).items():

@@ -65,7 +65,8 @@ class HealthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IOC_HEALTH_", env_file=".env", extra="ignore")
 
     job_intervals: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=dict, description="job=interval pairs, e.g. crawl=30m,digest=24h")
+        default_factory=dict, description="job=interval pairs, e.g. crawl=30m,digest=24h"
+    )
     tolerance: float = Field(default=2.0, ge=1.0, description="late after tolerance × interval")
     timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
@@ -125,8 +126,9 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-def job_status(row: Mapping[str, Any] | None, interval: float | None, tolerance: float,
-               now: dt.datetime) -> str:
+def job_status(
+    row: Mapping[str, Any] | None, interval: float | None, tolerance: float, now: dt.datetime
+) -> str:
     """ok | late | pending | unknown for one job (see the module docstring)."""
     if interval is None:
         return "unknown"
@@ -141,8 +143,12 @@ def job_status(row: Mapping[str, Any] | None, interval: float | None, tolerance:
 class Readiness:
     """The checks of ``/readyz`` (blocking: run it in a thread)."""
 
-    def __init__(self, database_url: str, settings: HealthSettings | None = None,
-                 job_intervals: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        settings: HealthSettings | None = None,
+        job_intervals: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.settings = settings or HealthSettings()
         self._intervals = job_intervals
@@ -152,7 +158,9 @@ class Readiness:
         return {**self.settings.job_intervals, **{k: parse_interval(v) for k, v in given.items()}}
 
     @staticmethod
-    def interval_of(job: str, configured: Mapping[str, float], learned: Mapping[str, float]) -> tuple[float | None, str | None]:
+    def interval_of(
+        job: str, configured: Mapping[str, float], learned: Mapping[str, float]
+    ) -> tuple[float | None, str | None]:
         """(seconds, where from) of a job: configured for the job or its kind, else learned."""
         for key in (job, job.split(":", 1)[0]):
             if key in configured:
@@ -170,58 +178,102 @@ class Readiness:
         rows: dict[str, dict[str, Any]] | None = None
         learned: dict[str, float] = {}
         try:
-            with psycopg.connect(self.database_url, connect_timeout=max(1, round(timeout)), autocommit=True,
-                                 options=f"-c statement_timeout={int(timeout * 1000)}",
-                                 application_name="ioc-readyz") as conn:
+            with psycopg.connect(
+                self.database_url,
+                connect_timeout=max(1, round(timeout)),
+                autocommit=True,
+                options=f"-c statement_timeout={int(timeout * 1000)}",
+                application_name="ioc-readyz",
+            ) as conn:
                 conn.execute("SELECT 1")
-                checks["database"] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+                checks["database"] = {
+                    "ok": True,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
                 current = None
-                if conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0] is not None:
-                    current = ",".join(sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version")))
+                if (
+                    conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0]
+                    is not None
+                ):
+                    current = ",".join(
+                        sorted(
+                            r[0] for r in conn.execute("SELECT version_num FROM alembic_version")
+                        )
+                    )
                 if conn.execute("SELECT to_regclass('public.job_runs')").fetchone()[0] is not None:
                     cur = conn.execute(_JOBS_SQL)
                     names = [d.name for d in cur.description]
                     rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-                    learned = {job: float(gap) for job, gap, n in conn.execute(_GAPS_SQL)
-                               if gap and n >= MIN_GAPS}
+                    learned = {
+                        job: float(gap)
+                        for job, gap, n in conn.execute(_GAPS_SQL)
+                        if gap and n >= MIN_GAPS
+                    }
         except psycopg.Error as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             checks["database"] = {"ok": False, "error": reason[:300]}
             reasons.append(f"database not reachable: {reason[:200]}")
             checks["migrations"] = {"ok": False, "error": "database not reachable"}
-            checks["jobs"] = {"ok": True, "jobs": [{"job": j, "status": "unknown"} for j in sorted(intervals)]}
+            checks["jobs"] = {
+                "ok": True,
+                "jobs": [{"job": j, "status": "unknown"} for j in sorted(intervals)],
+            }
             return False, {"status": "not ready", "reasons": reasons, "checks": checks}
         head = migration_head()
         migrations_ok = current is not None and current == head
         checks["migrations"] = {"ok": migrations_ok, "current": current, "head": head}
         if not migrations_ok:
-            reasons.append(f"database schema at revision {current or '(none)'}, code expects {head}: run `ioc db migrate`")
+            reasons.append(
+                f"database schema at revision {current or '(none)'}, code expects {head}: run `ioc db migrate`"
+            )
         now = dt.datetime.now(dt.UTC)
         jobs = []
-        names = set(rows or {}) | {j for j in intervals if not any(r.split(":", 1)[0] == j for r in rows or {})}
+        names = set(rows or {}) | {
+            j for j in intervals if not any(r.split(":", 1)[0] == j for r in rows or {})
+        }
         for job in sorted(names):
             row = (rows or {}).get(job)
             interval, source = self.interval_of(job, intervals, learned)
-            status = "unknown" if rows is None else job_status(row, interval, self.settings.tolerance, now)
-            entry: dict[str, Any] = {"job": job, "status": status, "expected_every_seconds": interval,
-                                     "interval_from": source}
+            status = (
+                "unknown"
+                if rows is None
+                else job_status(row, interval, self.settings.tolerance, now)
+            )
+            entry: dict[str, Any] = {
+                "job": job,
+                "status": status,
+                "expected_every_seconds": interval,
+                "interval_from": source,
+            }
             if row:
-                entry.update(last_success=_iso(row["last_success"]), last_started=_iso(row["last_started"]),
-                             last_status=row["last_status"])
+                entry.update(
+                    last_success=_iso(row["last_success"]),
+                    last_started=_iso(row["last_started"]),
+                    last_status=row["last_status"],
+                )
                 if row["last_status"] == "failed":
                     entry["last_error"] = (row["last_error"] or "")[:300]
             jobs.append(entry)
             if status == "late":
-                reasons.append(f"job '{job}' has not succeeded within {self.settings.tolerance:g} × "
-                               f"{interval:g} s (last success: {entry.get('last_success') or 'never'})")
+                reasons.append(
+                    f"job '{job}' has not succeeded within {self.settings.tolerance:g} × "
+                    f"{interval:g} s (last success: {entry.get('last_success') or 'never'})"
+                )
         jobs_ok = all(j["status"] != "late" for j in jobs)
         checks["jobs"] = {"ok": jobs_ok, "table": rows is not None, "jobs": jobs}
         ready = not reasons
-        return ready, {"status": "ready" if ready else "not ready", "reasons": reasons, "checks": checks}
+        return ready, {
+            "status": "ready" if ready else "not ready",
+            "reasons": reasons,
+            "checks": checks,
+        }
 
 
-def health_routes(database_url: str, settings: HealthSettings | None = None,
-                  job_intervals: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None) -> list[Route]:
+def health_routes(
+    database_url: str,
+    settings: HealthSettings | None = None,
+    job_intervals: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None,
+) -> list[Route]:
     """``/healthz`` and ``/readyz`` for the app (no token needed)."""
     readiness = Readiness(database_url, settings, job_intervals)
     headers = {"Cache-Control": "no-store"}
@@ -233,8 +285,15 @@ def health_routes(database_url: str, settings: HealthSettings | None = None,
             release = version("ioc-monitor")
         except Exception:  # noqa: BLE001 - not installed as a distribution
             release = None
-        return JSONResponse({"status": "ok", "pid": os.getpid(), "version": release,
-                             "uptime_seconds": round(time.time() - STARTED, 1)}, headers=headers)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "version": release,
+                "uptime_seconds": round(time.time() - STARTED, 1),
+            },
+            headers=headers,
+        )
 
     async def readyz(request: Request) -> JSONResponse:
         ready, body = await run_in_threadpool(readiness.check)
@@ -251,5 +310,7 @@ def ops_routes(ctx: Any) -> list[Route]:
     ``/readyz`` and ``/metrics`` (with the pools of ``ctx``'s engine and feature service)."""
     from api.metrics import metrics_routes
 
-    return [*health_routes(ctx.database_url),
-            *metrics_routes(engines={"writes": ctx.engine}, stored_counts=ctx.database_url)]
+    return [
+        *health_routes(ctx.database_url),
+        *metrics_routes(engines={"writes": ctx.engine}, stored_counts=ctx.database_url),
+    ]

@@ -54,8 +54,10 @@ def scene_coverages(engine: Engine) -> dict[str, dict]:
     is there (``imagery-scene-{scene id}``), for :func:`api.config.build_config`."""
     with engine.connect() as conn:
         if conn.execute(text("SELECT to_regclass('scene_cogs')")).scalar() is None:
-            raise ConfigError("Cannot publish the stored imagery: table scene_cogs is missing; "
-                              "run `ioc db up` to migrate the database.")
+            raise ConfigError(
+                "Cannot publish the stored imagery: table scene_cogs is missing; "
+                "run `ioc db up` to migrate the database."
+            )
         rows = conn.execute(SCENES_SQL).all()
     resources: dict[str, dict] = {}
     for r in rows:
@@ -63,28 +65,38 @@ def scene_coverages(engine: Engine) -> dict[str, dict]:
             continue
         when = r.acquired_at.date().isoformat() if r.acquired_at else "undated"
         runs = ", ".join(str(i) for i in r.runs)
-        extents: dict[str, Any] = {"spatial": {"bbox": [round(float(v), 7) for v in
-                                                        (r.xmin, r.ymin, r.xmax, r.ymax)],
-                                               "crs": CRS84}}
+        extents: dict[str, Any] = {
+            "spatial": {
+                "bbox": [round(float(v), 7) for v in (r.xmin, r.ymin, r.xmax, r.ymax)],
+                "crs": CRS84,
+            }
+        }
         if r.acquired_at:
             extents["temporal"] = {"begin": r.acquired_at, "end": r.acquired_at}
         resources[f"{COVERAGE_PREFIX}{r.id}"] = {
             "type": "collection",
-            "title": {"vi": f"Ảnh vệ tinh {when} (cảnh {r.id})",
-                      "en": f"Satellite scene {when} (scene {r.id})"},
+            "title": {
+                "vi": f"Ảnh vệ tinh {when} (cảnh {r.id})",
+                "en": f"Satellite scene {when} (scene {r.id})",
+            },
             "description": {
                 "vi": f"Ảnh {r.sensor or 'vệ tinh'} ngày {when} dùng trong lần phát hiện biến "
-                      f"động {runs}: kênh B02, B03, B04, B08 (COG).",
+                f"động {runs}: kênh B02, B03, B04, B08 (COG).",
                 "en": f"{r.sensor or 'Satellite'} scene of {when} read by detection run(s) "
-                      f"{runs}: bands B02, B03, B04, B08 (cloud-optimised GeoTIFF)."},
+                f"{runs}: bands B02, B03, B04, B08 (cloud-optimised GeoTIFF).",
+            },
             "keywords": ["ảnh vệ tinh", "satellite imagery", "Sentinel-2", "coverage"],
             "links": [],
             "extents": extents,
-            "providers": [{
-                "type": "coverage", "name": "rasterio", "data": str(r.path),
-                "options": {"DATA_ENCODING": "COG"},
-                "format": {"name": "GTiff", "mimetype": "application/tiff"},
-            }],
+            "providers": [
+                {
+                    "type": "coverage",
+                    "name": "rasterio",
+                    "data": str(r.path),
+                    "options": {"DATA_ENCODING": "COG"},
+                    "format": {"name": "GTiff", "mimetype": "application/tiff"},
+                }
+            ],
         }
     return resources
 
@@ -96,9 +108,10 @@ def _scene(engine: Engine, scene_id: int):
     if not 0 < scene_id <= INT4_MAX:
         raise NotFoundError(f"No stored imagery for scene {str(scene_id)[:20]}.")
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT path, bands, stretch FROM scene_cogs WHERE scene_id = :id"),
-            {"id": scene_id}).one_or_none()
+        row = conn.execute(
+            text("SELECT path, bands, stretch FROM scene_cogs WHERE scene_id = :id"),
+            {"id": scene_id},
+        ).one_or_none()
     if row is None or not Path(row.path).is_file():
         raise NotFoundError(f"No stored imagery for scene {scene_id}.")
     return row
@@ -112,9 +125,12 @@ def _run_scene(engine: Engine, run: str, moment: str) -> int:
     column = f"{moment}_scene_id"
     with engine.connect() as conn:
         if run == "latest":
-            scene = conn.execute(text(
-                f"SELECT r.{column} FROM detection_runs r JOIN scene_cogs c ON c.scene_id = "
-                f"r.{column} WHERE r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1")).scalar()
+            scene = conn.execute(
+                text(
+                    f"SELECT r.{column} FROM detection_runs r JOIN scene_cogs c ON c.scene_id = "
+                    f"r.{column} WHERE r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1"
+                )
+            ).scalar()
             if scene is None:
                 raise NotFoundError("No stored detection run has imagery yet.")
             return int(scene)
@@ -124,8 +140,9 @@ def _run_scene(engine: Engine, run: str, moment: str) -> int:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.") from None
         if not 0 < run_id <= INT4_MAX:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.")
-        scene = conn.execute(text(f"SELECT {column} FROM detection_runs WHERE id = :r"),
-                             {"r": run_id}).scalar()
+        scene = conn.execute(
+            text(f"SELECT {column} FROM detection_runs WHERE id = :r"), {"r": run_id}
+        ).scalar()
     if scene is None:
         raise NotFoundError(f"No stored detection run {run_id} with imagery.")
     return int(scene)
@@ -145,7 +162,9 @@ def _run(engine: Engine, run_id: int) -> dict:
     if not 0 < run_id <= INT4_MAX:
         raise NotFoundError(f"No stored detection run {str(run_id)[:20]}.")
     with engine.connect() as conn:
-        row = conn.execute(text("""
+        row = (
+            conn.execute(
+                text("""
             SELECT r.id, r.method, r.model_version, r.status,
                    r.before_scene_id, r.after_scene_id, sb.acquired_at AS before_at,
                    sa.acquired_at AS after_at,
@@ -160,7 +179,12 @@ def _run(engine: Engine, run_id: int) -> dict:
                  LATERAL (SELECT ST_Extent(g)::box2d AS e
                           FROM (VALUES (sb.footprint), (sa.footprint)) v(g)) x
             WHERE r.id = :id
-        """), {"id": run_id}).mappings().one_or_none()
+        """),
+                {"id": run_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
     if row is None:
         raise NotFoundError(f"No stored detection run {run_id}.")
     if row["cogs"] < 2:
@@ -256,19 +280,26 @@ def _evidence(engine: Engine, item_id: str, moment: str, style: str) -> Path:
     if not 0 < alert_id < 2**63:
         raise NotFoundError(f"No parcel alert '{item_id[:40]}'.")
     with engine.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM parcel_alerts WHERE id = :a"),
-                              {"a": alert_id}).scalar()
+        exists = conn.execute(
+            text("SELECT 1 FROM parcel_alerts WHERE id = :a"), {"a": alert_id}
+        ).scalar()
         if not exists:
             raise NotFoundError(f"No parcel alert {alert_id}.")
-        path = conn.execute(text(
-            "SELECT path FROM alert_evidence WHERE alert_id = :a AND moment = :m AND style = :s"),
-            {"a": alert_id, "m": moment, "s": style}).scalar()
+        path = conn.execute(
+            text(
+                "SELECT path FROM alert_evidence WHERE alert_id = :a AND moment = :m AND style = :s"
+            ),
+            {"a": alert_id, "m": moment, "s": style},
+        ).scalar()
     if path is None:
-        raise NotFoundError(f"Parcel alert {alert_id} has no imagery evidence (its run has no "
-                            "stored scenes).")
+        raise NotFoundError(
+            f"Parcel alert {alert_id} has no imagery evidence (its run has no stored scenes)."
+        )
     if not Path(path).is_file():
-        raise NotFoundError(f"The {moment} image of parcel alert {alert_id} is missing from the "
-                            "server's state folder; store its run again to remake it.")
+        raise NotFoundError(
+            f"The {moment} image of parcel alert {alert_id} is missing from the "
+            "server's state folder; store its run again to remake it."
+        )
     return Path(path)
 
 
@@ -289,8 +320,9 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         if scene_id is None:  # /imagery/runs/{run}/{moment}/tiles/...
             scene_id = await run_in_threadpool(_run_scene, engine, p["run"], p["moment"])
         scene = await run_in_threadpool(_scene, engine, scene_id)
-        png = await run_in_threadpool(render_tile, scene.path, list(scene.bands),
-                                      dict(scene.stretch), z, x, y, style)
+        png = await run_in_threadpool(
+            render_tile, scene.path, list(scene.bands), dict(scene.stretch), z, x, y, style
+        )
         if png is None:
             return Response(status_code=204, headers=CACHE)
         return Response(png, media_type=PNG, headers=CACHE)
@@ -304,12 +336,21 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
             return v.strftime("%d/%m/%Y") if v else "không rõ ngày"
 
         page = PAGE.format(
-            run_id=run["id"], method=html.escape(run["method"] or ""),
-            model=html.escape(run["model_version"] or ""), alerts=run["alerts"],
-            base=html.escape(base), base_json=json.dumps(base),
-            before_id=run["before_scene_id"], after_id=run["after_scene_id"],
-            before_at=day(run["before_at"]), after_at=day(run["after_at"]),
-            xmin=run["xmin"], ymin=run["ymin"], xmax=run["xmax"], ymax=run["ymax"])
+            run_id=run["id"],
+            method=html.escape(run["method"] or ""),
+            model=html.escape(run["model_version"] or ""),
+            alerts=run["alerts"],
+            base=html.escape(base),
+            base_json=json.dumps(base),
+            before_id=run["before_scene_id"],
+            after_id=run["after_scene_id"],
+            before_at=day(run["before_at"]),
+            after_at=day(run["after_at"]),
+            xmin=run["xmin"],
+            ymin=run["ymin"],
+            xmax=run["xmax"],
+            ymax=run["ymax"],
+        )
         return HTMLResponse(page)
 
     async def evidence(request: Request) -> Response:
@@ -319,16 +360,19 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         if moment not in MOMENTS:
             raise NotFoundError(f"No evidence '{moment[:20]}'; use before.png or after.png.")
         style = _style(request)
-        path = await run_in_threadpool(_evidence, engine, request.path_params["item_id"],
-                                       moment, style)
+        path = await run_in_threadpool(
+            _evidence, engine, request.path_params["item_id"], moment, style
+        )
         return FileResponse(path, media_type=PNG, headers=CACHE)
 
     async def coverage(request: Request) -> Response:
         ctx.check_read(request)
         cid = request.path_params["collection_id"]
         if cid not in ctx.coverage_ids:
-            raise NotFoundError(f"Collection '{cid[:80]}' has no coverage; imagery collections "
-                                f"are named {COVERAGE_PREFIX}<scene id>.")
+            raise NotFoundError(
+                f"Collection '{cid[:80]}' has no coverage; imagery collections "
+                f"are named {COVERAGE_PREFIX}<scene id>."
+            )
         _check_coverage_query(request.query_params)
         return await ctx.pygeoapi(request, coverages_api.get_collection_coverage, cid)
 
@@ -343,11 +387,28 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
 
 
 #: the query parameters of OGC API - Coverages that pygeoapi's coverage handler reads
-COVERAGE_PARAMS = frozenset({"bbox", "bbox-crs", "datetime", "subset", "properties",
-                             "scale-factor", "scale-axes", "scale-size", "f", "lang"})
+COVERAGE_PARAMS = frozenset(
+    {
+        "bbox",
+        "bbox-crs",
+        "datetime",
+        "subset",
+        "properties",
+        "scale-factor",
+        "scale-axes",
+        "scale-size",
+        "f",
+        "lang",
+    }
+)
 #: bbox-crs values the rasterio provider understands (longitude/latitude)
-COVERAGE_BBOX_CRS = frozenset({"http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-                               "http://www.opengis.net/def/crs/EPSG/0/4326", "EPSG:4326"})
+COVERAGE_BBOX_CRS = frozenset(
+    {
+        "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "http://www.opengis.net/def/crs/EPSG/0/4326",
+        "EPSG:4326",
+    }
+)
 
 
 def _check_coverage_query(params) -> None:
@@ -364,67 +425,132 @@ def _check_coverage_query(params) -> None:
     if crs is not None and crs.strip() not in COVERAGE_BBOX_CRS:
         raise InvalidParameterError(
             f"bbox-crs '{crs[:80]}' is not supported for coverages; use "
-            "http://www.opengis.net/def/crs/OGC/1.3/CRS84 (longitude, latitude).")
+            "http://www.opengis.net/def/crs/OGC/1.3/CRS84 (longitude, latitude)."
+        )
 
 
 def _png(description: str) -> dict:
-    return {"description": description, "content": {PNG: {"schema": {"type": "string",
-                                                                      "format": "binary"}}}}
+    return {
+        "description": description,
+        "content": {PNG: {"schema": {"type": "string", "format": "binary"}}},
+    }
 
 
-STYLE_PARAM = {"name": "style", "in": "query", "required": False,
-               "schema": {"type": "string", "enum": list(STYLES), "default": "truecolor"},
-               "description": "truecolor (B04/B03/B02) or falsecolor (NIR: B08/B04/B03)."}
+STYLE_PARAM = {
+    "name": "style",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(STYLES), "default": "truecolor"},
+    "description": "truecolor (B04/B03/B02) or falsecolor (NIR: B08/B04/B03).",
+}
 NOT_FOUND = {"$ref": "#/components/responses/NotFound"}
 INVALID = {"$ref": "#/components/responses/InvalidParameter"}
 
 
 def openapi_paths() -> dict[str, dict]:
     """OpenAPI path items of :func:`imagery_routes` (coverages are pygeoapi's own)."""
+
     def path_int(name: str, minimum: int = 0) -> dict:
-        return {"name": name, "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": minimum}}
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": minimum},
+        }
 
     return {
-        "/imagery/{scene_id}/tiles/{z}/{x}/{y}.png": {"get": {
-            "summary": "A map tile (XYZ, WebMercatorQuad) of a stored scene's imagery",
-            "tags": ["imagery"], "operationId": "getImageryTile",
-            "parameters": [path_int("scene_id", 1), {**path_int("z"), "schema": {
-                "type": "integer", "minimum": 0, "maximum": 24}}, path_int("x"), path_int("y"),
-                STYLE_PARAM],
-            "responses": {"200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
-                          "204": {"description": "The tile does not touch the scene"},
-                          "400": INVALID, "404": NOT_FOUND}}},
-        "/imagery/runs/{run}/{moment}/tiles/{z}/{x}/{y}.png": {"get": {
-            "summary": "A map tile of a detection run's before or after scene (run id or latest)",
-            "tags": ["imagery"], "operationId": "getImageryRunTile",
-            "parameters": [
-                {"name": "run", "in": "path", "required": True,
-                 "schema": {"type": "string", "pattern": "^([0-9]+|latest)$"},
-                 "description": "A run id, or latest (the latest run with stored imagery)."},
-                {"name": "moment", "in": "path", "required": True,
-                 "schema": {"type": "string", "enum": list(MOMENTS)}},
-                {**path_int("z"), "schema": {"type": "integer", "minimum": 0, "maximum": 24}},
-                path_int("x"), path_int("y"), STYLE_PARAM],
-            "responses": {"200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
-                          "204": {"description": "The tile does not touch the scene"},
-                          "400": INVALID, "404": NOT_FOUND}}},
-        "/imagery/runs/{run_id}": {"get": {
-            "summary": "Before and after imagery of a detection run side by side (HTML)",
-            "tags": ["imagery"], "operationId": "getImageryRunPage",
-            "parameters": [path_int("run_id", 1)],
-            "responses": {"200": {"description": "HTML page with two synced maps",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}},
-                          "404": NOT_FOUND}}},
-        "/collections/parcel-alerts/items/{featureId}/evidence/{moment}.png": {"get": {
-            "summary": "Before or after image chip of a parcel alert (parcel outline drawn)",
-            "tags": ["parcel-alerts"], "operationId": "getParcelAlertEvidence",
-            "parameters": [
-                {"name": "featureId", "in": "path", "required": True, "schema": {"type": "integer"}},
-                {"name": "moment", "in": "path", "required": True,
-                 "schema": {"type": "string", "enum": list(MOMENTS)}},
-                STYLE_PARAM],
-            "responses": {"200": _png("384 × 384 PNG chip: parcel outline yellow, change "
-                                      "polygons cyan"),
-                          "400": INVALID, "404": NOT_FOUND}}},
+        "/imagery/{scene_id}/tiles/{z}/{x}/{y}.png": {
+            "get": {
+                "summary": "A map tile (XYZ, WebMercatorQuad) of a stored scene's imagery",
+                "tags": ["imagery"],
+                "operationId": "getImageryTile",
+                "parameters": [
+                    path_int("scene_id", 1),
+                    {**path_int("z"), "schema": {"type": "integer", "minimum": 0, "maximum": 24}},
+                    path_int("x"),
+                    path_int("y"),
+                    STYLE_PARAM,
+                ],
+                "responses": {
+                    "200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
+                    "204": {"description": "The tile does not touch the scene"},
+                    "400": INVALID,
+                    "404": NOT_FOUND,
+                },
+            }
+        },
+        "/imagery/runs/{run}/{moment}/tiles/{z}/{x}/{y}.png": {
+            "get": {
+                "summary": "A map tile of a detection run's before or after scene (run id or latest)",
+                "tags": ["imagery"],
+                "operationId": "getImageryRunTile",
+                "parameters": [
+                    {
+                        "name": "run",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^([0-9]+|latest)$"},
+                        "description": "A run id, or latest (the latest run with stored imagery).",
+                    },
+                    {
+                        "name": "moment",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(MOMENTS)},
+                    },
+                    {**path_int("z"), "schema": {"type": "integer", "minimum": 0, "maximum": 24}},
+                    path_int("x"),
+                    path_int("y"),
+                    STYLE_PARAM,
+                ],
+                "responses": {
+                    "200": _png("256 × 256 RGBA PNG, transparent outside the scene"),
+                    "204": {"description": "The tile does not touch the scene"},
+                    "400": INVALID,
+                    "404": NOT_FOUND,
+                },
+            }
+        },
+        "/imagery/runs/{run_id}": {
+            "get": {
+                "summary": "Before and after imagery of a detection run side by side (HTML)",
+                "tags": ["imagery"],
+                "operationId": "getImageryRunPage",
+                "parameters": [path_int("run_id", 1)],
+                "responses": {
+                    "200": {
+                        "description": "HTML page with two synced maps",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "404": NOT_FOUND,
+                },
+            }
+        },
+        "/collections/parcel-alerts/items/{featureId}/evidence/{moment}.png": {
+            "get": {
+                "summary": "Before or after image chip of a parcel alert (parcel outline drawn)",
+                "tags": ["parcel-alerts"],
+                "operationId": "getParcelAlertEvidence",
+                "parameters": [
+                    {
+                        "name": "featureId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {
+                        "name": "moment",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(MOMENTS)},
+                    },
+                    STYLE_PARAM,
+                ],
+                "responses": {
+                    "200": _png("384 × 384 PNG chip: parcel outline yellow, change polygons cyan"),
+                    "400": INVALID,
+                    "404": NOT_FOUND,
+                },
+            }
+        },
     }

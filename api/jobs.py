@@ -24,8 +24,15 @@ class JobManager(PostgreSQLManager):
         options.setdefault("search_path", ["pygeoapi"])
         super().__init__({**manager_def, "options": options, "output_dir": None})
 
-    def _execute_handler_sync(self, p, job_id, data_dict, requested_outputs=None, subscriber=None,
-                              requested_response="raw"):
+    def _execute_handler_sync(
+        self,
+        p,
+        job_id,
+        data_dict,
+        requested_outputs=None,
+        subscriber=None,
+        requested_response="raw",
+    ):
         original = p.execute
 
         def execute(data, **kwargs):
@@ -41,8 +48,9 @@ class JobManager(PostgreSQLManager):
 
         p.execute = execute
         try:
-            return super()._execute_handler_sync(p, job_id, data_dict, requested_outputs,
-                                                 subscriber, requested_response)
+            return super()._execute_handler_sync(
+                p, job_id, data_dict, requested_outputs, subscriber, requested_response
+            )
         finally:
             p.execute = original
 

@@ -22,14 +22,24 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(ogc_body(
-            "PayloadTooLarge",
-            f"The request body is larger than {self.max_bytes:,} bytes, the most this server "
-            "accepts (IOC_API_MAX_BODY_BYTES).")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            ogc_body(
+                "PayloadTooLarge",
+                f"The request body is larger than {self.max_bytes:,} bytes, the most this server "
+                "accepts (IOC_API_MAX_BODY_BYTES).",
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

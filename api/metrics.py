@@ -89,21 +89,50 @@ def metrics() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram
 
     return SimpleNamespace(
-        http_requests=Counter("ioc_http_requests_total", "HTTP requests by method, route template and status.",
-                              ["method", "route", "status"]),
-        http_duration=Histogram("ioc_http_request_duration_seconds", "HTTP request latency by route template.",
-                                ["method", "route"], buckets=HTTP_BUCKETS),
-        http_in_progress=Gauge("ioc_http_requests_in_progress", "HTTP requests being served.",
-                               multiprocess_mode="livesum"),
-        job_runs=Counter("ioc_job_runs_total", "Runs of scheduled jobs by job and final status.", ["job", "status"]),
-        job_duration=Histogram("ioc_job_duration_seconds", "Duration of scheduled job runs.", ["job"],
-                               buckets=JOB_BUCKETS),
-        job_last_success=Gauge("ioc_job_last_success_timestamp_seconds",
-                               "Unix time of each job's last successful run.", ["job"], multiprocess_mode="max"),
-        detection_runs=Counter("ioc_detection_runs_total", "Land-change detection runs by status.", ["status"]),
-        parcel_alerts=Counter("ioc_parcel_alerts_total", "Parcel alerts raised by severity.", ["severity"]),
-        deliveries=Counter("ioc_deliveries_total", "Messages delivered (or not) by kind, channel and outcome.",
-                           ["kind", "channel", "outcome"]),
+        http_requests=Counter(
+            "ioc_http_requests_total",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+        ),
+        http_duration=Histogram(
+            "ioc_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+        ),
+        http_in_progress=Gauge(
+            "ioc_http_requests_in_progress",
+            "HTTP requests being served.",
+            multiprocess_mode="livesum",
+        ),
+        job_runs=Counter(
+            "ioc_job_runs_total",
+            "Runs of scheduled jobs by job and final status.",
+            ["job", "status"],
+        ),
+        job_duration=Histogram(
+            "ioc_job_duration_seconds",
+            "Duration of scheduled job runs.",
+            ["job"],
+            buckets=JOB_BUCKETS,
+        ),
+        job_last_success=Gauge(
+            "ioc_job_last_success_timestamp_seconds",
+            "Unix time of each job's last successful run.",
+            ["job"],
+            multiprocess_mode="max",
+        ),
+        detection_runs=Counter(
+            "ioc_detection_runs_total", "Land-change detection runs by status.", ["status"]
+        ),
+        parcel_alerts=Counter(
+            "ioc_parcel_alerts_total", "Parcel alerts raised by severity.", ["severity"]
+        ),
+        deliveries=Counter(
+            "ioc_deliveries_total",
+            "Messages delivered (or not) by kind, channel and outcome.",
+            ["kind", "channel", "outcome"],
+        ),
     )
 
 
@@ -158,13 +187,23 @@ class PoolCollector:
 
         labels = ["pool", "pid"] if multiprocess_enabled() else ["pool"]
         extra = [str(os.getpid())] if multiprocess_enabled() else []
-        conns = GaugeMetricFamily("ioc_db_pool_connections", "Database pool connections by state.",
-                                  labels=[*labels, "state"])
-        waiting = GaugeMetricFamily("ioc_db_pool_requests_waiting", "Requests waiting for a connection.", labels=labels)
-        requests = CounterMetricFamily("ioc_db_pool_requests", "Connections requested from the pool.", labels=labels)
-        wait = CounterMetricFamily("ioc_db_pool_wait_seconds", "Time spent waiting for a connection.", labels=labels)
-        errors = CounterMetricFamily("ioc_db_pool_errors", "Failed connection requests (timeouts, errors).",
-                                     labels=labels)
+        conns = GaugeMetricFamily(
+            "ioc_db_pool_connections",
+            "Database pool connections by state.",
+            labels=[*labels, "state"],
+        )
+        waiting = GaugeMetricFamily(
+            "ioc_db_pool_requests_waiting", "Requests waiting for a connection.", labels=labels
+        )
+        requests = CounterMetricFamily(
+            "ioc_db_pool_requests", "Connections requested from the pool.", labels=labels
+        )
+        wait = CounterMetricFamily(
+            "ioc_db_pool_wait_seconds", "Time spent waiting for a connection.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "ioc_db_pool_errors", "Failed connection requests (timeouts, errors).", labels=labels
+        )
         try:
             from api import pools as pool_module
 
@@ -176,8 +215,12 @@ class PoolCollector:
             dbname = urlsplit(getattr(key, "database_url", "")).path.lstrip("/") or "db"
             name = [f"features:{dbname}:{getattr(key, 'size', '')}", *extra]
             size, available = s.get("pool_size", 0), s.get("pool_available", 0)
-            for state, value in (("size", size), ("available", available), ("in_use", size - available),
-                                 ("max", s.get("pool_max", 0))):
+            for state, value in (
+                ("size", size),
+                ("available", available),
+                ("in_use", size - available),
+                ("max", s.get("pool_max", 0)),
+            ):
                 conns.add_metric([*name, state], value)
             waiting.add_metric(name, s.get("requests_waiting", 0))
             requests.add_metric(name, s.get("requests_num", 0))
@@ -192,8 +235,12 @@ class PoolCollector:
             conns.add_metric([*name, "in_use"], in_use)
             conns.add_metric([*name, "available"], pool.checkedin())
             conns.add_metric([*name, "size"], in_use + pool.checkedin())
-            conns.add_metric([*name, "max"], pool.size() + max(pool._max_overflow, 0)
-                             if hasattr(pool, "_max_overflow") else pool.size())
+            conns.add_metric(
+                [*name, "max"],
+                pool.size() + max(pool._max_overflow, 0)
+                if hasattr(pool, "_max_overflow")
+                else pool.size(),
+            )
         yield from (conns, waiting, requests, wait, errors)
 
 
@@ -207,7 +254,7 @@ class StoredCountsCollector:
         "runs": "SELECT status, count(*) FROM detection_runs GROUP BY status",
         "alerts": "SELECT severity, review_status, count(*) FROM parcel_alerts GROUP BY 1, 2",
         "articles": "SELECT EXISTS (SELECT 1 FROM article_scores s WHERE s.article_id = a.id), count(*) "
-                    "FROM articles a GROUP BY 1",
+        "FROM articles a GROUP BY 1",
     }
 
     def __init__(self, database_url: str, ttl: float = 15.0, timeout_ms: int = 2000) -> None:
@@ -223,10 +270,15 @@ class StoredCountsCollector:
         import psycopg
 
         try:  # a connection of its own, with timeouts: a scrape never waits on the app's pools
-            with psycopg.connect(self.database_url, connect_timeout=max(1, self.timeout_ms // 1000),
-                                 options=f"-c statement_timeout={int(self.timeout_ms)}",
-                                 application_name="ioc-metrics") as conn:
-                data = {k: [tuple(r) for r in conn.execute(q).fetchall()] for k, q in self.SQL.items()}
+            with psycopg.connect(
+                self.database_url,
+                connect_timeout=max(1, self.timeout_ms // 1000),
+                options=f"-c statement_timeout={int(self.timeout_ms)}",
+                application_name="ioc-metrics",
+            ) as conn:
+                data = {
+                    k: [tuple(r) for r in conn.execute(q).fetchall()] for k, q in self.SQL.items()
+                }
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even when the database does not
             logging.getLogger(__name__).debug("stored counts not read: %s", exc)
             data = None
@@ -237,20 +289,28 @@ class StoredCountsCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         data = self._read()
-        up = GaugeMetricFamily("ioc_database_up", "1 when the database answered the last scrape's queries.")
+        up = GaugeMetricFamily(
+            "ioc_database_up", "1 when the database answered the last scrape's queries."
+        )
         up.add_metric([], 0 if data is None else 1)
         yield up
         if data is None:
             return
-        runs = GaugeMetricFamily("ioc_detection_runs", "Stored land-change detection runs by status.",
-                                 labels=["status"])
+        runs = GaugeMetricFamily(
+            "ioc_detection_runs", "Stored land-change detection runs by status.", labels=["status"]
+        )
         for status, n in data["runs"]:
             runs.add_metric([str(status)], n)
-        alerts = GaugeMetricFamily("ioc_parcel_alerts", "Stored parcel alerts by severity and review status.",
-                                   labels=["severity", "review_status"])
+        alerts = GaugeMetricFamily(
+            "ioc_parcel_alerts",
+            "Stored parcel alerts by severity and review status.",
+            labels=["severity", "review_status"],
+        )
         for severity, review, n in data["alerts"]:
             alerts.add_metric([str(severity), str(review)], n)
-        articles = GaugeMetricFamily("ioc_articles", "Stored articles, scored or not.", labels=["scored"])
+        articles = GaugeMetricFamily(
+            "ioc_articles", "Stored articles, scored or not.", labels=["scored"]
+        )
         for scored, n in data["articles"]:
             articles.add_metric(["true" if scored else "false"], n)
         yield from (runs, alerts, articles)
@@ -274,7 +334,9 @@ def render_metrics(collectors: Iterable[Any] = ()) -> bytes:
     return out + generate_latest(extra)
 
 
-def metrics_routes(engines: Mapping[str, Any] | None = None, stored_counts: str | None = None) -> list[Route]:
+def metrics_routes(
+    engines: Mapping[str, Any] | None = None, stored_counts: str | None = None
+) -> list[Route]:
     """``GET /metrics`` (no token: put it behind the reverse proxy's rules if it must not be
     public). ``engines``: SQLAlchemy engines whose pools are reported; ``stored_counts``: the
     database URL to read the stored counts from (:class:`StoredCountsCollector`)."""
@@ -322,8 +384,12 @@ class ObservabilityMiddleware:
     ``skip``: route templates not measured (the metrics and probes themselves).
     """
 
-    def __init__(self, app: Callable, access_log: bool = False,
-                 skip: Iterable[str] = ("/metrics", "/healthz", "/readyz")) -> None:
+    def __init__(
+        self,
+        app: Callable,
+        access_log: bool = False,
+        skip: Iterable[str] = ("/metrics", "/healthz", "/readyz"),
+    ) -> None:
         self.app = app
         self.access_log = access_log
         self.skip = set(skip)
@@ -351,7 +417,9 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", raw_rid))
                 message = {**message, "headers": headers}
             await send(message)
@@ -369,10 +437,18 @@ class ObservabilityMiddleware:
                 m.http_duration.labels(method=method, route=route).observe(elapsed)
             if self.access_log:
                 access_log.info(
-                    '%s %s %d %.1f ms', method, scope.get("path", ""), status, elapsed * 1000,
-                    extra={"method": method, "route": route, "status": status,
-                           "duration_ms": round(elapsed * 1000, 1),
-                           "client": (scope.get("client") or ("", 0))[0]},
+                    "%s %s %d %.1f ms",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
                 )
             REQUEST_ID.reset(token)
 

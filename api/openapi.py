@@ -15,17 +15,53 @@ from api.collections import TableInfo
 from api.processes import declare_security
 
 EXTERNAL_PARAMETERS = {
-    "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
-                 "schema": {"type": "string"},
-                 "description": "RFC 3339 instant or interval ('../2025-01-01', '2025-01-01/..')."},
-    "featureId": {"name": "featureId", "in": "path", "required": True, "schema": {"type": "string"}},
-    "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,
-               "schema": {"type": "array", "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"}}},
-    "tileMatrixSetId": {"name": "tileMatrixSetId", "in": "path", "required": True,
-                        "schema": {"type": "string", "enum": ["WebMercatorQuad"]}},
-    "tileMatrix": {"name": "tileMatrix", "in": "path", "required": True, "schema": {"type": "string"}},
-    "tileRow": {"name": "tileRow", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
-    "tileCol": {"name": "tileCol", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+    "datetime": {
+        "name": "datetime",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
+        "schema": {"type": "string"},
+        "description": "RFC 3339 instant or interval ('../2025-01-01', '2025-01-01/..').",
+    },
+    "featureId": {
+        "name": "featureId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "sortby": {
+        "name": "sortby",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
+        "schema": {"type": "array", "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"}},
+    },
+    "tileMatrixSetId": {
+        "name": "tileMatrixSetId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": ["WebMercatorQuad"]},
+    },
+    "tileMatrix": {
+        "name": "tileMatrix",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "tileRow": {
+        "name": "tileRow",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "tileCol": {
+        "name": "tileCol",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
 }
 
 
@@ -38,19 +74,27 @@ def inline_external_refs(doc: Any) -> Any:
         return doc
     ref = doc.get("$ref")
     if isinstance(ref, str) and not ref.startswith("#"):
-        fragment = ref.rsplit("#", 1)[-1] if "#" in ref else ref.rsplit("/", 1)[-1].removesuffix(".yaml")
+        fragment = (
+            ref.rsplit("#", 1)[-1] if "#" in ref else ref.rsplit("/", 1)[-1].removesuffix(".yaml")
+        )
         name = fragment.rsplit("/", 1)[-1]
         if "/parameters/" in fragment or ref.endswith("parameters/sortby.yaml"):
-            return dict(EXTERNAL_PARAMETERS.get(name) or {
-                "name": name, "in": "query", "required": False, "schema": {"type": "string"}})
+            return dict(
+                EXTERNAL_PARAMETERS.get(name)
+                or {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            )
         if "/responses/" in fragment or "/responses/" in ref:
-            return {"description": name, "content": {"application/json": {"schema": {"type": "object"}}}}
+            return {
+                "description": name,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         return {"type": "object"}
     return {k: inline_external_refs(v) for k, v in doc.items()}
 
 
-
-def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict | None = None) -> dict:
+def patch_openapi(
+    openapi: dict, infos: dict[str, TableInfo], extra_paths: dict | None = None
+) -> dict:
     """Declare what we serve beyond pygeoapi's document: filter/CRS/sort parameters, equality
     query parameters of the queryables (so GDAL sends them), sortables, review writes, and the
     paths of the route groups (``extra_paths``: the digest, service routes...).
@@ -66,17 +110,55 @@ def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict 
     """
     params = openapi.setdefault("components", {}).setdefault("parameters", {})
     extra = {
-        "filter": {"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
-                   "description": "CQL2 text or JSON filter (OGC API Features Part 3)."},
-        "filter-lang": {"name": "filter-lang", "in": "query", "required": False,
-                        "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"]}},
-        "filter-crs": {"name": "filter-crs", "in": "query", "required": False, "schema": {"type": "string", "format": "uri"}},
-        "crs": {"name": "crs", "in": "query", "required": False, "schema": {"type": "string", "format": "uri"}},
-        "bbox-crs": {"name": "bbox-crs", "in": "query", "required": False, "schema": {"type": "string", "format": "uri"}},
-        "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,
-                   "schema": {"type": "array", "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"}}},
-        "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
-                   "description": "Opaque keyset cursor issued in rel=next links."},
+        "filter": {
+            "name": "filter",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "CQL2 text or JSON filter (OGC API Features Part 3).",
+        },
+        "filter-lang": {
+            "name": "filter-lang",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"]},
+        },
+        "filter-crs": {
+            "name": "filter-crs",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "format": "uri"},
+        },
+        "crs": {
+            "name": "crs",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "format": "uri"},
+        },
+        "bbox-crs": {
+            "name": "bbox-crs",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "format": "uri"},
+        },
+        "sortby": {
+            "name": "sortby",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"},
+            },
+        },
+        "cursor": {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Opaque keyset cursor issued in rel=next links.",
+        },
     }
     params.update({k: v for k, v in extra.items() if k not in params or k in ("filter", "cursor")})
     security = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -86,9 +168,19 @@ def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict 
         path = paths.get(f"/collections/{collection_id}/items", {})
         get = path.get("get")
         if get is not None:
-            names = {(p.get("$ref", "").rsplit("/", 1)[-1].removesuffix(".yaml") or p.get("name"))
-                     for p in get.get("parameters", [])}
-            for name in ("filter", "filter-lang", "filter-crs", "crs", "bbox-crs", "sortby", "cursor"):
+            names = {
+                (p.get("$ref", "").rsplit("/", 1)[-1].removesuffix(".yaml") or p.get("name"))
+                for p in get.get("parameters", [])
+            }
+            for name in (
+                "filter",
+                "filter-lang",
+                "filter-crs",
+                "crs",
+                "bbox-crs",
+                "sortby",
+                "cursor",
+            ):
                 if name not in names:
                     get["parameters"].append({"$ref": f"#/components/parameters/{name}"})
             declared = {p.get("name") for p in get["parameters"] if "name" in p}
@@ -99,9 +191,19 @@ def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict 
                 if type_ == "object":
                     continue
                 schema = {"type": type_} | ({"format": fmt} if fmt else {})
-                get["parameters"].append({"name": prop, "in": "query", "required": False, "style": "form",
-                                          "explode": False, "schema": schema})
-            get.get("responses", {}).setdefault("400", {"$ref": "#/components/responses/InvalidParameter"})
+                get["parameters"].append(
+                    {
+                        "name": prop,
+                        "in": "query",
+                        "required": False,
+                        "style": "form",
+                        "explode": False,
+                        "schema": schema,
+                    }
+                )
+            get.get("responses", {}).setdefault(
+                "400", {"$ref": "#/components/responses/InvalidParameter"}
+            )
             path.pop("post", None)
             path.pop("options", None)
         item_path = paths.get(f"/collections/{collection_id}/items/{{featureId}}")
@@ -116,31 +218,64 @@ def patch_openapi(openapi: dict, infos: dict[str, TableInfo], extra_paths: dict 
                     "operationId": f"patch{collection_id.replace('-', '')}Item",
                     "security": [{"bearer": []}],
                     "parameters": [dict(EXTERNAL_PARAMETERS["featureId"])],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {k: {"type": "string"} for k in spec.writable}}}}},
-                    "responses": {"200": {"description": "The updated feature"},
-                                  "400": {"$ref": "#/components/responses/InvalidParameter"},
-                                  "401": {"description": "No or invalid token"},
-                                  "403": {"description": "The token may not do this"},
-                                  "404": {"$ref": "#/components/responses/NotFound"}},
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {k: {"type": "string"} for k in spec.writable},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "The updated feature"},
+                        "400": {"$ref": "#/components/responses/InvalidParameter"},
+                        "401": {"description": "No or invalid token"},
+                        "403": {"description": "The token may not do this"},
+                        "404": {"$ref": "#/components/responses/NotFound"},
+                    },
                 }
-        paths[f"/collections/{collection_id}/sortables"] = {"get": {
-            "summary": f"The properties items of {collection_id} can be sorted by (sortby)",
-            "tags": [collection_id],
-            "operationId": f"get{collection_id.replace('-', '')}Sortables",
-            "parameters": [{"name": "f", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": ["json"]}}],
-            "responses": {"200": {"description": "JSON Schema of the sortable properties",
-                                  "content": {"application/schema+json": {"schema": {"type": "object"}}}},
-                          "404": {"$ref": "#/components/responses/NotFound"}},
-        }}
+        paths[f"/collections/{collection_id}/sortables"] = {
+            "get": {
+                "summary": f"The properties items of {collection_id} can be sorted by (sortby)",
+                "tags": [collection_id],
+                "operationId": f"get{collection_id.replace('-', '')}Sortables",
+                "parameters": [
+                    {
+                        "name": "f",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["json"]},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "JSON Schema of the sortable properties",
+                        "content": {"application/schema+json": {"schema": {"type": "object"}}},
+                    },
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            }
+        }
     paths.update(extra_paths or {})
     declare_security(paths)  # process execution: token, role, 400/401/403 (api.processes)
     openapi = inline_external_refs(openapi)
     responses = openapi["components"].setdefault("responses", {})
-    responses.setdefault("InvalidParameter", {"description": "A query parameter has an invalid value.",
-                                              "content": {"application/json": {"schema": {"type": "object"}}}})
-    responses.setdefault("NotFound", {"description": "Not found.",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}})
+    responses.setdefault(
+        "InvalidParameter",
+        {
+            "description": "A query parameter has an invalid value.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    )
+    responses.setdefault(
+        "NotFound",
+        {
+            "description": "Not found.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    )
     return openapi

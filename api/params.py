@@ -27,10 +27,25 @@ from api.crs import parse_crs
 from api.errors import InvalidParameterError
 from api.settings import ApiSettings
 
-ITEMS_PARAMS = frozenset({
-    "f", "lang", "limit", "offset", "cursor", "bbox", "bbox-crs", "crs", "datetime", "sortby",
-    "properties", "skipGeometry", "filter", "filter-lang", "filter-crs",
-})
+ITEMS_PARAMS = frozenset(
+    {
+        "f",
+        "lang",
+        "limit",
+        "offset",
+        "cursor",
+        "bbox",
+        "bbox-crs",
+        "crs",
+        "datetime",
+        "sortby",
+        "properties",
+        "skipGeometry",
+        "filter",
+        "filter-lang",
+        "filter-crs",
+    }
+)
 ITEM_PARAMS = frozenset({"f", "lang", "crs"})
 JSON_FORMATS = ("", "json", "geojson")
 
@@ -85,7 +100,9 @@ def parse_int(value: str, name: str, minimum: int, maximum: int = 2**53) -> int:
 def parse_bbox(value: str) -> list[float]:
     parts = value.split(",")
     if len(parts) not in (4, 6):
-        raise InvalidParameterError("bbox must have 4 numbers (minx,miny,maxx,maxy) or 6 with heights.")
+        raise InvalidParameterError(
+            "bbox must have 4 numbers (minx,miny,maxx,maxy) or 6 with heights."
+        )
     try:
         numbers = [float(p) for p in parts]
     except ValueError:
@@ -97,7 +114,9 @@ def parse_bbox(value: str) -> list[float]:
     if numbers[1] > numbers[3]:
         raise InvalidParameterError("bbox miny is greater than maxy.")
     if numbers[0] > numbers[2]:
-        raise InvalidParameterError("bbox minx is greater than maxx (antimeridian boxes are not supported).")
+        raise InvalidParameterError(
+            "bbox minx is greater than maxx (antimeridian boxes are not supported)."
+        )
     return numbers
 
 
@@ -113,14 +132,17 @@ def parse_datetime(value: str) -> tuple[Any, Any]:
             parsed = dtparser.isoparse(v)
         except (ValueError, OverflowError):
             raise InvalidParameterError(
-                f"datetime '{value[:60]}' is not an RFC 3339 date-time or interval.") from None
+                f"datetime '{value[:60]}' is not an RFC 3339 date-time or interval."
+            ) from None
         if len(v) == 10:  # a date: the whole day
             parsed = parsed.replace(tzinfo=dt.UTC)
             if end:
                 try:
                     parsed = parsed + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
                 except OverflowError:
-                    raise InvalidParameterError(f"datetime '{value[:60]}' is out of range.") from None
+                    raise InvalidParameterError(
+                        f"datetime '{value[:60]}' is out of range."
+                    ) from None
         elif parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
         return parsed
@@ -190,7 +212,9 @@ def _check_names(params, allowed: set[str] | frozenset[str]) -> None:
     if getlist is not None:
         for key in params:
             if len(getlist(key)) > 1:
-                raise InvalidParameterError(f"Query parameter '{key[:60]}' is given more than once.")
+                raise InvalidParameterError(
+                    f"Query parameter '{key[:60]}' is given more than once."
+                )
 
 
 def parse_items_query(info: TableInfo, params, settings: ApiSettings) -> FeatureQuery:
@@ -198,29 +222,37 @@ def parse_items_query(info: TableInfo, params, settings: ApiSettings) -> Feature
     queryables = set(info.properties)
     _check_names(params, ITEMS_PARAMS | queryables)
     q = FeatureQuery()
-    q.limit = min(parse_int(params["limit"], "limit", 1) if "limit" in params else settings.default_items,
-                  settings.max_items)
+    q.limit = min(
+        parse_int(params["limit"], "limit", 1) if "limit" in params else settings.default_items,
+        settings.max_items,
+    )
     if "offset" in params:
         q.offset = parse_int(params["offset"], "offset", 0)
     if "cursor" in params:
         q.offset, q.after, _ = decode_cursor(params["cursor"])
     if "bbox" in params:
         if not info.spec.geom_column:
-            raise InvalidParameterError(f"bbox cannot apply: collection {info.spec.id} has no geometry.")
+            raise InvalidParameterError(
+                f"bbox cannot apply: collection {info.spec.id} has no geometry."
+            )
         q.bbox = parse_bbox(params["bbox"])
         _, q.bbox_srid, q.bbox_flip = parse_crs(params.get("bbox-crs"), "bbox-crs")
         if q.bbox_srid == 4326:
             lons = q.bbox[1::2] if q.bbox_flip else q.bbox[0::2]
             lats = q.bbox[0::2] if q.bbox_flip else q.bbox[1::2]
             if any(abs(v) > 180 for v in lons) or any(abs(v) > 90 for v in lats):
-                raise InvalidParameterError("bbox is outside -180..180 longitude / -90..90 latitude.")
+                raise InvalidParameterError(
+                    "bbox is outside -180..180 longitude / -90..90 latitude."
+                )
     elif "bbox-crs" in params:
         raise InvalidParameterError("bbox-crs is given without bbox.")
     if "crs" in params:
         _, q.out_srid, q.out_flip = parse_crs(params["crs"])
     if "datetime" in params:
         if not info.spec.time_column:
-            raise InvalidParameterError(f"Collection {info.spec.id} has no time property for datetime.")
+            raise InvalidParameterError(
+                f"Collection {info.spec.id} has no time property for datetime."
+            )
         q.datetime_ = parse_datetime(params["datetime"])
     for key in params:
         if key in queryables and key not in ITEMS_PARAMS:
@@ -231,7 +263,9 @@ def parse_items_query(info: TableInfo, params, settings: ApiSettings) -> Feature
         names = [p.strip() for p in params["properties"].split(",") if p.strip()]
         unknown = [n for n in names if n not in queryables]
         if unknown:
-            raise InvalidParameterError(f"properties names unknown properties: {', '.join(unknown)[:120]}.")
+            raise InvalidParameterError(
+                f"properties names unknown properties: {', '.join(unknown)[:120]}."
+            )
         q.properties = names
     if "skipGeometry" in params:
         value = params["skipGeometry"].lower()
@@ -240,8 +274,13 @@ def parse_items_query(info: TableInfo, params, settings: ApiSettings) -> Feature
         q.skip_geometry = value == "true"
     _, q.filter_srid, q.filter_flip = parse_crs(params.get("filter-crs"), "filter-crs")
     if "filter" in params:
-        q.filter_ast = parse_filter(params["filter"], None, params.get("filter-lang"),
-                                    settings.max_filter_nodes, settings.max_filter_depth)
+        q.filter_ast = parse_filter(
+            params["filter"],
+            None,
+            params.get("filter-lang"),
+            settings.max_filter_nodes,
+            settings.max_filter_depth,
+        )
     elif "filter-lang" in params:
         parse_filter(None, None, params.get("filter-lang"))
     return q
@@ -255,12 +294,15 @@ def parse_sortby(info: TableInfo, value: str) -> list[tuple[str, bool]]:
         term = term.strip()
         sign = term[:1] if term[:1] in ("+", "-") else ""  # one optional sign, then the name
         asc = sign != "-"
-        name = term[len(sign):]
+        name = term[len(sign) :]
         if name not in sortables:
             if name in info.columns:
-                raise InvalidParameterError(f"sortby cannot sort on the object property '{name[:60]}'.")
+                raise InvalidParameterError(
+                    f"sortby cannot sort on the object property '{name[:60]}'."
+                )
             raise InvalidParameterError(
-                f"sortby names an unknown property '{name[:60]}'; see /collections/{info.spec.id}/sortables.")
+                f"sortby names an unknown property '{name[:60]}'; see /collections/{info.spec.id}/sortables."
+            )
         if any(name == k for k, _ in keys):
             raise InvalidParameterError(f"sortby names '{name[:60]}' twice.")
         keys.append((name, asc))

@@ -89,14 +89,35 @@ class PostGISProvider(BaseProvider):
             _, q.out_srid, q.out_flip = parse_crs(getattr(spec, "target_crs_uri", None))
         return q
 
-    def query(self, offset=0, limit=10, resulttype="results", bbox=None, datetime_=None,
-              properties=None, sortby=None, select_properties=None, skip_geometry=False,
-              q=None, filterq=None, crs_transform_spec=None, **kwargs) -> dict:
+    def query(
+        self,
+        offset=0,
+        limit=10,
+        resulttype="results",
+        bbox=None,
+        datetime_=None,
+        properties=None,
+        sortby=None,
+        select_properties=None,
+        skip_geometry=False,
+        q=None,
+        filterq=None,
+        crs_transform_spec=None,
+        **kwargs,
+    ) -> dict:
         try:
-            fq = self._query(offset=offset, limit=limit, bbox=bbox or [], datetime_=datetime_,
-                             properties=properties, sortby=sortby, select_properties=select_properties,
-                             skip_geometry=skip_geometry, filterq=filterq,
-                             crs_transform_spec=crs_transform_spec)
+            fq = self._query(
+                offset=offset,
+                limit=limit,
+                bbox=bbox or [],
+                datetime_=datetime_,
+                properties=properties,
+                sortby=sortby,
+                select_properties=select_properties,
+                skip_geometry=skip_geometry,
+                filterq=filterq,
+                crs_transform_spec=crs_transform_spec,
+            )
             page = self.service.page(self.collection_id, fq)
         except InvalidParameterError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from None
@@ -149,14 +170,34 @@ class PostGISTileProvider(MVTPostgreSQLProvider):
             raise ProviderTileNotFoundError
         return self.service.tile(self.collection_id, z, x, y) or None
 
-    def get_metadata(self, dataset, server_url, layer=None, tileset=None, metadata_format=None,
-                     title=None, description=None, keywords=None, **kwargs):
+    def get_metadata(
+        self,
+        dataset,
+        server_url,
+        layer=None,
+        tileset=None,
+        metadata_format=None,
+        title=None,
+        description=None,
+        keywords=None,
+        **kwargs,
+    ):
         # pygeoapi passes None when no f is given: answer the default (JSON) metadata
-        return super().get_metadata(dataset, server_url, layer, tileset, metadata_format or "json",
-                                    title, description, keywords, **kwargs)
+        return super().get_metadata(
+            dataset,
+            server_url,
+            layer,
+            tileset,
+            metadata_format or "json",
+            title,
+            description,
+            keywords,
+            **kwargs,
+        )
 
-    def get_vendor_metadata(self, dataset, server_url, layer, tileset, title, description,
-                            keywords, **kwargs) -> dict:
+    def get_vendor_metadata(
+        self, dataset, server_url, layer, tileset, title, description, keywords, **kwargs
+    ) -> dict:
         """TileJSON 3.0.0."""
         spec = BY_ID[self.collection_id]
         zoom = (self.options or {}).get("zoom", {})
@@ -164,7 +205,9 @@ class PostGISTileProvider(MVTPostgreSQLProvider):
             "tilejson": "3.0.0",
             "name": dataset,
             "description": description,
-            "tiles": [f"{server_url}/collections/{dataset}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt"],
+            "tiles": [
+                f"{server_url}/collections/{dataset}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt"
+            ],
             "minzoom": zoom.get("min", 0),
             "maxzoom": zoom.get("max", 22),
             "vector_layers": [{"id": dataset, "fields": {c: "" for c in spec.tile_properties}}],

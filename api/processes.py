@@ -75,14 +75,24 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _meta(id_: str, title_vi: str, title_en: str, description: str, inputs: dict, outputs: dict,
-          example: dict, async_: bool) -> dict:
+def _meta(
+    id_: str,
+    title_vi: str,
+    title_en: str,
+    description: str,
+    inputs: dict,
+    outputs: dict,
+    example: dict,
+    async_: bool,
+) -> dict:
     return {
         "version": "1.0.0",
         "id": id_,
         "title": {"vi": title_vi, "en": title_en},
         "description": {"en": description, "vi": description},
-        "jobControlOptions": ["async-execute", "sync-execute"] if async_ else ["sync-execute", "async-execute"],
+        "jobControlOptions": ["async-execute", "sync-execute"]
+        if async_
+        else ["sync-execute", "async-execute"],
         "keywords": [id_, f"role:{PROCESS_ROLES[id_]}"],
         "links": [],
         "inputs": inputs,
@@ -92,69 +102,130 @@ def _meta(id_: str, title_vi: str, title_en: str, description: str, inputs: dict
 
 
 def _input(title: str, schema: dict, required: bool = True) -> dict:
-    return {"title": title, "description": title, "schema": schema,
-            "minOccurs": 1 if required else 0, "maxOccurs": 1}
+    return {
+        "title": title,
+        "description": title,
+        "schema": schema,
+        "minOccurs": 1 if required else 0,
+        "maxOccurs": 1,
+    }
 
 
 LAND_CHANGE_METADATA = _meta(
-    "land-change-detection", "Phát hiện biến động đất đai", "Land-change detection",
+    "land-change-detection",
+    "Phát hiện biến động đất đai",
+    "Land-change detection",
     "Detect land-cover change between two images (paths on the server, under the configured "
     "data folders), store the run and its change polygons (collection land-changes). Needs a "
     "token with the officer (or admin) role.",
     {
-        "before": _input("Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs",
-                         {"type": "string", "minLength": 1, "maxLength": 1024}),
+        "before": _input(
+            "Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs",
+            {"type": "string", "minLength": 1, "maxLength": 1024},
+        ),
         "after": _input("Image after", {"type": "string", "minLength": 1, "maxLength": 1024}),
-        "method": _input("Detector: cnn, gbm or cva (default: the server's IOC_LAND_DETECTOR)",
-                         {"type": "string", "enum": list(DETECTORS)}, False),
-        "threshold": _input("Change probability threshold",
-                            {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}, False),
-        "store": _input("Store the run and its changes", {"type": "boolean", "default": True}, False),
-        "force": _input("Store a new run even if the same run (same scene contents, method, model "
-                        "and parameters) is stored already; otherwise that run is updated",
-                        {"type": "boolean", "default": False}, False),
+        "method": _input(
+            "Detector: cnn, gbm or cva (default: the server's IOC_LAND_DETECTOR)",
+            {"type": "string", "enum": list(DETECTORS)},
+            False,
+        ),
+        "threshold": _input(
+            "Change probability threshold",
+            {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+            False,
+        ),
+        "store": _input(
+            "Store the run and its changes", {"type": "boolean", "default": True}, False
+        ),
+        "force": _input(
+            "Store a new run even if the same run (same scene contents, method, model "
+            "and parameters) is stored already; otherwise that run is updated",
+            {"type": "boolean", "default": False},
+            False,
+        ),
     },
-    {"result": {"title": "Run summary", "schema": {"type": "object", "contentMediaType": "application/json"}}},
+    {
+        "result": {
+            "title": "Run summary",
+            "schema": {"type": "object", "contentMediaType": "application/json"},
+        }
+    },
     {"before": "data/imagery/before.tif", "after": "data/imagery/after.tif", "method": "cva"},
     async_=True,
 )
 
 SENTIMENT_METADATA = _meta(
-    "sentiment-scoring", "Chấm điểm cảm xúc", "Sentiment scoring",
+    "sentiment-scoring",
+    "Chấm điểm cảm xúc",
+    "Sentiment scoring",
     "Score Vietnamese texts: label negative/neutral/positive with probabilities, topic and "
     "places. Give either records or article_ids. Needs a token with the media (or admin) role.",
     {
-        "records": _input("Records {id, text}", {
-            "type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
-            "items": {"type": "object", "required": ["text"], "properties": {
-                "id": {"type": ["string", "integer"]},
-                "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-            }},
-        }, False),
-        "article_ids": _input("Or: ids of stored articles", {
-            "type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
-            "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-        }, False),
+        "records": _input(
+            "Records {id, text}",
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RECORDS,
+                "items": {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {
+                        "id": {"type": ["string", "integer"]},
+                        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                    },
+                },
+            },
+            False,
+        ),
+        "article_ids": _input(
+            "Or: ids of stored articles",
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RECORDS,
+                "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+            },
+            False,
+        ),
     },
-    {"scores": {"title": "Scored records", "schema": {"type": "object", "contentMediaType": "application/json"}}},
+    {
+        "scores": {
+            "title": "Scored records",
+            "schema": {"type": "object", "contentMediaType": "application/json"},
+        }
+    },
     {"records": [{"id": "1", "text": "Cháy lớn tại khu công nghiệp, nhiều người bị thương."}]},
     async_=False,
 )
 
 DIGEST_METADATA = _meta(
-    "daily-digest", "Bản tin tổng hợp hằng ngày", "Daily digest",
+    "daily-digest",
+    "Bản tin tổng hợp hằng ngày",
+    "Daily digest",
     "Build the daily digest of online news about the province for a date (json or html). "
     "Needs a token with the media (or admin) role.",
     {
-        "date": _input("Date (YYYY-MM-DD)", {"type": "string", "format": "date", "pattern": DATE_PATTERN}),
-        "format": _input("json or html", {"type": "string", "enum": ["json", "html"], "default": "json"}, False),
+        "date": _input(
+            "Date (YYYY-MM-DD)", {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+        ),
+        "format": _input(
+            "json or html", {"type": "string", "enum": ["json", "html"], "default": "json"}, False
+        ),
     },
-    {"digest": {"title": "The digest", "schema": {"type": "object", "contentMediaType": "application/json"}}},
+    {
+        "digest": {
+            "title": "The digest",
+            "schema": {"type": "object", "contentMediaType": "application/json"},
+        }
+    },
     {"date": "2025-07-01"},
     async_=False,
 )
 
-METADATA: dict[str, dict] = {m["id"]: m for m in (LAND_CHANGE_METADATA, SENTIMENT_METADATA, DIGEST_METADATA)}
+METADATA: dict[str, dict] = {
+    m["id"]: m for m in (LAND_CHANGE_METADATA, SENTIMENT_METADATA, DIGEST_METADATA)
+}
 
 
 # ------------------------------------------------------------------------ checking the request
@@ -200,31 +271,44 @@ def parse_execute_request(body: bytes) -> dict:
     except RecursionError:
         raise InvalidParameterError("The execute request is nested too deeply.") from None
     except ValueError as exc:
-        raise InvalidParameterError(f"The execute request is not valid JSON: {str(exc)[:80]}.") from None
+        raise InvalidParameterError(
+            f"The execute request is not valid JSON: {str(exc)[:80]}."
+        ) from None
     if not isinstance(doc, dict):
         raise InvalidParameterError(
-            f'The execute request must be a JSON object {{"inputs": {{...}}}}, got {_json_type(doc)}.')
+            f'The execute request must be a JSON object {{"inputs": {{...}}}}, got {_json_type(doc)}.'
+        )
     unknown = sorted(k for k in doc if k not in EXECUTE_MEMBERS)
     if unknown:
         raise InvalidParameterError(
             f"Unknown member(s) {', '.join(repr(k[:40]) for k in unknown[:5])} in the execute "
-            f"request; allowed: {', '.join(EXECUTE_MEMBERS)}.")
+            f"request; allowed: {', '.join(EXECUTE_MEMBERS)}."
+        )
     if "inputs" not in doc:
         raise InvalidParameterError("The execute request has no 'inputs' object.")
     if not isinstance(doc["inputs"], dict):
-        raise InvalidParameterError(f"'inputs' must be a JSON object, got {_json_type(doc['inputs'])}.")
+        raise InvalidParameterError(
+            f"'inputs' must be a JSON object, got {_json_type(doc['inputs'])}."
+        )
     if "outputs" in doc and not isinstance(doc["outputs"], dict):
-        raise InvalidParameterError(f"'outputs' must be a JSON object, got {_json_type(doc['outputs'])}.")
+        raise InvalidParameterError(
+            f"'outputs' must be a JSON object, got {_json_type(doc['outputs'])}."
+        )
     if "response" in doc and doc["response"] not in ("raw", "document"):
-        raise InvalidParameterError(f"'response' must be raw or document, got {_short(doc['response'])}.")
+        raise InvalidParameterError(
+            f"'response' must be raw or document, got {_short(doc['response'])}."
+        )
     if "subscriber" in doc:
         sub = doc["subscriber"]
         if not isinstance(sub, dict) or not isinstance(sub.get("successUri"), str):
-            raise InvalidParameterError("'subscriber' must be an object with a 'successUri' string.")
+            raise InvalidParameterError(
+                "'subscriber' must be an object with a 'successUri' string."
+            )
         bad = [k for k in sub if k not in ("successUri", "inProgressUri", "failedUri")]
         if bad or not all(isinstance(v, str) for v in sub.values()):
             raise InvalidParameterError(
-                "'subscriber' may only hold the strings successUri, inProgressUri and failedUri.")
+                "'subscriber' may only hold the strings successUri, inProgressUri and failedUri."
+            )
     return doc
 
 
@@ -247,9 +331,15 @@ def _short(value: Any) -> str:
     return text_ if len(text_) <= 40 else text_[:37] + "..."
 
 
-_TYPE_WORDS = {"string": "a string", "number": "a number", "integer": "an integer",
-               "boolean": "a boolean (true or false)", "array": "an array", "object": "an object",
-               "null": "null"}
+_TYPE_WORDS = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "a boolean (true or false)",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+}
 
 
 def _where(path: list) -> str:
@@ -272,8 +362,10 @@ def _describe(error, process_id: str, metadata: dict) -> str:
         extra = sorted(k for k in error.instance if k not in allowed)
         names = ", ".join(repr(k[:40]) for k in extra[:5])
         if not path:
-            return (f"Unknown input(s) {names} for process {process_id}; its inputs are: "
-                    f"{', '.join(metadata['inputs'])}.")
+            return (
+                f"Unknown input(s) {names} for process {process_id}; its inputs are: "
+                f"{', '.join(metadata['inputs'])}."
+            )
         return f"{where} has unknown member(s) {names}."
     if kind == "required":
         missing = [r for r in value if r not in error.instance]
@@ -287,8 +379,12 @@ def _describe(error, process_id: str, metadata: dict) -> str:
     if kind == "enum":
         return f"{where} must be one of {', '.join(map(str, value))}, got {_short(error.instance)}."
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        op = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
-              "exclusiveMaximum": "less than"}[kind]
+        op = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }[kind]
         return f"{where} must be {op} {value}, got {_short(error.instance)}."
     if kind in ("format", "pattern") and value in ("date", DATE_PATTERN):
         return f"{where} must be a date as an ISO string YYYY-MM-DD, got {_short(error.instance)}."
@@ -363,21 +459,28 @@ def declare_security(paths: dict) -> None:
             continue
         post["security"] = [{"bearer": []}]
         post["description"] = (post.get("description") or post.get("summary") or "") + (
-            f" Needs a token with the '{role}' (or 'admin') role.")
+            f" Needs a token with the '{role}' (or 'admin') role."
+        )
         responses = post.setdefault("responses", {})
-        responses.setdefault("400", {"description": "Invalid execute request or inputs (the input is named)"})
+        responses.setdefault(
+            "400", {"description": "Invalid execute request or inputs (the input is named)"}
+        )
         responses.setdefault("401", {"description": "No or invalid token"})
         responses.setdefault("403", {"description": f"The token lacks the '{role}' role"})
 
 
-def process_resources(settings: ApiSettings, land: LandSettings, database_url: str) -> dict[str, dict]:
+def process_resources(
+    settings: ApiSettings, land: LandSettings, database_url: str
+) -> dict[str, dict]:
     """The ``resources`` entries of the three processes for the pygeoapi configuration, with
     what each needs passed in: the database, the folders the land process may read and the
     land settings (the ones ``ioc land detect`` honours)."""
     from api.errors import ConfigError
 
     if land.detector not in DETECTORS:
-        raise ConfigError(f"IOC_LAND_DETECTOR must be one of {', '.join(DETECTORS)}, got {land.detector!r}.")
+        raise ConfigError(
+            f"IOC_LAND_DETECTOR must be one of {', '.join(DETECTORS)}, got {land.detector!r}."
+        )
     land_def = {
         "detector": land.detector,
         "model_dir": str(land.model_dir) if land.model_dir else None,
@@ -392,8 +495,11 @@ def process_resources(settings: ApiSettings, land: LandSettings, database_url: s
     }
     out = {}
     for process_id, dotted in classes.items():
-        processor = {"name": dotted, "database_url": database_url,
-                     "allowed_roots": [str(p) for p in settings.process_data_roots]}
+        processor = {
+            "name": dotted,
+            "database_url": database_url,
+            "allowed_roots": [str(p) for p in settings.process_data_roots],
+        }
         if process_id == "land-change-detection":
             processor["land"] = land_def
         out[process_id] = {"type": "process", "processor": processor}
@@ -416,11 +522,13 @@ def _public_errors(what: str):
                 LOGGER.exception("%s failed", what)
                 raise ProcessorExecuteError(
                     f"{what} failed: the database is not reachable or refused the request; "
-                    "see the server log.") from exc
+                    "see the server log."
+                ) from exc
             except Exception as exc:
                 LOGGER.exception("%s failed", what)
                 raise ProcessorExecuteError(
-                    f"{what} failed: {public_message(f'{type(exc).__name__}: {exc}')}") from exc
+                    f"{what} failed: {public_message(f'{type(exc).__name__}: {exc}')}"
+                ) from exc
 
         return execute
 
@@ -500,8 +608,11 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
         from gis.change.detect import DetectionConfig, detect_changes
 
         config = DetectionConfig(
-            method=data.get("method") or self.detector, model_dir=self.model_dir,
-            threshold=float(data["threshold"]), tta=self.tta, dask_scheduler=self.dask_scheduler,
+            method=data.get("method") or self.detector,
+            model_dir=self.model_dir,
+            threshold=float(data["threshold"]),
+            tta=self.tta,
+            dask_scheduler=self.dask_scheduler,
         )
         rules = None
         if data["store"]:
@@ -510,7 +621,8 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             except IocError as exc:  # the operator's rules file: details in the log only
                 LOGGER.error("alert rules: %s", exc)
                 raise ProcessorExecuteError(
-                    "The server's alert rules (IOC_LAND_RULES_FILE) cannot be read; see the server log.") from exc
+                    "The server's alert rules (IOC_LAND_RULES_FILE) cannot be read; see the server log."
+                ) from exc
         try:
             result = detect_changes(data["before_path"], data["after_path"], config)
         except (IocError, ValueError, OSError) as exc:
@@ -518,7 +630,8 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
         except Exception as exc:
             LOGGER.exception("land-change detection failed")
             raise ProcessorExecuteError(
-                "Change detection failed: " + self._public(f"{type(exc).__name__}: {exc}", data)) from exc
+                "Change detection failed: " + self._public(f"{type(exc).__name__}: {exc}", data)
+            ) from exc
         stored: dict[str, Any] = {}
         if data["store"]:
             from gis.change.store import store_run
@@ -554,7 +667,8 @@ def _scorer():
         except Exception as exc:
             LOGGER.exception("the sentiment model cannot be loaded")
             raise ProcessorExecuteError(
-                f"The sentiment model cannot be loaded: {public_message(str(exc))}") from exc
+                f"The sentiment model cannot be loaded: {public_message(str(exc))}"
+            ) from exc
     return _SCORER[0]
 
 
@@ -569,8 +683,10 @@ class SentimentScoringProcessor(_DatabaseProcessor):
         given = [k for k in ("records", "article_ids") if k in data]
         if len(given) != 1:
             raise InvalidParameterError(
-                "Give either 'records' ([{id, text}]) or 'article_ids', not both." if given else
-                "Input 'records' ([{id, text}]) or 'article_ids' is required by process sentiment-scoring.")
+                "Give either 'records' ([{id, text}]) or 'article_ids', not both."
+                if given
+                else "Input 'records' ([{id, text}]) or 'article_ids' is required by process sentiment-scoring."
+            )
         if "article_ids" in data:
             data["article_ids"] = [int(i) for i in data["article_ids"]]
         return data
@@ -581,12 +697,25 @@ class SentimentScoringProcessor(_DatabaseProcessor):
         records = data.get("records")
         if records is None:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    text("SELECT id, title, coalesce(lead, '') AS lead, text FROM articles WHERE id = ANY(:ids)"),
-                    {"ids": data["article_ids"]},
-                ).mappings().all()
-            records = [{"id": r["id"], "title": r["title"], "lead": r["lead"],
-                        "text": "\n".join(x for x in (r["title"], r["lead"], r["text"]) if x)} for r in rows]
+                rows = (
+                    conn.execute(
+                        text(
+                            "SELECT id, title, coalesce(lead, '') AS lead, text FROM articles WHERE id = ANY(:ids)"
+                        ),
+                        {"ids": data["article_ids"]},
+                    )
+                    .mappings()
+                    .all()
+                )
+            records = [
+                {
+                    "id": r["id"],
+                    "title": r["title"],
+                    "lead": r["lead"],
+                    "text": "\n".join(x for x in (r["title"], r["lead"], r["text"]) if x),
+                }
+                for r in rows
+            ]
         try:
             scored = _scorer().score_records(records)
         except (IocError, ValueError, OSError) as exc:
@@ -606,10 +735,12 @@ class DailyDigestProcessor(_DatabaseProcessor):
             data["day"] = dt.date.fromisoformat(data["date"])
         except ValueError:
             raise InvalidParameterError(
-                f"Input 'date' must be a date as an ISO string YYYY-MM-DD, got {_short(data['date'])}.") from None
+                f"Input 'date' must be a date as an ISO string YYYY-MM-DD, got {_short(data['date'])}."
+            ) from None
         if not DIGEST_DAYS[0] <= data["day"] <= DIGEST_DAYS[1]:
             raise InvalidParameterError(
-                f"Input 'date' must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}, got {data['date']}.")
+                f"Input 'date' must be between {DIGEST_DAYS[0]} and {DIGEST_DAYS[1]}, got {data['date']}."
+            )
         return data
 
     @_public_errors("The daily digest")

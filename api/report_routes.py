@@ -30,37 +30,65 @@ FORMATS = ("html", "pdf")
 PDF_SLOTS = 2
 PDF_WAIT_S = 60.0
 
-_FORMAT_PARAM = {"name": "f", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": list(FORMATS), "default": "html"}}
+_FORMAT_PARAM = {
+    "name": "f",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(FORMATS), "default": "html"},
+}
 _RESPONSES = {
-    "200": {"description": "The report",
-            "content": {"text/html": {"schema": {"type": "string"}},
-                        "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+    "200": {
+        "description": "The report",
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
     "400": {"description": "Unknown query parameter or format"},
     "401": {"description": "The token presented is not valid"},
     "404": {"description": "No such alert or commune"},
 }
 REPORT_PATHS: dict[str, dict] = {
-    "/collections/parcel-alerts/items/{featureId}/report": {"get": {
-        "summary": "A4 report of a parcel alert (Vietnamese; html or pdf)",
-        "description": "Parcel, owner as recorded (shown with an officer token only), legal land-use "
-                       "code, observed change, scenes, before/after chips, locator map, rules fired, "
-                       "review history.",
-        "tags": ["parcel-alerts"], "operationId": "getParcelAlertReport",
-        "security": [{}, {"bearer": []}],
-        "parameters": [{"name": "featureId", "in": "path", "required": True, "schema": {"type": "integer"}},
-                       _FORMAT_PARAM],
-        "responses": _RESPONSES,
-    }},
-    "/reports/communes/{code}": {"get": {
-        "summary": "A4 summary of a commune's parcel alerts (Vietnamese; html or pdf)",
-        "tags": ["parcel-alerts"], "operationId": "getCommuneAlertReport",
-        "security": [{}, {"bearer": []}],
-        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"},
-                        "description": "Commune code, current or before the 2025 merger"},
-                       _FORMAT_PARAM],
-        "responses": _RESPONSES,
-    }},
+    "/collections/parcel-alerts/items/{featureId}/report": {
+        "get": {
+            "summary": "A4 report of a parcel alert (Vietnamese; html or pdf)",
+            "description": "Parcel, owner as recorded (shown with an officer token only), legal land-use "
+            "code, observed change, scenes, before/after chips, locator map, rules fired, "
+            "review history.",
+            "tags": ["parcel-alerts"],
+            "operationId": "getParcelAlertReport",
+            "security": [{}, {"bearer": []}],
+            "parameters": [
+                {
+                    "name": "featureId",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                },
+                _FORMAT_PARAM,
+            ],
+            "responses": _RESPONSES,
+        }
+    },
+    "/reports/communes/{code}": {
+        "get": {
+            "summary": "A4 summary of a commune's parcel alerts (Vietnamese; html or pdf)",
+            "tags": ["parcel-alerts"],
+            "operationId": "getCommuneAlertReport",
+            "security": [{}, {"bearer": []}],
+            "parameters": [
+                {
+                    "name": "code",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "Commune code, current or before the 2025 merger",
+                },
+                _FORMAT_PARAM,
+            ],
+            "responses": _RESPONSES,
+        }
+    },
 }
 
 
@@ -99,7 +127,9 @@ def report_routes(ctx: AppContext) -> RouteGroup:
         if fmt == "html":
             return html.encode("utf-8"), "text/html; charset=utf-8"
         if not slots.acquire(timeout=PDF_WAIT_S):
-            raise ServiceUnavailableError("Too many reports are being printed; try again in a minute.")
+            raise ServiceUnavailableError(
+                "Too many reports are being printed; try again in a minute."
+            )
         try:
             return report.render_pdf(html), "application/pdf"
         except report.ReportError as exc:
@@ -114,7 +144,11 @@ def report_routes(ctx: AppContext) -> RouteGroup:
         owner = show_owner(request)
         alert_id = as_int_id(request.path_params["item_id"], "parcel alert")
         content, media_type = await run_in_threadpool(render, alert_report, alert_id, fmt, owner)
-        headers = {"Content-Disposition": f'inline; filename="alert-{alert_id}.{fmt}"'} if fmt == "pdf" else {}
+        headers = (
+            {"Content-Disposition": f'inline; filename="alert-{alert_id}.{fmt}"'}
+            if fmt == "pdf"
+            else {}
+        )
         return Response(content, media_type=media_type, headers=headers)
 
     async def commune(request: Request) -> Response:
@@ -126,12 +160,18 @@ def report_routes(ctx: AppContext) -> RouteGroup:
         if not code.isalnum() or len(code) > 16:
             raise NotFoundError(f"No commune '{code[:40]}'.")
         content, media_type = await run_in_threadpool(render, commune_report, code, fmt, owner)
-        headers = {"Content-Disposition": f'inline; filename="commune-{code}.{fmt}"'} if fmt == "pdf" else {}
+        headers = (
+            {"Content-Disposition": f'inline; filename="commune-{code}.{fmt}"'}
+            if fmt == "pdf"
+            else {}
+        )
         return Response(content, media_type=media_type, headers=headers)
 
     group = RouteGroup(
-        [Route("/collections/parcel-alerts/items/{item_id}/report", alert, methods=["GET"]),
-         Route("/reports/communes/{code}", commune, methods=["GET"])],
+        [
+            Route("/collections/parcel-alerts/items/{item_id}/report", alert, methods=["GET"]),
+            Route("/reports/communes/{code}", commune, methods=["GET"]),
+        ],
         dict(REPORT_PATHS),
     )
     page = review_page_routes(ctx)

@@ -19,24 +19,39 @@ from gis.audit import Actor
 from gis.errors import InvalidValueError, RecordNotFoundError
 
 
-def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any,
-                 note: Any = None, *, principal: Principal):
+def review_alert(
+    connection: Connection,
+    alert_id: int,
+    status: Any,
+    reviewer: Any,
+    note: Any = None,
+    *,
+    principal: Principal,
+):
     """Review one parcel alert for ``principal`` (needs the officer role); returns the
     :class:`gis.review.AlertReview`."""
     from gis.review import review_alert as review
 
     role = principal.require(ALERT_REVIEW_ROLE, "Reviewing parcel alerts")
     try:
-        return review(connection, alert_id, status, reviewer, note,
-                      actor=Actor(principal.name, role, "api"))
+        return review(
+            connection, alert_id, status, reviewer, note, actor=Actor(principal.name, role, "api")
+        )
     except InvalidValueError as exc:
         raise InvalidParameterError(str(exc)) from exc
     except RecordNotFoundError as exc:
         raise NotFoundError(str(exc)) from exc
 
 
-def correct_article_label(connection: Connection, article_id: int, label: Any, reviewer: Any,
-                          note: Any = None, *, principal: Principal) -> int:
+def correct_article_label(
+    connection: Connection,
+    article_id: int,
+    label: Any,
+    reviewer: Any,
+    note: Any = None,
+    *,
+    principal: Principal,
+) -> int:
     """Record a sentiment correction for ``principal`` (needs the media role) through
     :func:`nlp.feedback.record_correction`; returns its id."""
     role = principal.require(LABEL_CORRECTION_ROLE, "Correcting sentiment labels")
@@ -45,8 +60,16 @@ def correct_article_label(connection: Connection, article_id: int, label: Any, r
     from nlp.feedback import record_correction
 
     try:
-        return record_correction(connection, article_id, label, reviewer, note,
-                                 actor=principal.name, role=role, channel="api")
+        return record_correction(
+            connection,
+            article_id,
+            label,
+            reviewer,
+            note,
+            actor=principal.name,
+            role=role,
+            channel="api",
+        )
     except ArticleNotFoundError:
         raise NotFoundError(f"No article {article_id}.") from None
     except InputError as exc:  # unknown label, bad reviewer or note

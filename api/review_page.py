@@ -26,25 +26,43 @@ from api.errors import InvalidParameterError
 PAGE = Path(__file__).resolve().parent / "templates" / "review" / "alerts.html"
 
 REVIEW_PAGE_PATHS: dict[str, dict] = {
-    "/review/alerts": {"get": {
-        "summary": "Review page for land officers (HTML): new parcel alerts, chips, report, confirm or dismiss",
-        "tags": ["parcel-alerts"], "operationId": "getAlertReviewPage",
-        "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}},
-    }},
+    "/review/alerts": {
+        "get": {
+            "summary": "Review page for land officers (HTML): new parcel alerts, chips, report, confirm or dismiss",
+            "tags": ["parcel-alerts"],
+            "operationId": "getAlertReviewPage",
+            "responses": {
+                "200": {
+                    "description": "The page",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
 }
 
 
 def review_page_routes(ctx: AppContext) -> RouteGroup:
     """``GET /review/alerts`` (the page itself needs no token: its requests carry it)."""
-    page = PAGE.read_text(encoding="utf-8").replace("__BASE_URL__", html.escape(ctx.base_url, quote=True))
+    page = PAGE.read_text(encoding="utf-8").replace(
+        "__BASE_URL__", html.escape(ctx.base_url, quote=True)
+    )
     parts = urlsplit(ctx.base_url)
     origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    policy = (f"default-src 'self'; img-src 'self'{origin} data: blob:; style-src 'unsafe-inline'; "
-              f"script-src 'unsafe-inline'; connect-src 'self'{origin}; frame-ancestors 'none'")
+    policy = (
+        f"default-src 'self'; img-src 'self'{origin} data: blob:; style-src 'unsafe-inline'; "
+        f"script-src 'unsafe-inline'; connect-src 'self'{origin}; frame-ancestors 'none'"
+    )
 
     async def review_alerts(request: Request) -> Response:
         for key in request.query_params:
-            raise InvalidParameterError(f"Unknown query parameter '{key[:60]}'; the page takes none.")
-        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": policy})
+            raise InvalidParameterError(
+                f"Unknown query parameter '{key[:60]}'; the page takes none."
+            )
+        return HTMLResponse(
+            page, headers={"Cache-Control": "no-store", "Content-Security-Policy": policy}
+        )
 
-    return RouteGroup([Route("/review/alerts", review_alerts, methods=["GET"])], dict(REVIEW_PAGE_PATHS))
+    return RouteGroup(
+        [Route("/review/alerts", review_alerts, methods=["GET"])], dict(REVIEW_PAGE_PATHS)
+    )

@@ -97,7 +97,10 @@ def passthrough(ctx: AppContext, fn, *names: str, check: bool = True):
 
     async def endpoint(request: Request) -> Response:
         ctx.check_read(request)
-        if "collection_id" in names and request.path_params["collection_id"] not in ctx.coverage_ids:
+        if (
+            "collection_id" in names
+            and request.path_params["collection_id"] not in ctx.coverage_ids
+        ):
             ctx.collection(request.path_params["collection_id"])
         args = [request.path_params[n] for n in names]
         return await ctx.pygeoapi(request, fn, *args, check=check)
@@ -112,18 +115,37 @@ class FeatureRoutes:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def _links(self, request: Request, collection_id: str, q: FeatureQuery, page: Page) -> list[dict]:
+    def _links(
+        self, request: Request, collection_id: str, q: FeatureQuery, page: Page
+    ) -> list[dict]:
         base_url = self.ctx.base_url
         uri = f"{base_url}/collections/{collection_id}/items"
-        keep = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "cursor", "f")]
+        keep = [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k not in ("offset", "cursor", "f")
+        ]
         keep_qs = urllib.parse.urlencode(keep)
         self_qs = urllib.parse.urlencode(list(request.query_params.multi_items()))
         links = [
-            {"rel": "self", "type": GEOJSON, "title": "This document", "href": f"{uri}?{self_qs}" if self_qs else uri},
-            {"rel": "alternate", "type": "text/html", "title": "This document as HTML",
-             "href": f"{uri}?{urllib.parse.urlencode(keep + [('f', 'html')])}"},
-            {"rel": "collection", "type": "application/json", "title": "The collection",
-             "href": f"{base_url}/collections/{collection_id}"},
+            {
+                "rel": "self",
+                "type": GEOJSON,
+                "title": "This document",
+                "href": f"{uri}?{self_qs}" if self_qs else uri,
+            },
+            {
+                "rel": "alternate",
+                "type": "text/html",
+                "title": "This document as HTML",
+                "href": f"{uri}?{urllib.parse.urlencode(keep + [('f', 'html')])}",
+            },
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "title": "The collection",
+                "href": f"{base_url}/collections/{collection_id}",
+            },
         ]
         sep = "&" if keep_qs else ""
         if page.has_more:
@@ -136,8 +158,14 @@ class FeatureRoutes:
             links.append({"rel": "next", "type": GEOJSON, "title": "Next page", "href": href})
         if q.offset > 0:
             prev_offset = max(0, q.offset - q.limit)
-            links.append({"rel": "prev", "type": GEOJSON, "title": "Previous page",
-                          "href": f"{uri}?{keep_qs}{sep}offset={prev_offset}"})
+            links.append(
+                {
+                    "rel": "prev",
+                    "type": GEOJSON,
+                    "title": "Previous page",
+                    "href": f"{uri}?{keep_qs}{sep}offset={prev_offset}",
+                }
+            )
         return links
 
     def _crs_header(self, info, q: FeatureQuery) -> dict:
@@ -168,7 +196,9 @@ class FeatureRoutes:
         if fmt == "html":
             import pygeoapi.api.itemtypes as itemtypes_api
 
-            return await ctx.pygeoapi(request, itemtypes_api.get_collection_items, collection_id, check=False)
+            return await ctx.pygeoapi(
+                request, itemtypes_api.get_collection_items, collection_id, check=False
+            )
         headers = self._crs_header(info, q)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         service = ctx.service
@@ -186,8 +216,11 @@ class FeatureRoutes:
                 return tail
 
             rows = service.stream(collection_id, q)
-            return StreamingResponse(iter_streamed(rows, q.limit, {"type": "FeatureCollection"}, tail_of),
-                                     media_type=GEOJSON, headers=headers)
+            return StreamingResponse(
+                iter_streamed(rows, q.limit, {"type": "FeatureCollection"}, tail_of),
+                media_type=GEOJSON,
+                headers=headers,
+            )
         page = await run_in_threadpool(service.page, collection_id, q)
         tail: dict[str, Any] = {"numberReturned": page.number_returned}
         if page.number_matched is not None:
@@ -195,7 +228,9 @@ class FeatureRoutes:
         tail["timeStamp"] = stamp
         tail["links"] = self._links(request, collection_id, q, page)
         return StreamingResponse(
-            iter_collection(page, {"type": "FeatureCollection"}, tail), media_type=GEOJSON, headers=headers
+            iter_collection(page, {"type": "FeatureCollection"}, tail),
+            media_type=GEOJSON,
+            headers=headers,
         )
 
     async def item(self, request: Request) -> Response:
@@ -208,10 +243,15 @@ class FeatureRoutes:
         if output_format(request.query_params, request.headers.get("accept", "")) == "html":
             import pygeoapi.api.itemtypes as itemtypes_api
 
-            return await ctx.pygeoapi(request, itemtypes_api.get_collection_item, collection_id, item_id, check=False)
+            return await ctx.pygeoapi(
+                request, itemtypes_api.get_collection_item, collection_id, item_id, check=False
+            )
         feature = await run_in_threadpool(ctx.service.item, collection_id, item_id, q)
-        return Response(self._with_links(feature, collection_id, item_id), media_type=GEOJSON,
-                        headers=self._crs_header(info, q))
+        return Response(
+            self._with_links(feature, collection_id, item_id),
+            media_type=GEOJSON,
+            headers=self._crs_header(info, q),
+        )
 
     async def sortables(self, request: Request) -> Response:
         """Features Part 5: the properties ``sortby`` accepts, as a JSON Schema."""
@@ -221,7 +261,9 @@ class FeatureRoutes:
         info = ctx.collection(collection_id)
         for key in request.query_params:
             if key not in ("f", "lang"):
-                raise InvalidParameterError(f"Unknown query parameter '{key[:60]}'; allowed: f, lang.")
+                raise InvalidParameterError(
+                    f"Unknown query parameter '{key[:60]}'; allowed: f, lang."
+                )
         f = (request.query_params.get("f") or "json").lower()
         if f not in ("json", "schema+json"):
             raise InvalidParameterError("sortables are served as f=json only.")
@@ -237,9 +279,14 @@ class FeatureRoutes:
             "title": info.spec.title_en,
             "properties": properties,
             "additionalProperties": False,
-            "links": [{"rel": "self", "type": "application/schema+json", "href": uri},
-                      {"rel": "collection", "type": "application/json",
-                       "href": f"{ctx.base_url}/collections/{collection_id}"}],
+            "links": [
+                {"rel": "self", "type": "application/schema+json", "href": uri},
+                {
+                    "rel": "collection",
+                    "type": "application/json",
+                    "href": f"{ctx.base_url}/collections/{collection_id}",
+                },
+            ],
         }
         return JSONResponse(doc, media_type="application/schema+json")
 
@@ -273,7 +320,9 @@ class FeatureRoutes:
 
         self.ctx.check_read(request)
         response = await self.ctx.pygeoapi(request, core_api.conformance)
-        if response.status_code == 200 and response.headers.get("content-type", "").startswith("application/json"):
+        if response.status_code == 200 and response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
             doc = json.loads(response.body)
             doc["conformsTo"] = sorted(set(doc["conformsTo"]) | set(EXTRA_CONFORMANCE))
             return JSONResponse(doc)
@@ -293,20 +342,49 @@ def ogc_routes(ctx: AppContext) -> RouteGroup:
         Route("/openapi", passthrough(ctx, core_api.openapi_)),
         Route("/conformance", h.conformance),
         Route("/TileMatrixSets", passthrough(ctx, tiles_api.tilematrixsets)),
-        Route("/TileMatrixSets/{tileMatrixSetId}", passthrough(ctx, tiles_api.tilematrixset, "tileMatrixSetId")),
+        Route(
+            "/TileMatrixSets/{tileMatrixSetId}",
+            passthrough(ctx, tiles_api.tilematrixset, "tileMatrixSetId"),
+        ),
         Route("/collections", passthrough(ctx, core_api.describe_collections)),
-        Route(f"/collections/{cid}", passthrough(ctx, core_api.describe_collections, "collection_id")),
-        Route(f"/collections/{cid}/queryables",
-              passthrough(ctx, itemtypes_api.get_collection_queryables, "collection_id")),
+        Route(
+            f"/collections/{cid}", passthrough(ctx, core_api.describe_collections, "collection_id")
+        ),
+        Route(
+            f"/collections/{cid}/queryables",
+            passthrough(ctx, itemtypes_api.get_collection_queryables, "collection_id"),
+        ),
         Route(f"/collections/{cid}/sortables", h.sortables),
-        Route(f"/collections/{cid}/schema", passthrough(ctx, core_api.get_collection_schema, "collection_id")),
+        Route(
+            f"/collections/{cid}/schema",
+            passthrough(ctx, core_api.get_collection_schema, "collection_id"),
+        ),
         Route(f"/collections/{cid}/items", h.items, methods=["GET"]),
         Route(f"/collections/{cid}/items/{{item_id}}", h.item, methods=["GET"]),
-        Route(f"/collections/{cid}/tiles", passthrough(ctx, tiles_api.get_collection_tiles, "collection_id")),
-        Route(f"/collections/{cid}/tiles/{{tileMatrixSetId}}",
-              passthrough(ctx, tiles_api.get_collection_tiles_metadata, "collection_id", "tileMatrixSetId", check=False)),
-        Route(f"/collections/{cid}/tiles/{{tileMatrixSetId}}/metadata",
-              passthrough(ctx, tiles_api.get_collection_tiles_metadata, "collection_id", "tileMatrixSetId", check=False)),
+        Route(
+            f"/collections/{cid}/tiles",
+            passthrough(ctx, tiles_api.get_collection_tiles, "collection_id"),
+        ),
+        Route(
+            f"/collections/{cid}/tiles/{{tileMatrixSetId}}",
+            passthrough(
+                ctx,
+                tiles_api.get_collection_tiles_metadata,
+                "collection_id",
+                "tileMatrixSetId",
+                check=False,
+            ),
+        ),
+        Route(
+            f"/collections/{cid}/tiles/{{tileMatrixSetId}}/metadata",
+            passthrough(
+                ctx,
+                tiles_api.get_collection_tiles_metadata,
+                "collection_id",
+                "tileMatrixSetId",
+                check=False,
+            ),
+        ),
         Route(f"/collections/{cid}/tiles/{{tms}}/{{z}}/{{y}}/{{x}}", h.tile),
     ]
     return RouteGroup(routes)
@@ -337,7 +415,10 @@ def process_routes(ctx: AppContext) -> RouteGroup:
 
     routes: list[BaseRoute] = [
         Route("/processes", passthrough(ctx, processes_api.describe_processes)),
-        Route("/processes/{process_id}", passthrough(ctx, processes_api.describe_processes, "process_id")),
+        Route(
+            "/processes/{process_id}",
+            passthrough(ctx, processes_api.describe_processes, "process_id"),
+        ),
         Route("/processes/{process_id}/execution", execute, methods=["POST"]),
         Route("/jobs", jobs),
         Route("/jobs/{job_id}", jobs, methods=["GET", "DELETE"]),
@@ -364,11 +445,21 @@ def public_job_messages(response: Response) -> Response:
 
 
 #: The route groups every app serves, in order (append yours here).
-ROUTE_GROUPS: list[RouteFactory] = [ogc_routes, process_routes, write_routes, digest_routes, ops_routes,
-                                   service_routes, report_routes, imagery_routes]
+ROUTE_GROUPS: list[RouteFactory] = [
+    ogc_routes,
+    process_routes,
+    write_routes,
+    digest_routes,
+    ops_routes,
+    service_routes,
+    report_routes,
+    imagery_routes,
+]
 
 
-def build_routes(ctx: AppContext, extra: list[RouteFactory] | tuple = ()) -> tuple[list[BaseRoute], dict[str, dict]]:
+def build_routes(
+    ctx: AppContext, extra: list[RouteFactory] | tuple = ()
+) -> tuple[list[BaseRoute], dict[str, dict]]:
     """(routes, OpenAPI paths) of :data:`ROUTE_GROUPS` plus ``extra`` factories."""
     routes: list[BaseRoute] = []
     paths: dict[str, dict] = {}

@@ -32,16 +32,24 @@ class ServiceSettings:
 
     @classmethod
     def from_api_settings(cls, settings, database_url: str) -> ServiceSettings:
-        return cls(database_url, settings.pool_size, settings.statement_timeout_ms,
-                   settings.exact_count_limit, settings.connect_timeout_s)
+        return cls(
+            database_url,
+            settings.pool_size,
+            settings.statement_timeout_ms,
+            settings.exact_count_limit,
+            settings.connect_timeout_s,
+        )
 
     @classmethod
     def from_options(cls, options: dict) -> ServiceSettings:
         """From a pygeoapi provider's ``options`` (written by :mod:`api.config`)."""
-        return cls(options["database_url"], int(options.get("pool_size", 8)),
-                   int(options.get("statement_timeout_ms", 30_000)),
-                   int(options.get("exact_count_limit", 200_000)),
-                   float(options.get("connect_timeout_s", 5.0)))
+        return cls(
+            options["database_url"],
+            int(options.get("pool_size", 8)),
+            int(options.get("statement_timeout_ms", 30_000)),
+            int(options.get("exact_count_limit", 200_000)),
+            float(options.get("connect_timeout_s", 5.0)),
+        )
 
 
 @dataclass
@@ -79,15 +87,18 @@ def table_info(database_url: str, collection_id: str, refresh: bool = False) -> 
     return info
 
 
-
 class FeatureService:
     """Runs :class:`CollectionSQL` statements on the connection pool of its settings."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.database_url = settings.database_url
-        self.pool_settings = PoolSettings(settings.database_url, settings.pool_size,
-                                          settings.statement_timeout_ms, settings.connect_timeout_s)
+        self.pool_settings = PoolSettings(
+            settings.database_url,
+            settings.pool_size,
+            settings.statement_timeout_ms,
+            settings.connect_timeout_s,
+        )
         get_pool(self.pool_settings)  # opened now: a bad URL fails at start-up
         self.exact_count_limit = settings.exact_count_limit
         self._sql: dict[str, CollectionSQL] = {}
@@ -171,7 +182,9 @@ class FeatureService:
             try:
                 key = int(identifier)
             except ValueError:
-                raise NotFoundError(f"No item '{identifier[:80]}' in collection {collection_id}.") from None
+                raise NotFoundError(
+                    f"No item '{identifier[:80]}' in collection {collection_id}."
+                ) from None
             if not -(2**63) <= key < 2**63:
                 raise NotFoundError(f"No item '{identifier[:80]}' in collection {collection_id}.")
         query, params = c.item(key, q)

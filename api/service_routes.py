@@ -37,7 +37,9 @@ def stored_digest(engine: Engine, day: dt.date, fmt: str) -> tuple[bytes, str] |
     """
     column = {"html": "html", "json": "data::text", "pdf": "pdf"}[fmt]
     with engine.connect() as conn:
-        value = conn.execute(text(f"SELECT {column} FROM stored_digests WHERE day = :d"), {"d": day}).scalar()
+        value = conn.execute(
+            text(f"SELECT {column} FROM stored_digests WHERE day = :d"), {"d": day}
+        ).scalar()
     if value is None:
         return None
     if fmt == "pdf":
@@ -45,7 +47,9 @@ def stored_digest(engine: Engine, day: dt.date, fmt: str) -> tuple[bytes, str] |
     return value.encode("utf-8"), MEDIA[fmt]
 
 
-def _runs(engine: Engine, job: str | None, status: str | None, limit: int, run_id: int | None = None) -> list[dict]:
+def _runs(
+    engine: Engine, job: str | None, status: str | None, limit: int, run_id: int | None = None
+) -> list[dict]:
     where, params = [], {"limit": limit}
     if run_id is not None:
         where.append("id = :id")
@@ -56,16 +60,22 @@ def _runs(engine: Engine, job: str | None, status: str | None, limit: int, run_i
     if status:
         where.append("status = :status")
         params["status"] = status
-    sql = ("SELECT id, job, status, started_at, finished_at, counts, error, host, pid, trigger "
-           "FROM job_runs" + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY started_at DESC, id DESC LIMIT :limit")
+    sql = (
+        "SELECT id, job, status, started_at, finished_at, counts, error, host, pid, trigger "
+        "FROM job_runs"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY started_at DESC, id DESC LIMIT :limit"
+    )
     with engine.connect() as conn:
         rows = conn.execute(text(sql), params).mappings().all()
     out = []
     for r in rows:
         d: dict[str, Any] = dict(r)
-        d["seconds"] = (round((d["finished_at"] - d["started_at"]).total_seconds(), 3)
-                        if d["finished_at"] else None)
+        d["seconds"] = (
+            round((d["finished_at"] - d["started_at"]).total_seconds(), 3)
+            if d["finished_at"]
+            else None
+        )
         for key in ("started_at", "finished_at"):
             d[key] = d[key].isoformat() if d[key] else None
         out.append(d)
@@ -73,29 +83,57 @@ def _runs(engine: Engine, job: str | None, status: str | None, limit: int, run_i
 
 
 SERVICE_PATHS: dict[str, dict] = {
-    "/service/runs": {"get": {
-        "summary": "Recorded runs of the scheduled jobs of `ioc run`, newest first", "tags": ["service"],
-        "operationId": "getServiceRuns",
-        "parameters": [
-            {"name": "job", "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "A job (digest, backup, crawl:vnexpress ...); crawl = every outlet's crawl."},
-            {"name": "status", "in": "query", "required": False,
-             "schema": {"type": "string", "enum": list(RUN_STATUSES)}},
-            {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
-        ],
-        "responses": {"200": {"description": "The runs"}, "400": {"description": "Bad parameter"}},
-    }},
-    "/service/runs/{runId}": {"get": {
-        "summary": "One recorded run", "tags": ["service"], "operationId": "getServiceRun",
-        "parameters": [{"name": "runId", "in": "path", "required": True, "schema": {"type": "integer"}}],
-        "responses": {"200": {"description": "The run"}, "404": {"description": "No such run"}},
-    }},
-    "/service/digests": {"get": {
-        "summary": "Days whose daily digest is stored (served as built at /digest/{date})",
-        "tags": ["service"], "operationId": "getServiceDigests",
-        "responses": {"200": {"description": "The stored digests"}},
-    }},
+    "/service/runs": {
+        "get": {
+            "summary": "Recorded runs of the scheduled jobs of `ioc run`, newest first",
+            "tags": ["service"],
+            "operationId": "getServiceRuns",
+            "parameters": [
+                {
+                    "name": "job",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "A job (digest, backup, crawl:vnexpress ...); crawl = every outlet's crawl.",
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": list(RUN_STATUSES)},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The runs"},
+                "400": {"description": "Bad parameter"},
+            },
+        }
+    },
+    "/service/runs/{runId}": {
+        "get": {
+            "summary": "One recorded run",
+            "tags": ["service"],
+            "operationId": "getServiceRun",
+            "parameters": [
+                {"name": "runId", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {"200": {"description": "The run"}, "404": {"description": "No such run"}},
+        }
+    },
+    "/service/digests": {
+        "get": {
+            "summary": "Days whose daily digest is stored (served as built at /digest/{date})",
+            "tags": ["service"],
+            "operationId": "getServiceDigests",
+            "responses": {"200": {"description": "The stored digests"}},
+        }
+    },
 }
 
 
@@ -108,8 +146,9 @@ def service_routes(ctx: AppContext) -> RouteGroup:
         params = request.query_params
         unknown = set(params) - {"job", "status", "limit", "f"}
         if unknown:
-            raise InvalidParameterError(f"Unknown query parameter '{sorted(unknown)[0][:60]}'; "
-                                        "allowed: job, status, limit.")
+            raise InvalidParameterError(
+                f"Unknown query parameter '{sorted(unknown)[0][:60]}'; allowed: job, status, limit."
+            )
         status = params.get("status")
         if status and status not in RUN_STATUSES:
             raise InvalidParameterError(f"status must be one of {', '.join(RUN_STATUSES)}.")
@@ -138,22 +177,39 @@ def service_routes(ctx: AppContext) -> RouteGroup:
         def query() -> list[dict]:
             with engine.connect() as conn:
                 return [
-                    {"date": r.day.isoformat(), "built_at": r.built_at.isoformat(), "pdf": r.has_pdf,
-                     "delivery": r.delivery, "links": [
-                         {"href": f"{ctx.base_url}/digest/{r.day.isoformat()}?f={f}", "type": MEDIA[f],
-                          "rel": "alternate"}
-                         for f in ("html", "pdf", "json")]}
-                    for r in conn.execute(text(
-                        "SELECT day, built_at, pdf IS NOT NULL AS has_pdf, delivery FROM stored_digests "
-                        "ORDER BY day DESC LIMIT 400"))
+                    {
+                        "date": r.day.isoformat(),
+                        "built_at": r.built_at.isoformat(),
+                        "pdf": r.has_pdf,
+                        "delivery": r.delivery,
+                        "links": [
+                            {
+                                "href": f"{ctx.base_url}/digest/{r.day.isoformat()}?f={f}",
+                                "type": MEDIA[f],
+                                "rel": "alternate",
+                            }
+                            for f in ("html", "pdf", "json")
+                        ],
+                    }
+                    for r in conn.execute(
+                        text(
+                            "SELECT day, built_at, pdf IS NOT NULL AS has_pdf, delivery FROM stored_digests "
+                            "ORDER BY day DESC LIMIT 400"
+                        )
+                    )
                 ]
 
         rows = await run_in_threadpool(query)
-        return Response(json.dumps({"digests": rows}, default=str, ensure_ascii=False),
-                        media_type="application/json")
+        return Response(
+            json.dumps({"digests": rows}, default=str, ensure_ascii=False),
+            media_type="application/json",
+        )
 
-    return RouteGroup([
-        Route("/service/runs", runs),
-        Route("/service/runs/{run_id}", run),
-        Route("/service/digests", digests),
-    ], SERVICE_PATHS)
+    return RouteGroup(
+        [
+            Route("/service/runs", runs),
+            Route("/service/runs/{run_id}", run),
+            Route("/service/digests", digests),
+        ],
+        SERVICE_PATHS,
+    )

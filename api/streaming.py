@@ -12,11 +12,13 @@ from typing import Any
 from api.service import Page
 
 
-def iter_streamed(rows: Iterator[tuple[Any, str]], limit: int, head: dict, tail_of) -> Iterator[bytes]:
+def iter_streamed(
+    rows: Iterator[tuple[Any, str]], limit: int, head: dict, tail_of
+) -> Iterator[bytes]:
     """A FeatureCollection written while the rows arrive; ``tail_of(returned, has_more, last_id)``
     gives the keys written after the features (numberReturned, links)."""
     opening = json.dumps(head, ensure_ascii=False)[:-1]
-    yield (opening + (', ' if head else '') + '"features":[').encode()
+    yield (opening + (", " if head else "") + '"features":[').encode()
     returned, has_more, last_id = 0, False, None
     chunk: list[str] = []
     size = 0
@@ -41,7 +43,7 @@ def iter_streamed(rows: Iterator[tuple[Any, str]], limit: int, head: dict, tail_
 def iter_collection(page: Page, head: dict, tail: dict) -> Iterator[bytes]:
     """A FeatureCollection as byte chunks: head keys, the features, then tail keys."""
     opening = json.dumps(head, ensure_ascii=False)[:-1]
-    yield (opening + (', ' if head else '') + '"features":[').encode()
+    yield (opening + (", " if head else "") + '"features":[').encode()
     chunk: list[str] = []
     size = 0
     for i, f in enumerate(page.features):

@@ -41,7 +41,9 @@ def write_routes(ctx: AppContext) -> RouteGroup:
         ctx.collection(request.path_params["collection_id"])
         raise MethodNotAllowedError(
             "Creating features is not supported; only the review properties of an existing "
-            "item can be changed (PATCH on /collections/{id}/items/{item}).", allow=("GET",))
+            "item can be changed (PATCH on /collections/{id}/items/{item}).",
+            allow=("GET",),
+        )
 
     async def write_item(request: Request) -> Response:
         principal = ctx.authenticate(request)
@@ -50,22 +52,29 @@ def write_routes(ctx: AppContext) -> RouteGroup:
         info = ctx.collection(collection_id)
         spec = info.spec
         if request.method == "DELETE":
-            raise MethodNotAllowedError(f"Items of {collection_id} cannot be deleted.",
-                                        allow=("GET", "PUT", "PATCH") if spec.update else ("GET",))
+            raise MethodNotAllowedError(
+                f"Items of {collection_id} cannot be deleted.",
+                allow=("GET", "PUT", "PATCH") if spec.update else ("GET",),
+            )
         if spec.update is None:
-            raise MethodNotAllowedError(f"Items of {collection_id} cannot be changed.", allow=("GET",))
+            raise MethodNotAllowedError(
+                f"Items of {collection_id} cannot be changed.", allow=("GET",)
+            )
         if spec.write_role:  # 403 before the body is looked at (the update checks it again)
             principal.require(spec.write_role, f"Changing items of {collection_id}")
         body = await json_body(request)
         if not isinstance(body, dict):
-            raise InvalidParameterError("The request body must be a JSON object or a GeoJSON Feature.")
+            raise InvalidParameterError(
+                "The request body must be a JSON object or a GeoJSON Feature."
+            )
         props = body.get("properties") if body.get("type") == "Feature" else body
         if not isinstance(props, dict):
             raise InvalidParameterError("The Feature has no properties object.")
         unknown = [k for k in props if k not in spec.writable and k not in ("id",)]
         if request.method == "PATCH" and unknown:
             raise InvalidParameterError(
-                f"Only {', '.join(spec.writable)} can be changed; got {', '.join(unknown)[:100]}.")
+                f"Only {', '.join(spec.writable)} can be changed; got {', '.join(unknown)[:100]}."
+            )
         number = as_int_id(item_id, "item")
 
         def write() -> None:
@@ -75,13 +84,17 @@ def write_routes(ctx: AppContext) -> RouteGroup:
         await run_in_threadpool(write)
         feature = await run_in_threadpool(ctx.service.item, collection_id, item_id, FeatureQuery())
         base = f"{ctx.base_url}/collections/{collection_id}"
-        links = [{"rel": "self", "type": GEOJSON, "href": f"{base}/items/{number}"},
-                 {"rel": "collection", "type": "application/json", "href": base}]
+        links = [
+            {"rel": "self", "type": GEOJSON, "href": f"{base}/items/{number}"},
+            {"rel": "collection", "type": "application/json", "href": base},
+        ]
         return Response(feature[:-1] + ',"links":' + json.dumps(links) + "}", media_type=GEOJSON)
 
     cid = "{collection_id}"
     routes: list[BaseRoute] = [
         Route(f"/collections/{cid}/items", create_item, methods=["POST"]),
-        Route(f"/collections/{cid}/items/{{item_id}}", write_item, methods=["PUT", "PATCH", "DELETE"]),
+        Route(
+            f"/collections/{cid}/items/{{item_id}}", write_item, methods=["PUT", "PATCH", "DELETE"]
+        ),
     ]
     return RouteGroup(routes)

@@ -38,9 +38,22 @@ sys.path.insert(0, str(REPO))
 TIPG_VENV = Path("/tmp/tipg-venv")
 # the published parcel properties (the stock provider would try to serialise the second
 # geometry column, geom_webmercator, and crash)
-PROPERTIES = ["commune_code", "old_commune_code", "sheet_number", "parcel_number", "area_m2",
-              "legal_area_m2", "land_use_code", "land_use_code_raw", "land_use_code_version",
-              "land_uses", "owner_class", "address", "source_file", "imported_at"]
+PROPERTIES = [
+    "commune_code",
+    "old_commune_code",
+    "sheet_number",
+    "parcel_number",
+    "area_m2",
+    "legal_area_m2",
+    "land_use_code",
+    "land_use_code_raw",
+    "land_use_code_version",
+    "land_uses",
+    "owner_class",
+    "address",
+    "source_file",
+    "imported_at",
+]
 CENTER_X, CENTER_Y = 590000.0, 2270000.0  # EPSG:5897, former Hà Nam
 CELL = 28.0
 
@@ -93,7 +106,14 @@ def _insert_sql(rows: int, side: int, x0: float, y0: float, codes_sql: str, ncod
     def j(k: int) -> str:  # deterministic jitter in [-2, 2] m
         return f"((hashint4(g * 16 + {k}) & 4095) / 1023.75 - 2)"
 
-    pts = [(0, 0, 1, 2), (12, -1, 3, 4), (24, 0, 5, 6), (24, 24, 7, 8), (12, 25, 9, 10), (0, 24, 11, 12)]
+    pts = [
+        (0, 0, 1, 2),
+        (12, -1, 3, 4),
+        (24, 0, 5, 6),
+        (24, 24, 7, 8),
+        (12, 25, 9, 10),
+        (0, 24, 11, 12),
+    ]
     ring = ", ".join(f"ST_MakePoint(x + {dx} + {j(a)}, y + {dy} + {j(b)})" for dx, dy, a, b in pts)
     ring += f", ST_MakePoint(x + {j(1)}, y + {j(2)})"
     return f"""
@@ -136,8 +156,9 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
 
 def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     fh = open(log_path, "w")  # noqa: SIM115 - handed to the child process
-    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -151,12 +172,16 @@ def stop(proc: subprocess.Popen) -> None:
 
 def ensure_tipg() -> Path:
     python = TIPG_VENV / "bin" / "python"
-    if not (TIPG_VENV / "bin" / "uvicorn").exists() or subprocess.run(
-            [str(python), "-c", "import tipg"], capture_output=True).returncode:
+    if (
+        not (TIPG_VENV / "bin" / "uvicorn").exists()
+        or subprocess.run([str(python), "-c", "import tipg"], capture_output=True).returncode
+    ):
         log("installing tipg into /tmp/tipg-venv")
         base = Path.home() / ".pyenv/versions/3.12.1/bin/python"
         subprocess.run([str(base), "-m", "venv", str(TIPG_VENV)], check=True)
-        subprocess.run([str(TIPG_VENV / "bin/pip"), "install", "-q", "tipg", "uvicorn[standard]"], check=True)
+        subprocess.run(
+            [str(TIPG_VENV / "bin/pip"), "install", "-q", "tipg", "uvicorn[standard]"], check=True
+        )
     return TIPG_VENV / "bin" / "uvicorn"
 
 
@@ -164,50 +189,116 @@ def stock_config(url: str, port: int, workdir: Path) -> tuple[Path, Path]:
     import yaml
 
     parts = urlsplit(url)
-    conn = {"host": parts.hostname, "port": parts.port, "dbname": parts.path.lstrip("/"),
-            "user": parts.username, "password": parts.password, "search_path": ["public"]}
+    conn = {
+        "host": parts.hostname,
+        "port": parts.port,
+        "dbname": parts.path.lstrip("/"),
+        "user": parts.username,
+        "password": parts.password,
+        "search_path": ["public"],
+    }
     crs = [f"http://www.opengis.net/def/crs/EPSG/0/{c}" for c in (4326, 5897, 3857)]
     crs.insert(0, "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
     cfg = {
-        "server": {"bind": {"host": "127.0.0.1", "port": port}, "url": f"http://127.0.0.1:{port}",
-                   "mimetype": "application/json; charset=UTF-8", "encoding": "utf-8",
-                   "languages": ["en-US"], "limits": {"default_items": 10, "max_items": 10000},
-                   "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "attribution": "OSM"}},
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": port},
+            "url": f"http://127.0.0.1:{port}",
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": ["en-US"],
+            "limits": {"default_items": 10, "max_items": 10000},
+            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "attribution": "OSM"},
+        },
         "logging": {"level": "ERROR"},
-        "metadata": {"identification": {"title": "bench", "description": "bench", "keywords": ["x"],
-                                        "keywords_type": "theme", "terms_of_service": "x", "url": "http://x"},
-                     "license": {"name": "x", "url": "http://x"},
-                     "provider": {"name": "x", "url": "http://x"},
-                     "contact": {"name": "x", "position": "x", "address": "x", "city": "x",
-                                 "stateorprovince": "x", "postalcode": "x", "country": "x", "phone": "x",
-                                 "fax": "x", "email": "x", "url": "x", "hours": "x",
-                                 "instructions": "x", "role": "pointOfContact"}},
-        "resources": {"parcels": {
-            "type": "collection", "title": "parcels", "description": "parcels", "keywords": ["p"],
-            "extents": {"spatial": {"bbox": [105.5, 20.3, 106.2, 20.8],
-                                    "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
-            "providers": [
-                {"type": "feature", "name": "PostgreSQL", "data": conn, "id_field": "id",
-                 "table": "parcels", "geom_field": "geom", "crs": crs, "properties": PROPERTIES,
-                 "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/5897"},
-                {"type": "tile", "name": "MVT-postgresql", "data": conn, "id_field": "id",
-                 "table": "parcels", "geom_field": "geom",
-                 "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/5897",
-                 "options": {"zoom": {"min": 0, "max": 22}},
-                 "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"}},
-            ]}},
+        "metadata": {
+            "identification": {
+                "title": "bench",
+                "description": "bench",
+                "keywords": ["x"],
+                "keywords_type": "theme",
+                "terms_of_service": "x",
+                "url": "http://x",
+            },
+            "license": {"name": "x", "url": "http://x"},
+            "provider": {"name": "x", "url": "http://x"},
+            "contact": {
+                "name": "x",
+                "position": "x",
+                "address": "x",
+                "city": "x",
+                "stateorprovince": "x",
+                "postalcode": "x",
+                "country": "x",
+                "phone": "x",
+                "fax": "x",
+                "email": "x",
+                "url": "x",
+                "hours": "x",
+                "instructions": "x",
+                "role": "pointOfContact",
+            },
+        },
+        "resources": {
+            "parcels": {
+                "type": "collection",
+                "title": "parcels",
+                "description": "parcels",
+                "keywords": ["p"],
+                "extents": {
+                    "spatial": {
+                        "bbox": [105.5, 20.3, 106.2, 20.8],
+                        "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+                    }
+                },
+                "providers": [
+                    {
+                        "type": "feature",
+                        "name": "PostgreSQL",
+                        "data": conn,
+                        "id_field": "id",
+                        "table": "parcels",
+                        "geom_field": "geom",
+                        "crs": crs,
+                        "properties": PROPERTIES,
+                        "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/5897",
+                    },
+                    {
+                        "type": "tile",
+                        "name": "MVT-postgresql",
+                        "data": conn,
+                        "id_field": "id",
+                        "table": "parcels",
+                        "geom_field": "geom",
+                        "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/5897",
+                        "options": {"zoom": {"min": 0, "max": 22}},
+                        "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"},
+                    },
+                ],
+            }
+        },
     }
     cfg_path = workdir / "stock.yml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     oas_path = workdir / "stock-openapi.yml"
     env = {**os.environ, "PYGEOAPI_CONFIG": str(cfg_path), "PYGEOAPI_OPENAPI": str(oas_path)}
-    subprocess.run([str(REPO / ".venv/bin/pygeoapi"), "openapi", "generate", str(cfg_path),
-                    "--output-file", str(oas_path)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            str(REPO / ".venv/bin/pygeoapi"),
+            "openapi",
+            "generate",
+            str(cfg_path),
+            "--output-file",
+            str(oas_path),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     return cfg_path, oas_path
 
 
 def lonlat_to_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
-    n = 2 ** z
+    n = 2**z
     x = int((lon + 180) / 360 * n)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
     return x, y
@@ -242,15 +333,23 @@ def request_sets(url: str, rows: int, collection: str, kind: str) -> dict[str, l
     return {
         "items?limit=1000": [f"{base}/items?limit=1000{fmt}"],
         "bbox 300 m, limit 100": [f"{base}/items?bbox={b}&limit=100{fmt}" for b in bboxes],
-        f"deep page offset {deep:,}": [f"{base}/items?offset={deep + 100 * i}&limit=100{fmt}" for i in range(20)],
+        f"deep page offset {deep:,}": [
+            f"{base}/items?offset={deep + 100 * i}&limit=100{fmt}" for i in range(20)
+        ],
         "single item": [f"{base}/items/{i}{'?f=json' if kind == 'stock' else ''}" for i in ids],
         # OGC order is {tileMatrix}/{tileRow}/{tileCol} (z/y/x); tipg routes z/x/y
-        "z14 vector tile": [f"{base}/tiles/WebMercatorQuad/14/{tx}/{ty}" if kind == "tipg"
-                            else f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}{tile_suffix}" for tx, ty in tiles],
+        "z14 vector tile": [
+            f"{base}/tiles/WebMercatorQuad/14/{tx}/{ty}"
+            if kind == "tipg"
+            else f"{base}/tiles/WebMercatorQuad/14/{ty}/{tx}{tile_suffix}"
+            for tx, ty in tiles
+        ],
     }
 
 
-def measure(urls: list[str], seconds: float, max_requests: int, headers: dict | None = None) -> dict:
+def measure(
+    urls: list[str], seconds: float, max_requests: int, headers: dict | None = None
+) -> dict:
     lat: list[float] = []
     sizes: list[int] = []
     statuses: dict[int, int] = {}
@@ -270,14 +369,22 @@ def measure(urls: list[str], seconds: float, max_requests: int, headers: dict | 
         total = time.perf_counter() - t_start
     lat_ms = sorted(x * 1000 for x in lat)
     p95 = lat_ms[min(len(lat_ms) - 1, int(math.ceil(0.95 * len(lat_ms))) - 1)]
-    return {"n": len(lat), "p50": statistics.median(lat_ms), "p95": p95, "rps": len(lat) / total,
-            "bytes": int(statistics.median(sizes)), "statuses": statuses}
+    return {
+        "n": len(lat),
+        "p50": statistics.median(lat_ms),
+        "p95": p95,
+        "rps": len(lat) / total,
+        "bytes": int(statistics.median(sizes)),
+        "statuses": statuses,
+    }
 
 
 def check_counts(url_items: str, kind: str) -> str:
     r = httpx.get(url_items, timeout=300)
     doc = r.json()
-    return f"{kind}: {len(doc.get('features', []))} features, numberMatched={doc.get('numberMatched')}"
+    return (
+        f"{kind}: {len(doc.get('features', []))} features, numberMatched={doc.get('numberMatched')}"
+    )
 
 
 def main() -> None:
@@ -285,10 +392,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=20.0, help="time budget per request type")
     ap.add_argument("--max-requests", type=int, default=300)
-    ap.add_argument("--state-dir", type=Path, default=Path(os.environ.get("IOC_STATE_DIR", REPO / ".state")))
+    ap.add_argument(
+        "--state-dir", type=Path, default=Path(os.environ.get("IOC_STATE_DIR", REPO / ".state"))
+    )
     ap.add_argument("--database", default="ioc_bench")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--only", nargs="*", choices=["ours", "stock", "tipg"], default=["ours", "stock", "tipg"])
+    ap.add_argument(
+        "--only", nargs="*", choices=["ours", "stock", "tipg"], default=["ours", "stock", "tipg"]
+    )
     args = ap.parse_args()
 
     url = bench_database(args.state_dir, args.database)
@@ -296,14 +407,28 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="api-bench-"))
     results: dict[str, dict[str, dict]] = {}
     uvicorn = str(REPO / ".venv/bin/uvicorn")
-    common = ["--host", "127.0.0.1", "--workers", str(args.workers), "--log-level", "warning",
-              "--no-access-log"]
+    common = [
+        "--host",
+        "127.0.0.1",
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     for kind in args.only:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         if kind == "ours":
             env = {"IOC_DATABASE_URL": url, "IOC_API_BASE_URL": base, "IOC_API_MAX_ITEMS": "10000"}
-            cmd = [uvicorn, "--factory", "api.app:app_from_environment", "--port", str(port), *common]
+            cmd = [
+                uvicorn,
+                "--factory",
+                "api.app:app_from_environment",
+                "--port",
+                str(port),
+                *common,
+            ]
             collection = "parcels"
         elif kind == "stock":
             cfg, oas = stock_config(url, port, workdir)
@@ -312,15 +437,25 @@ def main() -> None:
             collection = "parcels"
         else:
             tipg_uvicorn = ensure_tipg()
-            env = {"DATABASE_URL": url, "TIPG_DB_SCHEMAS": '["public"]',
-                   "TIPG_MAX_FEATURES_PER_QUERY": "10000", "TIPG_DEFAULT_FEATURES_LIMIT": "10"}
+            env = {
+                "DATABASE_URL": url,
+                "TIPG_DB_SCHEMAS": '["public"]',
+                "TIPG_MAX_FEATURES_PER_QUERY": "10000",
+                "TIPG_DEFAULT_FEATURES_LIMIT": "10",
+            }
             cmd = [str(tipg_uvicorn), "tipg.main:app", "--port", str(port), *common]
             collection = "public.parcels"
         log(f"starting {kind}: {' '.join(cmd[:3])} ...")
         proc = start(cmd, env, workdir / f"{kind}.log")
         try:
             wait_up(f"{base}/collections/{collection}", proc)
-            log(check_counts(f"{base}/collections/{collection}/items?limit=1000" + ("&f=json" if kind == "stock" else ""), kind))
+            log(
+                check_counts(
+                    f"{base}/collections/{collection}/items?limit=1000"
+                    + ("&f=json" if kind == "stock" else ""),
+                    kind,
+                )
+            )
             results[kind] = {}
             for name, urls in request_sets(base, args.rows, collection, kind).items():
                 res = measure(urls, args.seconds, args.max_requests)
@@ -328,25 +463,39 @@ def main() -> None:
                 if "tile" in name and res["bytes"] < 1000:
                     bad["tiny tiles"] = res["bytes"]
                 if bad:
-                    raise SystemExit(f"{kind} {name}: unexpected statuses {bad}; see {workdir}/{kind}.log")
+                    raise SystemExit(
+                        f"{kind} {name}: unexpected statuses {bad}; see {workdir}/{kind}.log"
+                    )
                 results[kind][name] = res
-                log(f"{kind:5s} {name:26s} p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  "
-                    f"{res['rps']:7.1f} req/s  ({res['n']} requests, {res['bytes']:,} B, {res['statuses']})")
+                log(
+                    f"{kind:5s} {name:26s} p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  "
+                    f"{res['rps']:7.1f} req/s  ({res['n']} requests, {res['bytes']:,} B, {res['statuses']})"
+                )
             if kind == "ours":
                 # what a client following rel=next links gets at depth: the keyset cursor
                 deep = args.rows * 9 // 10
-                r = httpx.get(f"{base}/collections/{collection}/items?offset={deep}&limit=100", timeout=120)
+                r = httpx.get(
+                    f"{base}/collections/{collection}/items?offset={deep}&limit=100", timeout=120
+                )
                 nxt = [ln["href"] for ln in r.json()["links"] if ln["rel"] == "next"]
                 if nxt:
                     res = measure(nxt, args.seconds, args.max_requests)
                     results[kind]["deep page via rel=next (keyset)"] = res
-                    log(f"ours  deep page via rel=next       p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  {res['rps']:7.1f} req/s")
+                    log(
+                        f"ours  deep page via rel=next       p50 {res['p50']:8.1f} ms  p95 {res['p95']:8.1f} ms  {res['rps']:7.1f} req/s"
+                    )
         finally:
             stop(proc)
     names = list(dict.fromkeys(n for r in results.values() for n in r))
     print()
-    print(f"## {args.rows:,} parcels (EPSG:5897), {args.workers} uvicorn workers each, concurrency 1")
-    print("| request | " + " | ".join(f"{k} p50 ms / p95 ms / req/s" for k in results) + " | ours÷stock (rps) | ours÷tipg (rps) |")
+    print(
+        f"## {args.rows:,} parcels (EPSG:5897), {args.workers} uvicorn workers each, concurrency 1"
+    )
+    print(
+        "| request | "
+        + " | ".join(f"{k} p50 ms / p95 ms / req/s" for k in results)
+        + " | ours÷stock (rps) | ours÷tipg (rps) |"
+    )
     print("|---|" + "---|" * (len(results) + 2))
     for name in names:
         cells = []
@@ -354,7 +503,8 @@ def main() -> None:
             r = results[k].get(name)
             cells.append(f"{r['p50']:.1f} / {r['p95']:.1f} / {r['rps']:.1f}" if r else "–")
         ours = results.get("ours", {}).get(name) or results.get("ours", {}).get(
-            "z14 vector tile" if "z14" in name else name)
+            "z14 vector tile" if "z14" in name else name
+        )
         ratio = []
         for other in ("stock", "tipg"):
             o = results.get(other, {}).get(name)

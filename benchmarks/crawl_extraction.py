@@ -103,10 +103,18 @@ def run_aeb(root: Path, baseline: bool) -> None:
             rows.append((f"trafilatura {mode}", score(got, truth)))
         ld = {k: b for k, b in ((k, _jsonld_body(p)) for k, p in pages.items()) if b}
         if ld:
-            rows.append((f"JSON-LD articleBody ({len(ld)} pages)", score(ld, {k: truth[k] for k in ld})))
-            rows.append((f"ioc crawler, same {len(ld)} pages", score({k: ours[k] for k in ld if k in ours},
-                                                                     {k: truth[k] for k in ld})))
-    print(f"aeb-dev: {len(pages)} pages, {failures} failures, {elapsed / len(pages) * 1000:.0f} ms/page")
+            rows.append(
+                (f"JSON-LD articleBody ({len(ld)} pages)", score(ld, {k: truth[k] for k in ld}))
+            )
+            rows.append(
+                (
+                    f"ioc crawler, same {len(ld)} pages",
+                    score({k: ours[k] for k in ld if k in ours}, {k: truth[k] for k in ld}),
+                )
+            )
+    print(
+        f"aeb-dev: {len(pages)} pages, {failures} failures, {elapsed / len(pages) * 1000:.0f} ms/page"
+    )
     for name, s in rows:
         print(f"  {name:28s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}")
 
@@ -150,9 +158,15 @@ def load_aeb(root: Path) -> dict[str, dict]:
         except Exception:  # noqa: BLE001 - scores as an empty prediction
             text, title = "", None
         lines = text.split("\n") if text else []
-        pages[key] = {"site": urlsplit(item.get("url") or "").hostname or key, "truth": item["articleBody"],
-                      "text": text, "title": title, "lines": lines,
-                      "x": line_features(lines, title), "y": line_labels(lines, item["articleBody"])}
+        pages[key] = {
+            "site": urlsplit(item.get("url") or "").hostname or key,
+            "truth": item["articleBody"],
+            "text": text,
+            "title": title,
+            "lines": lines,
+            "x": line_features(lines, title),
+            "y": line_labels(lines, item["articleBody"]),
+        }
     return pages
 
 
@@ -165,15 +179,21 @@ def fit_filter(pages: list[dict], threshold: float, C: float = 1.0) -> LineFilte
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     clf = LogisticRegression(C=C, solver="liblinear", max_iter=1000).fit((x - mean) / scale, y)
-    return LineFilter([round(float(v), 6) for v in mean], [round(float(v), 6) for v in scale],
-                      [round(float(v), 6) for v in clf.coef_[0]], round(float(clf.intercept_[0]), 6),
-                      threshold)
+    return LineFilter(
+        [round(float(v), 6) for v in mean],
+        [round(float(v), 6) for v in scale],
+        [round(float(v), 6) for v in clf.coef_[0]],
+        round(float(clf.intercept_[0]), 6),
+        threshold,
+    )
 
 
 def _filtered(flt: LineFilter | None, pages: list[dict]) -> dict[str, str]:
     out = {}
     for p in pages:
-        out[p["key"]] = flt.apply(p["text"], p["title"], p["x"])[0] if flt and p["text"] else p["text"]
+        out[p["key"]] = (
+            flt.apply(p["text"], p["title"], p["x"])[0] if flt and p["text"] else p["text"]
+        )
     return out
 
 
@@ -216,13 +236,17 @@ def run_leave_site_out(root: Path) -> None:
     except ValueError as exc:  # learned with other features: run --learn
         print(f"shipped filter not scored: {exc}")
         shipped = None
-    rows = [("generic, no line filter", score({k: p["text"] for k, p in pages.items()}, truth)),
-            ("line filter, leave-site-out", score(held_out, truth))]
+    rows = [
+        ("generic, no line filter", score({k: p["text"] for k, p in pages.items()}, truth)),
+        ("line filter, leave-site-out", score(held_out, truth)),
+    ]
     if shipped:
         rows.append(("shipped filter (in-sample)", score(_filtered(shipped, every), truth)))
-    print(f"aeb-dev leave-site-out: {len(pages)} pages of {len(sites)} sites, "
-          f"{time.perf_counter() - start:.0f} s; thresholds chosen inside the folds: "
-          + ", ".join(f"{t} x{n}" for t, n in sorted(chosen.items())))
+    print(
+        f"aeb-dev leave-site-out: {len(pages)} pages of {len(sites)} sites, "
+        f"{time.perf_counter() - start:.0f} s; thresholds chosen inside the folds: "
+        + ", ".join(f"{t} x{n}" for t, n in sorted(chosen.items()))
+    )
     for name, s in rows:
         print(f"  {name:30s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}")
 
@@ -236,15 +260,18 @@ def run_learn(root: Path) -> None:
     flt = fit_filter(every, threshold)
     flt.meta = {
         "trained_on": "aeb-dev (91 pages of the Zyte article-extraction benchmark, MIT)",
-        "pages": len(every), "sites": len({p["site"] for p in every}),
+        "pages": len(every),
+        "sites": len({p["site"] for p in every}),
         "lines": sum(len(p["lines"]) for p in every),
         "command": ".venv/bin/python benchmarks/crawl_extraction.py --learn",
         "learned": dt.date.today().isoformat(),
     }
     BOILERPLATE_MODEL.write_text(json.dumps(flt.to_json(), indent=1) + "\n", encoding="utf-8")
     weights = sorted(zip(LINE_FEATURES, flt.coef, strict=True), key=lambda t: -abs(t[1]))
-    print(f"wrote {BOILERPLATE_MODEL} (threshold {threshold}); strongest features: "
-          + ", ".join(f"{n} {w:+.2f}" for n, w in weights[:6]))
+    print(
+        f"wrote {BOILERPLATE_MODEL} (threshold {threshold}); strongest features: "
+        + ", ".join(f"{n} {w:+.2f}" for n, w in weights[:6])
+    )
 
 
 def _jsonld_body(page: bytes) -> str | None:
@@ -272,20 +299,32 @@ def run_vi_news(root: Path) -> None:
     want_date = gt["publishing_date"].replace(" ", "T")
     checks += [
         ("fundus title", art.title == gt["title"], art.title),
-        ("fundus published", art.published and art.published.isoformat() == want_date,
-         art.published.isoformat() if art.published else None),
+        (
+            "fundus published",
+            art.published and art.published.isoformat() == want_date,
+            art.published.isoformat() if art.published else None,
+        ),
         ("fundus author", art.author == ", ".join(gt["authors"]), art.author),
         ("fundus lead", art.lead == " ".join(gt["body"]["summary"]), art.lead),
-        ("fundus body", score({"x": art.text}, {"x": "\n".join(paragraphs)})["f1"] > 0.95,
-         f"F1 {score({'x': art.text}, {'x': chr(10).join(paragraphs)})['f1']:.3f}"),
+        (
+            "fundus body",
+            score({"x": art.text}, {"x": "\n".join(paragraphs)})["f1"] > 0.95,
+            f"F1 {score({'x': art.text}, {'x': chr(10).join(paragraphs)})['f1']:.3f}",
+        ),
     ]
     hd = root / "htmldate_vnexpress"
     art = extract_file(hd / "VnExpress.net-Kinh-doanh.html", sites=sites)
     checks += [
-        ("htmldate published day", bool(art.published) and art.published.date().isoformat()
-         == "2023-11-02", art.published.isoformat() if art.published else None),
-        ("htmldate offset +07:00", bool(art.published)
-         and art.published.isoformat().endswith("+07:00"), None),
+        (
+            "htmldate published day",
+            bool(art.published) and art.published.date().isoformat() == "2023-11-02",
+            art.published.isoformat() if art.published else None,
+        ),
+        (
+            "htmldate offset +07:00",
+            bool(art.published) and art.published.isoformat().endswith("+07:00"),
+            None,
+        ),
         ("htmldate author", art.author == "Anh Minh", art.author),
         ("htmldate lead present", bool(art.lead) and art.lead.startswith("Bộ trưởng"), art.lead),
     ]
@@ -299,10 +338,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--baseline", action="store_true", help="also score trafilatura default")
-    parser.add_argument("--leave-site-out", action="store_true",
-                        help="score the boilerplate-line filter on sites it was not learned from")
-    parser.add_argument("--learn", action="store_true",
-                        help="learn the boilerplate-line filter on aeb-dev and write it")
+    parser.add_argument(
+        "--leave-site-out",
+        action="store_true",
+        help="score the boilerplate-line filter on sites it was not learned from",
+    )
+    parser.add_argument(
+        "--learn",
+        action="store_true",
+        help="learn the boilerplate-line filter on aeb-dev and write it",
+    )
     args = parser.parse_args()
     extraction = args.data_dir / "extraction"
     if not extraction.is_dir():

@@ -43,14 +43,26 @@ def main() -> None:
         src = root / "src.tif"
         n = args.size
         transform = from_origin(600000, 2300040, 10, 10)
-        with rasterio.open(src, "w", driver="GTiff", width=n, height=n, count=1,
-                           dtype="uint16", crs="EPSG:32648", transform=transform, tiled=True,
-                           blockxsize=512, blockysize=512) as dst:
+        with rasterio.open(
+            src,
+            "w",
+            driver="GTiff",
+            width=n,
+            height=n,
+            count=1,
+            dtype="uint16",
+            crs="EPSG:32648",
+            transform=transform,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+        ) as dst:
             rng = np.random.default_rng(0)
             for _, win in dst.block_windows(1):
                 h, w = int(win.height), int(win.width)
-                block = 1200 + 300 * np.sin(np.arange(w)[None, :] / 50.0) + rng.normal(
-                    0, 40, (h, w))
+                block = (
+                    1200 + 300 * np.sin(np.arange(w)[None, :] / 50.0) + rng.normal(0, 40, (h, w))
+                )
                 dst.write(block.astype("uint16"), 1, window=win)
         cog = root / "B04.tif"
         rasterio.shutil.copy(src, cog, driver="COG", BLOCKSIZE=512, COMPRESS="DEFLATE")
@@ -59,15 +71,17 @@ def main() -> None:
 
         log, lock = [], threading.Lock()
         cls = type("H", (RangeHandler,), {"log_list": log, "lock": lock})
-        server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                     lambda *a, **k: cls(*a, directory=str(root), **k))
+        server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), lambda *a, **k: cls(*a, directory=str(root), **k)
+        )
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/B04.tif"
         # an area of area_km × area_km in the middle of the tile
         half = args.area_km * 1000 / 2
         cx, cy = 600000 + n * 5, 2300040 - n * 5
-        area = shapely.box(*transform_bounds("EPSG:32648", "EPSG:4326", cx - half, cy - half,
-                                             cx + half, cy + half))
+        area = shapely.box(
+            *transform_bounds("EPSG:32648", "EPSG:4326", cx - half, cy - half, cx + half, cy + half)
+        )
         settings = IntakeSettings(_env_file=None)
         t0 = time.perf_counter()
         with rasterio.Env(**gdal_http_env(settings)), rasterio.open(_gdal_path(url)) as ds:
@@ -77,10 +91,14 @@ def main() -> None:
         server.shutdown()
         gets = [r for r in log if r.method == "GET"]
         sent = sum(r.sent for r in gets)
-        print(f"COG {n}x{n} px, {size / 1e6:.1f} MB; window {int(win.width)}x{int(win.height)} "
-              f"px ({args.area_km:g} km square)")
-        print(f"fetched {sent / 1e6:.2f} MB ({sent / size:.1%} of the file) in {len(gets)} "
-              f"range requests, {dt:.2f} s; local GeoTIFF {written / 1e6:.2f} MB")
+        print(
+            f"COG {n}x{n} px, {size / 1e6:.1f} MB; window {int(win.width)}x{int(win.height)} "
+            f"px ({args.area_km:g} km square)"
+        )
+        print(
+            f"fetched {sent / 1e6:.2f} MB ({sent / size:.1%} of the file) in {len(gets)} "
+            f"range requests, {dt:.2f} s; local GeoTIFF {written / 1e6:.2f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,15 @@ def demo_database(state_dir: Path) -> str:
         log("loading the administrative units and running the demo's land stage")
         os.environ["IOC_STATE_DIR"] = str(state_dir)  # scene COGs and chips go there
         load_reference_units(engine, REPO / "data" / "admin")
-        demo_stage(SimpleNamespace(engine=engine, database_url=url, state_dir=state_dir,
-                                   data_dir=REPO / "data", echo=log))
+        demo_stage(
+            SimpleNamespace(
+                engine=engine,
+                database_url=url,
+                state_dir=state_dir,
+                data_dir=REPO / "data",
+                echo=log,
+            )
+        )
     engine.dispose()
     return url
 
@@ -73,7 +80,9 @@ def timed(fn, repeat: int) -> tuple[list[float], object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="time the reports of an existing database")
-    parser.add_argument("--state-dir", type=Path, help="embedded cluster folder (default: a temp one)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="embedded cluster folder (default: a temp one)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
@@ -92,32 +101,51 @@ def main() -> None:
         url = demo_database(state)
     engine = make_engine(url)
     with engine.connect() as conn:
-        alert_ids = [r[0] for r in conn.execute(text(
-            "SELECT id FROM parcel_alerts WHERE superseded_at IS NULL ORDER BY id"))]
-        communes = [r[0] for r in conn.execute(text(
-            "SELECT DISTINCT commune_code FROM parcel_alerts WHERE commune_code IS NOT NULL "
-            "AND superseded_at IS NULL ORDER BY 1"))]
+        alert_ids = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT id FROM parcel_alerts WHERE superseded_at IS NULL ORDER BY id")
+            )
+        ]
+        communes = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT DISTINCT commune_code FROM parcel_alerts WHERE commune_code IS NOT NULL "
+                    "AND superseded_at IS NULL ORDER BY 1"
+                )
+            )
+        ]
         with_chips = sum(report.alert_report(conn, a)["evidence"]["available"] for a in alert_ids)
-    log(f"{len(alert_ids)} alerts ({with_chips} with imagery chips), {len(communes)} communes, "
-        f"repeat {args.repeat}; Chromium: {report.find_chromium()}")
+    log(
+        f"{len(alert_ids)} alerts ({with_chips} with imagery chips), {len(communes)} communes, "
+        f"repeat {args.repeat}; Chromium: {report.find_chromium()}"
+    )
 
     figures: dict[str, list[float]] = {}
     sizes: dict[str, list[int]] = {}
-    for kind, ids, build in (("alert", alert_ids, report.alert_report),
-                             ("commune", communes, report.commune_report)):
+    for kind, ids, build in (
+        ("alert", alert_ids, report.alert_report),
+        ("commune", communes, report.commune_report),
+    ):
         for key in ids:
+
             def data(key=key, build=build):
                 with engine.connect() as conn:
                     return build(conn, key)
 
             t_data, rep = timed(data, args.repeat)
             t_html, _ = timed(lambda rep=rep: report.render_html(rep), args.repeat)
-            t_pdf, pdf = timed(lambda rep=rep: report.render_pdf(report.render_html(rep)), args.repeat)
+            t_pdf, pdf = timed(
+                lambda rep=rep: report.render_pdf(report.render_html(rep)), args.repeat
+            )
             figures.setdefault(f"{kind}: data (SQL, map, chips)", []).extend(t_data)
             figures.setdefault(f"{kind}: data + HTML", []).extend(
-                [d + h for d, h in zip(t_data, t_html, strict=True)])
+                [d + h for d, h in zip(t_data, t_html, strict=True)]
+            )
             figures.setdefault(f"{kind}: data + HTML + PDF", []).extend(
-                [d + p for d, p in zip(t_data, t_pdf, strict=True)])
+                [d + p for d, p in zip(t_data, t_pdf, strict=True)]
+            )
             sizes.setdefault(kind, []).append(len(pdf))
     engine.dispose()
 
@@ -126,8 +154,10 @@ def main() -> None:
     for name, values in figures.items():
         print(f"{name:34} {len(values):4d} {statistics.median(values):9.3f} {max(values):7.3f}")
     for kind, values in sizes.items():
-        print(f"PDF size per {kind}: median {statistics.median(values) / 1024:.0f} KB, "
-              f"max {max(values) / 1024:.0f} KB")
+        print(
+            f"PDF size per {kind}: median {statistics.median(values) / 1024:.0f} KB, "
+            f"max {max(values) / 1024:.0f} KB"
+        )
     if tmp is not None:
         from gis.db.embedded import EmbeddedCluster
 

@@ -34,12 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPECTRA = np.array([
-    [350, 700, 400, 1100, 2600, 3200, 3500, 3600, 2000, 1000],   # vegetation
-    [1300, 1450, 1550, 1650, 1750, 1850, 1950, 2000, 2300, 2100],  # built-up
-    [600, 650, 450, 400, 350, 330, 300, 290, 150, 100],            # water
-    [1100, 1400, 1700, 1900, 2100, 2250, 2350, 2450, 3000, 2500],  # bare
-], dtype=np.float32)
+SPECTRA = np.array(
+    [
+        [350, 700, 400, 1100, 2600, 3200, 3500, 3600, 2000, 1000],  # vegetation
+        [1300, 1450, 1550, 1650, 1750, 1850, 1950, 2000, 2300, 2100],  # built-up
+        [600, 650, 450, 400, 350, 330, 300, 290, 150, 100],  # water
+        [1100, 1400, 1700, 1900, 2100, 2250, 2350, 2450, 3000, 2500],  # bare
+    ],
+    dtype=np.float32,
+)
 
 
 def generate(path: Path, size: int, changed: bool, block: int = 512) -> None:
@@ -58,10 +61,22 @@ def generate(path: Path, size: int, changed: bool, block: int = 512) -> None:
         cover_cells = np.where(flip, 1, cover_cells)  # 2 % of 200 m cells built over
     noise = np.random.default_rng(11 if changed else 10)
     tmp = path.with_name(path.name + ".tmp")
-    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=10,
-                       dtype="uint16", crs="EPSG:32648",
-                       transform=from_origin(500000, 2300000, 10, 10), nodata=0, tiled=True,
-                       blockxsize=512, blockysize=512, BIGTIFF="YES") as dst:
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=10,
+        dtype="uint16",
+        crs="EPSG:32648",
+        transform=from_origin(500000, 2300000, 10, 10),
+        nodata=0,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        BIGTIFF="YES",
+    ) as dst:
         for i, b in enumerate(MODEL_BANDS, start=1):
             dst.set_band_description(i, b)
         for row in range(0, size, block):
@@ -115,15 +130,23 @@ def make_evidence(res, out: Path, chips: int) -> dict:
     t_chips = time.perf_counter() - t1
     c_chips = cpu() - c0 - c_cog
     cog_mb = sum(c.path.stat().st_size for c in cogs) / 1e6
-    return {"cog_s": round(t_cog, 1), "cog_hash_s": round(t_hash, 1), "cog_mb": round(cog_mb, 1),
-            "chip_alerts": len(polys), "chip_files": n, "chips_s": round(t_chips, 1),
-            "chip_ms_per_alert": round(1000 * t_chips / max(len(polys), 1), 1),
-            "cog_cpu_s": round(c_cog, 1), "chips_cpu_s": round(c_chips, 1),
-            "chip_cpu_ms_per_alert": round(1000 * c_chips / max(len(polys), 1), 1)}
+    return {
+        "cog_s": round(t_cog, 1),
+        "cog_hash_s": round(t_hash, 1),
+        "cog_mb": round(cog_mb, 1),
+        "chip_alerts": len(polys),
+        "chip_files": n,
+        "chips_s": round(t_chips, 1),
+        "chip_ms_per_alert": round(1000 * t_chips / max(len(polys), 1), 1),
+        "cog_cpu_s": round(c_cog, 1),
+        "chips_cpu_s": round(c_chips, 1),
+        "chip_cpu_ms_per_alert": round(1000 * c_chips / max(len(polys), 1), 1),
+    }
 
 
-def run_detection(before: Path, after: Path, method: str, tile: int, out: Path,
-                  chips: int = 500) -> dict:
+def run_detection(
+    before: Path, after: Path, method: str, tile: int, out: Path, chips: int = 500
+) -> dict:
     """In this (fresh) process: detect, write mask and vectors, report time and peak RSS."""
     from gis.change.detect import DetectionConfig, detect_changes
     from gis.cli_land import write_geojson
@@ -137,8 +160,13 @@ def run_detection(before: Path, after: Path, method: str, tile: int, out: Path,
             last[0] = now
             print(f"  {done}/{total} tiles, {now - t0:.0f} s", file=sys.stderr, flush=True)
 
-    res = detect_changes(before, after, DetectionConfig(method=method, tile=tile),
-                         mask_out=out / "mask.tif", progress=progress)
+    res = detect_changes(
+        before,
+        after,
+        DetectionConfig(method=method, tile=tile),
+        mask_out=out / "mask.tif",
+        progress=progress,
+    )
     write_geojson(res, out / "changes.geojson")
     t_detect = time.perf_counter() - t0
     evidence = {}
@@ -149,14 +177,21 @@ def run_detection(before: Path, after: Path, method: str, tile: int, out: Path,
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime
     return {
-        "method": method, "model_version": res.model_version, "width": res.grid.width,
-        "height": res.grid.height, "bands": 10, "tile": tile, "wall_s": round(wall, 1),
+        "method": method,
+        "model_version": res.model_version,
+        "width": res.grid.width,
+        "height": res.grid.height,
+        "bands": 10,
+        "tile": tile,
+        "wall_s": round(wall, 1),
         "megapixels_per_s": round(px / 1e6 / wall, 3),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(cpu, 1),
         "megapixels_per_cpu_s": round(px / 1e6 / cpu, 3),
-        "polygons": len(res.features), "timings": res.timings,
-        "detect_s": round(t_detect, 1), "evidence": evidence,
+        "polygons": len(res.features),
+        "timings": res.timings,
+        "detect_s": round(t_detect, 1),
+        "evidence": evidence,
         "cpu_count": os.cpu_count(),
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
     }
@@ -169,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=1024)
     ap.add_argument("--workdir", type=Path, default=ROOT / ".state" / "bench_tile")
     ap.add_argument("--generate-only", action="store_true", help="only make the input pair")
-    ap.add_argument("--chips", type=int, default=500,
-                    help="alerts (largest change polygons) to make chips for (default 500)")
-    ap.add_argument("--no-evidence", action="store_true",
-                    help="detection alone: no COGs, no chips")
+    ap.add_argument(
+        "--chips",
+        type=int,
+        default=500,
+        help="alerts (largest change polygons) to make chips for (default 500)",
+    )
+    ap.add_argument("--no-evidence", action="store_true", help="detection alone: no COGs, no chips")
     ap.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -180,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     after = args.workdir / f"after_{args.size}.tif"
     if args._child:
         chips = -1 if args.no_evidence else args.chips
-        print(json.dumps(run_detection(before, after, args.method, args.tile, args.workdir,
-                                       chips)))
+        print(json.dumps(run_detection(before, after, args.method, args.tile, args.workdir, chips)))
         return 0
     for path, changed in ((before, False), (after, True)):
         if not path.exists():
@@ -191,26 +228,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate_only:
         return 0
     proc = subprocess.run(
-        [sys.executable, __file__, "--_child", "--size", str(args.size), "--method",
-         args.method, "--tile", str(args.tile), "--workdir", str(args.workdir),
-         "--chips", str(args.chips)] + (["--no-evidence"] if args.no_evidence else []),
-        stdout=subprocess.PIPE, text=True, check=True,
+        [
+            sys.executable,
+            __file__,
+            "--_child",
+            "--size",
+            str(args.size),
+            "--method",
+            args.method,
+            "--tile",
+            str(args.tile),
+            "--workdir",
+            str(args.workdir),
+            "--chips",
+            str(args.chips),
+        ]
+        + (["--no-evidence"] if args.no_evidence else []),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
     fig = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"{fig['width']} x {fig['height']} px, 10 bands, two dates, method {fig['method']} "
-          f"({fig['model_version']}): {fig['wall_s']} s wall, {fig['megapixels_per_s']} Mpx/s, "
-          f"peak memory {fig['peak_rss_mb']} MB (ru_maxrss of the detecting process), "
-          f"{fig['polygons']} polygons; {fig['cpu_s']} CPU-s ({fig['megapixels_per_cpu_s']} Mpx "
-          f"per CPU-second); load average at end {fig['load_avg_1min_at_end']} "
-          f"on {fig['cpu_count']} CPUs (other processes share them)")
+    print(
+        f"{fig['width']} x {fig['height']} px, 10 bands, two dates, method {fig['method']} "
+        f"({fig['model_version']}): {fig['wall_s']} s wall, {fig['megapixels_per_s']} Mpx/s, "
+        f"peak memory {fig['peak_rss_mb']} MB (ru_maxrss of the detecting process), "
+        f"{fig['polygons']} polygons; {fig['cpu_s']} CPU-s ({fig['megapixels_per_cpu_s']} Mpx "
+        f"per CPU-second); load average at end {fig['load_avg_1min_at_end']} "
+        f"on {fig['cpu_count']} CPUs (other processes share them)"
+    )
     ev = fig.get("evidence")
     if ev:
-        print(f"  of which detection {fig['detect_s']} s; COGs of both scenes {ev['cog_s']} s "
-              f"({ev['cog_mb']} MB; + {ev['cog_hash_s']} s hashing, done once by store_run "
-              f"anyway); chips for {ev['chip_alerts']} alerts ({ev['chip_files']} PNG) "
-              f"{ev['chips_s']} s = {ev['chip_ms_per_alert']} ms per alert; CPU: COGs "
-              f"{ev['cog_cpu_s']} CPU-s (GDAL threads included), chips "
-              f"{ev['chip_cpu_ms_per_alert']} CPU-ms per alert")
+        print(
+            f"  of which detection {fig['detect_s']} s; COGs of both scenes {ev['cog_s']} s "
+            f"({ev['cog_mb']} MB; + {ev['cog_hash_s']} s hashing, done once by store_run "
+            f"anyway); chips for {ev['chip_alerts']} alerts ({ev['chip_files']} PNG) "
+            f"{ev['chips_s']} s = {ev['chip_ms_per_alert']} ms per alert; CPU: COGs "
+            f"{ev['cog_cpu_s']} CPU-s (GDAL threads included), chips "
+            f"{ev['chip_cpu_ms_per_alert']} CPU-ms per alert"
+        )
     print(json.dumps(fig))
     return 0
 

@@ -67,7 +67,9 @@ def _fit_predict(cfg_grid, train: Data, test: Data, base, folds: int = 3) -> np.
     """Choose on ``train`` by CV (bias included), refit on all of it, predict ``test``."""
     cfg = cfg_grid[0] if len(cfg_grid) == 1 else choose(cfg_grid, train, folds, 0, base)[0]
     h = Head(cfg).fit(train, base, calibrate=False)
-    return np.array(LABELS)[h.decision_matrix(h.features(test.texts, test.segs, test.emb)).argmax(1)], cfg
+    return np.array(LABELS)[
+        h.decision_matrix(h.features(test.texts, test.segs, test.emb)).argmax(1)
+    ], cfg
 
 
 def articles(ctx) -> None:
@@ -93,23 +95,33 @@ def articles(ctx) -> None:
                 lto_pred[held], _ = _fit_predict(grid, news.subset(rest), news.subset(held), base)
         known = lto_pred != None  # noqa: E711 - items whose topic is one of the 12
         lto = report(news.labels[known], lto_pred[known])
-        row = {"nested": nested["scores"], "nested_chosen": nested["chosen"], "tuned": tuned["macro_f1"],
-               "tuned_chosen": tuned["chosen"], "gap": round(gap, 4), "leave_source_out": lso,
-               "leave_topic_out": lto}
+        row = {
+            "nested": nested["scores"],
+            "nested_chosen": nested["chosen"],
+            "tuned": tuned["macro_f1"],
+            "tuned_chosen": tuned["chosen"],
+            "gap": round(gap, 4),
+            "leave_source_out": lso,
+            "leave_topic_out": lto,
+        }
         if ctx.args.cross:
             h_cfg = choose(grid, news, 3, 0, base)[0] if len(grid) > 1 else grid[0]
             h = Head(h_cfg).fit(news, base, calibrate=False)
             for name in (ctx.args.vlsp, "vsfc-test"):
                 d = ctx.post(name)
-                pred = np.array(LABELS)[h.decision_matrix(h.features(d.texts, d.segs, d.emb)).argmax(1)]
+                pred = np.array(LABELS)[
+                    h.decision_matrix(h.features(d.texts, d.segs, d.emb)).argmax(1)
+                ]
                 row[f"on_{name}"] = report(d.labels, pred)
         out[fam] = row
-        say(f"[articles: {fam}] nested {ctx.args.outer}x{ctx.args.inner} CV macro-F1 {nested['scores']['macro_f1']:.3f} "
+        say(
+            f"[articles: {fam}] nested {ctx.args.outer}x{ctx.args.inner} CV macro-F1 {nested['scores']['macro_f1']:.3f} "
             f"(neg. recall {nested['scores']['negative_recall']:.3f}); tuned {tuned['macro_f1']:.3f} "
             f"({tuned['chosen']}), gap {gap:+.3f}; leave-source-out {lso['macro_f1']:.3f} (n={lso['n']}, "
             f"neg. recall {lso['negative_recall']:.3f}); leave-topic-out {lto['macro_f1']:.3f} "
             + " ".join(f"{k} {v['macro_f1']:.3f}" for k, v in row.items() if k.startswith("on_"))
-            + f" ({time.perf_counter() - t0:.0f} s)")
+            + f" ({time.perf_counter() - t0:.0f} s)"
+        )
         say(f"    chosen in the outer folds: {sorted(set(nested['chosen']))}")
     RESULTS["articles"] = out
 
@@ -118,43 +130,72 @@ def posts(ctx) -> None:
     vlsp = ctx.post(ctx.args.vlsp)
     stripped = ctx.post(ctx.args.vlsp, stripped=True) if ctx.args.unaccented else None
     out = {}
-    for name, grid in (("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]), ("tfidf", tfidf_only(POST_GRID))):
+    for name, grid in (
+        ("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]),
+        ("tfidf", tfidf_only(POST_GRID)),
+    ):
         data = vlsp if name != "tfidf" else Data(vlsp.texts, vlsp.segs, vlsp.labels, None)
         t0 = time.perf_counter()
         nested = nested_cv(grid, data, ctx.args.post_outer, ctx.args.inner, 0, None)
         tuned = tuned_cv(grid, data, ctx.args.post_outer, 0, None)
         gap = tuned["macro_f1"] - nested["scores"]["macro_f1"]
-        row = {"nested": nested["scores"], "nested_chosen": nested["chosen"], "tuned": tuned["macro_f1"],
-               "tuned_chosen": tuned["chosen"], "gap": round(gap, 4)}
+        row = {
+            "nested": nested["scores"],
+            "nested_chosen": nested["chosen"],
+            "tuned": tuned["macro_f1"],
+            "tuned_chosen": tuned["chosen"],
+            "gap": round(gap, 4),
+        }
         msg = ""
         if stripped is not None:
             # the same outer folds; train on accented text (+ its stripped copies), score stripped test folds
             from sklearn.model_selection import StratifiedKFold
 
-            preds = {False: np.empty(len(vlsp.texts), dtype=object), True: np.empty(len(vlsp.texts), dtype=object)}
-            sdata = stripped if name != "tfidf" else Data(stripped.texts, stripped.segs, stripped.labels, None)
+            preds = {
+                False: np.empty(len(vlsp.texts), dtype=object),
+                True: np.empty(len(vlsp.texts), dtype=object),
+            }
+            sdata = (
+                stripped
+                if name != "tfidf"
+                else Data(stripped.texts, stripped.segs, stripped.labels, None)
+            )
             skf = StratifiedKFold(ctx.args.post_outer, shuffle=True, random_state=0)
             cfg = tuned["config"]
             for trn, tst in skf.split(np.zeros(len(vlsp.labels)), vlsp.labels):
                 for aug in (False, True):
-                    train = data.subset(trn) if not aug else Data.concat([data.subset(trn), sdata.subset(trn)])
+                    train = (
+                        data.subset(trn)
+                        if not aug
+                        else Data.concat([data.subset(trn), sdata.subset(trn)])
+                    )
                     h = Head(cfg).fit(train, None, calibrate=False)
                     t = sdata.subset(tst)
-                    preds[aug][tst] = np.array(LABELS)[h.decision_matrix(h.features(t.texts, t.segs, t.emb)).argmax(1)]
+                    preds[aug][tst] = np.array(LABELS)[
+                        h.decision_matrix(h.features(t.texts, t.segs, t.emb)).argmax(1)
+                    ]
             row["unaccented_test"] = report(vlsp.labels, preds[False])
             row["unaccented_test_trained_with_stripped_copies"] = report(vlsp.labels, preds[True])
-            msg = (f"; unaccented test folds {row['unaccented_test']['macro_f1']:.3f}, trained with stripped copies "
-                   f"{row['unaccented_test_trained_with_stripped_copies']['macro_f1']:.3f} ({cfg.label()})")
+            msg = (
+                f"; unaccented test folds {row['unaccented_test']['macro_f1']:.3f}, trained with stripped copies "
+                f"{row['unaccented_test_trained_with_stripped_copies']['macro_f1']:.3f} ({cfg.label()})"
+            )
         out[name] = row
         if ctx.args.cross:
             h = Head(tuned["config"]).fit(data, None, calibrate=False)
             nd = ctx.news()
-            pred = np.array(LABELS)[h.decision_matrix(h.features(nd.texts, nd.segs, nd.emb if name != "tfidf" else None)).argmax(1)]
+            pred = np.array(LABELS)[
+                h.decision_matrix(
+                    h.features(nd.texts, nd.segs, nd.emb if name != "tfidf" else None)
+                ).argmax(1)
+            ]
             row["on_news-dev"] = report(nd.labels, pred)
             msg += f"; this head on news-dev {row['on_news-dev']['macro_f1']:.3f}"
-        say(f"[posts: {ctx.args.vlsp} {name}] nested {ctx.args.post_outer}x{ctx.args.inner} CV macro-F1 "
+        say(
+            f"[posts: {ctx.args.vlsp} {name}] nested {ctx.args.post_outer}x{ctx.args.inner} CV macro-F1 "
             f"{nested['scores']['macro_f1']:.3f}; tuned {tuned['macro_f1']:.3f} ({tuned['chosen']}), gap {gap:+.3f}"
-            f"{msg} ({time.perf_counter() - t0:.0f} s)")
+            f"{msg} ({time.perf_counter() - t0:.0f} s)"
+        )
         say(f"    chosen in the outer folds: {sorted(set(nested['chosen']))}")
     RESULTS["posts_vlsp2016"] = out
 
@@ -163,7 +204,10 @@ def official(ctx, train_spec: str, test_name: str, key: str) -> None:
     train, test = ctx.post(train_spec), ctx.post(test_name)
     stest = ctx.post(test_name, stripped=True) if ctx.args.unaccented else None
     out = {}
-    for name, grid in (("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]), ("tfidf", tfidf_only(POST_GRID))):
+    for name, grid in (
+        ("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]),
+        ("tfidf", tfidf_only(POST_GRID)),
+    ):
         tr = train if name != "tfidf" else Data(train.texts, train.segs, train.labels, None)
         t0 = time.perf_counter()
         cfg, f_cv, _ = choose(grid, tr, 3, 0, None)
@@ -172,19 +216,34 @@ def official(ctx, train_spec: str, test_name: str, key: str) -> None:
         for tag, d in (("test", test), ("test_unaccented", stest)):
             if d is None:
                 continue
-            pred = np.array(LABELS)[h.decision_matrix(h.features(d.texts, d.segs, d.emb if name != "tfidf" else None)).argmax(1)]
+            pred = np.array(LABELS)[
+                h.decision_matrix(
+                    h.features(d.texts, d.segs, d.emb if name != "tfidf" else None)
+                ).argmax(1)
+            ]
             row[tag] = report(d.labels, pred)
         out[name] = row
-        say(f"[{key}: {name}] trained on {train_spec} ({cfg.label()}, 3-fold CV {f_cv:.3f}): test macro-F1 "
+        say(
+            f"[{key}: {name}] trained on {train_spec} ({cfg.label()}, 3-fold CV {f_cv:.3f}): test macro-F1 "
             f"{row['test']['macro_f1']:.3f} (F1 neg/neu/pos {row['test']['f1_neg_neu_pos']})"
-            + (f"; unaccented test {row['test_unaccented']['macro_f1']:.3f}" if "test_unaccented" in row else "")
-            + f" ({time.perf_counter() - t0:.0f} s)")
+            + (
+                f"; unaccented test {row['test_unaccented']['macro_f1']:.3f}"
+                if "test_unaccented" in row
+                else ""
+            )
+            + f" ({time.perf_counter() - t0:.0f} s)"
+        )
     RESULTS[key] = out
 
 
 def detect(ctx) -> None:
     out = {}
-    for name, expect in (("news-dev", "article"), ("vlsp2016", "post"), ("vsfc-test", "post"), ("visfd-test", "post")):
+    for name, expect in (
+        ("news-dev", "article"),
+        ("vlsp2016", "post"),
+        ("vsfc-test", "post"),
+        ("visfd-test", "post"),
+    ):
         rows = ctx.rows(name)
         got = [detect_genre({}, t) for t in rows.texts]
         out[name] = round(float(np.mean([g == expect for g in got])), 4)
@@ -198,26 +257,41 @@ def topics(ctx) -> None:
     d = news.subset(np.flatnonzero(mask))
     d.labels = ctx.news_rows.topics[mask]
     out = {}
-    for name, grid in (("tfidf+encoder", [g for g in TOPIC_GRID if g.encoder_weight > 0]), ("tfidf", tfidf_only(TOPIC_GRID))):
+    for name, grid in (
+        ("tfidf+encoder", [g for g in TOPIC_GRID if g.encoder_weight > 0]),
+        ("tfidf", tfidf_only(TOPIC_GRID)),
+    ):
         dd = d if name != "tfidf" else Data(d.texts, d.segs, d.labels, None)
         from sklearn.model_selection import StratifiedKFold
 
         pred = np.empty(len(dd.texts), dtype=object)
         chosen = []
-        for tr, te in StratifiedKFold(ctx.args.outer, shuffle=True, random_state=0).split(np.zeros(len(dd.labels)), dd.labels):
+        for tr, te in StratifiedKFold(ctx.args.outer, shuffle=True, random_state=0).split(
+            np.zeros(len(dd.labels)), dd.labels
+        ):
             a = dd.subset(tr)
             oof = grid_oof(grid, a, ctx.args.inner, 0, ctx.base(), TOPICS)
-            scores = [(f1_score(a.labels, np.array(TOPICS)[o.argmax(1)], average="macro"), g) for g, o in oof.items()]
+            scores = [
+                (f1_score(a.labels, np.array(TOPICS)[o.argmax(1)], average="macro"), g)
+                for g, o in oof.items()
+            ]
             cfg = max(scores, key=lambda x: x[0])[1]
             chosen.append(cfg.label())
             h = Head(cfg, TOPICS).fit(a, ctx.base(), calibrate=False)
             b = dd.subset(te)
-            pred[te] = np.array(TOPICS)[h.decision_matrix(h.features(b.texts, b.segs, b.emb)).argmax(1)]
+            pred[te] = np.array(TOPICS)[
+                h.decision_matrix(h.features(b.texts, b.segs, b.emb)).argmax(1)
+            ]
         f = f1_score(dd.labels, pred, average="macro")
-        out[name] = {"nested_macro_f1": round(float(f), 4), "accuracy": round(float(np.mean(pred == dd.labels)), 4),
-                     "chosen": sorted(set(chosen))}
-        say(f"[topics: {name}] nested {ctx.args.outer}x{ctx.args.inner} CV macro-F1 {f:.3f}, accuracy "
-            f"{np.mean(pred == dd.labels):.3f}; chosen {sorted(set(chosen))}")
+        out[name] = {
+            "nested_macro_f1": round(float(f), 4),
+            "accuracy": round(float(np.mean(pred == dd.labels)), 4),
+            "chosen": sorted(set(chosen)),
+        }
+        say(
+            f"[topics: {name}] nested {ctx.args.outer}x{ctx.args.inner} CV macro-F1 {f:.3f}, accuracy "
+            f"{np.mean(pred == dd.labels):.3f}; chosen {sorted(set(chosen))}"
+        )
     RESULTS["topics"] = out
 
 
@@ -227,7 +301,9 @@ class Ctx:
         self.cache = args.state_dir / "nlp-cache"
         self.encoder, why = load_encoder(args.state_dir, cache_entries=2_000_000)
         if self.encoder is None:
-            sys.exit(f"the encoder cannot run here ({why}): the benchmark compares heads with and without it")
+            sys.exit(
+                f"the encoder cannot run here ({why}): the benchmark compares heads with and without it"
+            )
         self._data: dict[tuple[str, bool], tuple[Data, object]] = {}
         self._base = None
         self.news_rows = None
@@ -236,9 +312,13 @@ class Ctx:
         key = (spec, stripped)
         if key not in self._data:
             t0 = time.perf_counter()
-            self._data[key] = labelled_data(self.args.data_dir, spec, self.encoder, self.cache, stripped)
-            say(f"  ({spec}{' without diacritics' if stripped else ''}: {len(self._data[key][0].texts)} texts, "
-                f"{time.perf_counter() - t0:.0f} s to read, segment and encode; encoder misses so far {self.encoder.misses})")
+            self._data[key] = labelled_data(
+                self.args.data_dir, spec, self.encoder, self.cache, stripped
+            )
+            say(
+                f"  ({spec}{' without diacritics' if stripped else ''}: {len(self._data[key][0].texts)} texts, "
+                f"{time.perf_counter() - t0:.0f} s to read, segment and encode; encoder misses so far {self.encoder.misses})"
+            )
         return self._data[key]
 
     def news(self) -> Data:
@@ -264,19 +344,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=(REPO / ".." / "shared" / "data").resolve())
     ap.add_argument("--state-dir", type=Path, default=REPO / ".state")
-    ap.add_argument("--sections", nargs="*", default=["articles", "posts", "vsfc", "visfd", "cross", "detect", "topics"])
+    ap.add_argument(
+        "--sections",
+        nargs="*",
+        default=["articles", "posts", "vsfc", "visfd", "cross", "detect", "topics"],
+    )
     ap.add_argument("--outer", type=int, default=10)
     ap.add_argument("--inner", type=int, default=3)
     ap.add_argument("--post-outer", type=int, default=5)
-    ap.add_argument("--vlsp", default=POST_SETS["vlsp"], help="the VLSP 2016 set for the nested CV (NAME or NAME:N)")
-    ap.add_argument("--vsfc-train", default=POST_SETS["vsfc"], help="training spec for the VSFC figure (NAME or NAME:N)")
-    ap.add_argument("--visfd-train", default="visfd-train:2000", help="training spec for the ViSFD figure")
-    ap.add_argument("--no-unaccented", dest="unaccented", action="store_false", help="skip the unaccented-text figures")
+    ap.add_argument(
+        "--vlsp",
+        default=POST_SETS["vlsp"],
+        help="the VLSP 2016 set for the nested CV (NAME or NAME:N)",
+    )
+    ap.add_argument(
+        "--vsfc-train",
+        default=POST_SETS["vsfc"],
+        help="training spec for the VSFC figure (NAME or NAME:N)",
+    )
+    ap.add_argument(
+        "--visfd-train", default="visfd-train:2000", help="training spec for the ViSFD figure"
+    )
+    ap.add_argument(
+        "--no-unaccented",
+        dest="unaccented",
+        action="store_false",
+        help="skip the unaccented-text figures",
+    )
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     args.cross = "cross" in args.sections
     if not (args.data_dir / "sentiment").exists():
-        sys.exit(f"no sentiment data under {args.data_dir}: give --data-dir (the shared data folder)")
+        sys.exit(
+            f"no sentiment data under {args.data_dir}: give --data-dir (the shared data folder)"
+        )
     ctx = Ctx(args)
     t0 = time.perf_counter()
     if "articles" in args.sections:

@@ -34,8 +34,13 @@ SYNTHETIC = (
     "Thanh Hà cho biết sẽ kiểm tra lại hệ thống biển báo trên tuyến đường. Người dân đề nghị cơ "
     "quan chức năng sớm khắc phục tình trạng xuống cấp của mặt đường. "
 )
-SYNTHETIC_POSTS = ["đường này xuống cấp quá, mong xã sửa sớm", "cảm ơn các anh công an đã hỗ trợ bà con",
-                   "mưa to ngập hết rồi mọi người ơi", "chỗ này ai quản lý vậy ạ", "dịch vụ công online nhanh gọn, hài lòng"]
+SYNTHETIC_POSTS = [
+    "đường này xuống cấp quá, mong xã sửa sớm",
+    "cảm ơn các anh công an đã hỗ trợ bà con",
+    "mưa to ngập hết rồi mọi người ơi",
+    "chỗ này ai quản lý vậy ạ",
+    "dịch vụ công online nhanh gọn, hài lòng",
+]
 
 
 def articles(data_dir: Path, n: int, size: int = 4000) -> list[dict]:
@@ -84,8 +89,13 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--one-core", action="store_true")
     ap.add_argument("--no-ner", action="store_true")
-    ap.add_argument("--body-chars", type=int, nargs="*", default=[0, 1000],
-                    help="article encoder input: title + lead and this many body characters (alternatives compared)")
+    ap.add_argument(
+        "--body-chars",
+        type=int,
+        nargs="*",
+        default=[0, 1000],
+        help="article encoder input: title + lead and this many body characters (alternatives compared)",
+    )
     args = ap.parse_args()
     if args.one_core:
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -95,13 +105,19 @@ def main() -> None:
     from nlp.scoring import load_scorer
 
     docs, comments = articles(args.data_dir, args.articles), posts(args.data_dir, args.posts)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start "
-          f"({'one core, one thread' if args.one_core else 'all cores'})", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start "
+        f"({'one core, one thread' if args.one_core else 'all cores'})",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as state:
         t0 = time.perf_counter()
         scorer = load_scorer(args.model, use_ner=not args.no_ner, state_dir=Path(state))
-        print(f"model {scorer.model_version}, features {scorer.features} {scorer.encoder_reason if scorer.features == 'tfidf' else ''}; "
-              f"load {time.perf_counter() - t0:.2f} s", flush=True)
+        print(
+            f"model {scorer.model_version}, features {scorer.features} {scorer.encoder_reason if scorer.features == 'tfidf' else ''}; "
+            f"load {time.perf_counter() - t0:.2f} s",
+            flush=True,
+        )
         scorer.score_records(docs[:1], genre="article")  # warm-up: underthesea's lazy model loading
         scorer.score_records(comments[:1], genre="post")
         labels: dict[int, list[str]] = {}
@@ -117,15 +133,25 @@ def main() -> None:
                 for rnd in ("fresh", "cached"):
                     wall, cpu, ok = run(scorer, items, genre, args.batch)
                     if genre == "article" and rnd == "cached":
-                        labels[body_chars] = [r["sentiment"]["label"] for r in scorer.score_records(items, genre=genre)]
+                        labels[body_chars] = [
+                            r["sentiment"]["label"]
+                            for r in scorer.score_records(items, genre=genre)
+                        ]
                     mean = sum(len(d.get("title", "")) + len(d["text"]) for d in items) / len(items)
-                    print(f"{name} (mean {mean:,.0f} chars, encoder input: title + lead + {body_chars} body chars, {rnd} cache): "
-                          f"{len(items) / wall:.1f}/s wall, {len(items) / cpu:.1f} per CPU-second "
-                          f"({ok}/{len(items)} scored, load average {os.getloadavg()[0]:.1f})", flush=True)
+                    print(
+                        f"{name} (mean {mean:,.0f} chars, encoder input: title + lead + {body_chars} body chars, {rnd} cache): "
+                        f"{len(items) / wall:.1f}/s wall, {len(items) / cpu:.1f} per CPU-second "
+                        f"({ok}/{len(items)} scored, load average {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
         if len(labels) > 1:
             keys = sorted(labels)
-            agree = sum(a == b for a, b in zip(labels[keys[0]], labels[keys[1]], strict=True)) / len(docs)
-            print(f"article labels identical with {keys[0]} and {keys[1]} body chars in the encoder input: {agree:.0%}")
+            agree = sum(
+                a == b for a, b in zip(labels[keys[0]], labels[keys[1]], strict=True)
+            ) / len(docs)
+            print(
+                f"article labels identical with {keys[0]} and {keys[1]} body chars in the encoder input: {agree:.0%}"
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {peak:,.0f} MB")
 

@@ -90,11 +90,18 @@ class Bench:
         (work / "sites.yaml").write_text(sites.replace("{base}", self.site.base), encoding="utf-8")
         self.port = _free_port()
         self.env = {
-            **os.environ, "IOC_DATABASE_URL": self.url, "IOC_STATE_DIR": str(work / "state"),
-            "IOC_CRAWL_SITES_FILE": str(work / "sites.yaml"), "IOC_CRAWL_DOWNLOAD_DELAY": str(delay),
-            "IOC_CRAWL_CONCURRENCY_PER_DOMAIN": "1", "IOC_CRAWL_AUTOTHROTTLE": "false",
-            "IOC_CRAWL_SCORING": "false", "IOC_SCHEDULE_DISABLED": "digest,imagery,backup,retrain",
-            "IOC_SCHEDULE_POLL_SECONDS": "0.5", "IOC_API_PORT": str(self.port), "IOC_LOG_LEVEL": "INFO",
+            **os.environ,
+            "IOC_DATABASE_URL": self.url,
+            "IOC_STATE_DIR": str(work / "state"),
+            "IOC_CRAWL_SITES_FILE": str(work / "sites.yaml"),
+            "IOC_CRAWL_DOWNLOAD_DELAY": str(delay),
+            "IOC_CRAWL_CONCURRENCY_PER_DOMAIN": "1",
+            "IOC_CRAWL_AUTOTHROTTLE": "false",
+            "IOC_CRAWL_SCORING": "false",
+            "IOC_SCHEDULE_DISABLED": "digest,imagery,backup,retrain",
+            "IOC_SCHEDULE_POLL_SECONDS": "0.5",
+            "IOC_API_PORT": str(self.port),
+            "IOC_LOG_LEVEL": "INFO",
             "PYTHONWARNINGS": "ignore",
         }
 
@@ -105,7 +112,9 @@ class Bench:
 
     def reset(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(text("TRUNCATE articles, crawl_failures, job_runs, apscheduler_jobs CASCADE"))
+            conn.execute(
+                text("TRUNCATE articles, crawl_failures, job_runs, apscheduler_jobs CASCADE")
+            )
         shutil.rmtree(self.work / "state", ignore_errors=True)
 
     def service(self, tag: str, api: bool = False) -> subprocess.Popen:
@@ -114,24 +123,42 @@ class Bench:
         return subprocess.Popen(args, env=self.env, cwd=REPO, stdout=log, stderr=log)
 
     def ioc(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ioc.cli", *args], env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "ioc.cli", *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def runs(self) -> list:
         with self.engine.connect() as conn:
-            return list(conn.execute(text(
-                "SELECT id, status, error, pid, started_at, finished_at, counts FROM job_runs "
-                "WHERE job = :j ORDER BY id"), {"j": JOB}))
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT id, status, error, pid, started_at, finished_at, counts FROM job_runs "
+                        "WHERE job = :j ORDER BY id"
+                    ),
+                    {"j": JOB},
+                )
+            )
 
     def article_stats(self) -> dict:
         with self.engine.connect() as conn:
-            row = conn.execute(text(
-                "SELECT count(*) AS n, count(DISTINCT canonical_url) AS urls, "
-                "count(*) FILTER (WHERE duplicate_of IS NULL) AS originals, "
-                "count(DISTINCT content_hash) FILTER (WHERE duplicate_of IS NULL) AS distinct_originals "
-                "FROM articles")).one()
-        return {"rows": row.n, "distinct_urls": row.urls,
-                "unlinked_copies": row.originals - row.distinct_originals}
+            row = conn.execute(
+                text(
+                    "SELECT count(*) AS n, count(DISTINCT canonical_url) AS urls, "
+                    "count(*) FILTER (WHERE duplicate_of IS NULL) AS originals, "
+                    "count(DISTINCT content_hash) FILTER (WHERE duplicate_of IS NULL) AS distinct_originals "
+                    "FROM articles"
+                )
+            ).one()
+        return {
+            "rows": row.n,
+            "distinct_urls": row.urls,
+            "unlinked_copies": row.originals - row.distinct_originals,
+        }
 
     def stored(self) -> int:
         with self.engine.connect() as conn:
@@ -151,8 +178,11 @@ def _stop(proc: subprocess.Popen) -> None:
 def scenario_kill(b: Bench) -> dict:
     b.reset()
     victim = b.service("killed")
-    _wait(lambda: any(r.status == "running" for r in b.runs()) and b.stored() >= 3, 180,
-          "a crawl in progress")
+    _wait(
+        lambda: any(r.status == "running" for r in b.runs()) and b.stored() >= 3,
+        180,
+        "a crawl in progress",
+    )
     at_kill = b.stored()
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -173,13 +203,18 @@ def scenario_kill(b: Bench) -> dict:
     runs = b.runs()
     stats = b.article_stats()
     return {
-        "articles_in_mirror": b.articles, "stored_when_killed": at_kill,
+        "articles_in_mirror": b.articles,
+        "stored_when_killed": at_kill,
         "stored_2s_after_kill": after_kill,
         "killed_run": {"status": runs[0].status, "error": runs[0].error, "pid": victim.pid},
         "marked_failed_s_after_restart": round(marked_after, 1),
-        "next_turn": {"status": runs[1].status, "seconds": round(crawl_s, 1),
-                      "stored": runs[1].counts.get("stored")},
-        "runs": [r.status for r in runs], **stats,
+        "next_turn": {
+            "status": runs[1].status,
+            "seconds": round(crawl_s, 1),
+            "stored": runs[1].counts.get("stored"),
+        },
+        "runs": [r.status for r in runs],
+        **stats,
         "lost": b.articles - stats["distinct_urls"],
         "duplicate_rows": stats["rows"] - stats["distinct_urls"],
     }
@@ -204,8 +239,11 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
     urls = {"readyz": f"{base}/readyz", "items": f"{base}/collections/articles/items?limit=1"}
     try:
         _wait(lambda: _get(urls["items"]) == 200, 180, "the API")
-        _wait(lambda: any(r.status == "running" for r in b.runs()) and b.stored() >= 3, 180,
-              "a crawl in progress")
+        _wait(
+            lambda: any(r.status == "running" for r in b.runs()) and b.stored() >= 3,
+            180,
+            "a crawl in progress",
+        )
         before = b.stored()
         t_stop = time.monotonic()
         b.cluster.stop()
@@ -227,7 +265,9 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
                     recovered[k] = round(time.monotonic() - t_up, 2)
             time.sleep(0.1)
         # the crawl cut by the outage ends (failed or not); the next turn completes the rest
-        _wait(lambda: all(r.status != "running" for r in b.runs()), 600, "the crawl cut by the outage")
+        _wait(
+            lambda: all(r.status != "running" for r in b.runs()), 600, "the crawl cut by the outage"
+        )
         n = len(b.runs())
         out = b.ioc("jobs", "trigger", JOB)
         assert out.returncode == 0, out.stderr
@@ -237,11 +277,13 @@ def scenario_outage(b: Bench, outage_s: float) -> dict:
     runs = b.runs()
     stats = b.article_stats()
     return {
-        "outage_s": outage_s, "stored_before_outage": before,
+        "outage_s": outage_s,
+        "stored_before_outage": before,
         "statuses_during_outage": {k: {str(c): n for c, n in v.items()} for k, v in seen.items()},
         "slowest_answer_during_outage_s": {k: round(v, 2) for k, v in slowest.items()},
         "seconds_to_200_after_restart": recovered,
-        "runs": [(r.status, (r.error or "")[:160]) for r in runs], **stats,
+        "runs": [(r.status, (r.error or "")[:160]) for r in runs],
+        **stats,
         "lost": b.articles - stats["distinct_urls"],
         "duplicate_rows": stats["rows"] - stats["distinct_urls"],
     }
@@ -260,10 +302,16 @@ def main() -> None:
     try:
         if args.scenario in ("kill", "both"):
             out["kill"] = scenario_kill(b)
-            print(json.dumps({"kill": out["kill"]}, default=str, ensure_ascii=False, indent=1), flush=True)
+            print(
+                json.dumps({"kill": out["kill"]}, default=str, ensure_ascii=False, indent=1),
+                flush=True,
+            )
         if args.scenario in ("outage", "both"):
             out["outage"] = scenario_outage(b, args.outage_seconds)
-            print(json.dumps({"outage": out["outage"]}, default=str, ensure_ascii=False, indent=1), flush=True)
+            print(
+                json.dumps({"outage": out["outage"]}, default=str, ensure_ascii=False, indent=1),
+                flush=True,
+            )
     finally:
         b.close()
         if args.keep:

@@ -56,9 +56,17 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def ioc(*args: str, env: dict[str, str], check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "ioc.cli", *args], cwd=REPO, env=env, check=check, text=True,
-                          capture_output=capture)
+def ioc(
+    *args: str, env: dict[str, str], check: bool = True, capture: bool = False
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "ioc.cli", *args],
+        cwd=REPO,
+        env=env,
+        check=check,
+        text=True,
+        capture_output=capture,
+    )
 
 
 def free_port() -> int:
@@ -82,7 +90,7 @@ def demo_loaded(url: str) -> bool:
 
 
 def lonlat_to_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
-    n = 2 ** z
+    n = 2**z
     x = int((lon + 180.0) / 360.0 * n)
     y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
     return x, y
@@ -94,20 +102,26 @@ def request_mix(database_url: str, seed: int = 7) -> dict[str, list[str]]:
     with psycopg.connect(database_url) as conn:
         ext = conn.execute(
             "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-            "(SELECT ST_Extent(ST_Transform(geom, 4326)) AS e FROM parcels) x").fetchone()
+            "(SELECT ST_Extent(ST_Transform(geom, 4326)) AS e FROM parcels) x"
+        ).fetchone()
         day = conn.execute(
             "SELECT (max(COALESCE(published_at, fetched_at)) AT TIME ZONE 'Asia/Ho_Chi_Minh')::date "
-            "FROM articles").fetchone()[0]
+            "FROM articles"
+        ).fetchone()[0]
     if ext is None or ext[0] is None or day is None:
         raise SystemExit("the database holds no parcels or no articles: load the demo data first")
     x0, y0, x1, y1 = ext
-    items = [f"/collections/{c}/items?limit=50&f=json"
-             for c in ("parcels", "articles", "parcel-alerts", "admin-units")]
+    items = [
+        f"/collections/{c}/items?limit=50&f=json"
+        for c in ("parcels", "articles", "parcel-alerts", "admin-units")
+    ]
     bbox = []
     for _ in range(200):
         w, h = (x1 - x0) * rnd.uniform(0.02, 0.2), (y1 - y0) * rnd.uniform(0.02, 0.2)
         bx, by = rnd.uniform(x0, x1 - w), rnd.uniform(y0, y1 - h)
-        bbox.append(f"/collections/parcels/items?bbox={bx:.6f},{by:.6f},{bx + w:.6f},{by + h:.6f}&limit=100&f=json")
+        bbox.append(
+            f"/collections/parcels/items?bbox={bx:.6f},{by:.6f},{bx + w:.6f},{by + h:.6f}&limit=100&f=json"
+        )
     tiles = []
     for z in (13, 14, 15, 16):
         tx0, ty1 = lonlat_to_tile(x0, y0, z)
@@ -119,8 +133,14 @@ def request_mix(database_url: str, seed: int = 7) -> dict[str, list[str]]:
     return {"items": items, "bbox": bbox, "tiles": tiles, "digest": digest}
 
 
-async def load(base: str, mix: dict[str, list[str]], clients: int, seconds: float,
-               max_requests: int, timeout: float) -> dict:
+async def load(
+    base: str,
+    mix: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    timeout: float,
+) -> dict:
     import aiohttp
 
     kinds = list(WEIGHTS)
@@ -166,14 +186,21 @@ async def load(base: str, mix: dict[str, list[str]], clients: int, seconds: floa
 
     every = [v for vs in latencies.values() for v in vs]
     return {
-        "clients": clients, "seconds": round(elapsed, 1), "requests": len(every) + sum(
-            n for k, n in errors.items() if "HTTP" not in k),
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(every) + sum(n for k, n in errors.items() if "HTTP" not in k),
         "requests_per_second": round(len(every) / elapsed, 1),
-        "errors": sum(errors.values()), "error_kinds": dict(errors), "statuses": dict(statuses),
-        "p50_ms": round(q(every, 0.50), 1), "p95_ms": round(q(every, 0.95), 1), "p99_ms": round(q(every, 0.99), 1),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "statuses": dict(statuses),
+        "p50_ms": round(q(every, 0.50), 1),
+        "p95_ms": round(q(every, 0.95), 1),
+        "p99_ms": round(q(every, 0.99), 1),
         "mean_ms": round(statistics.fmean(every) * 1000, 1) if every else None,
-        "by_kind": {k: {"requests": len(v), "p50_ms": round(q(v, 0.5), 1), "p95_ms": round(q(v, 0.95), 1)}
-                    for k, v in sorted(latencies.items())},
+        "by_kind": {
+            k: {"requests": len(v), "p50_ms": round(q(v, 0.5), 1), "p95_ms": round(q(v, 0.95), 1)}
+            for k, v in sorted(latencies.items())
+        },
     }
 
 
@@ -212,7 +239,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workers", type=int, default=4, help="uvicorn workers of the served API")
-    ap.add_argument("--max-requests", type=int, default=500_000, help="stop after this many requests")
+    ap.add_argument(
+        "--max-requests", type=int, default=500_000, help="stop after this many requests"
+    )
     ap.add_argument("--timeout", type=float, default=60.0, help="per-request timeout (s)")
     ap.add_argument("--url", help="an API already running on 127.0.0.1 (then --database-url too)")
     ap.add_argument("--database-url", help="its database (for the request mix)")
@@ -224,7 +253,11 @@ def main() -> None:
         raise SystemExit(f"--clients must be 1..{MAX_CLIENTS} and --seconds 0..{MAX_SECONDS}")
 
     server = None
-    env = {k: v for k, v in os.environ.items() if k not in ("IOC_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("IOC_DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")
+    }
     env.update(IOC_STATE_DIR=str(args.state_dir), PYTHONWARNINGS="ignore")
     started_db = False
     try:
@@ -254,9 +287,22 @@ def main() -> None:
             log(f"serving with {args.workers} workers on {base}")
             logf = open(args.state_dir / "serve.log", "w")  # noqa: SIM115 - handed to the child
             server = subprocess.Popen(
-                [PYTHON, "-m", "ioc.cli", "serve", "--workers", str(args.workers), "--port", str(port)],
-                cwd=REPO, env={**env, "IOC_DATABASE_URL": database_url}, stdout=logf,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    PYTHON,
+                    "-m",
+                    "ioc.cli",
+                    "serve",
+                    "--workers",
+                    str(args.workers),
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,
+                env={**env, "IOC_DATABASE_URL": database_url},
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_up(f"{base}/healthz", server)
         import httpx
 
@@ -266,15 +312,22 @@ def main() -> None:
         log(f"warm-up, then {args.clients} clients for {args.seconds:.0f} s")
         asyncio.run(load(base, mix, min(args.clients, 20), 3.0, 2000, args.timeout))
         counted = server_count(base)
-        result = asyncio.run(load(base, mix, args.clients, args.seconds, args.max_requests, args.timeout))
+        result = asyncio.run(
+            load(base, mix, args.clients, args.seconds, args.max_requests, args.timeout)
+        )
         after = server_count(base)
-        result["server_counted"] = {k: int(after[k] - counted.get(k, 0)) for k in sorted(after)
-                                    if after[k] - counted.get(k, 0)}
+        result["server_counted"] = {
+            k: int(after[k] - counted.get(k, 0))
+            for k in sorted(after)
+            if after[k] - counted.get(k, 0)
+        }
         result["workers"] = args.workers if server else None
         print(json.dumps(result, indent=2))
-        print(f"{result['clients']} clients, {result['seconds']} s: {result['requests_per_second']} requests/s, "
-              f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms, "
-              f"errors {result['errors']}")
+        print(
+            f"{result['clients']} clients, {result['seconds']} s: {result['requests_per_second']} requests/s, "
+            f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"errors {result['errors']}"
+        )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         if result["errors"]:

@@ -30,12 +30,18 @@ def load_mirror_articles(path: Path) -> list[MirrorArticle]:
     items = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     out = []
     for i, item in enumerate(items):
-        out.append(MirrorArticle(
-            slug=item["slug"], title=item["title"], lead=item["lead"],
-            paragraphs=list(item["paragraphs"]), author=item["author"],
-            published=dt.datetime.strptime(item["date"], "%Y-%m-%d %H:%M").replace(tzinfo=TZ),
-            section=item.get("section", "xa-hoi"), style="plain" if i % 4 == 3 else "ld",
-        ))
+        out.append(
+            MirrorArticle(
+                slug=item["slug"],
+                title=item["title"],
+                lead=item["lead"],
+                paragraphs=list(item["paragraphs"]),
+                author=item["author"],
+                published=dt.datetime.strptime(item["date"], "%Y-%m-%d %H:%M").replace(tzinfo=TZ),
+                section=item.get("section", "xa-hoi"),
+                style="plain" if i % 4 == 3 else "ld",
+            )
+        )
     return out
 
 
@@ -55,28 +61,47 @@ def demo_stage(ctx: DemoContext) -> None:
         ctx.echo(f"  serving {len(articles)} sample articles at {site.base}")
         stats_out = Path(ctx.state_dir) / "crawl" / "demo-stats.json"
         conf = {
-            "sites_yaml": sites_yaml, "base": site.base, "state_dir": str(ctx.state_dir),
-            "database_url": ctx.database_url, "job": f"demo-{site.port}",
-            "settings": {"download_delay": 0.0, "autothrottle": False, "concurrency": 8,
-                         "concurrency_per_domain": 8},
-            "stats_out": str(stats_out), "log_level": "WARNING",
+            "sites_yaml": sites_yaml,
+            "base": site.base,
+            "state_dir": str(ctx.state_dir),
+            "database_url": ctx.database_url,
+            "job": f"demo-{site.port}",
+            "settings": {
+                "download_delay": 0.0,
+                "autothrottle": False,
+                "concurrency": 8,
+                "concurrency_per_domain": 8,
+            },
+            "stats_out": str(stats_out),
+            "log_level": "WARNING",
         }
         conf_path = Path(ctx.state_dir) / "crawl" / "demo-crawl.json"
         conf_path.write_text(json.dumps(conf), encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "crawler.run", str(conf_path)],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "crawler.run", str(conf_path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0:
-            raise RuntimeError("demo crawl failed: " + proc.stderr.strip().splitlines()[-1]
-                               if proc.stderr.strip() else "demo crawl failed")
+            raise RuntimeError(
+                "demo crawl failed: " + proc.stderr.strip().splitlines()[-1]
+                if proc.stderr.strip()
+                else "demo crawl failed"
+            )
     stats = json.loads(stats_out.read_text()) if stats_out.exists() else {}
     with ctx.engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(*) AS n, count(*) FILTER (WHERE relevant) AS relevant, "
-            "count(*) FILTER (WHERE duplicate_of IS NOT NULL) AS duplicates, "
-            "(SELECT count(*) FROM article_scores) AS scored FROM articles"
-        )).one()
-    ctx.echo(f"  stored {stats.get('ioc/stored', 0)} articles this run; database has {row.n} "
-             f"({row.relevant} relevant to the province, {row.duplicates} near-duplicates "
-             f"linked, {row.scored} scored)")
+        row = conn.execute(
+            text(
+                "SELECT count(*) AS n, count(*) FILTER (WHERE relevant) AS relevant, "
+                "count(*) FILTER (WHERE duplicate_of IS NOT NULL) AS duplicates, "
+                "(SELECT count(*) FROM article_scores) AS scored FROM articles"
+            )
+        ).one()
+    ctx.echo(
+        f"  stored {stats.get('ioc/stored', 0)} articles this run; database has {row.n} "
+        f"({row.relevant} relevant to the province, {row.duplicates} near-duplicates "
+        f"linked, {row.scored} scored)"
+    )
     if "ioc/stored" in stats and not row.scored:
         ctx.echo("  scoring skipped: nlp.scoring is not available (stage switched off)")

@@ -68,9 +68,19 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024
 MIN_BODY_CHARS = 50
 
 _ARTICLE_TYPES = {
-    "newsarticle", "article", "reportagenews", "blogposting", "analysisnewsarticle",
-    "opinionnewsarticle", "backgroundnewsarticle", "reviewnewsarticle", "webpage",
-    "socialmediaposting", "liveblogposting", "scholarlyarticle", "techarticle",
+    "newsarticle",
+    "article",
+    "reportagenews",
+    "blogposting",
+    "analysisnewsarticle",
+    "opinionnewsarticle",
+    "backgroundnewsarticle",
+    "reviewnewsarticle",
+    "webpage",
+    "socialmediaposting",
+    "liveblogposting",
+    "scholarlyarticle",
+    "techarticle",
 }
 _LEAD_CLASS_RE = re.compile(
     r"(^|[\s_-])(sapo|chapeau|standfirst|lead|lede|summary|excerpt|description|intro|"
@@ -84,7 +94,9 @@ _BYLINE_XPATH = (
     "|//*[contains(concat(' ', normalize-space(@class), ' '), ' byline ')]"
     "|//*[contains(concat(' ', normalize-space(@class), ' '), ' author ')]"
 )
-_LEGACY_FONT_RE = re.compile(r"\.vn(time|arial|avant|helve|univer)|vni[- ](times|helve|aptima)", re.I)
+_LEGACY_FONT_RE = re.compile(
+    r"\.vn(time|arial|avant|helve|univer)|vni[- ](times|helve|aptima)", re.I
+)
 _NAME_LINE_RE = re.compile(r"(?:[A-ZÀ-ỸĐ][a-zà-ỹđ]+\s){1,3}[A-ZÀ-ỸĐ][a-zà-ỹđ]+")
 _TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|zarsrc|mc_cid|mc_eid|_ga|ref|cmpid)$", re.I)
 
@@ -157,7 +169,8 @@ def canonicalize_url(url: str, base: str | None = None) -> str:
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     query = sorted(
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if not _TRACKING_PARAMS.match(k)
     )
     path = parts.path or "/"
@@ -226,8 +239,12 @@ def parse_date(
             continue
         try:
             out = dt.datetime(
-                int(m.group("y")), int(m.group("m")), int(m.group("d")),
-                int(m.group("H") or 0), int(m.group("M") or 0), int(m.group("S") or 0),
+                int(m.group("y")),
+                int(m.group("m")),
+                int(m.group("d")),
+                int(m.group("H") or 0),
+                int(m.group("M") or 0),
+                int(m.group("S") or 0),
             )
         except (TypeError, ValueError):
             continue
@@ -468,9 +485,25 @@ _CUE_PREFIX_RE = re.compile(
     r"ảnh|video|nguồn|clip)\s*[:»>|-]"
 )
 LINE_FEATURES = (
-    "log_chars", "under_4_words", "under_10_words", "sentence_end", "position", "first", "last",
-    "last_3", "title_jaccard", "is_title", "pipe", "copyright", "digit_ratio", "capitalised_ratio",
-    "link_or_handle", "cue_phrase", "cue_prefix", "in_tail_run", "tail_run_share",
+    "log_chars",
+    "under_4_words",
+    "under_10_words",
+    "sentence_end",
+    "position",
+    "first",
+    "last",
+    "last_3",
+    "title_jaccard",
+    "is_title",
+    "pipe",
+    "copyright",
+    "digit_ratio",
+    "capitalised_ratio",
+    "link_or_handle",
+    "cue_phrase",
+    "cue_prefix",
+    "in_tail_run",
+    "tail_run_share",
 )
 
 
@@ -488,28 +521,32 @@ def line_features(lines: list[str], title: str | None) -> list[list[float]]:
     for i, line in enumerate(lines):
         words = _WORD_RE.findall(line)
         lower = {w.lower() for w in words}
-        jaccard = len(lower & title_words) / len(lower | title_words) if lower and title_words else 0.0
-        rows.append([
-            math.log1p(len(line)),
-            float(len(words) < 4),
-            float(len(words) < 10),
-            float(is_sentence[i]),
-            i / max(1, n - 1),
-            float(i == 0),
-            float(i == n - 1),
-            float(i >= n - 3),
-            jaccard,
-            float(jaccard > 0.8),
-            float("|" in line),
-            float("©" in line or "copyright" in line.lower()),
-            sum(ch.isdigit() for ch in line) / max(1, len(line)),
-            sum(1 for w in words if w[:1].isupper()) / max(1, len(words)),
-            float(bool(_LINK_RE.search(line))),
-            float(bool(_CUE_RE.search(line))),
-            float(bool(_CUE_PREFIX_RE.search(line.strip()))),
-            float(i >= tail),
-            (n - tail) / max(1, n),
-        ])
+        jaccard = (
+            len(lower & title_words) / len(lower | title_words) if lower and title_words else 0.0
+        )
+        rows.append(
+            [
+                math.log1p(len(line)),
+                float(len(words) < 4),
+                float(len(words) < 10),
+                float(is_sentence[i]),
+                i / max(1, n - 1),
+                float(i == 0),
+                float(i == n - 1),
+                float(i >= n - 3),
+                jaccard,
+                float(jaccard > 0.8),
+                float("|" in line),
+                float("©" in line or "copyright" in line.lower()),
+                sum(ch.isdigit() for ch in line) / max(1, len(line)),
+                sum(1 for w in words if w[:1].isupper()) / max(1, len(words)),
+                float(bool(_LINK_RE.search(line))),
+                float(bool(_CUE_RE.search(line))),
+                float(bool(_CUE_PREFIX_RE.search(line.strip()))),
+                float(i >= tail),
+                (n - tail) / max(1, n),
+            ]
+        )
     return rows
 
 
@@ -533,13 +570,27 @@ class LineFilter:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         if raw.get("features") != list(LINE_FEATURES):
             raise ValueError(f"{path}: features differ from crawler.extraction.LINE_FEATURES")
-        return cls(raw["mean"], raw["scale"], raw["coef"], float(raw["intercept"]),
-                   float(raw["threshold"]), float(raw.get("max_drop_share", 0.4)), raw.get("meta", {}))
+        return cls(
+            raw["mean"],
+            raw["scale"],
+            raw["coef"],
+            float(raw["intercept"]),
+            float(raw["threshold"]),
+            float(raw.get("max_drop_share", 0.4)),
+            raw.get("meta", {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"features": list(LINE_FEATURES), "mean": self.mean, "scale": self.scale,
-                "coef": self.coef, "intercept": self.intercept, "threshold": self.threshold,
-                "max_drop_share": self.max_drop_share, "meta": self.meta}
+        return {
+            "features": list(LINE_FEATURES),
+            "mean": self.mean,
+            "scale": self.scale,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "max_drop_share": self.max_drop_share,
+            "meta": self.meta,
+        }
 
     def probabilities(
         self, lines: list[str], title: str | None, rows: list[list[float]] | None = None
@@ -547,7 +598,8 @@ class LineFilter:
         out = []
         for row in rows if rows is not None else line_features(lines, title):
             z = self.intercept + sum(
-                c * (x - m) / s for c, x, m, s in zip(self.coef, row, self.mean, self.scale, strict=True)
+                c * (x - m) / s
+                for c, x, m, s in zip(self.coef, row, self.mean, self.scale, strict=True)
             )
             out.append(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
         return out
@@ -644,6 +696,7 @@ def extract_article(
 
     def norm(value: str | None) -> str | None:
         return normalize(value, repair=repair)
+
     site_name = meta.get("og:site_name") or (site.title if site else None)
 
     # canonical URL
@@ -652,7 +705,8 @@ def extract_article(
         *(tree.xpath("//link[translate(@rel, 'CANONICAL', 'canonical')='canonical']/@href")[:1]),
         meta.get("og:url"),
         (_ld_get(ld, "mainEntityOfPage") or {}).get("@id")
-        if isinstance(_ld_get(ld, "mainEntityOfPage"), dict) else None,
+        if isinstance(_ld_get(ld, "mainEntityOfPage"), dict)
+        else None,
         _ld_get(ld, "url") if isinstance(_ld_get(ld, "url"), str) else None,
         url,
     ):
@@ -685,14 +739,16 @@ def extract_article(
 
     # lead (sapo)
     lead = _first_text(tree, sel.lead) if sel else None
-    description = _ld_get(ld, "description") or meta.get("og:description") or meta.get(
-        "description"
+    description = (
+        _ld_get(ld, "description") or meta.get("og:description") or meta.get("description")
     )
     if not lead:
         for el in _lead_candidates(tree):
             text = _text_of(el)
-            if 40 <= len(text) <= 1200 and el.tag != "section" or (
-                el.tag == "section" and 40 <= len(text) <= 600
+            if (
+                40 <= len(text) <= 1200
+                and el.tag != "section"
+                or (el.tag == "section" and 40 <= len(text) <= 600)
             ):
                 lead = text
                 break
@@ -739,9 +795,7 @@ def extract_article(
         warnings.append("body from JSON-LD articleBody")
     text = norm(text) or ""
     if len(text) < MIN_BODY_CHARS:
-        raise ExtractionError(
-            f"no article body found on the page ({len(text)} characters of text)"
-        )
+        raise ExtractionError(f"no article body found on the page ({len(text)} characters of text)")
 
     # published / modified
     published = None
@@ -785,8 +839,9 @@ def extract_article(
             warnings.append("published date without a time of day")
     if not published:
         warnings.append("no published date found")
-    modified = parse_date(_ld_get(ld, "dateModified") or meta.get("article:modified_time"),
-                          formats, zone)
+    modified = parse_date(
+        _ld_get(ld, "dateModified") or meta.get("article:modified_time"), formats, zone
+    )
 
     # author
     author = None

@@ -27,9 +27,17 @@ def _metrics() -> SimpleNamespace | None:
         return None
     return SimpleNamespace(
         pages=Counter("ioc_crawl_pages_total", "Crawl responses received by outlet.", ["outlet"]),
-        items=Counter("ioc_crawl_items_total", "Crawled articles by outlet and outcome.", ["outlet", "outcome"]),
-        errors=Counter("ioc_crawl_errors_total", "Crawl errors by outlet and stage.", ["outlet", "stage"]),
-        scored=Counter("ioc_articles_scored_total", "Articles scored (sentiment, topic) by outlet.", ["outlet"]),
+        items=Counter(
+            "ioc_crawl_items_total",
+            "Crawled articles by outlet and outcome.",
+            ["outlet", "outcome"],
+        ),
+        errors=Counter(
+            "ioc_crawl_errors_total", "Crawl errors by outlet and stage.", ["outlet", "stage"]
+        ),
+        scored=Counter(
+            "ioc_articles_scored_total", "Articles scored (sentiment, topic) by outlet.", ["outlet"]
+        ),
     )
 
 

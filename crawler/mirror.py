@@ -47,9 +47,7 @@ def render_article(a: MirrorArticle, site_title: str = "Báo Mẫu Địa Phươ
     e = html.escape
     url = BASE + a.path
     body = "\n".join(f"<p>{e(p)}</p>" for p in a.paragraphs)
-    related = "".join(
-        f'<li><a href="{e(href)}">{e(text)}</a></li>' for href, text in a.related
-    )
+    related = "".join(f'<li><a href="{e(href)}">{e(text)}</a></li>' for href, text in a.related)
     local = a.published.strftime("%d/%m/%Y, %H:%M")
     weekday = _WEEKDAYS[a.published.weekday()]
     ld = ""
@@ -149,11 +147,14 @@ def _section_pages(section: str, articles: list[MirrorArticle], per_page: int) -
             f'<p class="description">{html.escape(a.lead[:120])}</p></div>'
             for a in chunk
         )
-        nxt = f'<a rel="next" class="next-page" href="/{section}/trang-{n + 1}.html">Trang sau</a>' \
-            if n < len(chunks) else ""
+        nxt = (
+            f'<a rel="next" class="next-page" href="/{section}/trang-{n + 1}.html">Trang sau</a>'
+            if n < len(chunks)
+            else ""
+        )
         pages[f"{section}/{name}"] = (
             f'<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>{section} - '
-            f'trang {n}</title></head><body><h1>Chuyên mục {section}</h1>{links}'
+            f"trang {n}</title></head><body><h1>Chuyên mục {section}</h1>{links}"
             f'<div class="pagination">{nxt}</div></body></html>\n'
         )
     return pages
@@ -192,20 +193,46 @@ def write_mirror(
 # Synthetic articles (throughput benchmark): our own generated sentences, no real news
 # --------------------------------------------------------------------------------------------
 
-_PLACES = ["Phủ Lý", "Duy Tiên", "Kim Bảng", "Thanh Liêm", "Bình Lục", "Lý Nhân", "Hoa Lư",
-           "Tam Điệp", "Nam Định", "Ý Yên"]
-_SUBJECTS = ["UBND xã", "Hội Nông dân xã", "Đoàn thanh niên phường", "Hợp tác xã", "Trạm y tế xã",
-             "Trường tiểu học", "Công an xã", "Ban quản lý dự án"]
-_ACTIONS = ["tổ chức ra quân nạo vét kênh mương nội đồng", "trao quà cho hộ nghèo",
-            "triển khai tiêm chủng mở rộng", "kiểm tra an toàn thực phẩm tại chợ",
-            "khánh thành nhà văn hóa thôn", "hướng dẫn bà con chuyển đổi cơ cấu cây trồng",
-            "tuyên truyền phòng chống đuối nước cho học sinh", "dọn vệ sinh môi trường"]
-_DETAILS = ["Hàng trăm người dân đã tham gia từ sáng sớm.",
-            "Kinh phí thực hiện lấy từ ngân sách địa phương và nguồn xã hội hóa.",
-            "Lãnh đạo địa phương đề nghị các thôn duy trì thường xuyên hoạt động này.",
-            "Nhiều hộ gia đình cho biết điều kiện sản xuất đã cải thiện rõ rệt.",
-            "Công việc dự kiến hoàn thành trước mùa mưa bão.",
-            "Người dân phản ánh một số tuyến đường còn xuống cấp, cần sửa chữa sớm."]
+_PLACES = [
+    "Phủ Lý",
+    "Duy Tiên",
+    "Kim Bảng",
+    "Thanh Liêm",
+    "Bình Lục",
+    "Lý Nhân",
+    "Hoa Lư",
+    "Tam Điệp",
+    "Nam Định",
+    "Ý Yên",
+]
+_SUBJECTS = [
+    "UBND xã",
+    "Hội Nông dân xã",
+    "Đoàn thanh niên phường",
+    "Hợp tác xã",
+    "Trạm y tế xã",
+    "Trường tiểu học",
+    "Công an xã",
+    "Ban quản lý dự án",
+]
+_ACTIONS = [
+    "tổ chức ra quân nạo vét kênh mương nội đồng",
+    "trao quà cho hộ nghèo",
+    "triển khai tiêm chủng mở rộng",
+    "kiểm tra an toàn thực phẩm tại chợ",
+    "khánh thành nhà văn hóa thôn",
+    "hướng dẫn bà con chuyển đổi cơ cấu cây trồng",
+    "tuyên truyền phòng chống đuối nước cho học sinh",
+    "dọn vệ sinh môi trường",
+]
+_DETAILS = [
+    "Hàng trăm người dân đã tham gia từ sáng sớm.",
+    "Kinh phí thực hiện lấy từ ngân sách địa phương và nguồn xã hội hóa.",
+    "Lãnh đạo địa phương đề nghị các thôn duy trì thường xuyên hoạt động này.",
+    "Nhiều hộ gia đình cho biết điều kiện sản xuất đã cải thiện rõ rệt.",
+    "Công việc dự kiến hoàn thành trước mùa mưa bão.",
+    "Người dân phản ánh một số tuyến đường còn xuống cấp, cần sửa chữa sớm.",
+]
 
 
 def synthetic_articles(n: int, seed: int = 7, sections: int = 5) -> list[MirrorArticle]:
@@ -219,12 +246,21 @@ def synthetic_articles(n: int, seed: int = 7, sections: int = 5) -> list[MirrorA
         subject = rng.choice(_SUBJECTS)
         action = rng.choice(_ACTIONS)
         title = f"{subject} {place} {action} (số {i})"
-        lead = f"Ngày {1 + i % 28}/8, {subject.lower()} {place} {action}, thu hút đông đảo người dân."
-        paras = [" ".join(rng.sample(_DETAILS, 3)) + f" Mã tin {i}." for _ in range(rng.randint(4, 9))]
-        out.append(MirrorArticle(
-            slug=f"tin-{i:05d}", title=title, lead=lead, paragraphs=paras,
-            author=rng.choice(["Minh Anh", "Thu Hà", "Văn Nam", "Ngọc Lan"]),
-            published=start + dt.timedelta(minutes=17 * i),
-            section=f"muc-{i % sections}",
-        ))
+        lead = (
+            f"Ngày {1 + i % 28}/8, {subject.lower()} {place} {action}, thu hút đông đảo người dân."
+        )
+        paras = [
+            " ".join(rng.sample(_DETAILS, 3)) + f" Mã tin {i}." for _ in range(rng.randint(4, 9))
+        ]
+        out.append(
+            MirrorArticle(
+                slug=f"tin-{i:05d}",
+                title=title,
+                lead=lead,
+                paragraphs=paras,
+                author=rng.choice(["Minh Anh", "Thu Hà", "Văn Nam", "Ngọc Lan"]),
+                published=start + dt.timedelta(minutes=17 * i),
+                section=f"muc-{i % sections}",
+            )
+        )
     return out

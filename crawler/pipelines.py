@@ -105,7 +105,11 @@ class _Stage:
         raise NotImplementedError
 
     def fail(
-        self, item: dict[str, Any], spider: Any, reason: str, stage: str | None = None,
+        self,
+        item: dict[str, Any],
+        spider: Any,
+        reason: str,
+        stage: str | None = None,
         **payload: Any,
     ) -> DropItem:
         """Record a dead letter for ``item`` and return the DropItem to raise."""
@@ -247,8 +251,7 @@ class DedupeStage(_Stage):
             return "exact", first, 1.0
         fingerprint = record["simhash"]
         near = sorted(
-            (hamming(fingerprint, h), url, full) for h, url, full in self.recent
-            if url != canonical
+            (hamming(fingerprint, h), url, full) for h, url, full in self.recent if url != canonical
         )
         mine = None
         for dist, url, full in near[:10]:
@@ -267,8 +270,10 @@ class DedupeStage(_Stage):
             self.by_hash.clear()
 
     def _mark(self, record: dict[str, Any], kind: str, similarity: float) -> None:
-        record.setdefault("extra", {})["duplicate"] = {"kind": kind,
-                                                      "similarity": round(similarity, 3)}
+        record.setdefault("extra", {})["duplicate"] = {
+            "kind": kind,
+            "similarity": round(similarity, 3),
+        }
         self.crawler.stats.inc_value(f"ioc/duplicates/{kind}")
 
     def process_item(self, record: dict[str, Any], spider: Any):
@@ -288,9 +293,13 @@ class DedupeStage(_Stage):
             t0 = time.perf_counter()
             try:
                 return store.find_duplicate(
-                    record["canonical_url"], record["content_hash"], record["simhash"],
-                    full_text=self._full(record), threshold=self.threshold,
-                    max_distance=self.max_distance, fetched_before=self.crawl_start,
+                    record["canonical_url"],
+                    record["content_hash"],
+                    record["simhash"],
+                    full_text=self._full(record),
+                    threshold=self.threshold,
+                    max_distance=self.max_distance,
+                    fetched_before=self.crawl_start,
                 )
             except Exception as exc:  # noqa: BLE001 - classified on the reactor thread
                 return exc
@@ -393,8 +402,11 @@ class ScoreStage(_Stage):
             reactor.addSystemEventTrigger("before", "shutdown", self._pool.stop)
         queries = [
             {
-                "id": r["canonical_url"], "title": r.get("title"), "lead": r.get("lead"),
-                "text": r.get("text"), "published": r.get("published"),
+                "id": r["canonical_url"],
+                "title": r.get("title"),
+                "lead": r.get("lead"),
+                "text": r.get("text"),
+                "published": r.get("published"),
             }
             for r, _, _ in batch
         ]
@@ -436,8 +448,9 @@ class ScoreStage(_Stage):
         if scored.get("error"):
             self.fail(record, spider, f"scorer refused the record: {scored['error']}")
         if scored.get("not_scored") or scored.get("error"):
-            record.setdefault("extra", {})["not_scored"] = scored.get("not_scored") or scored[
-                "error"]
+            record.setdefault("extra", {})["not_scored"] = (
+                scored.get("not_scored") or scored["error"]
+            )
             self.crawler.stats.inc_value("ioc/not_scored")
             return record
         record["sentiment"] = scored.get("sentiment")
@@ -489,7 +502,8 @@ class StoreStage(_Stage):
             if left:
                 log.warning(
                     "%d items wait in %s for the database; the next run writes them",
-                    left, self.spool.path,
+                    left,
+                    self.spool.path,
                 )
                 self.crawler.stats.set_value("ioc/spooled_left", left)
 
@@ -553,8 +567,11 @@ class StoreStage(_Stage):
         except Exception as exc:  # noqa: BLE001 - classified below
             if is_outage(exc) and self.spool is not None:
                 if not self.outage:
-                    log.error("database unavailable, spooling items to %s: %s",
-                              self.spool.path, str(exc).splitlines()[0])
+                    log.error(
+                        "database unavailable, spooling items to %s: %s",
+                        self.spool.path,
+                        str(exc).splitlines()[0],
+                    )
                 self.outage = True
                 self._next_retry = time.monotonic() + self.retry_every
                 self.spool.append("article", payload)

@@ -73,13 +73,44 @@ MAX_EXTRA_BYTES = 16_384
 #: field of a post -> names used by export tools (first present wins; compared lower-case,
 #: with spaces and hyphens read as underscores)
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "text": ("text", "message", "content", "body", "full_text", "post_text", "post_message",
-             "comment", "comment_text", "caption", "snippet"),
+    "text": (
+        "text",
+        "message",
+        "content",
+        "body",
+        "full_text",
+        "post_text",
+        "post_message",
+        "comment",
+        "comment_text",
+        "caption",
+        "snippet",
+    ),
     "url": ("url", "link", "permalink", "permalink_url", "post_url", "post_link", "href"),
-    "author": ("author", "user", "username", "user_name", "author_name", "screen_name",
-               "from_name", "from", "account", "owner"),
-    "published": ("published", "published_at", "created_time", "created_at", "date",
-                  "timestamp", "time", "datetime", "post_date", "pub_date"),
+    "author": (
+        "author",
+        "user",
+        "username",
+        "user_name",
+        "author_name",
+        "screen_name",
+        "from_name",
+        "from",
+        "account",
+        "owner",
+    ),
+    "published": (
+        "published",
+        "published_at",
+        "created_time",
+        "created_at",
+        "date",
+        "timestamp",
+        "time",
+        "datetime",
+        "post_date",
+        "pub_date",
+    ),
     "source": ("source", "platform", "network", "site", "channel", "source_name"),
     "external_id": ("id", "post_id", "message_id", "comment_id", "status_id"),
 }
@@ -94,8 +125,12 @@ _HTML_ENTITY_RE = re.compile(r"&(#\d{2,7}|#x[0-9a-fA-F]{2,6}|[a-zA-Z]{2,8});")
 _EPOCH_RE = re.compile(r"^\d{9,13}(\.\d+)?$")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S.%f", "%b %d, %Y %I:%M %p", "%b %d, %Y %H:%M", "%d %b %Y %H:%M",
-    "%B %d, %Y at %I:%M %p", "%a %b %d %H:%M:%S %z %Y",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%b %d, %Y %I:%M %p",
+    "%b %d, %Y %H:%M",
+    "%d %b %Y %H:%M",
+    "%B %d, %Y at %I:%M %p",
+    "%a %b %d %H:%M:%S %z %Y",
 )
 
 
@@ -167,9 +202,16 @@ class ImportReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "records": self.records, "stored": self.stored, "new": self.new,
-            "updated": self.updated, "duplicates": self.duplicates, "failed": self.failed,
-            "scored": self.scored, "not_scored": self.not_scored, "placed": self.placed,
+            "file": self.file,
+            "records": self.records,
+            "stored": self.stored,
+            "new": self.new,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "failed": self.failed,
+            "scored": self.scored,
+            "not_scored": self.not_scored,
+            "placed": self.placed,
             "model_version": self.model_version,
         }
 
@@ -209,9 +251,7 @@ def detect_format(path: Path, head: bytes) -> str:
     first_line = stripped.split(b"\n", 1)[0]
     if any(d in first_line for d in (b",", b";", b"\t")):
         return "csv"
-    raise PostFileError(
-        f"cannot tell the format of {path}: give --format jsonl or --format csv."
-    )
+    raise PostFileError(f"cannot tell the format of {path}: give --format jsonl or --format csv.")
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -491,15 +531,21 @@ def _score(scorer: Any, records: list[PostRecord]) -> list[dict[str, Any]]:
     """The scorer's output for each record, as genre 'post' (the parameter when the scorer
     has one, and a ``genre`` field on each record either way)."""
     inputs = [
-        {"id": i, "text": r.text, "genre": "post",
-         "published": r.published.isoformat() if r.published else None}
+        {
+            "id": i,
+            "text": r.text,
+            "genre": "post",
+            "published": r.published.isoformat() if r.published else None,
+        }
         for i, r in enumerate(records)
     ]
     try:
         takes_genre = "genre" in inspect.signature(scorer.score_records).parameters
     except (TypeError, ValueError):
         takes_genre = False
-    out = scorer.score_records(inputs, genre="post") if takes_genre else scorer.score_records(inputs)
+    out = (
+        scorer.score_records(inputs, genre="post") if takes_genre else scorer.score_records(inputs)
+    )
     if len(out) != len(records):
         raise RuntimeError(f"the scorer returned {len(out)} results for {len(records)} posts")
     return out
@@ -531,9 +577,13 @@ class _Writer:
         if key not in self._units:
             wants_current = (valid or "new") != "old"
             self._units[key] = self.conn.execute(
-                select(AdminUnit.id).where(AdminUnit.code == str(code)).order_by(
-                    (AdminUnit.valid_to.is_(None) == wants_current).desc(), AdminUnit.valid_from.desc()
-                ).limit(1)
+                select(AdminUnit.id)
+                .where(AdminUnit.code == str(code))
+                .order_by(
+                    (AdminUnit.valid_to.is_(None) == wants_current).desc(),
+                    AdminUnit.valid_from.desc(),
+                )
+                .limit(1)
             ).scalar()
         return self._units[key]
 
@@ -548,19 +598,32 @@ class _Writer:
             own_id = select(same.c.id).where(same.c.post_key == key).scalar_subquery()
             duplicate_of = (
                 select(other.c.id)
-                .where(other.c.content_hash == digest, other.c.post_key != key,
-                       other.c.id < func.coalesce(own_id, 9223372036854775807))
-                .order_by(other.c.id).limit(1).scalar_subquery()
+                .where(
+                    other.c.content_hash == digest,
+                    other.c.post_key != key,
+                    other.c.id < func.coalesce(own_id, 9223372036854775807),
+                )
+                .order_by(other.c.id)
+                .limit(1)
+                .scalar_subquery()
             )
         extra = dict(rec.extra)
         if result.get("not_scored") or result.get("error"):
             extra["not_scored"] = str(result.get("not_scored") or result.get("error"))
         extra["import"] = {"file": self.import_file, "where": rec.where}
         values = {
-            "post_key": key, "source": rec.source, "external_id": rec.external_id,
-            "url": rec.url, "canonical_url": rec.canonical_url, "author": rec.author,
-            "published_at": rec.published, "text": rec.text, "language": rec.language,
-            "content_hash": digest, "duplicate_of": duplicate_of, "extra": extra,
+            "post_key": key,
+            "source": rec.source,
+            "external_id": rec.external_id,
+            "url": rec.url,
+            "canonical_url": rec.canonical_url,
+            "author": rec.author,
+            "published_at": rec.published,
+            "text": rec.text,
+            "language": rec.language,
+            "content_hash": digest,
+            "duplicate_of": duplicate_of,
+            "extra": extra,
         }
         stmt = pg_insert(Post).values(**values)
         update = {k: stmt.excluded[k] for k in values if k not in ("post_key", "duplicate_of")}
@@ -583,13 +646,25 @@ class _Writer:
                 probabilities=sentiment.get("scores") or {},
                 confidence=float(confidence) if isinstance(confidence, int | float) else None,
                 topic=topic.get("label") if isinstance(topic, dict) else topic,
-                topic_scores=topic.get("scores") if isinstance(topic, dict) else result.get("topic_scores"),
+                topic_scores=topic.get("scores")
+                if isinstance(topic, dict)
+                else result.get("topic_scores"),
                 reasons=sentiment.get("reasons") or result.get("reasons") or [],
             )
             score = score.on_conflict_do_update(
                 constraint="uq_post_scores_post_model",
-                set_={c: score.excluded[c] for c in ("genre", "label", "probabilities", "confidence",
-                                                      "topic", "topic_scores", "reasons")}
+                set_={
+                    c: score.excluded[c]
+                    for c in (
+                        "genre",
+                        "label",
+                        "probabilities",
+                        "confidence",
+                        "topic",
+                        "topic_scores",
+                        "reasons",
+                    )
+                }
                 | {"scored_at": func.now()},
             )
             self.conn.execute(score)
@@ -607,8 +682,12 @@ class _Writer:
                 unit_id = self._unit_id(place["code"], place.get("valid"))
                 if unit_id is None or unit_id in rows:
                     continue
-                rows[unit_id] = {"post_id": post_id, "admin_unit_id": unit_id,
-                                 "mention": place.get("mention"), "confidence": place.get("confidence")}
+                rows[unit_id] = {
+                    "post_id": post_id,
+                    "admin_unit_id": unit_id,
+                    "mention": place.get("mention"),
+                    "confidence": place.get("confidence"),
+                }
             if rows:
                 self.conn.execute(pg_insert(PostPlace).values(list(rows.values())))
                 self.report.placed += 1
@@ -726,13 +805,22 @@ def demo_stage(ctx: Any) -> None:
         from nlp.cli import resolve_model_path
         from nlp.scoring import load_scorer
 
-        scorer = load_scorer(resolve_model_path(None, settings), settings.gazetteer_path, use_ner=False)
+        scorer = load_scorer(
+            resolve_model_path(None, settings), settings.gazetteer_path, use_ner=False
+        )
     except Exception as exc:  # noqa: BLE001 - no model: the posts are stored unscored, said so
         ctx.echo(f"  scoring skipped: {exc}")
         finder = PlaceFinder(load_gazetteer(settings.gazetteer_path), use_ner=False)
     folder = Path(ctx.data_dir) / "posts"
     for path in sorted(folder.glob("sample_posts.*")):
-        report = import_posts(ctx.engine, path, scorer=scorer, place_finder=finder,
-                              on_error=lambda where, reason, p=path: ctx.echo(f"  {p.name}:{where}: {reason}"))
-        ctx.echo(f"  {path.name}: {report.stored} posts stored ({report.new} new), "
-                 f"{report.scored} scored, {report.placed} placed")
+        report = import_posts(
+            ctx.engine,
+            path,
+            scorer=scorer,
+            place_finder=finder,
+            on_error=lambda where, reason, p=path: ctx.echo(f"  {p.name}:{where}: {reason}"),
+        )
+        ctx.echo(
+            f"  {path.name}: {report.stored} posts stored ({report.new} new), "
+            f"{report.scored} scored, {report.placed} placed"
+        )

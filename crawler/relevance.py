@@ -46,9 +46,7 @@ def load_keyword_rules(path: str | Path | None) -> KeywordRules:
         raise CrawlerError(f"Cannot read keyword rules {path}: {exc}.") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise CrawlerError(
-            f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}."
-        ) from exc
+        raise CrawlerError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}.") from exc
 
 
 def _term_pattern(terms: list[str]) -> re.Pattern[str] | None:
@@ -70,17 +68,24 @@ class RelevanceFilter:
         self._exclude = _term_pattern(self.rules.exclude)
 
     @classmethod
-    def from_paths(cls, gazetteer: str | Path, keywords: str | Path | None = None) -> RelevanceFilter:
-        return cls(PlaceFinder(load_gazetteer(Path(gazetteer)), use_ner=False),
-                   load_keyword_rules(keywords))
+    def from_paths(
+        cls, gazetteer: str | Path, keywords: str | Path | None = None
+    ) -> RelevanceFilter:
+        return cls(
+            PlaceFinder(load_gazetteer(Path(gazetteer)), use_ner=False),
+            load_keyword_rules(keywords),
+        )
 
-    def assess(self, text: str, published: str | None = None) -> tuple[bool, list[str], list[dict[str, Any]]]:
+    def assess(
+        self, text: str, published: str | None = None
+    ) -> tuple[bool, list[str], list[dict[str, Any]]]:
         """(relevant, matched terms, places)."""
         folded = strip_diacritics(text).lower()
         if self._exclude and self._exclude.search(folded):
             return False, [], []
         places = [
-            p for p in self.finder.find(text, published)
+            p
+            for p in self.finder.find(text, published)
             if (p.get("confidence") or 0) >= self.rules.min_place_confidence
         ]
         terms = [p["mention"] for p in places]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class QuietLogFormatter:
     """Scrapy's log formatter without item bodies in 'Dropped'/'Scraped' lines."""
 
@@ -171,8 +172,14 @@ def run_crawl(
     from crawler.store import ArticleStore
 
     scrapy_conf = scrapy_settings(
-        settings, state_dir, sites, job=job, since=since, distributed=distributed,
-        redis_keys=redis_keys, log_level=log_level,
+        settings,
+        state_dir,
+        sites,
+        job=job,
+        since=since,
+        distributed=distributed,
+        redis_keys=redis_keys,
+        log_level=log_level,
     )
     scrapy_conf.update(extra_settings or {})
     process = CrawlerProcess(scrapy_conf, install_root_handler=True)
@@ -218,9 +225,16 @@ def main(argv: list[str] | None = None) -> None:
 
         engine = make_engine(conf["database_url"], connect_args={"connect_timeout": 3})
     since = dt.datetime.fromisoformat(conf["since"]) if conf.get("since") else None
-    stats = run_crawl(sites, settings, Path(conf["state_dir"]), engine=engine, since=since,
-                      job=conf.get("job", "default"), extra_settings=conf.get("scrapy"),
-                      log_level=conf.get("log_level", "WARNING"))
+    stats = run_crawl(
+        sites,
+        settings,
+        Path(conf["state_dir"]),
+        engine=engine,
+        since=since,
+        job=conf.get("job", "default"),
+        extra_settings=conf.get("scrapy"),
+        log_level=conf.get("log_level", "WARNING"),
+    )
     if conf.get("stats_out"):
         out = {k: v for k, v in stats.items() if isinstance(v, int | float | str)}
         Path(conf["stats_out"]).write_text(json.dumps(out, default=str), encoding="utf-8")

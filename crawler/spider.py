@@ -83,15 +83,31 @@ class NewsSpider(scrapy.Spider):
         again = not self.distributed
         for site in self.sites:
             for url in site.feeds:
-                yield Request(url, callback=self.parse_feed, errback=self.on_error,
-                              dont_filter=again, meta={"site": site.name, "feed": True},
-                              priority=10)
+                yield Request(
+                    url,
+                    callback=self.parse_feed,
+                    errback=self.on_error,
+                    dont_filter=again,
+                    meta={"site": site.name, "feed": True},
+                    priority=10,
+                )
             for url in site.sitemaps:
-                yield Request(url, callback=self.parse_sitemap, errback=self.on_error,
-                              dont_filter=again, meta={"site": site.name}, priority=5)
+                yield Request(
+                    url,
+                    callback=self.parse_sitemap,
+                    errback=self.on_error,
+                    dont_filter=again,
+                    meta={"site": site.name},
+                    priority=5,
+                )
             for url in site.start_urls:
-                yield Request(url, callback=self.parse_section, errback=self.on_error,
-                              dont_filter=again, meta={"site": site.name, "page_no": 1})
+                yield Request(
+                    url,
+                    callback=self.parse_section,
+                    errback=self.on_error,
+                    dont_filter=again,
+                    meta={"site": site.name, "page_no": 1},
+                )
 
     # -- helpers ------------------------------------------------------------------------------
     def _site(self, response_or_request: Any) -> Site:
@@ -148,8 +164,8 @@ class NewsSpider(scrapy.Spider):
                 if ctag == "link":
                     link = (child.get("href") if child.get("href") else child.text) or link
                 elif ctag in ("pubdate", "published", "updated", "date") and child.text:
-                    date = date or parse_date(child.text.strip(), tz=site.zone) or _rfc822(
-                        child.text
+                    date = (
+                        date or parse_date(child.text.strip(), tz=site.zone) or _rfc822(child.text)
                     )
                 elif ctag == "guid" and not link and (child.text or "").startswith("http"):
                     link = child.text
@@ -193,8 +209,12 @@ class NewsSpider(scrapy.Spider):
             if kind == "sitemapindex":
                 if self.since and date and date < self.since:
                     continue
-                yield Request(loc, callback=self.parse_sitemap, errback=self.on_error,
-                              meta={"site": site.name})
+                yield Request(
+                    loc,
+                    callback=self.parse_sitemap,
+                    errback=self.on_error,
+                    meta={"site": site.name},
+                )
             elif site.is_article_url(loc):
                 request = self._article_request(loc, site, date)
                 if request is not None:
@@ -221,22 +241,27 @@ class NewsSpider(scrapy.Spider):
                 request = self._article_request(url, site)
                 if request is not None:
                     yield request
-        next_pages = response.css(
-            'a[rel~="next"]::attr(href), link[rel~="next"]::attr(href)'
-        ).getall() + next_pages
+        next_pages = (
+            response.css('a[rel~="next"]::attr(href), link[rel~="next"]::attr(href)').getall()
+            + next_pages
+        )
         if page_no < self.max_pages_per_section:
             for href in dict.fromkeys(next_pages):
-                yield Request(urljoin(response.url, href), callback=self.parse_section,
-                              errback=self.on_error,
-                              meta={"site": site.name, "page_no": page_no + 1})
+                yield Request(
+                    urljoin(response.url, href),
+                    callback=self.parse_section,
+                    errback=self.on_error,
+                    meta={"site": site.name, "page_no": page_no + 1},
+                )
 
     # -- articles -----------------------------------------------------------------------------
     def parse_article(self, response: Response):
         site = self._site(response)
         ctype = response.headers.get(b"Content-Type", b"text/html").lower()
         if not any(t in ctype for t in _HTML_TYPES):
-            yield self._failure(response.url, site.name, "fetch",
-                                f"not an HTML page ({ctype.decode('latin-1')})")
+            yield self._failure(
+                response.url, site.name, "fetch", f"not an HTML page ({ctype.decode('latin-1')})"
+            )
             return
         encoding = None
         m = re.search(rb"charset=([\w.:-]+)", ctype)
@@ -274,16 +299,23 @@ def _xml_root(body: bytes):
 
     if not body.strip():
         raise ValueError("empty document")
-    parser = lxml.etree.XMLParser(recover=False, resolve_entities=False, no_network=True,
-                                  huge_tree=False)
+    parser = lxml.etree.XMLParser(
+        recover=False, resolve_entities=False, no_network=True, huge_tree=False
+    )
     try:
         return lxml.etree.fromstring(body.strip(), parser=parser)
     except lxml.etree.XMLSyntaxError as exc:
         # feeds with a stray character: try a recovering parse before giving up
         parser = lxml.etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
         root = lxml.etree.fromstring(body.strip(), parser=parser)
-        if root is None or _local(root.tag) not in ("rss", "feed", "rdf", "urlset",
-                                                      "sitemapindex", "channel"):
+        if root is None or _local(root.tag) not in (
+            "rss",
+            "feed",
+            "rdf",
+            "urlset",
+            "sitemapindex",
+            "channel",
+        ):
             raise ValueError(str(exc).splitlines()[0]) from exc
         return root
 

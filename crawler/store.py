@@ -260,7 +260,9 @@ class ArticleStore:
                 config=json.loads(site.model_dump_json()),
             )
         stmt = pg_insert(NewsSource).values(**values)
-        update = {k: stmt.excluded[k] for k in values if k != "name"} or {"name": stmt.excluded.name}
+        update = {k: stmt.excluded[k] for k in values if k != "name"} or {
+            "name": stmt.excluded.name
+        }
         stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=update).returning(
             NewsSource.id
         )
@@ -308,13 +310,16 @@ class ArticleStore:
         params: dict[str, Any] = {}
         if fetched_before is not None:
             window = " AND fetched_at < :before AND fetched_at > :after"
-            params = {"before": fetched_before,
-                      "after": fetched_before - dt.timedelta(days=window_days)}
+            params = {
+                "before": fetched_before,
+                "after": fetched_before - dt.timedelta(days=window_days),
+            }
         with self.read() as conn:
             row = conn.execute(
                 text(
                     "SELECT id FROM articles WHERE content_hash = :hash AND canonical_url <> :c"
-                    + window + " ORDER BY id LIMIT 1"
+                    + window
+                    + " ORDER BY id LIMIT 1"
                 ),
                 {"hash": digest, "c": canonical_url, **params},
             ).first()
@@ -329,8 +334,13 @@ class ArticleStore:
                     " WHERE simhash IS NOT NULL AND canonical_url <> :c" + window + ") AS near"
                     " JOIN articles USING (id) WHERE dist <= :d ORDER BY dist, id LIMIT :k"
                 ),
-                {"c": canonical_url, "h": fingerprint, "d": max_distance, "k": max_candidates,
-                 **params},
+                {
+                    "c": canonical_url,
+                    "h": fingerprint,
+                    "d": max_distance,
+                    "k": max_candidates,
+                    **params,
+                },
             ).all()
         if not rows:
             return None
@@ -397,9 +407,7 @@ class ArticleStore:
                     waiting_for = record["duplicate_of_url"]
             stmt = pg_insert(Article).values(**values)
             update = {k: stmt.excluded[k] for k in values if k not in ("canonical_url",)}
-            update["duplicate_of"] = func.coalesce(
-                Article.duplicate_of, stmt.excluded.duplicate_of
-            )
+            update["duplicate_of"] = func.coalesce(Article.duplicate_of, stmt.excluded.duplicate_of)
             update["fetched_at"] = func.now()
             stmt = stmt.on_conflict_do_update(index_elements=["canonical_url"], set_=update)
             stmt = stmt.returning(Article.id)

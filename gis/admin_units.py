@@ -38,11 +38,25 @@ VALID_FROM_FIELDS = ("valid_from", "hieu_luc_tu")
 VALID_TO_FIELDS = ("valid_to", "valid_until", "hieu_luc_den")
 
 UNIT_TYPE_PREFIXES = (
-    "Thành phố", "Thị trấn", "Thị xã", "Đặc khu", "Phường", "Huyện", "Quận", "Tỉnh", "Xã",
+    "Thành phố",
+    "Thị trấn",
+    "Thị xã",
+    "Đặc khu",
+    "Phường",
+    "Huyện",
+    "Quận",
+    "Tỉnh",
+    "Xã",
 )
 TYPE_LEVEL = {
-    "Tỉnh": "province", "Huyện": "district", "Quận": "district", "Thị xã": "district",
-    "Xã": "commune", "Phường": "commune", "Thị trấn": "commune", "Đặc khu": "commune",
+    "Tỉnh": "province",
+    "Huyện": "district",
+    "Quận": "district",
+    "Thị xã": "district",
+    "Xã": "commune",
+    "Phường": "commune",
+    "Thị trấn": "commune",
+    "Đặc khu": "commune",
 }
 CODE_LENGTH_LEVEL = {2: "province", 3: "district", 5: "commune"}
 
@@ -54,7 +68,7 @@ def split_unit_type(full_name: str) -> tuple[str | None, str]:
     full_name = unicodedata.normalize("NFC", full_name.strip())
     for prefix in UNIT_TYPE_PREFIXES:
         if full_name.startswith(prefix + " "):
-            return prefix, full_name[len(prefix) + 1:].strip()
+            return prefix, full_name[len(prefix) + 1 :].strip()
     return None, full_name
 
 
@@ -73,15 +87,21 @@ class ImportReport:
     source_crs_object: object = field(default=None, repr=False)
 
     def summary(self) -> str:
-        parts = [f"{self.features} units from {self.path} ({self.source_crs})",
-                 f"{self.inserted} new, {self.updated} updated"]
+        parts = [
+            f"{self.features} units from {self.path} ({self.source_crs})",
+            f"{self.inserted} new, {self.updated} updated",
+        ]
         if self.repaired:
-            parts.append(f"{len(self.repaired)} geometries repaired: {', '.join(self.repaired[:10])}"
-                         + (" ..." if len(self.repaired) > 10 else ""))
+            parts.append(
+                f"{len(self.repaired)} geometries repaired: {', '.join(self.repaired[:10])}"
+                + (" ..." if len(self.repaired) > 10 else "")
+            )
         if self.placement_forced:
-            parts.append(f"{len(self.placement_forced)} units out of place imported because of "
-                         f"--force: {', '.join(self.placement_forced[:5])}"
-                         + (" ..." if len(self.placement_forced) > 5 else ""))
+            parts.append(
+                f"{len(self.placement_forced)} units out of place imported because of "
+                f"--force: {', '.join(self.placement_forced[:5])}"
+                + (" ..." if len(self.placement_forced) > 5 else "")
+            )
         return "; ".join(parts)
 
 
@@ -151,7 +171,9 @@ def read_admin_units(
     names = _pick(fields, NAME_FIELDS)
     full_names = _pick(fields, FULL_NAME_FIELDS)
     if names is None and full_names is None:
-        raise InputFileError(f"{path}: no unit name field (looked for {', '.join(NAME_FIELDS + FULL_NAME_FIELDS)}).")
+        raise InputFileError(
+            f"{path}: no unit name field (looked for {', '.join(NAME_FIELDS + FULL_NAME_FIELDS)})."
+        )
     types = _pick(fields, TYPE_FIELDS)
     parents = _pick(fields, PARENT_FIELDS)
     provinces = _pick(fields, PROVINCE_FIELDS)
@@ -173,8 +195,15 @@ def read_admin_units(
     src_points = shapely.centroid(geoms)
     geoms = transform_geometries(geoms, src_crs, 4326)
     bounds = shapely.total_bounds(geoms[~shapely.is_missing(geoms)]) if len(geoms) else None
-    if bounds is None or not np.all(np.isfinite(bounds)) or not (
-        -180 <= bounds[0] <= 180 and -180 <= bounds[2] <= 180 and -90 <= bounds[1] <= 90 and -90 <= bounds[3] <= 90
+    if (
+        bounds is None
+        or not np.all(np.isfinite(bounds))
+        or not (
+            -180 <= bounds[0] <= 180
+            and -180 <= bounds[2] <= 180
+            and -90 <= bounds[1] <= 90
+            and -90 <= bounds[3] <= 90
+        )
     ):
         raise CRSError(
             f"{path}: coordinates do not fit {src_crs.name} (they fall outside the Earth once "
@@ -197,7 +226,9 @@ def read_admin_units(
         if name and not unit_type:
             unit_type, name = split_unit_type(name)
             unit_type = unit_type or None
-        unit_level = _level_for(code, unit_type, level or (_as_str(levels[i]) if levels is not None else None))
+        unit_level = _level_for(
+            code, unit_type, level or (_as_str(levels[i]) if levels is not None else None)
+        )
         if unit_level not in ("country", "province", "district", "commune"):
             raise InputFileError(f"{path}: feature {code} has unknown level '{unit_level}'.")
         if geom is None:
@@ -227,10 +258,14 @@ def read_admin_units(
                 "name": name,
                 "name_ascii": strip_diacritics(name),
                 "parent_code": parent if parent != code else None,
-                "province_code": _as_str(provinces[i]) if provinces is not None else (code if unit_level == "province" else None),
+                "province_code": _as_str(provinces[i])
+                if provinces is not None
+                else (code if unit_level == "province" else None),
                 "valid_from": start or valid_from or UNKNOWN_START,
                 "valid_to": end or valid_to,
-                "source": (_as_str(sources[i]) if sources is not None else None) or source or path.name,
+                "source": (_as_str(sources[i]) if sources is not None else None)
+                or source
+                or path.name,
                 "area_km2": round(area_km2, 3),
                 "wkb": shapely.to_wkb(geom, hex=True),
                 "src_x": float(shapely.get_x(src_points[i])),
@@ -304,14 +339,25 @@ _PLACEMENT_SQL = text(
 
 
 def _placement(conn, rows: list[dict], idx: list[int], lon, lat, file_codes: list[str]):
-    return {int(r.i): (r.moved_m, r.outside_parent_m) for r in conn.execute(_PLACEMENT_SQL, {
-        "i": idx, "code": [rows[i]["code"] for i in idx],
-        "parent": [rows[i]["parent_code"] for i in idx],
-        "lon": [float(v) for v in lon], "lat": [float(v) for v in lat], "file_codes": file_codes})}
+    return {
+        int(r.i): (r.moved_m, r.outside_parent_m)
+        for r in conn.execute(
+            _PLACEMENT_SQL,
+            {
+                "i": idx,
+                "code": [rows[i]["code"] for i in idx],
+                "parent": [rows[i]["parent_code"] for i in idx],
+                "lon": [float(v) for v in lon],
+                "lat": [float(v) for v in lat],
+                "file_codes": file_codes,
+            },
+        )
+    }
 
 
-def check_unit_placement(conn, rows: list[dict], report: ImportReport, path: Path,
-                         force: bool = False) -> None:
+def check_unit_placement(
+    conn, rows: list[dict], report: ImportReport, path: Path, force: bool = False
+) -> None:
     """Refuse units a wrong declared CRS has moved: units already stored that would move all
     alike (median over :data:`DISPLACEMENT_TOLERANCE_M`), or units outside their parent unit
     (stored, not in this file) by more than :data:`PARENT_TOLERANCE_M`. The error names the CRS
@@ -321,13 +367,15 @@ def check_unit_placement(conn, rows: list[dict], report: ImportReport, path: Pat
         return
     idx = list(range(len(rows)))
     pts = shapely.centroid(shapely.from_wkb(np.array([r["wkb"] for r in rows], dtype=object)))
-    inner = shapely.point_on_surface(shapely.from_wkb(np.array([r["wkb"] for r in rows],
-                                                               dtype=object)))
+    inner = shapely.point_on_surface(
+        shapely.from_wkb(np.array([r["wkb"] for r in rows], dtype=object))
+    )
     file_codes = sorted({r["code"] for r in rows})
     found = _placement(conn, rows, idx, shapely.get_x(pts), shapely.get_y(pts), file_codes)
     moved = np.array([m for m, _ in found.values() if m is not None], dtype=float)
-    inner_found = _placement(conn, rows, idx, shapely.get_x(inner), shapely.get_y(inner),
-                             file_codes)
+    inner_found = _placement(
+        conn, rows, idx, shapely.get_x(inner), shapely.get_y(inner), file_codes
+    )
     outside = [i for i, (_, o) in inner_found.items() if o is not None and o > PARENT_TOLERANCE_M]
     displaced = len(moved) > 0 and float(np.median(moved)) > DISPLACEMENT_TOLERANCE_M
     if not displaced and not outside:
@@ -337,19 +385,26 @@ def check_unit_placement(conn, rows: list[dict], report: ImportReport, path: Pat
         return
     declared = report.source_crs or "the declared CRS"
     if displaced:
-        msg = (f"{path}: the {len(moved)} units already stored would move by "
-               f"{float(np.median(moved)):,.0f} m (median) once read as {declared}")
+        msg = (
+            f"{path}: the {len(moved)} units already stored would move by "
+            f"{float(np.median(moved)):,.0f} m (median) once read as {declared}"
+        )
     else:
         worst = max(outside, key=lambda i: inner_found[i][1])
-        msg = (f"{path}: {len(outside)} units lie outside their parent unit by more than "
-               f"{PARENT_TOLERANCE_M:.0f} m once read as {declared} (e.g. {rows[worst]['code']}: "
-               f"{inner_found[worst][1]:,.0f} m outside {rows[worst]['parent_code']})")
+        msg = (
+            f"{path}: {len(outside)} units lie outside their parent unit by more than "
+            f"{PARENT_TOLERANCE_M:.0f} m once read as {declared} (e.g. {rows[worst]['code']}: "
+            f"{inner_found[worst][1]:,.0f} m outside {rows[worst]['parent_code']})"
+        )
     src_pts = np.array([shapely.Point(r["src_x"], r["src_y"]) for r in rows], dtype=object)
 
     def fit(xy: np.ndarray) -> float:
         res = _placement(conn, rows, idx, xy[:, 0], xy[:, 1], file_codes)
-        ok = [(m is None or m <= DISPLACEMENT_TOLERANCE_M * 4)
-              and (o is None or o <= PARENT_TOLERANCE_M) for m, o in res.values()]
+        ok = [
+            (m is None or m <= DISPLACEMENT_TOLERANCE_M * 4)
+            and (o is None or o <= PARENT_TOLERANCE_M)
+            for m, o in res.values()
+        ]
         return float(np.mean(ok)) if ok else 0.0
 
     best = likely_crs(src_pts, report.source_crs_object, 4326, fit)
@@ -358,8 +413,9 @@ def check_unit_placement(conn, rows: list[dict], report: ImportReport, path: Pat
     raise CRSError(msg + ", or --force to import them as they are. Nothing was imported.")
 
 
-def import_admin_units(engine: Engine, path: Path, *, force: bool = False,
-                       **options) -> ImportReport:
+def import_admin_units(
+    engine: Engine, path: Path, *, force: bool = False, **options
+) -> ImportReport:
     """Import a boundary file in one transaction (all or nothing). See ``read_admin_units``.
 
     Units a wrong CRS has moved (:func:`check_unit_placement`) fail the import unless ``force``.
@@ -377,12 +433,21 @@ def _crosswalk_rows(new_communes_csv: Path) -> list[dict]:
         for record in csv.DictReader(f):
             for member in filter(None, (record.get("old_members") or "").split("|")):
                 old_code, _name, relation = member.split(":")
-                rows.append({"old_code": old_code, "new_code": record["new_code"],
-                             "relation": relation, "effective": REFORM_2025, "note": None})
+                rows.append(
+                    {
+                        "old_code": old_code,
+                        "new_code": record["new_code"],
+                        "relation": relation,
+                        "effective": REFORM_2025,
+                        "note": None,
+                    }
+                )
     return rows
 
 
-def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: bool = True) -> list[ImportReport]:
+def load_reference_units(
+    engine: Engine, admin_dir: Path, *, include_polygons: bool = True
+) -> list[ImportReport]:
     """Load the shipped units of a province before and after the 2025 reform (one transaction).
 
     ``admin_dir`` holds the files described in data/README.md: ``*_province_pre2025.geojson``,
@@ -415,7 +480,11 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
 
     polygon_rows = [row for _, rows in batches for row in rows]
     polygon_keys = {(r["code"], r["valid_from"]) for r in polygon_rows}
-    province_codes = {r["province_code"] for r in polygon_rows if r["valid_from"] == REFORM_2025 and r["province_code"]}
+    province_codes = {
+        r["province_code"]
+        for r in polygon_rows
+        if r["valid_from"] == REFORM_2025 and r["province_code"]
+    }
     province_code = sorted(province_codes)[0] if province_codes else None
 
     # names-only units: former communes, and the new province's other communes
@@ -426,39 +495,75 @@ def load_reference_units(engine: Engine, admin_dir: Path, *, include_polygons: b
         with open(old_csv, encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 merged_early = not rec["status"].startswith("in force")
-                name_rows.append({
-                    "code": rec["old_code"], "level": "commune", "unit_type": rec["old_type"],
-                    "name": rec["old_name"], "name_ascii": rec["old_name_ascii"],
-                    "parent_code": rec["old_district_code"], "province_code": None,
-                    "valid_from": pre_start,
-                    "valid_to": dt.date(2025, 2, 28) if merged_early else pre_end,
-                    "source": f"{old_csv.name} ({rec['status']})", "area_km2": None, "wkb": None,
-                })
+                name_rows.append(
+                    {
+                        "code": rec["old_code"],
+                        "level": "commune",
+                        "unit_type": rec["old_type"],
+                        "name": rec["old_name"],
+                        "name_ascii": rec["old_name_ascii"],
+                        "parent_code": rec["old_district_code"],
+                        "province_code": None,
+                        "valid_from": pre_start,
+                        "valid_to": dt.date(2025, 2, 28) if merged_early else pre_end,
+                        "source": f"{old_csv.name} ({rec['status']})",
+                        "area_km2": None,
+                        "wkb": None,
+                    }
+                )
     if new_csv:
         with open(new_csv, encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 if (rec["new_code"], REFORM_2025) in polygon_keys:
                     continue
-                name_rows.append({
-                    "code": rec["new_code"], "level": "commune", "unit_type": rec["new_type"],
-                    "name": rec["new_name"], "name_ascii": rec["new_name_ascii"],
-                    "parent_code": province_code, "province_code": province_code,
-                    "valid_from": REFORM_2025, "valid_to": None, "source": new_csv.name,
-                    "area_km2": None, "wkb": None,
-                })
+                name_rows.append(
+                    {
+                        "code": rec["new_code"],
+                        "level": "commune",
+                        "unit_type": rec["new_type"],
+                        "name": rec["new_name"],
+                        "name_ascii": rec["new_name_ascii"],
+                        "parent_code": province_code,
+                        "province_code": province_code,
+                        "valid_from": REFORM_2025,
+                        "valid_to": None,
+                        "source": new_csv.name,
+                        "area_km2": None,
+                        "wkb": None,
+                    }
+                )
         gazetteer = first("*gazetteer*.json")
         successor = {}
         if gazetteer:
-            successor = json.loads(gazetteer.read_text(encoding="utf-8")).get("province_old", {}).get("successor") or {}
+            successor = (
+                json.loads(gazetteer.read_text(encoding="utf-8"))
+                .get("province_old", {})
+                .get("successor")
+                or {}
+            )
         if province_code and successor.get("code") == province_code:
             unit_type, bare = split_unit_type(successor["name"])
-            name_rows.append({
-                "code": province_code, "level": "province", "unit_type": unit_type, "name": bare,
-                "name_ascii": strip_diacritics(bare), "parent_code": None, "province_code": province_code,
-                "valid_from": dt.date.fromisoformat(successor.get("effective", str(REFORM_2025))),
-                "valid_to": None, "source": gazetteer.name, "area_km2": None, "wkb": None,
-            })
-    names_report = ImportReport(path=str(admin_dir), source_crs="no geometry", features=len(name_rows))
+            name_rows.append(
+                {
+                    "code": province_code,
+                    "level": "province",
+                    "unit_type": unit_type,
+                    "name": bare,
+                    "name_ascii": strip_diacritics(bare),
+                    "parent_code": None,
+                    "province_code": province_code,
+                    "valid_from": dt.date.fromisoformat(
+                        successor.get("effective", str(REFORM_2025))
+                    ),
+                    "valid_to": None,
+                    "source": gazetteer.name,
+                    "area_km2": None,
+                    "wkb": None,
+                }
+            )
+    names_report = ImportReport(
+        path=str(admin_dir), source_crs="no geometry", features=len(name_rows)
+    )
     batches.append((names_report, name_rows))
 
     with engine.begin() as conn:

@@ -176,8 +176,7 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
             matching = []
             for it in items:
                 frm, to = it["from_class"], it["to_class"]
-                if (code in seasonal_codes and frm in seasonal_classes
-                        and to in seasonal_classes):
+                if code in seasonal_codes and frm in seasonal_classes and to in seasonal_classes:
                     continue  # crop cycle, not conversion
                 if to not in rule.to or frm == to:
                     continue  # only land that became `to` (already built-up is not new)
@@ -198,12 +197,20 @@ def evaluate(rows: list[dict], rules: RuleSet) -> list[Alert]:
                 continue
             severity = _confidence_severity(rule, severity, matching)
             main = max(matching, key=lambda it: float(it["area"]))
-            fired.append(Alert(
-                parcel_id=pid, commune_code=first["commune_code"], legal_code=code,
-                rule=rule.id, severity=severity, changed_area_m2=round(area, 1),
-                changed_fraction=round(fraction, 4), observed_from=main["from_class"],
-                observed_to=main["to_class"], change_id=main["change_id"],
-            ))
+            fired.append(
+                Alert(
+                    parcel_id=pid,
+                    commune_code=first["commune_code"],
+                    legal_code=code,
+                    rule=rule.id,
+                    severity=severity,
+                    changed_area_m2=round(area, 1),
+                    changed_fraction=round(fraction, 4),
+                    observed_from=main["from_class"],
+                    observed_to=main["to_class"],
+                    change_id=main["change_id"],
+                )
+            )
         if fired:
             # stable sort: equal severities keep the order of the rules file
             fired.sort(key=lambda a: SEVERITY_ORDER.index(a.severity))
@@ -227,15 +234,19 @@ def _confidence_severity(rule: Rule, severity: str, matching: list[dict]) -> str
     """
     if not rule.min_confidence:
         return severity
-    known = [(float(it["area"]), float(it["confidence"])) for it in matching
-             if it.get("confidence") is not None]
+    known = [
+        (float(it["area"]), float(it["confidence"]))
+        for it in matching
+        if it.get("confidence") is not None
+    ]
     area = sum(a for a, _ in known)
     if not known or area <= 0:
         return severity
     confidence = sum(a * c for a, c in known) / area
     level = SEVERITY_ORDER.index(severity)
-    while (level < len(SEVERITY_ORDER) - 1
-           and confidence < rule.min_confidence.get(SEVERITY_ORDER[level], 0.0)):
+    while level < len(SEVERITY_ORDER) - 1 and confidence < rule.min_confidence.get(
+        SEVERITY_ORDER[level], 0.0
+    ):
         level += 1
     return SEVERITY_ORDER[level]
 
@@ -285,9 +296,14 @@ def create_alerts(conn: Connection, run_id: int, rules: RuleSet) -> AlertUpdate:
     rows = [dict(r._mapping) for r in conn.execute(OVERLAY_SQL, {"run_id": run_id})]
     alerts = evaluate(rows, rules)
     existing = {
-        r.parcel_id: r for r in conn.execute(text(
-            "SELECT id, parcel_id, review_status FROM parcel_alerts WHERE run_id = :r "
-            "FOR UPDATE"), {"r": run_id})
+        r.parcel_id: r
+        for r in conn.execute(
+            text(
+                "SELECT id, parcel_id, review_status FROM parcel_alerts WHERE run_id = :r "
+                "FOR UPDATE"
+            ),
+            {"r": run_id},
+        )
     }
     out = AlertUpdate(alerts)
     for a in alerts:
@@ -304,9 +320,13 @@ def create_alerts(conn: Connection, run_id: int, rules: RuleSet) -> AlertUpdate:
             conn.execute(text("DELETE FROM parcel_alerts WHERE id = :i"), {"i": old.id})
             out.removed += 1
         else:
-            conn.execute(text(
-                "UPDATE parcel_alerts SET superseded_at = coalesce(superseded_at, now()) "
-                "WHERE id = :i"), {"i": old.id})
+            conn.execute(
+                text(
+                    "UPDATE parcel_alerts SET superseded_at = coalesce(superseded_at, now()) "
+                    "WHERE id = :i"
+                ),
+                {"i": old.id},
+            )
             out.superseded_reviewed += 1
     return out
 
@@ -351,9 +371,9 @@ def list_alerts(
                a.review_status, a.created_at, a.superseded_at,
                ST_AsGeoJSON(ST_Transform(p.geom, 4326), 7) AS geometry
         FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id
-        WHERE {' AND '.join(where)}
+        WHERE {" AND ".join(where)}
         ORDER BY a.created_at DESC, a.id DESC
-        {'LIMIT :limit' if limit else ''}
+        {"LIMIT :limit" if limit else ""}
     """
     if limit:
         params["limit"] = limit

@@ -42,7 +42,9 @@ class Actor:
         if self.role is not None and self.role not in ROLES:
             raise InvalidValueError(f"Unknown role {self.role!r}; roles are {', '.join(ROLES)}.")
         if self.channel not in AUDIT_CHANNELS:
-            raise InvalidValueError(f"Unknown channel {self.channel!r}; use {', '.join(AUDIT_CHANNELS)}.")
+            raise InvalidValueError(
+                f"Unknown channel {self.channel!r}; use {', '.join(AUDIT_CHANNELS)}."
+            )
 
     def describe(self) -> str:
         return f"{self.name} ({self.role or 'no role'}, {self.channel})"
@@ -58,34 +60,55 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(connection: Connection, actor: Actor, action: str, target_table: str, target_id: int,
-           old_value: dict[str, Any] | None, new_value: dict[str, Any] | None,
-           note: str | None = None) -> int:
+def record(
+    connection: Connection,
+    actor: Actor,
+    action: str,
+    target_table: str,
+    target_id: int,
+    old_value: dict[str, Any] | None,
+    new_value: dict[str, Any] | None,
+    note: str | None = None,
+) -> int:
     """Append one audit row on ``connection`` (the caller's transaction) and return its id."""
-    return int(connection.execute(
-        text(
-            "INSERT INTO audit_log (actor, role, channel, action, target_table, target_id, "
-            "old_value, new_value, note) VALUES (:actor, :role, :channel, :action, :tt, :tid, "
-            "CAST(:old AS jsonb), CAST(:new AS jsonb), :note) RETURNING id"
-        ),
-        {
-            "actor": actor.name.strip(), "role": actor.role, "channel": actor.channel,
-            "action": action, "tt": target_table, "tid": int(target_id),
-            "old": None if old_value is None else json.dumps(_jsonable(old_value), ensure_ascii=False),
-            "new": None if new_value is None else json.dumps(_jsonable(new_value), ensure_ascii=False),
-            "note": note,
-        },
-    ).scalar_one())
+    return int(
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (actor, role, channel, action, target_table, target_id, "
+                "old_value, new_value, note) VALUES (:actor, :role, :channel, :action, :tt, :tid, "
+                "CAST(:old AS jsonb), CAST(:new AS jsonb), :note) RETURNING id"
+            ),
+            {
+                "actor": actor.name.strip(),
+                "role": actor.role,
+                "channel": actor.channel,
+                "action": action,
+                "tt": target_table,
+                "tid": int(target_id),
+                "old": None
+                if old_value is None
+                else json.dumps(_jsonable(old_value), ensure_ascii=False),
+                "new": None
+                if new_value is None
+                else json.dumps(_jsonable(new_value), ensure_ascii=False),
+                "note": note,
+            },
+        ).scalar_one()
+    )
 
 
 def history(connection: Connection, target_table: str, target_id: int) -> list[dict[str, Any]]:
     """The audit rows of one record, oldest first."""
-    rows = connection.execute(
-        text(
-            "SELECT id, occurred_at, actor, role, channel, action, target_table, target_id, "
-            "old_value, new_value, note FROM audit_log WHERE target_table = :tt AND target_id = :tid "
-            "ORDER BY occurred_at, id"
-        ),
-        {"tt": target_table, "tid": int(target_id)},
-    ).mappings().all()
+    rows = (
+        connection.execute(
+            text(
+                "SELECT id, occurred_at, actor, role, channel, action, target_table, target_id, "
+                "old_value, new_value, note FROM audit_log WHERE target_table = :tt AND target_id = :tid "
+                "ORDER BY occurred_at, id"
+            ),
+            {"tt": target_table, "tid": int(target_id)},
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]

@@ -43,14 +43,43 @@ from vntext import repair_legacy, strip_diacritics
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "commune_code": ("maxa", "madvhc", "madvhcxa", "maxaphuong", "communecode", "xa_id", "maxa2"),
     "old_commune_code": ("maxacu", "madvhccu", "oldcommunecode"),
-    "sheet_number": ("sohieutobando", "shbando", "soto", "tobando", "tobd", "shto", "soto_bd",
-                     "sheetnumber", "sheet", "mapsheet", "tbd"),
-    "parcel_number": ("sothututhua", "shthua", "sothua", "thua", "sttthua", "parcelnumber",
-                      "parcel", "sothutu"),
+    "sheet_number": (
+        "sohieutobando",
+        "shbando",
+        "soto",
+        "tobando",
+        "tobd",
+        "shto",
+        "soto_bd",
+        "sheetnumber",
+        "sheet",
+        "mapsheet",
+        "tbd",
+    ),
+    "parcel_number": (
+        "sothututhua",
+        "shthua",
+        "sothua",
+        "thua",
+        "sttthua",
+        "parcelnumber",
+        "parcel",
+        "sothutu",
+    ),
     "area": ("dientich", "dtich", "dt", "areafile", "dientichthua"),
     "legal_area": ("dientichphaply", "dtpl", "dtphaply", "legalarea", "legalaream2"),
-    "land_use_code": ("loaidat", "mamdsd", "mdsd", "kyhieumucdich", "khloaidat", "mucdichsudung",
-                      "madatsudung", "landusecode", "landuse", "mucdich"),
+    "land_use_code": (
+        "loaidat",
+        "mamdsd",
+        "mdsd",
+        "kyhieumucdich",
+        "khloaidat",
+        "mucdichsudung",
+        "madatsudung",
+        "landusecode",
+        "landuse",
+        "mucdich",
+    ),
     "code_version": ("phienbanma", "codeversion", "landusecodeversion"),
     "owner_class": ("doituongsudung", "madoituong", "doituong", "ownerclass", "madtsd"),
     "owner_name": ("tenchu", "chusudung", "tenchusudung", "ownername", "hoten"),
@@ -88,28 +117,40 @@ class CadastreReport:
     source_crs_object: object = field(default=None, repr=False)
 
     def summary(self) -> str:
-        parts = [f"{self.features} parcels from {self.path} ({self.source_crs})",
-                 f"{self.inserted} new, {self.updated} updated"]
+        parts = [
+            f"{self.features} parcels from {self.path} ({self.source_crs})",
+            f"{self.inserted} new, {self.updated} updated",
+        ]
         if self.swapped_xy:
             parts.append("x/y were swapped in the file (x = northing) and were corrected")
         if self.repaired:
-            parts.append(f"{len(self.repaired)} geometries repaired: "
-                         + ", ".join(self.repaired[:10]) + (" ..." if len(self.repaired) > 10
-                                                             else ""))
+            parts.append(
+                f"{len(self.repaired)} geometries repaired: "
+                + ", ".join(self.repaired[:10])
+                + (" ..." if len(self.repaired) > 10 else "")
+            )
         if self.legacy_text:
-            parts.append("legacy text converted: " + ", ".join(
-                f"{k} {v}" for k, v in sorted(self.legacy_text.items())))
+            parts.append(
+                "legacy text converted: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.legacy_text.items()))
+            )
         if self.mapped_codes:
-            parts.append("2014 codes mapped: " + ", ".join(
-                f"{k}→{v}" for k, v in sorted(self.mapped_codes.items())))
+            parts.append(
+                "2014 codes mapped: "
+                + ", ".join(f"{k}→{v}" for k, v in sorted(self.mapped_codes.items()))
+            )
         if self.duplicates:
-            parts.append(f"{len(self.duplicates)} duplicate keys (last kept): "
-                         + ", ".join(self.duplicates[:5]))
+            parts.append(
+                f"{len(self.duplicates)} duplicate keys (last kept): "
+                + ", ".join(self.duplicates[:5])
+            )
         if self.placement_forced:
-            parts.append(f"{len(self.placement_forced)} parcels outside the administrative "
-                         "units they claim, imported because of --force: "
-                         + ", ".join(self.placement_forced[:5])
-                         + (" ..." if len(self.placement_forced) > 5 else ""))
+            parts.append(
+                f"{len(self.placement_forced)} parcels outside the administrative "
+                "units they claim, imported because of --force: "
+                + ", ".join(self.placement_forced[:5])
+                + (" ..." if len(self.placement_forced) > 5 else "")
+            )
         elif not self.placement_checked and self.features:
             parts.append("placement not checked (no administrative unit geometry loaded)")
         return "; ".join(parts)
@@ -127,8 +168,10 @@ class CodeTables:
         codes: dict[str, set[str]] = {"2014": set(), "2024": set()}
         for code, version in conn.execute(text("SELECT code, version FROM land_use_codes")):
             codes.setdefault(version, set()).add(code)
-        mapping = {r[0]: r[1] for r in conn.execute(
-            text("SELECT code_2014, code_2024 FROM land_use_code_map"))}
+        mapping = {
+            r[0]: r[1]
+            for r in conn.execute(text("SELECT code_2014, code_2024 FROM land_use_code_map"))
+        }
         return cls(codes, mapping)
 
     def resolve(self, raw: str, version: str | None) -> tuple[str, str] | None:
@@ -227,7 +270,8 @@ def read_cadastre(
         raise InputFileError(
             f"{path}: no field for {', '.join(missing)} (fields: {', '.join(names)}); "
             "map them with --field TARGET=NAME"
-            + (" or give --commune" if "commune_code" in missing else "") + "."
+            + (" or give --commune" if "commune_code" in missing else "")
+            + "."
         )
 
     def column(target: str):
@@ -244,8 +288,11 @@ def read_cadastre(
         report.swapped_xy = True
     # repair before transforming (validity is defined in the source plane)
     keys: list[str] = []
-    com_col, sheet_col, parcel_col = column("commune_code"), column("sheet_number"), column(
-        "parcel_number")
+    com_col, sheet_col, parcel_col = (
+        column("commune_code"),
+        column("sheet_number"),
+        column("parcel_number"),
+    )
     unrepairable: list[str] = []
     for i in range(len(geoms)):
         com = (as_str(com_col[i]) if com_col is not None else None) or commune_code or "?"
@@ -282,8 +329,10 @@ def read_cadastre(
     except CRSError as exc:
         raise CRSError(f"{path}: {exc}") from exc
     _check_in_vietnam(path, lonlat, src)
-    out = np.array([polygonal(shapely.make_valid(g)) if not shapely.is_valid(g) else g
-                    for g in out], dtype=object)
+    out = np.array(
+        [polygonal(shapely.make_valid(g)) if not shapely.is_valid(g) else g for g in out],
+        dtype=object,
+    )
 
     # text fields: legacy encodings → Unicode
     text_targets = ("owner_name", "address", "term", "origin", "owner_class")
@@ -291,7 +340,7 @@ def read_cadastre(
     for t in text_targets:
         col = column(t)
         vals: list[str | None] = []
-        for v in (col if col is not None else [None] * len(out)):
+        for v in col if col is not None else [None] * len(out):
             s = as_str(v)
             if s:
                 s, enc = repair_legacy(s)
@@ -311,8 +360,10 @@ def read_cadastre(
         if not com or not sheet or not parcel:
             raise InputFileError(f"{path}: feature {i + 1} ({keys[i]}) has an empty key field.")
         raw_code_field = as_str(code_col[i]) or ""
-        uses = [(m.group(1).upper(), _as_float(m.group(2)) if m.group(2) else None)
-                for m in _MULTI_CODE_RE.finditer(raw_code_field)]
+        uses = [
+            (m.group(1).upper(), _as_float(m.group(2)) if m.group(2) else None)
+            for m in _MULTI_CODE_RE.finditer(raw_code_field)
+        ]
         if not uses:
             unknown.append(f"{keys[i]} ('{raw_code_field}')")
             continue
@@ -330,8 +381,13 @@ def read_cadastre(
         if legal is None and area_col is not None:
             legal = _as_float(area_col[i])
         land_uses = [
-            {"code": r[0], "code_raw": c, "area_m2": a,
-             "term": texts["term"][i], "origin": texts["origin"][i]}
+            {
+                "code": r[0],
+                "code_raw": c,
+                "area_m2": a,
+                "term": texts["term"][i],
+                "origin": texts["origin"][i],
+            }
             for (c, a), r in zip(uses, resolved, strict=True)
         ]
         key = (com, sheet, parcel)
@@ -340,18 +396,25 @@ def read_cadastre(
         rows[key] = {
             "commune_code": com,
             "old_commune_code": as_str(old_col[i]) if old_col is not None else None,
-            "sheet_number": sheet, "parcel_number": parcel,
-            "area_m2": area, "legal_area_m2": legal,
-            "land_use_code": main_2024, "land_use_code_raw": main_raw,
+            "sheet_number": sheet,
+            "parcel_number": parcel,
+            "area_m2": area,
+            "legal_area_m2": legal,
+            "land_use_code": main_2024,
+            "land_use_code_raw": main_raw,
             "land_use_code_version": raw_version,
             "land_uses": json.dumps(land_uses, ensure_ascii=False),
-            "owner_class": texts["owner_class"][i], "owner_name": texts["owner_name"][i],
-            "address": texts["address"][i], "source_file": path.name,
+            "owner_class": texts["owner_class"][i],
+            "owner_name": texts["owner_name"][i],
+            "address": texts["address"][i],
+            "source_file": path.name,
             "wkb": shapely.to_wkb(geom, hex=True),
-            "lon": float(lonlat[i].x), "lat": float(lonlat[i].y),
+            "lon": float(lonlat[i].x),
+            "lat": float(lonlat[i].y),
             # the centroid in the file's own plane: the placement check re-reads it in
             # other CRSs to name the one the file is really in
-            "src_x": float(src_centroids[i].x), "src_y": float(src_centroids[i].y),
+            "src_x": float(src_centroids[i].x),
+            "src_y": float(src_centroids[i].y),
         }
     if unknown:
         raise InputFileError(
@@ -368,8 +431,13 @@ def _check_in_vietnam(path: Path, lonlat: np.ndarray, src) -> None:
     if not len(pts):
         return
     xmin, ymin, xmax, ymax = shapely.total_bounds(pts)
-    if not (np.isfinite([xmin, ymin, xmax, ymax]).all() and xmin >= 100.0 and xmax <= 120.0
-            and ymin >= 5.0 and ymax <= 25.0):
+    if not (
+        np.isfinite([xmin, ymin, xmax, ymax]).all()
+        and xmin >= 100.0
+        and xmax <= 120.0
+        and ymin >= 5.0
+        and ymax <= 25.0
+    ):
         raise CRSError(
             f"{path}: coordinates do not fall in Viet Nam once read as {src.name}; "
             "is the CRS right (pass --crs), or are x and y swapped (--swap-xy)?"
@@ -397,16 +465,20 @@ RETURNING (xmax = 0) AS inserted
 
 def _current_communes(conn: Connection, rows: list[dict]) -> None:
     """Move pre-2025 commune codes to old_commune_code and set the current commune."""
-    has_crosswalk = conn.execute(text(
-        "SELECT to_regclass('admin_unit_crosswalk') IS NOT NULL")).scalar_one()
+    has_crosswalk = conn.execute(
+        text("SELECT to_regclass('admin_unit_crosswalk') IS NOT NULL")
+    ).scalar_one()
     if not has_crosswalk:
         return
     olds = sorted({r["commune_code"] for r in rows})
     walk: dict[str, list[str]] = {}
-    for old, new in conn.execute(text(
-        "SELECT old_code, new_code FROM admin_unit_crosswalk WHERE old_code = ANY(:c) "
-        "ORDER BY old_code, new_code"
-    ), {"c": olds}):
+    for old, new in conn.execute(
+        text(
+            "SELECT old_code, new_code FROM admin_unit_crosswalk WHERE old_code = ANY(:c) "
+            "ORDER BY old_code, new_code"
+        ),
+        {"c": olds},
+    ):
         walk.setdefault(old, []).append(new)
     for r in rows:
         if r["old_commune_code"]:
@@ -417,11 +489,14 @@ def _current_communes(conn: Connection, rows: list[dict]) -> None:
         old = r["commune_code"]
         new = news[0]
         if len(news) > 1:
-            hit = conn.execute(text(
-                "SELECT code FROM admin_units WHERE code = ANY(:codes) AND geom IS NOT NULL "
-                "AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
-                "ORDER BY valid_from DESC LIMIT 1"
-            ), {"codes": news, "lon": r["lon"], "lat": r["lat"]}).scalar()
+            hit = conn.execute(
+                text(
+                    "SELECT code FROM admin_units WHERE code = ANY(:codes) AND geom IS NOT NULL "
+                    "AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
+                    "ORDER BY valid_from DESC LIMIT 1"
+                ),
+                {"codes": news, "lon": r["lon"], "lat": r["lat"]},
+            ).scalar()
             new = hit or new
         r["old_commune_code"] = r["old_commune_code"] or old
         r["commune_code"] = new
@@ -465,13 +540,22 @@ def _claimed_units(conn: Connection, rows: list[dict]) -> list[str]:
     commune and its pre-2025 commune; failing those (old communes often have no outline), the
     unit(s) above them (the former district)."""
     codes = sorted({c for r in rows for c in (r["commune_code"], r["old_commune_code"]) if c})
-    parents = dict(conn.execute(text(
-        "SELECT DISTINCT ON (code) code, parent_code FROM admin_units "
-        "WHERE code = ANY(:c) AND parent_code IS NOT NULL ORDER BY code, valid_from DESC"
-    ), {"c": codes}).all())
-    outlined = {c for (c,) in conn.execute(text(
-        "SELECT DISTINCT code FROM admin_units WHERE geom IS NOT NULL AND code = ANY(:c)"
-    ), {"c": codes + sorted(set(parents.values()))})}
+    parents = dict(
+        conn.execute(
+            text(
+                "SELECT DISTINCT ON (code) code, parent_code FROM admin_units "
+                "WHERE code = ANY(:c) AND parent_code IS NOT NULL ORDER BY code, valid_from DESC"
+            ),
+            {"c": codes},
+        ).all()
+    )
+    outlined = {
+        c
+        for (c,) in conn.execute(
+            text("SELECT DISTINCT code FROM admin_units WHERE geom IS NOT NULL AND code = ANY(:c)"),
+            {"c": codes + sorted(set(parents.values()))},
+        )
+    }
     out = []
     for r in rows:
         own = [c for c in (r["commune_code"], r["old_commune_code"]) if c]
@@ -485,13 +569,28 @@ def _claimed_units(conn: Connection, rows: list[dict]) -> list[str]:
 def _distances(conn: Connection, idx: list[int], lon, lat, codes: list[str]) -> dict[int, float]:
     if not idx:
         return {}
-    return {int(i): float(d) for i, d in conn.execute(_PLACEMENT_SQL, {
-        "i": idx, "lon": [float(v) for v in lon], "lat": [float(v) for v in lat],
-        "codes": codes})}
+    return {
+        int(i): float(d)
+        for i, d in conn.execute(
+            _PLACEMENT_SQL,
+            {
+                "i": idx,
+                "lon": [float(v) for v in lon],
+                "lat": [float(v) for v in lat],
+                "codes": codes,
+            },
+        )
+    }
 
 
-def check_placement(conn: Connection, rows: list[dict], report: CadastreReport, path: Path,
-                    tolerance_m: float = PLACEMENT_TOLERANCE_M, force: bool = False) -> None:
+def check_placement(
+    conn: Connection,
+    rows: list[dict],
+    report: CadastreReport,
+    path: Path,
+    tolerance_m: float = PLACEMENT_TOLERANCE_M,
+    force: bool = False,
+) -> None:
     """Refuse parcels that lie outside the administrative units they claim.
 
     A wrong declared CRS (e.g. EPSG:3405 on coordinates in EPSG:5897) moves every parcel by
@@ -516,35 +615,46 @@ def check_placement(conn: Connection, rows: list[dict], report: CadastreReport, 
     outside = sorted((i for i, d in dist.items() if d > tolerance_m), key=lambda i: -dist[i])
     if not outside:
         return
-    keys = ["/".join(str(r[k]) for k in ("commune_code", "sheet_number", "parcel_number"))
-            for r in rows]
+    keys = [
+        "/".join(str(r[k]) for k in ("commune_code", "sheet_number", "parcel_number")) for r in rows
+    ]
     if force:
         report.placement_forced = [keys[i] for i in outside]
         return
     src = report.source_crs_object
     declared = report.source_crs or "the declared CRS"
     worst = outside[0]
-    msg = (f"{path}: {len(outside)} of {len(dist)} parcels lie outside the administrative "
-           f"units they claim by more than {tolerance_m:.0f} m once read as {declared} "
-           f"(e.g. {keys[worst]}: {dist[worst]:,.0f} m from "
-           f"{claimed[worst].split(',')[0]})")
+    msg = (
+        f"{path}: {len(outside)} of {len(dist)} parcels lie outside the administrative "
+        f"units they claim by more than {tolerance_m:.0f} m once read as {declared} "
+        f"(e.g. {keys[worst]}: {dist[worst]:,.0f} m from "
+        f"{claimed[worst].split(',')[0]})"
+    )
     likely = _likely_crs(conn, rows, list(dist), claimed, src, tolerance_m)
     if likely is not None:
         code, name, share = likely
-        msg += (f"; the coordinates fit EPSG:{code} ({name}: {share:.0%} of them inside "
-                f"their units): import with --crs EPSG:{code}")
+        msg += (
+            f"; the coordinates fit EPSG:{code} ({name}: {share:.0%} of them inside "
+            f"their units): import with --crs EPSG:{code}"
+        )
     else:
         msg += "; no VN-2000 or WGS 84 CRS puts them there: check the CRS and the commune codes"
     raise CRSError(msg + ", or --force to import them as they are. Nothing was imported.")
 
 
-def _likely_crs(conn: Connection, rows: list[dict], checked: list[int], claimed: list[str],
-                src, tolerance_m: float, sample: int = 200) -> tuple[int, str, float] | None:
+def _likely_crs(
+    conn: Connection,
+    rows: list[dict],
+    checked: list[int],
+    claimed: list[str],
+    src,
+    tolerance_m: float,
+    sample: int = 200,
+) -> tuple[int, str, float] | None:
     """The candidate CRS putting the most checked parcels in their units (≥ 90 % of them)."""
     step = max(1, len(checked) // sample)
     idx = checked[::step][:sample]
-    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
-                   dtype=object)
+    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx], dtype=object)
 
     def fit(xy: np.ndarray) -> float:
         if not ((xy[:, 0] > 100) & (xy[:, 0] < 120) & (xy[:, 1] > 5) & (xy[:, 1] < 25)).all():
@@ -571,9 +681,15 @@ _STORED_CENTROIDS_SQL = text(
 )
 
 
-def check_displacement(conn: Connection, rows: list[dict], report: CadastreReport, path: Path,
-                       srid: int, tolerance_m: float = DISPLACEMENT_TOLERANCE_M,
-                       force: bool = False) -> None:
+def check_displacement(
+    conn: Connection,
+    rows: list[dict],
+    report: CadastreReport,
+    path: Path,
+    srid: int,
+    tolerance_m: float = DISPLACEMENT_TOLERANCE_M,
+    force: bool = False,
+) -> None:
     """Refuse a re-import that would move the parcels already stored, all alike, by more than
     ``tolerance_m`` (median): that is a wrong CRS (EPSG:3405 declared on EPSG:5897
     coordinates moves them ~685 m north and stays inside their communes), not a re-survey. The
@@ -581,34 +697,47 @@ def check_displacement(conn: Connection, rows: list[dict], report: CadastreRepor
     """
     if not rows or force:
         return
-    found = conn.execute(_STORED_CENTROIDS_SQL, {
-        "i": list(range(len(rows))),
-        "com": [r["commune_code"] for r in rows], "old": [r["old_commune_code"] for r in rows],
-        "sheet": [r["sheet_number"] for r in rows], "parcel": [r["parcel_number"] for r in rows],
-    }).all()
+    found = conn.execute(
+        _STORED_CENTROIDS_SQL,
+        {
+            "i": list(range(len(rows))),
+            "com": [r["commune_code"] for r in rows],
+            "old": [r["old_commune_code"] for r in rows],
+            "sheet": [r["sheet_number"] for r in rows],
+            "parcel": [r["parcel_number"] for r in rows],
+        },
+    ).all()
     if not found:
         return
     idx = [int(f.i) for f in found]
     stored = np.array([[f.x, f.y] for f in found], dtype=float)
-    new = shapely.get_coordinates(shapely.centroid(shapely.from_wkb(
-        np.array([rows[i]["wkb"] for i in idx], dtype=object))))
+    new = shapely.get_coordinates(
+        shapely.centroid(shapely.from_wkb(np.array([rows[i]["wkb"] for i in idx], dtype=object)))
+    )
     shift = np.hypot(*(new - stored).T)
     median = float(np.median(shift))
     if median <= tolerance_m:
         return
     moved = int((shift > tolerance_m).sum())
     declared = report.source_crs or "the declared CRS"
-    msg = (f"{path}: {moved} of the {len(idx)} parcels already stored would move by "
-           f"{median:,.0f} m (median) once read as {declared}: a wrong CRS rather than a "
-           "re-survey")
-    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx],
-                   dtype=object)
-    best = likely_crs(pts, report.source_crs_object, srid,
-                      lambda xy: float(np.mean(np.hypot(*(xy - stored).T) <= tolerance_m)))
+    msg = (
+        f"{path}: {moved} of the {len(idx)} parcels already stored would move by "
+        f"{median:,.0f} m (median) once read as {declared}: a wrong CRS rather than a "
+        "re-survey"
+    )
+    pts = np.array([shapely.Point(rows[i]["src_x"], rows[i]["src_y"]) for i in idx], dtype=object)
+    best = likely_crs(
+        pts,
+        report.source_crs_object,
+        srid,
+        lambda xy: float(np.mean(np.hypot(*(xy - stored).T) <= tolerance_m)),
+    )
     if best is not None:
-        msg += (f"; the coordinates fit EPSG:{best[0]} ({best[1]}: {best[2]:.0%} of them back "
-                f"within {tolerance_m:.0f} m of the stored parcels): import with "
-                f"--crs EPSG:{best[0]}")
+        msg += (
+            f"; the coordinates fit EPSG:{best[0]} ({best[1]}: {best[2]:.0%} of them back "
+            f"within {tolerance_m:.0f} m of the stored parcels): import with "
+            f"--crs EPSG:{best[0]}"
+        )
     raise CRSError(msg + ", or --force to move them. Nothing was imported.")
 
 

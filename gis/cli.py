@@ -23,7 +23,9 @@ def db() -> None:
 
 
 @db.command("up")
-@click.option("--recover", is_flag=True, help="Restart a cluster that crashed (stale postmaster.pid).")
+@click.option(
+    "--recover", is_flag=True, help="Restart a cluster that crashed (stale postmaster.pid)."
+)
 def db_up(recover: bool) -> None:
     """Start the embedded PostGIS (initialising it once) and apply migrations. Idempotent."""
     settings = _app().db_settings
@@ -53,7 +55,9 @@ def db_status() -> None:
 
         check_connection(settings.database_url)
         url = settings.database_url
-        click.echo(f"external database: {redact(url)}\n  schema revision: {migrate.current_revision(url)}")
+        click.echo(
+            f"external database: {redact(url)}\n  schema revision: {migrate.current_revision(url)}"
+        )
         return
     status = embedded_cluster(settings).status()
     click.echo(status.describe())
@@ -90,15 +94,28 @@ def admin() -> None:
 
 @admin.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--level", type=click.Choice(["province", "district", "commune"]), help="Level of every unit (default: from type prefix or code length).")
+@click.option(
+    "--level",
+    type=click.Choice(["province", "district", "commune"]),
+    help="Level of every unit (default: from type prefix or code length).",
+)
 @click.option("--crs", help="CRS of the file when it declares none (e.g. EPSG:5897).")
 @click.option("--layer", help="Layer of a multi-layer file (GeoPackage).")
-@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d"]), help="Start of validity (default: the file's valid_from field, else unknown).")
-@click.option("--valid-to", type=click.DateTime(["%Y-%m-%d"]), help="End of validity (default: open).")
+@click.option(
+    "--valid-from",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Start of validity (default: the file's valid_from field, else unknown).",
+)
+@click.option(
+    "--valid-to", type=click.DateTime(["%Y-%m-%d"]), help="End of validity (default: open)."
+)
 @click.option("--source", help="Provenance recorded with the units (default: the file name).")
-@click.option("--force", is_flag=True,
-              help="Import units that lie outside their parent unit or that move the units "
-                   "already stored (by default the import fails, naming the likely CRS).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import units that lie outside their parent unit or that move the units "
+    "already stored (by default the import fails, naming the likely CRS).",
+)
 def admin_import(file: Path, level, crs, layer, valid_from, valid_to, source, force) -> None:
     """Load administrative units from any vector file (GeoPackage, Shapefile, GeoJSON...; any CRS).
 
@@ -113,14 +130,23 @@ def admin_import(file: Path, level, crs, layer, valid_from, valid_to, source, fo
         return value.date() if value else None
 
     report = import_admin_units(
-        _app().engine(), file, level=level, crs=crs, layer=layer,
-        valid_from=as_date(valid_from), valid_to=as_date(valid_to), source=source, force=force,
+        _app().engine(),
+        file,
+        level=level,
+        crs=crs,
+        layer=layer,
+        valid_from=as_date(valid_from),
+        valid_to=as_date(valid_to),
+        source=source,
+        force=force,
     )
     click.echo(report.summary())
 
 
 @admin.command("load-reference")
-@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False), required=False)
+@click.argument(
+    "folder", type=click.Path(path_type=Path, exists=True, file_okay=False), required=False
+)
 def admin_load_reference(folder: Path | None) -> None:
     """Load the shipped units before/after the 2025 reform and the crosswalk (default data/admin)."""
     from gis.admin_units import load_reference_units

@@ -59,23 +59,45 @@ def land() -> None:
 @click.option("--crs", help="CRS of the file when it has none or a wrong one (e.g. EPSG:5897).")
 @click.option("--layer", help="Layer of a multi-layer file (GeoPackage, GML).")
 @click.option("--commune", help="Commune code for files without a commune field.")
-@click.option("--code-version", type=click.Choice(["auto", "2014", "2024"]), default="auto",
-              show_default=True, help="Version of the land-use codes in the file.")
-@click.option("--swap-xy", type=click.Choice(["auto", "yes", "no"]), default="auto",
-              show_default=True, help="x = northing in the file (Vietnamese surveying order).")
-@click.option("--commune-codes", type=click.Choice(["old", "new"]), default="old",
-              show_default=True,
-              help="old: the file's commune codes are pre-2025 codes (mapped to the current "
-                   "commune through the crosswalk); new: they are current codes.")
-@click.option("--field", "fields", multiple=True, metavar="TARGET=NAME",
-              help="Map a file field to a parcel attribute (repeatable), e.g. "
-                   "sheet_number=SoTo.")
-@click.option("--force", is_flag=True,
-              help="Import parcels that lie outside the administrative units they claim, or "
-                   "that move the parcels already stored all alike (by default the import "
-                   "fails and names the CRS they are likely in).")
-def import_cadastre_cmd(file: Path, crs, layer, commune, code_version, swap_xy, commune_codes,
-                        fields, force) -> None:
+@click.option(
+    "--code-version",
+    type=click.Choice(["auto", "2014", "2024"]),
+    default="auto",
+    show_default=True,
+    help="Version of the land-use codes in the file.",
+)
+@click.option(
+    "--swap-xy",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="x = northing in the file (Vietnamese surveying order).",
+)
+@click.option(
+    "--commune-codes",
+    type=click.Choice(["old", "new"]),
+    default="old",
+    show_default=True,
+    help="old: the file's commune codes are pre-2025 codes (mapped to the current "
+    "commune through the crosswalk); new: they are current codes.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="TARGET=NAME",
+    help="Map a file field to a parcel attribute (repeatable), e.g. sheet_number=SoTo.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import parcels that lie outside the administrative units they claim, or "
+    "that move the parcels already stored all alike (by default the import "
+    "fails and names the CRS they are likely in).",
+)
+def import_cadastre_cmd(
+    file: Path, crs, layer, commune, code_version, swap_xy, commune_codes, fields, force
+) -> None:
     """Import cadastral parcels from FILE (GeoPackage, Shapefile, GeoJSON, GML; VN-2000 CRSs).
 
     Upserts by (commune, old commune, map sheet, parcel number) in one transaction; repaired
@@ -94,9 +116,16 @@ def import_cadastre_cmd(file: Path, crs, layer, commune, code_version, swap_xy, 
         field_map[k.strip()] = v.strip()
     try:
         report = import_cadastre(
-            _engine(), file, crs=crs, layer=layer, field_map=field_map or None,
-            commune_code=commune, code_version=None if code_version == "auto" else code_version,
-            swap_xy=swap_xy, commune_codes=commune_codes, force=force,
+            _engine(),
+            file,
+            crs=crs,
+            layer=layer,
+            field_map=field_map or None,
+            commune_code=commune,
+            code_version=None if code_version == "auto" else code_version,
+            swap_xy=swap_xy,
+            commune_codes=commune_codes,
+            force=force,
         )
     except IocError as exc:
         raise _fail(exc) from exc
@@ -119,44 +148,98 @@ def _progress_printer(enabled: bool):
 
 
 @land.command("detect")
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path),
-                metavar="BEFORE AFTER | SCENE SCENE SCENE...")
-@click.option("--mask-out", type=click.Path(path_type=Path),
-              help="Write a uint8 GeoTIFF on BEFORE's grid: 1 change, 0 no change, 255 nodata.")
-@click.option("--vector-out", type=click.Path(path_type=Path),
-              help="Write the change polygons as GeoJSON (EPSG:4326, area in m²).")
-@click.option("--store/--no-store", default=False, show_default=True,
-              help="Store the run, its changes and parcel alerts in the database.")
-@click.option("--method", type=click.Choice(["cnn", "gbm", "cva"]), default=None,
-              help="Detector: cnn (default; IOC_LAND_DETECTOR), gbm (gradient boosting) or cva "
-                   "(unsupervised change vector analysis, no model). Their accuracy on unseen "
-                   "cities: gis/models/MODEL_CARD.md.")
+@click.argument(
+    "scenes",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="BEFORE AFTER | SCENE SCENE SCENE...",
+)
+@click.option(
+    "--mask-out",
+    type=click.Path(path_type=Path),
+    help="Write a uint8 GeoTIFF on BEFORE's grid: 1 change, 0 no change, 255 nodata.",
+)
+@click.option(
+    "--vector-out",
+    type=click.Path(path_type=Path),
+    help="Write the change polygons as GeoJSON (EPSG:4326, area in m²).",
+)
+@click.option(
+    "--store/--no-store",
+    default=False,
+    show_default=True,
+    help="Store the run, its changes and parcel alerts in the database.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["cnn", "gbm", "cva"]),
+    default=None,
+    help="Detector: cnn (default; IOC_LAND_DETECTOR), gbm (gradient boosting) or cva "
+    "(unsupervised change vector analysis, no model). Their accuracy on unseen "
+    "cities: gis/models/MODEL_CARD.md.",
+)
 @click.option("--model", type=click.Path(path_type=Path), help="Model file for cnn/gbm.")
-@click.option("--threshold", type=float, default=0.5, show_default=True,
-              help="Change probability threshold.")
-@click.option("--mmu", type=float, default=300.0, show_default=True,
-              help="Minimum mapping unit in m² (smaller change patches are dropped).")
+@click.option(
+    "--threshold", type=float, default=0.5, show_default=True, help="Change probability threshold."
+)
+@click.option(
+    "--mmu",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Minimum mapping unit in m² (smaller change patches are dropped).",
+)
 @click.option("--tile", type=int, default=1024, show_default=True, help="Tile size in pixels.")
-@click.option("--tta/--no-tta", default=None,
-              help="cnn: average the model over four flips (4x the model time; no gain measured "
-                   "on OSCD). Default: IOC_LAND_TTA.")
+@click.option(
+    "--tta/--no-tta",
+    default=None,
+    help="cnn: average the model over four flips (4x the model time; no gain measured "
+    "on OSCD). Default: IOC_LAND_TTA.",
+)
 @click.option("--dask-scheduler", help="Run tiles on a Dask cluster (scheduler address).")
 @click.option("--rules", type=click.Path(path_type=Path), help="Alert rules file (YAML).")
-@click.option("--force", is_flag=True,
-              help="With --store: store a new run even if the same run (same scene contents, "
-                   "method, model and parameters) is stored already; without it that run is "
-                   "updated, keeping the reviews of its alerts.")
-@click.option("--dates", metavar="YYYY-MM-DD,...",
-              help="Time series: the scenes' acquisition dates, one per scene in the order "
-                   "given (default: each scene's ACQUISITION_DATE tag, or the date in its file "
-                   "or folder name, e.g. …_20240420T033121_B02.tif). Implies a series.")
-@click.option("--min-persist", type=int, default=2, show_default=True,
-              help="Time series: a conversion is confirmed when it holds on at least this many "
-                   "scenes after the reference, never reverting.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --store: store a new run even if the same run (same scene contents, "
+    "method, model and parameters) is stored already; without it that run is "
+    "updated, keeping the reviews of its alerts.",
+)
+@click.option(
+    "--dates",
+    metavar="YYYY-MM-DD,...",
+    help="Time series: the scenes' acquisition dates, one per scene in the order "
+    "given (default: each scene's ACQUISITION_DATE tag, or the date in its file "
+    "or folder name, e.g. …_20240420T033121_B02.tif). Implies a series.",
+)
+@click.option(
+    "--min-persist",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Time series: a conversion is confirmed when it holds on at least this many "
+    "scenes after the reference, never reverting.",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, model,
-               threshold, mmu, tile, tta, dask_scheduler, rules, force, dates, min_persist,
-               quiet) -> None:
+def detect_cmd(
+    scenes: tuple[Path, ...],
+    mask_out,
+    vector_out,
+    store,
+    method,
+    model,
+    threshold,
+    mmu,
+    tile,
+    tta,
+    dask_scheduler,
+    rules,
+    force,
+    dates,
+    min_persist,
+    quiet,
+) -> None:
     """Detect land-cover change between BEFORE and AFTER, or over a time series of scenes.
 
     Each scene: a multi-band GeoTIFF, or a folder of per-band GeoTIFFs whose names end in
@@ -183,8 +266,12 @@ def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, mo
         raise click.UsageError("--force only applies with --store (it stores a new run).")
     settings = LandSettings()
     config = DetectionConfig(
-        method=method or settings.detector, model_dir=settings.model_dir, model_path=model,
-        threshold=threshold, tile=tile, min_mapping_unit_m2=mmu,
+        method=method or settings.detector,
+        model_dir=settings.model_dir,
+        model_path=model,
+        threshold=threshold,
+        tile=tile,
+        min_mapping_unit_m2=mmu,
         tta=settings.tta if tta is None else tta,
         dask_scheduler=dask_scheduler or settings.dask_scheduler,
     )
@@ -206,18 +293,27 @@ def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, mo
             with _connect(engine):
                 pass
         except Exception as exc:  # connection problems: one line
-            raise click.ClickException(f"database unavailable: {str(exc).splitlines()[0]}") \
-                from exc
+            raise click.ClickException(f"database unavailable: {str(exc).splitlines()[0]}") from exc
     try:
         if series:
             from gis.change.series import detect_series, parse_dates
 
-            result = detect_series(scenes, config, parse_dates(dates, len(scenes)),
-                                   mask_out=mask_out, progress=_progress_printer(not quiet),
-                                   min_persist=min_persist)
+            result = detect_series(
+                scenes,
+                config,
+                parse_dates(dates, len(scenes)),
+                mask_out=mask_out,
+                progress=_progress_printer(not quiet),
+                min_persist=min_persist,
+            )
         else:
-            result = detect_changes(scenes[0], scenes[1], config, mask_out=mask_out,
-                                    progress=_progress_printer(not quiet))
+            result = detect_changes(
+                scenes[0],
+                scenes[1],
+                config,
+                mask_out=mask_out,
+                progress=_progress_printer(not quiet),
+            )
         if vector_out:
             write_geojson(result, vector_out)
         summary = result.stats
@@ -236,12 +332,16 @@ def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, mo
         raise
     stored_text = ""
     if store and summary.get("updated"):
-        stored_text = (f"; updated run {summary['run_id']} (already stored: same scenes, method "
-                       f"and parameters; --force stores a new one) with {summary['alerts']} "
-                       "parcel alerts")
+        stored_text = (
+            f"; updated run {summary['run_id']} (already stored: same scenes, method "
+            f"and parameters; --force stores a new one) with {summary['alerts']} "
+            "parcel alerts"
+        )
         if summary.get("reviewed_superseded"):
-            stored_text += (f", {summary['reviewed_superseded']} reviewed alerts no longer "
-                            "raised kept as superseded")
+            stored_text += (
+                f", {summary['reviewed_superseded']} reviewed alerts no longer "
+                "raised kept as superseded"
+            )
     elif store:
         stored_text = f"; stored as run {summary['run_id']} with {summary['alerts']} parcel alerts"
     if series:
@@ -252,12 +352,15 @@ def detect_cmd(scenes: tuple[Path, ...], mask_out, vector_out, store, method, mo
             f"{info['target']} ({info['target_date']}) with {info['reference']} "
             f"({info['reference_date']}: {info['reason']}); conversions: {info['confirmed']} "
             f"confirmed, {len(info['pending'])} pending (latest date only), "
-            f"{len(info['reverted'])} reverted")
+            f"{len(info['reverted'])} reverted"
+        )
         if info["dates_after_reference"] < info["min_persist"]:
             click.echo(
                 f"note: only {info['dates_after_reference']} usable scene(s) after the "
                 f"reference, fewer than --min-persist {info['min_persist']}: no conversion can "
-                "be confirmed yet; add later scenes or lower --min-persist.", err=True)
+                "be confirmed yet; add later scenes or lower --min-persist.",
+                err=True,
+            )
     click.echo(
         f"{result.method} ({result.model_version}): {summary['polygons']} change polygons, "
         f"{summary['changed_area_m2']:.0f} m² changed ({summary['change_fraction'] * 100:.2f} % "
@@ -289,13 +392,19 @@ def write_geojson(result, path: Path) -> None:
     out = {"type": "FeatureCollection", "features": []}
     for f, g in zip(feats, geoms, strict=True):
         props = {k: v for k, v in f.items() if k != "geometry"}
-        out["features"].append({
-            "type": "Feature", "id": f["id"], "properties": props,
-            "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-7))),
-        })
+        out["features"].append(
+            {
+                "type": "Feature",
+                "id": f["id"],
+                "properties": props,
+                "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-7))),
+            }
+        )
     out["properties"] = {
-        "before": str(result.before.path), "after": str(result.after.path),
-        "method": result.method, "model_version": result.model_version,
+        "before": str(result.before.path),
+        "after": str(result.after.path),
+        "method": result.method,
+        "model_version": result.model_version,
     }
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -304,10 +413,25 @@ def write_geojson(result, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- alerts
-ALERT_COLUMNS = ("id", "run_id", "commune_code", "old_commune_code", "sheet_number",
-                 "parcel_number", "legal_code", "rule", "rules", "severity", "changed_area_m2",
-                 "changed_fraction", "observed_from", "observed_to", "review_status",
-                 "created_at", "superseded_at")
+ALERT_COLUMNS = (
+    "id",
+    "run_id",
+    "commune_code",
+    "old_commune_code",
+    "sheet_number",
+    "parcel_number",
+    "legal_code",
+    "rule",
+    "rules",
+    "severity",
+    "changed_area_m2",
+    "changed_fraction",
+    "observed_from",
+    "observed_to",
+    "review_status",
+    "created_at",
+    "superseded_at",
+)
 
 
 @land.command("alerts")
@@ -318,8 +442,13 @@ ALERT_COLUMNS = ("id", "run_id", "commune_code", "old_commune_code", "sheet_numb
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Created on or after DATE.")
 @click.option("--limit", type=int, help="At most N alerts.")
 @click.option("--summary", is_flag=True, help="Counts per commune and severity instead.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "geojson"]),
-              default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "geojson"]),
+    default="table",
+    show_default=True,
+)
 @click.option("--output", type=click.Path(path_type=Path), help="Write to FILE instead of stdout.")
 def alerts_cmd(run_id, commune, severity, status, since, limit, summary, fmt, output) -> None:
     """List or export parcel alerts (table, CSV, JSON or GeoJSON), or summarise them."""
@@ -329,12 +458,25 @@ def alerts_cmd(run_id, commune, severity, status, since, limit, summary, fmt, ou
         with _connect(_engine()) as conn:
             if summary:
                 rows = summarise_alerts(conn, run_id)
-                columns = ("commune_code", "commune_name", "high", "medium", "low", "total",
-                           "changed_area_m2")
+                columns = (
+                    "commune_code",
+                    "commune_name",
+                    "high",
+                    "medium",
+                    "low",
+                    "total",
+                    "changed_area_m2",
+                )
             else:
-                rows = list_alerts(conn, run_id=run_id, commune=commune, severity=severity,
-                                   status=status, since=since.date() if since else None,
-                                   limit=limit)
+                rows = list_alerts(
+                    conn,
+                    run_id=run_id,
+                    commune=commune,
+                    severity=severity,
+                    status=status,
+                    since=since.date() if since else None,
+                    limit=limit,
+                )
                 columns = ALERT_COLUMNS
     except IocError as exc:
         raise _fail(exc) from exc
@@ -362,14 +504,25 @@ def _render(rows: list[dict], columns: tuple[str, ...], fmt: str) -> str:
     import io
 
     if fmt == "json":
-        return json.dumps([{c: _plain(r.get(c)) for c in columns} for r in rows],
-                          ensure_ascii=False, indent=1) + "\n"
+        return (
+            json.dumps(
+                [{c: _plain(r.get(c)) for c in columns} for r in rows], ensure_ascii=False, indent=1
+            )
+            + "\n"
+        )
     if fmt == "geojson":
-        feats = [{"type": "Feature", "id": r.get("id"),
-                  "geometry": json.loads(r["geometry"]) if r.get("geometry") else None,
-                  "properties": {c: _plain(r.get(c)) for c in columns}} for r in rows]
-        return json.dumps({"type": "FeatureCollection", "features": feats},
-                          ensure_ascii=False) + "\n"
+        feats = [
+            {
+                "type": "Feature",
+                "id": r.get("id"),
+                "geometry": json.loads(r["geometry"]) if r.get("geometry") else None,
+                "properties": {c: _plain(r.get(c)) for c in columns},
+            }
+            for r in rows
+        ]
+        return (
+            json.dumps({"type": "FeatureCollection", "features": feats}, ensure_ascii=False) + "\n"
+        )
     buf = io.StringIO()
     if fmt == "csv":
         w = csv.writer(buf)
@@ -399,8 +552,12 @@ def _cell(v) -> str:
 
 @land.command("review")
 @click.argument("alert_id", type=int)
-@click.option("--status", type=click.Choice(REVIEW_STATUSES), required=True,
-              help="confirmed or dismissed after a field check; new puts it back to unreviewed.")
+@click.option(
+    "--status",
+    type=click.Choice(REVIEW_STATUSES),
+    required=True,
+    help="confirmed or dismissed after a field check; new puts it back to unreviewed.",
+)
 @click.option("--reviewer", required=True, help="Who reviewed (name or account).")
 @click.option("--note", help="Field note.")
 def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> None:
@@ -417,8 +574,9 @@ def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> N
 
     try:
         with transaction(_engine()) as conn:
-            review = review_alert(conn, alert_id, status, reviewer, note,
-                                  actor=Actor(getpass.getuser(), None, "cli"))
+            review = review_alert(
+                conn, alert_id, status, reviewer, note, actor=Actor(getpass.getuser(), None, "cli")
+            )
     except IocError as exc:
         raise _fail(exc) from exc
     click.echo(f"alert {alert_id}: {review.review_status} by {review.reviewer}")
@@ -427,9 +585,14 @@ def review_cmd(alert_id: int, status: str, reviewer: str, note: str | None) -> N
 @land.command("report")
 @click.argument("alert_id", type=int, required=False)
 @click.option("--commune", help="A commune's summary instead (current or pre-2025 code).")
-@click.option("--format", "fmt", type=click.Choice(["pdf", "html"]), default="pdf", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path),
-              help="Output file ('-' for stdout); default alert-ID.FORMAT or commune-CODE.FORMAT here.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["pdf", "html"]), default="pdf", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output file ('-' for stdout); default alert-ID.FORMAT or commune-CODE.FORMAT here.",
+)
 def report_cmd(alert_id: int | None, commune: str | None, fmt: str, out: Path | None) -> None:
     """An A4 report in Vietnamese: one parcel alert (ALERT_ID) or a commune's alerts (--commune).
 
@@ -443,8 +606,11 @@ def report_cmd(alert_id: int | None, commune: str | None, fmt: str, out: Path | 
         raise click.UsageError("give an ALERT_ID or --commune CODE (one of them).")
     try:
         with _connect(_engine()) as conn:
-            data = (report.alert_report(conn, alert_id) if alert_id is not None
-                    else report.commune_report(conn, commune))
+            data = (
+                report.alert_report(conn, alert_id)
+                if alert_id is not None
+                else report.commune_report(conn, commune)
+            )
         html = report.render_html(data)
         content = html.encode("utf-8") if fmt == "html" else report.render_pdf(html)
     except IocError as exc:
@@ -452,7 +618,9 @@ def report_cmd(alert_id: int | None, commune: str | None, fmt: str, out: Path | 
     if out is not None and str(out) == "-":
         sys.stdout.buffer.write(content)
         return
-    target = out or Path(f"alert-{alert_id}.{fmt}" if alert_id is not None else f"commune-{commune}.{fmt}")
+    target = out or Path(
+        f"alert-{alert_id}.{fmt}" if alert_id is not None else f"commune-{commune}.{fmt}"
+    )
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(content)
@@ -462,8 +630,10 @@ def report_cmd(alert_id: int | None, commune: str | None, fmt: str, out: Path | 
         error = click.ClickException(f"cannot write {target}: {exc.strerror}.")
         error.exit_code = 2
         raise error from exc
-    click.echo(f"{'alert ' + str(alert_id) if alert_id is not None else 'commune ' + commune} "
-               f"report written to {target} ({len(content) // 1024} KB)")
+    click.echo(
+        f"{'alert ' + str(alert_id) if alert_id is not None else 'commune ' + commune} "
+        f"report written to {target} ({len(content) // 1024} KB)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,7 +50,9 @@ def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     src, dst = CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt)
     if src == dst:
         return Transformer.from_crs(src, dst, always_xy=True)
-    crosses_datum = (_is_vn2000(src) and _is_wgs84_like(dst)) or (_is_wgs84_like(src) and _is_vn2000(dst))
+    crosses_datum = (_is_vn2000(src) and _is_wgs84_like(dst)) or (
+        _is_wgs84_like(src) and _is_vn2000(dst)
+    )
     if crosses_datum:
         group = TransformerGroup(src, dst, always_xy=True)
         for candidate in group.transformers:
@@ -68,7 +70,9 @@ def make_transformer(src: str | int | CRS, dst: str | int | CRS) -> Transformer:
     return _transformer(parse_crs(src).to_wkt(), parse_crs(dst).to_wkt())
 
 
-def transform_geometries(geoms: np.ndarray, src: str | int | CRS, dst: str | int | CRS) -> np.ndarray:
+def transform_geometries(
+    geoms: np.ndarray, src: str | int | CRS, dst: str | int | CRS
+) -> np.ndarray:
     """Vectorised reprojection of an array of shapely geometries."""
     transformer = make_transformer(src, dst)
     if transformer.source_crs == transformer.target_crs:
@@ -90,13 +94,42 @@ def transform_geometries(geoms: np.ndarray, src: str | int | CRS, dst: str | int
 #: CRSs tried when coordinates land in the wrong place, to name the one a file is really in:
 #: the VN-2000 family (geographic, UTM 48N/49N, the TM-3 zones and provincial meridians) and
 #: the WGS 84 CRSs files are mistaken for.
-CANDIDATE_CRSS = (5897, 9209, 3405, 4756, 3406, 5896, 5898, 5899, 9205, 9206, 9207, 9208,
-                  9210, 9211, 9212, 9213, 9214, 9215, 9216, 9217, 9218, 32648, 32649, 4326)
+CANDIDATE_CRSS = (
+    5897,
+    9209,
+    3405,
+    4756,
+    3406,
+    5896,
+    5898,
+    5899,
+    9205,
+    9206,
+    9207,
+    9208,
+    9210,
+    9211,
+    9212,
+    9213,
+    9214,
+    9215,
+    9216,
+    9217,
+    9218,
+    32648,
+    32649,
+    4326,
+)
 
 
-def likely_crs(points: np.ndarray, declared: CRS | None, dst: str | int | CRS,
-               fit: Callable[[np.ndarray], float], min_share: float = 0.9,
-               candidates: Iterable[int] = CANDIDATE_CRSS) -> tuple[int, str, float] | None:
+def likely_crs(
+    points: np.ndarray,
+    declared: CRS | None,
+    dst: str | int | CRS,
+    fit: Callable[[np.ndarray], float],
+    min_share: float = 0.9,
+    candidates: Iterable[int] = CANDIDATE_CRSS,
+) -> tuple[int, str, float] | None:
     """The candidate CRS in which ``points`` (shapely points, file coordinates) fit best.
 
     Each candidate other than ``declared`` reads the points, transforms them to ``dst`` and

@@ -60,8 +60,15 @@ CHANGE_COLOUR = (0, 255, 255)  # cyan
 PARCEL_LINE_PX = 3
 CHANGE_LINE_PX = 2
 
-_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-               "int32": "Int32", "float32": "Float32", "float64": "Float64"}
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 
 class EvidenceError(InputFileError):
@@ -93,9 +100,12 @@ class _FileLedger:
         self.replaced: list[Path] = []
         self.done = False
         self._later: set[str] = set()  # savepoints opened after this ledger: theirs, not ours
-        self._events = (("commit", self._commit), ("rollback", self._rollback),
-                        ("savepoint", self._savepoint),
-                        ("rollback_savepoint", self._rollback_savepoint))
+        self._events = (
+            ("commit", self._commit),
+            ("rollback", self._rollback),
+            ("savepoint", self._savepoint),
+            ("rollback_savepoint", self._rollback_savepoint),
+        )
         for name, fn in self._events:
             event.listen(conn, name, fn)
 
@@ -162,9 +172,11 @@ def _vrt_xml(scene: Scene) -> str:
     dtype = _GDAL_TYPES.get(str(scene.dtype))
     if dtype is None:
         raise EvidenceError(f"{scene.path}: cannot keep bands of type {scene.dtype} as a COG.")
-    parts = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">',
-             f"<SRS>{escape(grid.crs.to_wkt())}</SRS>",
-             f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"]
+    parts = [
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">',
+        f"<SRS>{escape(grid.crs.to_wkt())}</SRS>",
+        f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>",
+    ]
     for i, name in enumerate(COG_BANDS, start=1):
         src = scene.bands[name]
         try:
@@ -187,7 +199,8 @@ def _vrt_xml(scene: Scene) -> str:
             f"</SourceFilename><SourceBand>{src.index}</SourceBand>"
             f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
             f'<DstRect xOff="{x_off!r}" yOff="{y_off!r}" xSize="{x_size!r}" ySize="{y_size!r}"/>'
-            "</SimpleSource></VRTRasterBand>")
+            "</SimpleSource></VRTRasterBand>"
+        )
     parts.append("</VRTDataset>")
     return "".join(parts)
 
@@ -198,13 +211,16 @@ def validate_cog(path: Path) -> None:
     try:
         valid, errors, _warnings = cog_validate(str(path), quiet=True)
     except Exception as exc:  # noqa: BLE001 - rasterio/GDAL errors of a damaged file
-        raise EvidenceError(f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0]}).") from exc
+        raise EvidenceError(
+            f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0]})."
+        ) from exc
     if not valid:
         raise EvidenceError(f"{path}: not a cloud-optimised GeoTIFF ({'; '.join(errors)}).")
 
 
-def scene_stretch(path: Path, bands: tuple[str, ...] = COG_BANDS, max_side: int = 1024
-                  ) -> dict[str, list[float]]:
+def scene_stretch(
+    path: Path, bands: tuple[str, ...] = COG_BANDS, max_side: int = 1024
+) -> dict[str, list[float]]:
     """Per band, the 2nd and 98th percentile of the pixels valid in every band, read from an
     overview of at most ``max_side`` pixels (cheap on a full tile)."""
     with rasterio.open(path) as ds:
@@ -223,8 +239,9 @@ def scene_stretch(path: Path, bands: tuple[str, ...] = COG_BANDS, max_side: int 
     return out
 
 
-def write_scene_cog(scene: Scene, fingerprint: str, state_dir: Path,
-                    ledger: _FileLedger | None = None) -> CogInfo:
+def write_scene_cog(
+    scene: Scene, fingerprint: str, state_dir: Path, ledger: _FileLedger | None = None
+) -> CogInfo:
     """The scene's COG (``<state>/imagery/cog/<fingerprint>.tif``): reused when a valid one is
     there (same content), else written to a temporary name, validated and renamed."""
     out_dir = imagery_dir(state_dir)
@@ -250,16 +267,27 @@ def write_scene_cog(scene: Scene, fingerprint: str, state_dir: Path,
                 profile["predictor"] = 2
             with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=128 * 1024 * 1024):
                 # overviews down to ~256 px (at least one level, even on a small scene)
-                levels = max(1, math.ceil(math.log2(max(scene.grid.width, scene.grid.height) / 256)))
-                cog_translate(str(vrt), str(tmp), profile, overview_level=levels,
-                              overview_resampling="average",
-                              in_memory=False, quiet=True, use_cog_driver=False,
-                              forward_band_tags=True)
+                levels = max(
+                    1, math.ceil(math.log2(max(scene.grid.width, scene.grid.height) / 256))
+                )
+                cog_translate(
+                    str(vrt),
+                    str(tmp),
+                    profile,
+                    overview_level=levels,
+                    overview_resampling="average",
+                    in_memory=False,
+                    quiet=True,
+                    use_cog_driver=False,
+                    forward_band_tags=True,
+                )
             validate_cog(tmp)  # band descriptions (B02...) come from the VRT
             _publish(tmp, final, ledger)
             created = True
         except rasterio.errors.RasterioError as exc:
-            raise EvidenceError(f"{scene.path}: cannot write its COG ({str(exc).splitlines()[0]}).") from exc
+            raise EvidenceError(
+                f"{scene.path}: cannot write its COG ({str(exc).splitlines()[0]})."
+            ) from exc
         finally:
             vrt.unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
@@ -279,9 +307,16 @@ def _rescale(img, style: str, stretch: dict[str, list[float]]):
     return img.rescale(in_range=[tuple(stretch[b]) for b in STYLES[style]])
 
 
-def render_tile(cog_path: str | Path, bands: list[str], stretch: dict[str, list[float]],
-                z: int, x: int, y: int, style: str = "truecolor", tilesize: int = 256
-                ) -> bytes | None:
+def render_tile(
+    cog_path: str | Path,
+    bands: list[str],
+    stretch: dict[str, list[float]],
+    z: int,
+    x: int,
+    y: int,
+    style: str = "truecolor",
+    tilesize: int = 256,
+) -> bytes | None:
     """A WebMercatorQuad PNG tile (RGBA, transparent outside the scene) of a scene COG, or
     None when the tile does not touch the scene.
 
@@ -313,19 +348,27 @@ def render_tile(cog_path: str | Path, bands: list[str], stretch: dict[str, list[
         # part's edges are the scene's, so nothing outside it is warped)
         part_bounds = (ix0, iy0, ix1, iy1)
         try:
-            part = src.part(part_bounds, dst_crs=tms.rasterio_crs, bounds_crs=tms.rasterio_crs,
-                            width=width, height=height, indexes=indexes,
-                            resampling_method="bilinear", reproject_method="bilinear")
+            part = src.part(
+                part_bounds,
+                dst_crs=tms.rasterio_crs,
+                bounds_crs=tms.rasterio_crs,
+                width=width,
+                height=height,
+                indexes=indexes,
+                resampling_method="bilinear",
+                reproject_method="bilinear",
+            )
         except TileOutsideBounds:
             return None
     canvas = np.ma.masked_all((len(indexes), tilesize, tilesize), dtype=part.array.dtype)
-    canvas[:, row0:row0 + height, col0:col0 + width] = part.array
+    canvas[:, row0 : row0 + height, col0 : col0 + width] = part.array
     img = ImageData(canvas, bounds=tb, crs=tms.rasterio_crs, band_names=part.band_names)
     return _rescale(img, style, stretch).render(img_format="PNG")
 
 
-def stretch_rgba(data: np.ma.MaskedArray, bands: list[str], style: str,
-                 stretch: dict[str, list[float]]) -> np.ndarray:
+def stretch_rgba(
+    data: np.ma.MaskedArray, bands: list[str], style: str, stretch: dict[str, list[float]]
+) -> np.ndarray:
     """(h, w, 4) uint8 of a style's three bands, each stretched linearly from its recorded
     2-98 % range to 0-255; transparent where any band has no data."""
     idx = [i - 1 for i in _style_indexes(style, bands)]
@@ -380,8 +423,9 @@ def chip_bounds(parcel, size_min: float = CHIP_MIN_EXTENT_M) -> tuple[float, flo
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
-def render_chips(src, bands: list[str], stretch: dict[str, list[float]], parcel, changes,
-                 size: int = CHIP_SIZE) -> list[tuple[str, bytes, tuple]]:
+def render_chips(
+    src, bands: list[str], stretch: dict[str, list[float]], parcel, changes, size: int = CHIP_SIZE
+) -> list[tuple[str, bytes, tuple]]:
     """(style, PNG, bounds) of each style around ``parcel`` (scene CRS), read from an open
     rio-tiler Reader of a scene COG, with the outlines drawn."""
     from PIL import Image
@@ -395,10 +439,20 @@ def render_chips(src, bands: list[str], stretch: dict[str, list[float]], parcel,
     win = from_bounds(*bounds, transform=ds.transform)
     shape = (len(bands), max(1, round(win.height)), max(1, round(win.width)))
     inside = Window(0, 0, ds.width, ds.height)
-    boundless = not (win.col_off >= 0 and win.row_off >= 0 and win.col_off + win.width <= inside.width
-                     and win.row_off + win.height <= inside.height)
-    data = ds.read(list(range(1, len(bands) + 1)), window=win, out_shape=shape,
-                   resampling=Resampling.nearest, boundless=boundless, masked=True)
+    boundless = not (
+        win.col_off >= 0
+        and win.row_off >= 0
+        and win.col_off + win.width <= inside.width
+        and win.row_off + win.height <= inside.height
+    )
+    data = ds.read(
+        list(range(1, len(bands) + 1)),
+        window=win,
+        out_shape=shape,
+        resampling=Resampling.nearest,
+        boundless=boundless,
+        masked=True,
+    )
     out = []
     for style in STYLES:
         small = Image.fromarray(stretch_rgba(data, bands, style, stretch), "RGBA")
@@ -437,8 +491,13 @@ UPSERT_EVIDENCE = text("""
 """)
 
 
-def make_alert_chips(conn: Connection, alert_id: int, state_dir: Path | None = None,
-                     size: int = CHIP_SIZE, ledger: _FileLedger | None = None) -> list[Path]:
+def make_alert_chips(
+    conn: Connection,
+    alert_id: int,
+    state_dir: Path | None = None,
+    size: int = CHIP_SIZE,
+    ledger: _FileLedger | None = None,
+) -> list[Path]:
     """Make and record the four chips of a parcel alert (before/after × truecolor/falsecolor).
 
     Raises
@@ -463,26 +522,41 @@ def make_alert_chips(conn: Connection, alert_id: int, state_dir: Path | None = N
     for moment, scene_id in (("before", row.before_scene_id), ("after", row.after_scene_id)):
         cog = conn.execute(COG_SQL, {"id": scene_id}).one_or_none() if scene_id else None
         if cog is None:
-            raise EvidenceError(f"Alert {alert_id}: its run {row.run_id} has no stored "
-                                f"{moment} imagery.")
+            raise EvidenceError(
+                f"Alert {alert_id}: its run {row.run_id} has no stored {moment} imagery."
+            )
         scenes[moment] = cog
     renders: list[tuple[str, str, object, bytes, tuple]] = []
     for moment, cog in scenes.items():
-        parcel = transform_geometries(np.array([parcel_storage], dtype=object), int(row.srid),
-                                      cog.crs)[0]
+        parcel = transform_geometries(
+            np.array([parcel_storage], dtype=object), int(row.srid), cog.crs
+        )[0]
         bounds = chip_bounds(parcel)
         pad = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
-        changes_storage = [shapely.from_wkb(bytes(r[0])) for r in conn.execute(
-            CHANGES_SQL, {"run": row.run_id, "parcel": row.parcel, "pad": pad})]
-        changes = list(transform_geometries(np.array(changes_storage, dtype=object),
-                                            int(row.srid), cog.crs)) if changes_storage else []
+        changes_storage = [
+            shapely.from_wkb(bytes(r[0]))
+            for r in conn.execute(
+                CHANGES_SQL, {"run": row.run_id, "parcel": row.parcel, "pad": pad}
+            )
+        ]
+        changes = (
+            list(
+                transform_geometries(
+                    np.array(changes_storage, dtype=object), int(row.srid), cog.crs
+                )
+            )
+            if changes_storage
+            else []
+        )
         with Reader(cog.path) as src:
             if not shapely.box(*src.bounds).intersects(parcel):
                 raise EvidenceError(
                     f"Alert {alert_id}: scene {Path(cog.scene_path).name} (id {cog.scene_id}) "
-                    "does not cover its parcel.")
-            for style, png, b in render_chips(src, list(cog.bands), cog.stretch, parcel,
-                                              changes, size):
+                    "does not cover its parcel."
+                )
+            for style, png, b in render_chips(
+                src, list(cog.bands), cog.stretch, parcel, changes, size
+            ):
                 renders.append((moment, style, cog, png, b))
     out_dir = evidence_dir(state_dir) / f"run-{row.run_id}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -494,11 +568,20 @@ def make_alert_chips(conn: Connection, alert_id: int, state_dir: Path | None = N
         tmp.write_bytes(png)
         _publish(tmp, final, ledger)
         written.append(final)
-        old = conn.execute(UPSERT_EVIDENCE, {
-            "alert_id": alert_id, "moment": moment, "style": style, "scene_id": cog.scene_id,
-            "path": str(final), "width": size, "height": size, "crs": cog.crs,
-            "bounds": json.dumps([round(v, 3) for v in bounds]),
-        }).scalar()
+        old = conn.execute(
+            UPSERT_EVIDENCE,
+            {
+                "alert_id": alert_id,
+                "moment": moment,
+                "style": style,
+                "scene_id": cog.scene_id,
+                "path": str(final),
+                "width": size,
+                "height": size,
+                "crs": cog.crs,
+                "bounds": json.dumps([round(v, 3) for v in bounds]),
+            },
+        ).scalar()
         if old and old != str(final):
             ledger.replaced.append(Path(old))
     return written
@@ -516,8 +599,9 @@ UPSERT_COG = text("""
 """)
 
 
-def store_run_evidence(conn: Connection, run_id: int, result, state_dir: Path | None = None
-                       ) -> dict:
+def store_run_evidence(
+    conn: Connection, run_id: int, result, state_dir: Path | None = None
+) -> dict:
     """Inside the run's transaction: the COGs of its two scenes and the chips of its current
     alerts (those a re-run no longer raises keep theirs). Returns counts and timings."""
     import json
@@ -526,35 +610,65 @@ def store_run_evidence(conn: Connection, run_id: int, result, state_dir: Path | 
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
     ledger = _FileLedger(conn)
     t0 = time.perf_counter()
-    run = conn.execute(text(
-        "SELECT before_scene_id, after_scene_id, parameters FROM detection_runs WHERE id = :r"),
-        {"r": run_id}).one()
+    run = conn.execute(
+        text(
+            "SELECT before_scene_id, after_scene_id, parameters FROM detection_runs WHERE id = :r"
+        ),
+        {"r": run_id},
+    ).one()
     params = run.parameters or {}
-    for scene, scene_id, key in ((result.before, run.before_scene_id, "before_fingerprint"),
-                                 (result.after, run.after_scene_id, "after_fingerprint")):
+    for scene, scene_id, key in (
+        (result.before, run.before_scene_id, "before_fingerprint"),
+        (result.after, run.after_scene_id, "after_fingerprint"),
+    ):
         fingerprint = params.get(key)
         if not fingerprint:
             from gis.change.store import scene_fingerprint
 
             fingerprint = scene_fingerprint(scene)
         cog = write_scene_cog(scene, fingerprint, state_dir, ledger)
-        conn.execute(UPSERT_COG, {
-            "scene_id": scene_id, "fingerprint": fingerprint, "path": str(cog.path),
-            "crs": cog.crs, "width": cog.width, "height": cog.height,
-            "bands": json.dumps(cog.bands), "stretch": json.dumps(cog.stretch)})
+        conn.execute(
+            UPSERT_COG,
+            {
+                "scene_id": scene_id,
+                "fingerprint": fingerprint,
+                "path": str(cog.path),
+                "crs": cog.crs,
+                "width": cog.width,
+                "height": cog.height,
+                "bands": json.dumps(cog.bands),
+                "stretch": json.dumps(cog.stretch),
+            },
+        )
     t_cog = time.perf_counter() - t0
-    alert_ids = [r[0] for r in conn.execute(text(
-        "SELECT id FROM parcel_alerts WHERE run_id = :r AND superseded_at IS NULL ORDER BY id"),
-        {"r": run_id})]
+    alert_ids = [
+        r[0]
+        for r in conn.execute(
+            text(
+                "SELECT id FROM parcel_alerts WHERE run_id = :r AND superseded_at IS NULL ORDER BY id"
+            ),
+            {"r": run_id},
+        )
+    ]
     chips = 0
     for alert_id in alert_ids:
         chips += len(make_alert_chips(conn, alert_id, state_dir, ledger=ledger))
     # chip files of this run no row refers to any more (alerts a re-run removed)
     folder = evidence_dir(state_dir) / f"run-{run_id}"
     if folder.is_dir():
-        kept = {r[0] for r in conn.execute(text(
-            "SELECT e.path FROM alert_evidence e JOIN parcel_alerts a ON a.id = e.alert_id "
-            "WHERE a.run_id = :r"), {"r": run_id})}
+        kept = {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT e.path FROM alert_evidence e JOIN parcel_alerts a ON a.id = e.alert_id "
+                    "WHERE a.run_id = :r"
+                ),
+                {"r": run_id},
+            )
+        }
         ledger.replaced.extend(p for p in folder.glob("alert-*.png") if str(p) not in kept)
-    return {"cogs_s": round(t_cog, 2), "chips": chips,
-            "chips_s": round(time.perf_counter() - t0 - t_cog, 2)}
+    return {
+        "cogs_s": round(t_cog, 2),
+        "chips": chips,
+        "chips_s": round(time.perf_counter() - t0 - t_cog, 2),
+    }

@@ -38,12 +38,32 @@ from gis.errors import CRSError, InputFileError
 
 #: Sentinel-2 MSI bands and their native resolution in metres.
 SENTINEL2_BANDS: dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
 }
 #: Bands the change models use (present in both L1C and L2A products; no 60 m bands).
 MODEL_BANDS: tuple[str, ...] = (
-    "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B11",
+    "B12",
 )
 #: The four 10 m bands.
 BANDS_10M: tuple[str, ...] = ("B02", "B03", "B04", "B08")
@@ -53,8 +73,7 @@ _ORDER_BY_COUNT: dict[int, tuple[str, ...]] = {
     4: BANDS_10M,
     10: MODEL_BANDS,
     12: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"),
-    13: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
-         "B12"),
+    13: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"),
 }
 # Sentinel-2 L2A scene classification values masked as not usable: no data, saturated,
 # cloud shadow, cloud medium/high probability, thin cirrus.
@@ -81,9 +100,20 @@ def normalise_band_name(name: str) -> str | None:
 
 # Common descriptions in multi-band exports (e.g. from SNAP, GEE, QGIS).
 _DESCRIPTION_ALIASES = {
-    "blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "rededge1": "B05",
-    "rededge2": "B06", "rededge3": "B07", "nir08": "B8A", "nirnarrow": "B8A", "swir1": "B11",
-    "swir16": "B11", "swir2": "B12", "swir22": "B12", "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "nir": "B08",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir08": "B8A",
+    "nirnarrow": "B8A",
+    "swir1": "B11",
+    "swir16": "B11",
+    "swir2": "B12",
+    "swir22": "B12",
+    "coastal": "B01",
 }
 
 
@@ -119,10 +149,18 @@ class Grid:
 
 def _bounds(grid: Grid) -> tuple[float, float, float, float]:
     t = grid.transform
-    xs = [t.c, t.c + t.a * grid.width + t.b * grid.height, t.c + t.a * grid.width,
-          t.c + t.b * grid.height]
-    ys = [t.f, t.f + t.d * grid.width + t.e * grid.height, t.f + t.d * grid.width,
-          t.f + t.e * grid.height]
+    xs = [
+        t.c,
+        t.c + t.a * grid.width + t.b * grid.height,
+        t.c + t.a * grid.width,
+        t.c + t.b * grid.height,
+    ]
+    ys = [
+        t.f,
+        t.f + t.d * grid.width + t.e * grid.height,
+        t.f + t.d * grid.width,
+        t.f + t.e * grid.height,
+    ]
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -206,8 +244,9 @@ def _scene_date(name: str) -> dt.datetime | None:
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
         try:
             if m.group(4):
-                return dt.datetime(y, mo, d, int(m.group(4)), int(m.group(5)), int(m.group(6)),
-                                   tzinfo=dt.UTC)
+                return dt.datetime(
+                    y, mo, d, int(m.group(4)), int(m.group(5)), int(m.group(6)), tzinfo=dt.UTC
+                )
             return dt.datetime(y, mo, d, tzinfo=dt.UTC)
         except ValueError:
             continue
@@ -285,7 +324,12 @@ def _open_folder(folder: Path) -> Scene:
     finest = min(grids, key=lambda b: (abs(grids[b].transform.a), b))
     grid = grids[finest]
     return Scene(
-        path=folder, bands=bands, grid=grid, nodata=nodata, scl=scl, dtype=dtype,
+        path=folder,
+        bands=bands,
+        grid=grid,
+        nodata=nodata,
+        scl=scl,
+        dtype=dtype,
         acquired_at=_scene_date(next(iter(bands.values())).path.name) or _scene_date(folder.name),
         sensor=_sensor(next(iter(bands.values())).path.name) or _sensor(folder.name),
         metadata={"layout": "band-folder", "finest_band": finest, "tags": tags},
@@ -314,12 +358,20 @@ def _open_multiband(path: Path) -> Scene:
             names = list(order)
         bands = {n: BandSource(path, i) for i, n in enumerate(names, start=1) if n}
         scene = Scene(
-            path=path, bands=bands, grid=grid, nodata=ds.nodata, dtype=ds.dtypes[0],
+            path=path,
+            bands=bands,
+            grid=grid,
+            nodata=ds.nodata,
+            dtype=ds.dtypes[0],
             scl=BandSource(path, scl_index) if scl_index else None,
-            acquired_at=_scene_date(ds.tags().get("ACQUISITION_DATE", "")) or _scene_date(path.name),
+            acquired_at=_scene_date(ds.tags().get("ACQUISITION_DATE", ""))
+            or _scene_date(path.name),
             sensor=ds.tags().get("SENSOR") or _sensor(path.name),
-            metadata={"layout": "multiband", "band_count": ds.count,
-                      "tags": {k: v for k, v in ds.tags().items() if len(v) < 200}},
+            metadata={
+                "layout": "multiband",
+                "band_count": ds.count,
+                "tags": {k: v for k, v in ds.tags().items() if len(v) < 200},
+            },
         )
     return scene
 
@@ -350,7 +402,9 @@ def check_alignment(before: Scene, after: Scene) -> None:
 
 def same_grid(a: Grid, b: Grid) -> bool:
     return (
-        a.crs == b.crs and a.width == b.width and a.height == b.height
+        a.crs == b.crs
+        and a.width == b.width
+        and a.height == b.height
         and a.transform.almost_equals(b.transform)
     )
 
@@ -395,9 +449,14 @@ class SceneReader:
         vrt = self._vrts.get(key)
         if vrt is None:
             vrt = self._vrts[key] = WarpedVRT(
-                ds, crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width,
-                height=self.grid.height, resampling=resampling, nodata=ds.nodata if ds.nodata
-                is not None else 0, src_nodata=ds.nodata if ds.nodata is not None else None,
+                ds,
+                crs=self.grid.crs,
+                transform=self.grid.transform,
+                width=self.grid.width,
+                height=self.grid.height,
+                resampling=resampling,
+                nodata=ds.nodata if ds.nodata is not None else 0,
+                src_nodata=ds.nodata if ds.nodata is not None else None,
             )
         return vrt
 
@@ -460,7 +519,10 @@ class SceneReader:
 
 
 def band_statistics(
-    scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000,
+    scene: Scene,
+    grid: Grid,
+    bands: Sequence[str],
+    max_pixels: int = 2_000_000,
     sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per-band mean and standard deviation over the valid pixels of a scene.
@@ -498,12 +560,16 @@ def sample_windows(grid: Grid, max_pixels: int = 2_000_000, size: int = 256) -> 
     n = max(2, math.ceil(math.sqrt(max_pixels / size**2)))
     rows = np.linspace(0, max(grid.height - size, 0), n).astype(int)
     cols = np.linspace(0, max(grid.width - size, 0), n).astype(int)
-    return [Window(int(c), int(r), min(size, grid.width), min(size, grid.height))
-            for r in rows for c in cols]
+    return [
+        Window(int(c), int(r), min(size, grid.width), min(size, grid.height))
+        for r in rows
+        for c in cols
+    ]
 
 
-def read_sample(scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_sample(
+    scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int = 2_000_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values (bands, n) with valid and has-data masks (n,) of :func:`sample_windows`."""
     vals, valids, datas = [], [], []
     with SceneReader(scene, grid) as reader:
@@ -516,8 +582,9 @@ def read_sample(scene: Scene, grid: Grid, bands: Sequence[str], max_pixels: int 
     return np.concatenate(vals, axis=1), np.concatenate(valids), np.concatenate(datas)
 
 
-def normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray,
-              valid: np.ndarray | None = None) -> np.ndarray:
+def normalise(
+    values: np.ndarray, mean: np.ndarray, std: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Per-image radiometric normalisation: (x − mean) / std per band, clipped to ±6, 0 where
     invalid."""
     out = (values - mean[:, None, None]) / std[:, None, None]

@@ -39,8 +39,9 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def classify(values: np.ndarray, bands: Sequence[str], valid: np.ndarray,
-             scale: float = 10000.0) -> np.ndarray:
+def classify(
+    values: np.ndarray, bands: Sequence[str], valid: np.ndarray, scale: float = 10000.0
+) -> np.ndarray:
     """Classify reflectance values (bands, h, w) into cover codes (uint8, h, w).
 
     >>> import numpy as np
@@ -64,8 +65,9 @@ def classify(values: np.ndarray, bands: Sequence[str], valid: np.ndarray,
     out = np.full(values.shape[1:], COVER_CODES["built_up"], dtype=np.uint8)
     # reddish soil-vegetation mixtures (NDVI 0.2-0.35, red > green) count as bare, not
     # built-up: on cropland a false "built-up" is a false alarm, a false "bare" is seasonal
-    bare = (bsi > 0.12) | ((red_green > 1.15) & (ndbi > 0.05)) | (
-        (ndvi >= 0.2) & (red_green > 1.05))
+    bare = (
+        (bsi > 0.12) | ((red_green > 1.15) & (ndbi > 0.05)) | ((ndvi >= 0.2) & (red_green > 1.05))
+    )
     out[bare] = COVER_CODES["bare"]
     out[ndvi >= 0.35] = COVER_CODES["vegetation"]
     out[(mndwi > 0.1) & (ndvi < 0.3)] = COVER_CODES["water"]

@@ -73,8 +73,15 @@ def check_status(status: Any) -> str:
     return status
 
 
-def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: Any,
-                 note: Any = None, *, actor: Actor) -> AlertReview:
+def review_alert(
+    connection: Connection,
+    alert_id: int,
+    status: Any,
+    reviewer: Any,
+    note: Any = None,
+    *,
+    actor: Actor,
+) -> AlertReview:
     """Set the review of one parcel alert and audit it, in the caller's transaction.
 
     Parameters
@@ -104,25 +111,47 @@ def review_alert(connection: Connection, alert_id: int, status: Any, reviewer: A
     note_ = clean_text(note, "review_note", required=False, max_len=NOTE_MAX)
     if isinstance(alert_id, bool) or not isinstance(alert_id, int) or not 0 < alert_id < 2**63:
         raise RecordNotFoundError(f"No parcel alert {str(alert_id)[:40]}.")
-    old = connection.execute(
-        text("SELECT review_status, reviewer, review_note, reviewed_at FROM parcel_alerts "
-             "WHERE id = :id FOR UPDATE"),
-        {"id": alert_id},
-    ).mappings().first()
+    old = (
+        connection.execute(
+            text(
+                "SELECT review_status, reviewer, review_note, reviewed_at FROM parcel_alerts "
+                "WHERE id = :id FOR UPDATE"
+            ),
+            {"id": alert_id},
+        )
+        .mappings()
+        .first()
+    )
     if old is None:
         raise RecordNotFoundError(f"No parcel alert {alert_id}.")
-    new = connection.execute(
-        text(
-            "UPDATE parcel_alerts SET review_status = CAST(:s AS varchar), reviewer = :r, "
-            "review_note = :n, "
-            "reviewed_at = CASE WHEN CAST(:s AS varchar) = 'new' THEN NULL ELSE now() END "
-            "WHERE id = :id RETURNING review_status, reviewer, review_note, reviewed_at"
-        ),
-        {"s": status_, "r": reviewer_, "n": note_, "id": alert_id},
-    ).mappings().one()
-    audit_id = audit.record(
-        connection, actor, "review_alert", "parcel_alerts", alert_id,
-        {k: old[k] for k in REVIEW_FIELDS}, {k: new[k] for k in REVIEW_FIELDS}, note_,
+    new = (
+        connection.execute(
+            text(
+                "UPDATE parcel_alerts SET review_status = CAST(:s AS varchar), reviewer = :r, "
+                "review_note = :n, "
+                "reviewed_at = CASE WHEN CAST(:s AS varchar) = 'new' THEN NULL ELSE now() END "
+                "WHERE id = :id RETURNING review_status, reviewer, review_note, reviewed_at"
+            ),
+            {"s": status_, "r": reviewer_, "n": note_, "id": alert_id},
+        )
+        .mappings()
+        .one()
     )
-    return AlertReview(alert_id, new["review_status"], new["reviewer"], new["review_note"],
-                       new["reviewed_at"], audit_id)
+    audit_id = audit.record(
+        connection,
+        actor,
+        "review_alert",
+        "parcel_alerts",
+        alert_id,
+        {k: old[k] for k in REVIEW_FIELDS},
+        {k: new[k] for k in REVIEW_FIELDS},
+        note_,
+    )
+    return AlertReview(
+        alert_id,
+        new["review_status"],
+        new["reviewer"],
+        new["review_note"],
+        new["reviewed_at"],
+        audit_id,
+    )

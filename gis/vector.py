@@ -12,7 +12,9 @@ import shapely
 from gis.errors import InputFileError
 
 
-def read_vector(path: Path, layer: str | None = None) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+def read_vector(
+    path: Path, layer: str | None = None
+) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     """(metadata, WKB array, {field name: values}) of a vector file.
 
     Raises InputFileError naming the file when it is missing, unreadable or has no features.

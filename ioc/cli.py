@@ -52,7 +52,9 @@ class AppContext:
 
     db_settings: DatabaseSettings = field(default_factory=DatabaseSettings)
     state: StateSettings = field(default_factory=StateSettings)
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("IOC_DATA_DIR", REPO_DATA_DIR)))
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("IOC_DATA_DIR", REPO_DATA_DIR))
+    )
     _engine: object = None
 
     @property
@@ -80,8 +82,10 @@ class AppContext:
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    return tuple(getattr(importlib.import_module(module_name), attr)
-                 for module_name, attr in USER_ERROR_CLASSES)
+    return tuple(
+        getattr(importlib.import_module(module_name), attr)
+        for module_name, attr in USER_ERROR_CLASSES
+    )
 
 
 class IocGroup(click.Group):
@@ -113,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         from ioc.logging import setup_observability  # IOC_LOG_FORMAT; metrics of ioc run/serve
 
         args = sys.argv[1:] if argv is None else argv
-        setup_observability(next((a for a in args if not a.startswith("-")), None), StateSettings().state_dir)
+        setup_observability(
+            next((a for a in args if not a.startswith("-")), None), StateSettings().state_dir
+        )
         cli.main(args=argv, prog_name="ioc", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

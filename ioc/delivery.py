@@ -65,7 +65,12 @@ log = logging.getLogger(__name__)
 TIMEZONE = dt.timezone(dt.timedelta(hours=7), "ICT")  # Asia/Ho_Chi_Minh, no DST
 LABEL_VI = {"negative": "tiêu cực", "neutral": "trung tính", "positive": "tích cực"}
 SEVERITY_VI = {"high": "cao", "medium": "trung bình", "low": "thấp"}
-COVER_VI = {"built_up": "xây dựng", "vegetation": "thực vật", "water": "mặt nước", "bare": "đất trống"}
+COVER_VI = {
+    "built_up": "xây dựng",
+    "vegetation": "thực vật",
+    "water": "mặt nước",
+    "bare": "đất trống",
+}
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -119,19 +124,24 @@ class DeliverySettings(BaseSettings):
     smtp_ssl: bool = Field(default=False, description="implicit TLS from the start (port 465)")
     smtp_from: str | None = Field(default=None, description="From: 'Name <address>' or address")
     smtp_ca_file: Path | None = Field(
-        default=None, description="CA certificate(s) to trust for the SMTP server (internal CA); "
-        "unset = the system's trust store")
+        default=None,
+        description="CA certificate(s) to trust for the SMTP server (internal CA); "
+        "unset = the system's trust store",
+    )
     smtp_timeout: float = Field(default=30.0, gt=0)
     delivery_recipients_file: Path | None = None
     delivery_attempts: int = Field(default=4, ge=1, le=20)
     delivery_backoff_seconds: float = Field(default=5.0, ge=0)
     delivery_backoff_max_seconds: float = Field(default=300.0, ge=0)
     delivery_base_url: str | None = Field(
-        default=None, description="Public URL of the API, for links in messages")
+        default=None, description="Public URL of the API, for links in messages"
+    )
     delivery_alert_severities: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["high"], description="comma-separated: high, medium, low")
+        default_factory=lambda: ["high"], description="comma-separated: high, medium, low"
+    )
     delivery_webhook_url: SecretStr | None = Field(
-        default=None, description="JSON POST target for chat tools (Mattermost, Slack, …)")
+        default=None, description="JSON POST target for chat tools (Mattermost, Slack, …)"
+    )
     delivery_webhook_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("delivery_alert_severities", mode="before")
@@ -222,11 +232,16 @@ class Recipients(BaseModel):
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise DeliveryConfigError(
-                f"{path}: recipients file not found (IOC_DELIVERY_RECIPIENTS_FILE).") from None
+                f"{path}: recipients file not found (IOC_DELIVERY_RECIPIENTS_FILE)."
+            ) from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise DeliveryConfigError(f"{path}: not a valid YAML recipients file ({exc}).") from None
+            raise DeliveryConfigError(
+                f"{path}: not a valid YAML recipients file ({exc})."
+            ) from None
         if not isinstance(data, dict):
-            raise DeliveryConfigError(f"{path}: expected a mapping with default/alerts/topics/communes.")
+            raise DeliveryConfigError(
+                f"{path}: expected a mapping with default/alerts/topics/communes."
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -263,7 +278,9 @@ def digest_recipients(recipients: Recipients, digest: Mapping[str, Any]) -> dict
     return {a: reasons for a, reasons in out.values()}
 
 
-def alert_recipients(recipients: Recipients, alerts: list[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+def alert_recipients(
+    recipients: Recipients, alerts: list[Mapping[str, Any]]
+) -> dict[str, list[Mapping[str, Any]]]:
     """Address → the alerts it gets (all for default/alerts, its communes' for the others)."""
     scoped: dict[str, tuple[str, list[Mapping[str, Any]]]] = {}
     for a in [*recipients.default, *recipients.alerts]:
@@ -349,8 +366,10 @@ def _new_message(sender: str, to: str, subject: str, msg_id: str) -> EmailMessag
 
 def digest_subject(digest: Mapping[str, Any]) -> str:
     t = digest.get("totals", {})
-    return (f"Bản tin dư luận trực tuyến ngày {_vn_date(digest['date'])}: "
-            f"{t.get('articles', 0)} bài, {t.get('negative', 0)} tiêu cực")
+    return (
+        f"Bản tin dư luận trực tuyến ngày {_vn_date(digest['date'])}: "
+        f"{t.get('articles', 0)} bài, {t.get('negative', 0)} tiêu cực"
+    )
 
 
 def _reason_vi(reasons: list[str], digest: Mapping[str, Any]) -> str:
@@ -370,7 +389,9 @@ def _reason_vi(reasons: list[str], digest: Mapping[str, Any]) -> str:
     return "; ".join(out)
 
 
-def digest_text(digest: Mapping[str, Any], base_url: str | None = None, reasons: list[str] | None = None) -> str:
+def digest_text(
+    digest: Mapping[str, Any], base_url: str | None = None, reasons: list[str] | None = None
+) -> str:
     """The plain-text alternative of the digest (Vietnamese)."""
     t = digest.get("totals", {})
     lines = [
@@ -381,22 +402,32 @@ def digest_text(digest: Mapping[str, Any], base_url: str | None = None, reasons:
     ]
     if digest.get("by_topic"):
         lines += ["", "Theo chủ đề:"]
-        lines += [f"- {g.get('name') or g.get('key')}: {g['total']} bài ({g.get('negative', 0)} tiêu cực)"
-                  for g in digest["by_topic"]]
+        lines += [
+            f"- {g.get('name') or g.get('key')}: {g['total']} bài ({g.get('negative', 0)} tiêu cực)"
+            for g in digest["by_topic"]
+        ]
     if digest.get("commune_stats"):
         lines += ["", "Địa bàn được nhắc đến:"]
-        lines += [f"- {s.get('name') or s['code']}: {s['articles']} bài, {s.get('negative', 0)} tiêu cực"
-                  for s in digest["commune_stats"][:15]]
+        lines += [
+            f"- {s.get('name') or s['code']}: {s['articles']} bài, {s.get('negative', 0)} tiêu cực"
+            for s in digest["commune_stats"][:15]
+        ]
     if digest.get("negative_articles"):
         lines += ["", "Bài tiêu cực đáng chú ý:"]
         for i, a in enumerate(digest["negative_articles"], 1):
-            lines.append(f"{i}. {a.get('title')} ({a.get('source')}; {a.get('topic_name') or ''})".replace("; )", ")"))
+            lines.append(
+                f"{i}. {a.get('title')} ({a.get('source')}; {a.get('topic_name') or ''})".replace(
+                    "; )", ")"
+                )
+            )
             lines.append(f"   {a.get('url')}")
     if digest.get("alerts"):
         lines += ["", "Cảnh báo sử dụng đất trên các địa bàn này:"]
         for a in digest["alerts"][:20]:
-            lines.append(f"- {a.get('commune')}: {a.get('rule')}, mức {SEVERITY_VI.get(a.get('severity'), a.get('severity'))}, "
-                         f"{float(a.get('changed_area_m2') or 0):,.0f} m²")
+            lines.append(
+                f"- {a.get('commune')}: {a.get('rule')}, mức {SEVERITY_VI.get(a.get('severity'), a.get('severity'))}, "
+                f"{float(a.get('changed_area_m2') or 0):,.0f} m²"
+            )
     lines.append("")
     if base_url:
         lines.append(f"Bản đầy đủ: {base_url.rstrip('/')}/digest/{digest['date']}?f=html")
@@ -406,17 +437,30 @@ def digest_text(digest: Mapping[str, Any], base_url: str | None = None, reasons:
     return "\n".join(lines) + "\n"
 
 
-def digest_message(digest: Mapping[str, Any], html: str, pdf: bytes | None, sender: str, to: str,
-                   base_url: str | None = None, reasons: list[str] | None = None) -> EmailMessage:
+def digest_message(
+    digest: Mapping[str, Any],
+    html: str,
+    pdf: bytes | None,
+    sender: str,
+    to: str,
+    base_url: str | None = None,
+    reasons: list[str] | None = None,
+) -> EmailMessage:
     """One recipient's digest e-mail: text + HTML alternatives, the PDF attached."""
-    msg = _new_message(sender, to, digest_subject(digest),
-                       _message_id("digest", str(digest["date"]), to, sender))
-    msg.set_content(digest_text(digest, base_url, reasons), subtype="plain", charset="utf-8",
-                    cte="quoted-printable")
+    msg = _new_message(
+        sender, to, digest_subject(digest), _message_id("digest", str(digest["date"]), to, sender)
+    )
+    msg.set_content(
+        digest_text(digest, base_url, reasons),
+        subtype="plain",
+        charset="utf-8",
+        cte="quoted-printable",
+    )
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     if pdf:
-        msg.add_attachment(pdf, maintype="application", subtype="pdf",
-                           filename=f"ban-tin-{digest['date']}.pdf")
+        msg.add_attachment(
+            pdf, maintype="application", subtype="pdf", filename=f"ban-tin-{digest['date']}.pdf"
+        )
     return msg
 
 
@@ -425,7 +469,9 @@ def _alert_row(a: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
     if isinstance(created, dt.datetime):
         created = created.astimezone(TIMEZONE).strftime("%d/%m/%Y %H:%M")
     parcel = "/".join(str(x) for x in (a.get("sheet_number"), a.get("parcel_number")) if x)
-    link = f"{base_url.rstrip('/')}/collections/parcel-alerts/items/{a.get('id')}" if base_url else ""
+    link = (
+        f"{base_url.rstrip('/')}/collections/parcel-alerts/items/{a.get('id')}" if base_url else ""
+    )
     return {
         "id": str(a.get("id")),
         "commune": str(a.get("commune_name") or a.get("commune_code") or ""),
@@ -435,7 +481,7 @@ def _alert_row(a: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
         "rule": str(a.get("rule") or ""),
         "severity": SEVERITY_VI.get(a.get("severity"), str(a.get("severity"))),
         "change": f"{COVER_VI.get(a.get('observed_from'), a.get('observed_from') or '?')} → "
-                  f"{COVER_VI.get(a.get('observed_to'), a.get('observed_to') or '?')}",
+        f"{COVER_VI.get(a.get('observed_to'), a.get('observed_to') or '?')}",
         "area": f"{float(a.get('changed_area_m2') or 0):,.0f} m² ({100 * float(a.get('changed_fraction') or 0):.0f} %)",
         "created": str(created or ""),
         "link": link,
@@ -444,36 +490,54 @@ def _alert_row(a: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
 
 def alerts_subject(alerts: list[Mapping[str, Any]]) -> str:
     communes = {a.get("commune_code") for a in alerts}
-    return (f"Cảnh báo sử dụng đất mới: {len(alerts)} thửa đất "
-            f"trên {len(communes)} xã/phường")
+    return f"Cảnh báo sử dụng đất mới: {len(alerts)} thửa đất trên {len(communes)} xã/phường"
 
 
-def alerts_message(alerts: list[Mapping[str, Any]], sender: str, to: str,
-                   base_url: str | None = None) -> EmailMessage:
+def alerts_message(
+    alerts: list[Mapping[str, Any]], sender: str, to: str, base_url: str | None = None
+) -> EmailMessage:
     """One recipient's alert summary: a table of the new alerts (text + HTML)."""
     rows = [_alert_row(a, base_url) for a in alerts]
     key = hashlib.sha256(",".join(sorted(r["id"] for r in rows)).encode()).hexdigest()[:12]
     msg = _new_message(sender, to, alerts_subject(alerts), _message_id("alerts", key, to, sender))
-    text_lines = [alerts_subject(alerts), "",
-                  "Các thửa đất có dấu hiệu chuyển đổi mục đích sử dụng trái phép, cần kiểm tra thực địa:", ""]
+    text_lines = [
+        alerts_subject(alerts),
+        "",
+        "Các thửa đất có dấu hiệu chuyển đổi mục đích sử dụng trái phép, cần kiểm tra thực địa:",
+        "",
+    ]
     for r in rows:
-        text_lines.append(f"- {r['commune']} ({r['code']}), thửa {r['parcel']} [{r['legal']}]: {r['rule']}, "
-                          f"mức {r['severity']}, {r['change']}, {r['area']}, phát hiện {r['created']}")
+        text_lines.append(
+            f"- {r['commune']} ({r['code']}), thửa {r['parcel']} [{r['legal']}]: {r['rule']}, "
+            f"mức {r['severity']}, {r['change']}, {r['area']}, phát hiện {r['created']}"
+        )
         if r["link"]:
             text_lines.append(f"  {r['link']}")
-    msg.set_content("\n".join(text_lines) + "\n", subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.set_content(
+        "\n".join(text_lines) + "\n", subtype="plain", charset="utf-8", cte="quoted-printable"
+    )
     e = html_lib.escape
     cells = "".join(
-        "<tr>" + "".join(f"<td>{e(r[k])}</td>" for k in ("commune", "parcel", "legal", "rule", "severity", "change", "area", "created"))
-        + (f'<td><a href="{e(r["link"])}">xem</a></td>' if r["link"] else "<td></td>") + "</tr>"
-        for r in rows)
+        "<tr>"
+        + "".join(
+            f"<td>{e(r[k])}</td>"
+            for k in ("commune", "parcel", "legal", "rule", "severity", "change", "area", "created")
+        )
+        + (f'<td><a href="{e(r["link"])}">xem</a></td>' if r["link"] else "<td></td>")
+        + "</tr>"
+        for r in rows
+    )
     body = (
-        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>' + e(alerts_subject(alerts)) + "</title></head>"
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>'
+        + e(alerts_subject(alerts))
+        + "</title></head>"
         '<body style="font-family:sans-serif"><h2>' + e(alerts_subject(alerts)) + "</h2>"
         "<p>Các thửa đất có dấu hiệu chuyển đổi mục đích sử dụng trái phép, cần kiểm tra thực địa.</p>"
         '<table border="1" cellpadding="4" cellspacing="0" style="border-collapse:collapse">'
         "<tr><th>Xã/phường</th><th>Tờ/thửa</th><th>Loại đất</th><th>Quy tắc</th><th>Mức</th>"
-        "<th>Biến động</th><th>Diện tích</th><th>Phát hiện</th><th></th></tr>" + cells + "</table></body></html>"
+        "<th>Biến động</th><th>Diện tích</th><th>Phát hiện</th><th></th></tr>"
+        + cells
+        + "</table></body></html>"
     )
     msg.add_alternative(body, subtype="html", charset="utf-8", cte="base64")
     return msg
@@ -500,7 +564,8 @@ def _check_smtp_settings(settings: DeliverySettings) -> str:
     if settings.smtp_user and not (settings.smtp_starttls or settings.smtp_ssl):
         raise DeliveryConfigError(
             "IOC_SMTP_USER is set but neither IOC_SMTP_STARTTLS nor IOC_SMTP_SSL: the password "
-            "would cross the network unencrypted.")
+            "would cross the network unencrypted."
+        )
     if settings.smtp_user and settings.smtp_password is None:
         raise DeliveryConfigError("IOC_SMTP_USER is set but IOC_SMTP_PASSWORD is not.")
     if settings.smtp_ca_file and not Path(settings.smtp_ca_file).is_file():
@@ -521,20 +586,29 @@ def _connect(settings: DeliverySettings) -> smtplib.SMTP:
     smtp: smtplib.SMTP | None = None
     try:
         if settings.smtp_ssl:
-            smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout,
-                                    context=_tls_context(settings))
+            smtp = smtplib.SMTP_SSL(
+                settings.smtp_host,
+                settings.smtp_port,
+                timeout=settings.smtp_timeout,
+                context=_tls_context(settings),
+            )
         else:
-            smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout)
+            smtp = smtplib.SMTP(
+                settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout
+            )
         smtp.ehlo()
         if settings.smtp_starttls and not settings.smtp_ssl:
             if not smtp.has_extn("starttls"):
                 raise SmtpTlsError(
                     f"SMTP server {server} does not offer STARTTLS; not sending (set "
-                    "IOC_SMTP_STARTTLS=false only for a trusted relay without a password).")
+                    "IOC_SMTP_STARTTLS=false only for a trusted relay without a password)."
+                )
             smtp.starttls(context=_tls_context(settings))
             smtp.ehlo()
         if user:
-            smtp.login(user, settings.smtp_password.get_secret_value() if settings.smtp_password else "")
+            smtp.login(
+                user, settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+            )
         return smtp
     except BaseException as exc:
         if smtp is not None:
@@ -547,22 +621,29 @@ def _connect(settings: DeliverySettings) -> smtplib.SMTP:
         if isinstance(exc, ssl.SSLCertVerificationError):
             raise SmtpTlsError(
                 f"TLS certificate of SMTP server {server} is not trusted ({exc.verify_message}); "
-                "set IOC_SMTP_CA_FILE to the CA that signed it.") from None
+                "set IOC_SMTP_CA_FILE to the CA that signed it."
+            ) from None
         if isinstance(exc, ssl.SSLError):
-            raise SmtpTlsError(f"TLS with SMTP server {server} failed: {exc.reason or exc}.") from None
+            raise SmtpTlsError(
+                f"TLS with SMTP server {server} failed: {exc.reason or exc}."
+            ) from None
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             if 400 <= exc.smtp_code < 500:
                 raise _Transient(f"login of user '{user}' deferred: {_reply(exc)}") from None
             raise SmtpAuthenticationError(
-                f"SMTP server {server} refused the login of user '{user}': {_reply(exc)}.") from None
+                f"SMTP server {server} refused the login of user '{user}': {_reply(exc)}."
+            ) from None
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             raise SmtpAuthenticationError(
                 f"SMTP server {server} offers no authentication the client can use for user "
-                f"'{user}' ({exc}).") from None
+                f"'{user}' ({exc})."
+            ) from None
         if isinstance(exc, smtplib.SMTPResponseException):
             if 400 <= exc.smtp_code < 500:
                 raise _Transient(_reply(exc)) from None
-            raise SmtpRejectedError(f"SMTP server {server} refused the session: {_reply(exc)}.") from None
+            raise SmtpRejectedError(
+                f"SMTP server {server} refused the session: {_reply(exc)}."
+            ) from None
         if isinstance(exc, smtplib.SMTPServerDisconnected | OSError):
             raise _Transient(_oserror(exc)) from None
         raise
@@ -578,8 +659,12 @@ def _oserror(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def send_messages(messages: list[tuple[str, EmailMessage]], settings: DeliverySettings,
-                  report: DeliveryReport, sleep: Callable[[float], None] = time.sleep) -> None:
+def send_messages(
+    messages: list[tuple[str, EmailMessage]],
+    settings: DeliverySettings,
+    report: DeliveryReport,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Send each (recipient, message) over one SMTP session; reconnect with back-off on
     transient failures and resume with the recipients not yet served. Fills ``report``."""
     sender = _check_smtp_settings(settings)
@@ -605,7 +690,9 @@ def send_messages(messages: list[tuple[str, EmailMessage]], settings: DeliverySe
                         if 400 <= code < 500:
                             raise _Transient(f"recipient {addr} deferred: {reply}") from None
                         report.failed[addr] = reply[:300]
-                        log.warning("SMTP server %s refused recipient %s: %s", server, addr, reply[:200])
+                        log.warning(
+                            "SMTP server %s refused recipient %s: %s", server, addr, reply[:200]
+                        )
                         pending.pop(0)
                         _rset(smtp)
                         continue
@@ -613,12 +700,18 @@ def send_messages(messages: list[tuple[str, EmailMessage]], settings: DeliverySe
                         if 400 <= exc.smtp_code < 500:
                             raise _Transient(_reply(exc)) from None
                         raise SmtpRejectedError(
-                            f"SMTP server {server} refused the sender {envelope_from}: {_reply(exc)}.") from None
+                            f"SMTP server {server} refused the sender {envelope_from}: {_reply(exc)}."
+                        ) from None
                     except smtplib.SMTPDataError as exc:
                         if 400 <= exc.smtp_code < 500:
                             raise _Transient(_reply(exc)) from None
                         report.failed[addr] = _reply(exc)
-                        log.warning("SMTP server %s refused the message to %s: %s", server, addr, _reply(exc))
+                        log.warning(
+                            "SMTP server %s refused the message to %s: %s",
+                            server,
+                            addr,
+                            _reply(exc),
+                        )
                         pending.pop(0)
                         _rset(smtp)
                         continue
@@ -636,19 +729,31 @@ def send_messages(messages: list[tuple[str, EmailMessage]], settings: DeliverySe
                 report.not_sent = len(pending)
                 raise SmtpUnavailableError(
                     f"SMTP server {server} unavailable after {attempt} attempt(s): {exc}; "
-                    f"{len(pending)} message(s) not sent.", report) from None
-            delay = backoff_delay(attempt, settings.delivery_backoff_seconds,
-                                  settings.delivery_backoff_max_seconds)
-            log.warning("SMTP server %s: %s; attempt %d of %d, retrying in %.1f s",
-                        server, exc, attempt, settings.delivery_attempts, delay)
+                    f"{len(pending)} message(s) not sent.",
+                    report,
+                ) from None
+            delay = backoff_delay(
+                attempt, settings.delivery_backoff_seconds, settings.delivery_backoff_max_seconds
+            )
+            log.warning(
+                "SMTP server %s: %s; attempt %d of %d, retrying in %.1f s",
+                server,
+                exc,
+                attempt,
+                settings.delivery_attempts,
+                delay,
+            )
             sleep(delay)
         except DeliveryError as exc:
             report.not_sent = len(pending)
             exc.report = report
             raise
     if messages and not report.sent:
-        raise SmtpRejectedError(f"SMTP server {server} refused every recipient: "
-                                + "; ".join(f"{k}: {v}" for k, v in report.failed.items())[:500], report)
+        raise SmtpRejectedError(
+            f"SMTP server {server} refused every recipient: "
+            + "; ".join(f"{k}: {v}" for k, v in report.failed.items())[:500],
+            report,
+        )
 
 
 def _rset(smtp: smtplib.SMTP) -> None:
@@ -684,8 +789,9 @@ _REDACT = _RedactUrls()
 logging.getLogger("httpx").addFilter(_REDACT)
 
 
-def post_webhook(payload: dict[str, Any], settings: DeliverySettings,
-                 sleep: Callable[[float], None] = time.sleep) -> int:
+def post_webhook(
+    payload: dict[str, Any], settings: DeliverySettings, sleep: Callable[[float], None] = time.sleep
+) -> int:
     """POST ``payload`` as JSON; retry transport errors, 5xx and 429 with back-off (honouring
     Retry-After). Returns the number of attempts.
 
@@ -711,28 +817,51 @@ def post_webhook(payload: dict[str, Any], settings: DeliverySettings,
             try:
                 response = client.post(url, json=payload, headers={"User-Agent": "ioc-monitor"})
             except httpx.TransportError as exc:
-                reason = "timed out" if isinstance(exc, httpx.TimeoutException) else f"{type(exc).__name__}"
+                reason = (
+                    "timed out"
+                    if isinstance(exc, httpx.TimeoutException)
+                    else f"{type(exc).__name__}"
+                )
             else:
                 if response.status_code < 300:
                     return attempt
                 reason = f"HTTP {response.status_code}"
                 if response.status_code != 429 and response.status_code < 500:
-                    raise WebhookError(f"webhook {target} refused the message: {reason} "
-                                       f"{' '.join(response.text.split())[:200]}")
+                    raise WebhookError(
+                        f"webhook {target} refused the message: {reason} "
+                        f"{' '.join(response.text.split())[:200]}"
+                    )
                 header = response.headers.get("retry-after", "")
                 if header.isdigit():
                     retry_after = min(float(header), settings.delivery_backoff_max_seconds)
             if attempt >= settings.delivery_attempts:
                 raise WebhookError(f"webhook {target} failed after {attempt} attempt(s): {reason}.")
-            delay = retry_after if retry_after is not None else backoff_delay(
-                attempt, settings.delivery_backoff_seconds, settings.delivery_backoff_max_seconds)
-            log.warning("webhook %s: %s; attempt %d of %d, retrying in %.1f s",
-                        target, reason, attempt, settings.delivery_attempts, delay)
+            delay = (
+                retry_after
+                if retry_after is not None
+                else backoff_delay(
+                    attempt,
+                    settings.delivery_backoff_seconds,
+                    settings.delivery_backoff_max_seconds,
+                )
+            )
+            log.warning(
+                "webhook %s: %s; attempt %d of %d, retrying in %.1f s",
+                target,
+                reason,
+                attempt,
+                settings.delivery_attempts,
+                delay,
+            )
             sleep(delay)
 
 
-def _webhook(payload: dict[str, Any], settings: DeliverySettings, report: DeliveryReport,
-             sleep: Callable[[float], None]) -> DeliveryError | None:
+def _webhook(
+    payload: dict[str, Any],
+    settings: DeliverySettings,
+    report: DeliveryReport,
+    sleep: Callable[[float], None],
+) -> DeliveryError | None:
     if settings.delivery_webhook_url is None:
         return None
     try:
@@ -750,7 +879,8 @@ def _webhook(payload: dict[str, Any], settings: DeliverySettings, report: Delive
 def _recipients(settings: DeliverySettings) -> Recipients:
     if settings.delivery_recipients_file is None:
         raise DeliveryConfigError(
-            "IOC_SMTP_HOST is set but IOC_DELIVERY_RECIPIENTS_FILE is not (who gets the e-mails).")
+            "IOC_SMTP_HOST is set but IOC_DELIVERY_RECIPIENTS_FILE is not (who gets the e-mails)."
+        )
     return Recipients.load(settings.delivery_recipients_file)
 
 
@@ -758,7 +888,8 @@ def _require_channel(settings: DeliverySettings) -> None:
     if not settings.smtp_host and settings.delivery_webhook_url is None:
         raise DeliveryConfigError(
             "No delivery channel: set IOC_SMTP_HOST (with IOC_SMTP_FROM and "
-            "IOC_DELIVERY_RECIPIENTS_FILE) or IOC_DELIVERY_WEBHOOK_URL.")
+            "IOC_DELIVERY_RECIPIENTS_FILE) or IOC_DELIVERY_WEBHOOK_URL."
+        )
 
 
 def _finish(report: DeliveryReport, failures: list[DeliveryError]) -> DeliveryReport:
@@ -778,16 +909,26 @@ def _count(report: DeliveryReport) -> None:
     except ImportError:  # metrics are optional for a library caller
         return
     if report.smtp_server:
-        observe_delivery(report.kind, "email", sent=len(report.sent),
-                         failed=len(report.failed) + report.not_sent)
+        observe_delivery(
+            report.kind, "email", sent=len(report.sent), failed=len(report.failed) + report.not_sent
+        )
     if report.webhook:
-        observe_delivery(report.kind, "webhook", sent=int(report.webhook == "sent"),
-                         failed=int(report.webhook != "sent"))
+        observe_delivery(
+            report.kind,
+            "webhook",
+            sent=int(report.webhook == "sent"),
+            failed=int(report.webhook != "sent"),
+        )
 
 
-def deliver_digest(digest: Mapping[str, Any], html: str, pdf: bytes | None,
-                   settings: DeliverySettings | None = None, *,
-                   sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+def deliver_digest(
+    digest: Mapping[str, Any],
+    html: str,
+    pdf: bytes | None,
+    settings: DeliverySettings | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
     """E-mail the digest of ``digest['date']`` to its recipients and post it to the webhook.
 
     ``digest`` is :func:`nlp.digest.build_digest`'s dict, ``html`` its rendered page, ``pdf``
@@ -809,8 +950,10 @@ def deliver_digest(digest: Mapping[str, Any], html: str, pdf: bytes | None,
         targets = digest_recipients(_recipients(settings), digest)
         if not targets:
             report.skipped = "no recipient subscribes to today's topics or communes"
-        messages = [(a, digest_message(digest, html, pdf, sender, a, settings.delivery_base_url, reasons))
-                    for a, reasons in targets.items()]
+        messages = [
+            (a, digest_message(digest, html, pdf, sender, a, settings.delivery_base_url, reasons))
+            for a, reasons in targets.items()
+        ]
         try:
             send_messages(messages, settings, report, sleep)
         except DeliveryError as exc:
@@ -818,11 +961,22 @@ def deliver_digest(digest: Mapping[str, Any], html: str, pdf: bytes | None,
             log.error("%s", exc)
             failures.append(exc)
     t = digest.get("totals", {})
-    url = f"{settings.delivery_base_url.rstrip('/')}/digest/{digest['date']}?f=html" if settings.delivery_base_url else None
-    negatives = [f"• {a.get('title')} ({a.get('source')})" for a in digest.get("negative_articles", [])[:5]]
-    text = "\n".join([f"*{digest_subject(digest)}*",
-                      f"Tiêu cực {t.get('negative', 0)} · trung tính {t.get('neutral', 0)} · tích cực {t.get('positive', 0)}",
-                      *negatives, *([url] if url else [])])
+    url = (
+        f"{settings.delivery_base_url.rstrip('/')}/digest/{digest['date']}?f=html"
+        if settings.delivery_base_url
+        else None
+    )
+    negatives = [
+        f"• {a.get('title')} ({a.get('source')})" for a in digest.get("negative_articles", [])[:5]
+    ]
+    text = "\n".join(
+        [
+            f"*{digest_subject(digest)}*",
+            f"Tiêu cực {t.get('negative', 0)} · trung tính {t.get('neutral', 0)} · tích cực {t.get('positive', 0)}",
+            *negatives,
+            *([url] if url else []),
+        ]
+    )
     payload = {"text": text, "kind": "digest", "date": digest["date"], "totals": t, "url": url}
     err = _webhook(payload, settings, report, sleep)
     if err is not None:
@@ -830,8 +984,12 @@ def deliver_digest(digest: Mapping[str, Any], html: str, pdf: bytes | None,
     return _finish(report, failures)
 
 
-def deliver_alert_summary(alerts: Iterable[Mapping[str, Any]], settings: DeliverySettings | None = None,
-                          *, sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+def deliver_alert_summary(
+    alerts: Iterable[Mapping[str, Any]],
+    settings: DeliverySettings | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
     """E-mail the summary of new parcel alerts (those of ``delivery_alert_severities``, default
     high) and post it to the webhook. ``alerts`` as :func:`gis.alerts.list_alerts` returns them
     (optionally with ``commune_name``; :func:`new_alerts` adds it). Nothing is sent when none
@@ -848,8 +1006,10 @@ def deliver_alert_summary(alerts: Iterable[Mapping[str, Any]], settings: Deliver
     if settings.smtp_host:
         sender = _check_smtp_settings(settings)
         targets = alert_recipients(_recipients(settings), chosen)
-        messages = [(a, alerts_message(items, sender, a, settings.delivery_base_url))
-                    for a, items in targets.items()]
+        messages = [
+            (a, alerts_message(items, sender, a, settings.delivery_base_url))
+            for a, items in targets.items()
+        ]
         if not messages:
             report.skipped = "no recipient for these communes"
         try:
@@ -859,12 +1019,37 @@ def deliver_alert_summary(alerts: Iterable[Mapping[str, Any]], settings: Deliver
             log.error("%s", exc)
             failures.append(exc)
     rows = [_alert_row(a, settings.delivery_base_url) for a in chosen]
-    text = "\n".join([f"*{alerts_subject(chosen)}*",
-                      *[f"• {r['commune']}: thửa {r['parcel']} [{r['legal']}] {r['change']}, {r['area']}"
-                        for r in rows[:20]]])
-    payload = {"text": text, "kind": "alerts", "count": len(chosen),
-               "alerts": [{k: r[k] for k in ("id", "code", "commune", "parcel", "legal", "rule", "severity", "area", "link")}
-                          for r in rows]}
+    text = "\n".join(
+        [
+            f"*{alerts_subject(chosen)}*",
+            *[
+                f"• {r['commune']}: thửa {r['parcel']} [{r['legal']}] {r['change']}, {r['area']}"
+                for r in rows[:20]
+            ],
+        ]
+    )
+    payload = {
+        "text": text,
+        "kind": "alerts",
+        "count": len(chosen),
+        "alerts": [
+            {
+                k: r[k]
+                for k in (
+                    "id",
+                    "code",
+                    "commune",
+                    "parcel",
+                    "legal",
+                    "rule",
+                    "severity",
+                    "area",
+                    "link",
+                )
+            }
+            for r in rows
+        ],
+    }
     err = _webhook(payload, settings, report, sleep)
     if err is not None:
         failures.append(err)
@@ -877,25 +1062,34 @@ WHERE level = 'commune' AND code = ANY(:codes) ORDER BY code, valid_to IS NULL D
 """
 
 
-def new_alerts(connection: Any, since: dt.datetime, severities: Iterable[str] = ("high",)) -> list[dict[str, Any]]:
+def new_alerts(
+    connection: Any, since: dt.datetime, severities: Iterable[str] = ("high",)
+) -> list[dict[str, Any]]:
     """Alerts created at or after ``since`` of the given severities, still ``new`` (not yet
     reviewed), with their commune's name: what :func:`deliver_alert_summary` takes."""
     from sqlalchemy import text
 
     from gis.alerts import list_alerts
 
-    out = [a for sev in severities for a in list_alerts(connection, severity=sev, since=since, status="new")]
+    out = [
+        a
+        for sev in severities
+        for a in list_alerts(connection, severity=sev, since=since, status="new")
+    ]
     codes = sorted({a["commune_code"] for a in out if a.get("commune_code")})
     names = {}
     if codes:
         names = dict(connection.execute(text(_COMMUNE_NAMES_SQL), {"codes": codes}).all())
     for a in out:
         a["commune_name"] = names.get(a.get("commune_code"))
-    return sorted(out, key=lambda a: (a.get("commune_code") or "", -float(a.get("changed_area_m2") or 0)))
+    return sorted(
+        out, key=lambda a: (a.get("commune_code") or "", -float(a.get("changed_area_m2") or 0))
+    )
 
 
-def deliver_daily_digest(engine: Any, day: dt.date, settings: DeliverySettings | None = None,
-                         pdf: bool = True) -> DeliveryReport:
+def deliver_daily_digest(
+    engine: Any, day: dt.date, settings: DeliverySettings | None = None, pdf: bool = True
+) -> DeliveryReport:
     """Build, render and deliver the digest of ``day`` (for a caller that stores nothing)."""
     from nlp.digest import build_digest, render_html, render_pdf
     from nlp.errors import NLPError
@@ -915,10 +1109,23 @@ def deliver_daily_digest(engine: Any, day: dt.date, settings: DeliverySettings |
 
 
 __all__ = [
-    "DeliveryConfigError", "DeliveryError", "DeliveryReport", "DeliverySettings",
-    "Recipients", "SmtpAuthenticationError", "SmtpRejectedError", "SmtpTlsError",
-    "SmtpUnavailableError", "WebhookError", "alert_recipients", "deliver_alert_summary",
-    "deliver_daily_digest", "deliver_digest", "digest_recipients", "new_alerts", "post_webhook",
+    "DeliveryConfigError",
+    "DeliveryError",
+    "DeliveryReport",
+    "DeliverySettings",
+    "Recipients",
+    "SmtpAuthenticationError",
+    "SmtpRejectedError",
+    "SmtpTlsError",
+    "SmtpUnavailableError",
+    "WebhookError",
+    "alert_recipients",
+    "deliver_alert_summary",
+    "deliver_daily_digest",
+    "deliver_digest",
+    "digest_recipients",
+    "new_alerts",
+    "post_webhook",
     "send_messages",
 ]
 
@@ -931,7 +1138,9 @@ def check_smtp(settings: DeliverySettings) -> str:
     try:
         smtp = _connect(settings)
     except _Transient as exc:
-        raise SmtpUnavailableError(f"SMTP server {settings.smtp_server()} unavailable: {exc}.") from None
+        raise SmtpUnavailableError(
+            f"SMTP server {settings.smtp_server()} unavailable: {exc}."
+        ) from None
     try:
         sock = smtp.sock
         tls = sock.version() if isinstance(sock, ssl.SSLSocket) else None
@@ -954,7 +1163,9 @@ def _delivery_cli():
         IOC_DELIVERY_*; docs/monitoring.md)."""
 
     @delivery.command("check")
-    @click.option("--send-to", "send_to", default=None, help="Also send a short test e-mail to this address.")
+    @click.option(
+        "--send-to", "send_to", default=None, help="Also send a short test e-mail to this address."
+    )
     @click.option("--webhook", is_flag=True, help="Also post a test message to the webhook.")
     def check(send_to: str | None, webhook: bool) -> None:
         """Check the settings, the recipients file and the SMTP login (nothing is sent unless asked)."""
@@ -962,16 +1173,27 @@ def _delivery_cli():
         _require_channel(settings)
         if settings.smtp_host:
             r = _recipients(settings)
-            click.echo(f"recipients: {len(r.default)} default, {len(r.alerts)} alerts, "
-                       f"{len(r.topics)} topic list(s), {len(r.communes)} commune list(s)")
+            click.echo(
+                f"recipients: {len(r.default)} default, {len(r.alerts)} alerts, "
+                f"{len(r.topics)} topic list(s), {len(r.communes)} commune list(s)"
+            )
             click.echo(check_smtp(settings))
             if send_to:
                 _check_address(send_to)
                 sender = _check_smtp_settings(settings)
-                msg = _new_message(sender, send_to, "Thư thử nghiệm của ioc-monitor",
-                                   _message_id("test", dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"), send_to, sender))
-                msg.set_content("Thư này xác nhận cấu hình gửi thư của ioc-monitor hoạt động.\n",
-                                charset="utf-8", cte="quoted-printable")
+                msg = _new_message(
+                    sender,
+                    send_to,
+                    "Thư thử nghiệm của ioc-monitor",
+                    _message_id(
+                        "test", dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"), send_to, sender
+                    ),
+                )
+                msg.set_content(
+                    "Thư này xác nhận cấu hình gửi thư của ioc-monitor hoạt động.\n",
+                    charset="utf-8",
+                    cte="quoted-printable",
+                )
                 report = DeliveryReport(kind="test")
                 send_messages([(send_to, msg)], settings, report)
                 click.echo(f"test message sent to {send_to}")
@@ -982,7 +1204,9 @@ def _delivery_cli():
             click.echo(f"webhook {settings.webhook_target()}: posted ({n} attempt(s))")
 
     @delivery.command("digest")
-    @click.option("--date", "day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD")
+    @click.option(
+        "--date", "day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD"
+    )
     @click.option("--dry-run", is_flag=True, help="Only list who would get it, and why.")
     @click.pass_obj
     def digest_cmd(app: Any, day: dt.datetime, dry_run: bool) -> None:
@@ -997,18 +1221,32 @@ def _delivery_cli():
         engine = app.engine()
         d = day.date()
         with engine.connect() as conn:
-            has_table = conn.execute(text("SELECT to_regclass('public.stored_digests')")).scalar() is not None
-            row = conn.execute(text("SELECT data, html, pdf FROM stored_digests WHERE day = :d"),
-                               {"d": d}).first() if has_table else None
+            has_table = (
+                conn.execute(text("SELECT to_regclass('public.stored_digests')")).scalar()
+                is not None
+            )
+            row = (
+                conn.execute(
+                    text("SELECT data, html, pdf FROM stored_digests WHERE day = :d"), {"d": d}
+                ).first()
+                if has_table
+                else None
+            )
         if row is not None:
-            data, html, pdf = dict(row.data), row.html, (bytes(row.pdf) if row.pdf is not None else None)
+            data, html, pdf = (
+                dict(row.data),
+                row.html,
+                (bytes(row.pdf) if row.pdf is not None else None),
+            )
         else:
             from nlp.digest import build_digest, render_html
 
             with engine.connect() as conn:
                 data = _json.loads(_json.dumps(build_digest(conn, d), default=str))
             base = settings.delivery_base_url
-            html = render_html(data, feedback_url=f"{base.rstrip('/')}/digest/feedback" if base else None)
+            html = render_html(
+                data, feedback_url=f"{base.rstrip('/')}/digest/feedback" if base else None
+            )
             pdf = None
             if not dry_run:
                 from nlp.digest import render_pdf
@@ -1029,8 +1267,10 @@ def _delivery_cli():
         report = deliver_digest(data, html, pdf, settings)
         if row is not None:
             with engine.begin() as conn:
-                conn.execute(text("UPDATE stored_digests SET delivery = CAST(:j AS jsonb) WHERE day = :d"),
-                             {"j": _json.dumps(report.to_dict(), default=str), "d": d})
+                conn.execute(
+                    text("UPDATE stored_digests SET delivery = CAST(:j AS jsonb) WHERE day = :d"),
+                    {"j": _json.dumps(report.to_dict(), default=str), "d": d},
+                )
         click.echo(report.summary())
 
     return delivery

@@ -62,17 +62,24 @@ def _print_entry_points(engine: Engine, host: str, port: int) -> None:
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        latest = conn.execute(text(
-            "SELECT (max(published_at) AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM articles")).scalar()
+        latest = conn.execute(
+            text("SELECT (max(published_at) AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM articles")
+        ).scalar()
     base = f"http://{host}:{port}"
-    click.echo(f"collections: {base}/collections   admin units: {base}/collections/admin-units/items")
+    click.echo(
+        f"collections: {base}/collections   admin units: {base}/collections/admin-units/items"
+    )
     if latest:
         click.echo(f"daily digest of the sample news: {base}/digest/{latest}?f=html")
     with engine.connect() as conn:
-        alert = conn.execute(text("SELECT min(id) FROM parcel_alerts WHERE superseded_at IS NULL")).scalar()
+        alert = conn.execute(
+            text("SELECT min(id) FROM parcel_alerts WHERE superseded_at IS NULL")
+        ).scalar()
     if alert:
-        click.echo(f"parcel alerts to review (officer token): {base}/review/alerts   "
-                   f"an alert's A4 report: {base}/collections/parcel-alerts/items/{alert}/report?f=pdf")
+        click.echo(
+            f"parcel alerts to review (officer token): {base}/review/alerts   "
+            f"an alert's A4 report: {base}/collections/parcel-alerts/items/{alert}/report?f=pdf"
+        )
 
 
 DEMO_TOKEN_ROLES = ("officer", "media", "admin")
@@ -111,12 +118,16 @@ def _use_demo_tokens(state_dir: Path, host: str, port: int) -> None:
 
     settings = ApiSettings()
     if settings.tokens or settings.tokens_file:
-        click.echo("API tokens: the operator's (IOC_API_TOKENS / IOC_API_TOKENS_FILE); no demo tokens.")
+        click.echo(
+            "API tokens: the operator's (IOC_API_TOKENS / IOC_API_TOKENS_FILE); no demo tokens."
+        )
         return
     path, entries = demo_tokens(state_dir)
     os.environ["IOC_API_TOKENS_FILE"] = str(path)
-    click.echo(f"API tokens of this demo, one per role (stored in {path}; a later `ioc serve` "
-               f"uses them with IOC_API_TOKENS_FILE={path}):")
+    click.echo(
+        f"API tokens of this demo, one per role (stored in {path}; a later `ioc serve` "
+        f"uses them with IOC_API_TOKENS_FILE={path}):"
+    )
     for name, role, token in entries:
         click.echo(f"  {role:8s} {token}   ({name})")
     media = next(t for _, r, t in entries if r == "media")
@@ -124,7 +135,7 @@ def _use_demo_tokens(state_dir: Path, host: str, port: int) -> None:
         "  officer: review parcel alerts, run land-change-detection; media: correct sentiment, "
         "run sentiment-scoring and daily-digest; admin: everything. For example:\n"
         f"  curl -X POST -H 'Authorization: Bearer {media}' -H 'Content-Type: application/json' "
-        f"-d '{{\"inputs\": {{\"date\": \"2025-07-02\"}}}}' "
+        f'-d \'{{"inputs": {{"date": "2025-07-02"}}}}\' '
         f"http://{host}:{port}/processes/daily-digest/execution"
     )
 
@@ -143,8 +154,13 @@ def demo(app, no_serve: bool, host: str, port: int) -> None:
     click.echo("- database: starting PostGIS and applying migrations")
     url = bring_up(app.db_settings)
     engine = make_engine(url)
-    ctx = DemoContext(engine=engine, database_url=url, state_dir=app.state_dir,
-                      data_dir=app.data_dir, echo=click.echo)
+    ctx = DemoContext(
+        engine=engine,
+        database_url=url,
+        state_dir=app.state_dir,
+        data_dir=app.data_dir,
+        echo=click.echo,
+    )
     run_stages(ctx)
     click.echo(f"demo data loaded in {time.perf_counter() - started:.1f} s")
     _print_entry_points(engine, host, port)

@@ -93,8 +93,11 @@ def crawl(ctx: RunContext) -> dict[str, Any]:
     stats_out.unlink(missing_ok=True)
     conf = {
         "sites_yaml": yaml.safe_dump({"version": 1, "sites": [entry]}, allow_unicode=True),
-        "state_dir": str(svc.state_dir), "database_url": svc.database_url,
-        "job": f"service-{outlet}", "stats_out": str(stats_out), "log_level": "WARNING",
+        "state_dir": str(svc.state_dir),
+        "database_url": svc.database_url,
+        "job": f"service-{outlet}",
+        "stats_out": str(stats_out),
+        "log_level": "WARNING",
     }
     conf_path = work / f"{outlet}.json"
     conf_path.write_text(json.dumps(conf), encoding="utf-8")
@@ -103,8 +106,12 @@ def crawl(ctx: RunContext) -> dict[str, Any]:
     with open(log_path, "ab") as log_file:
         log_file.write(f"\n== run {ctx.run_id} {dt.datetime.now(dt.UTC).isoformat()}\n".encode())
         log_file.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "crawler.run", str(conf_path)],
-                                stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crawler.run", str(conf_path)],
+            stdout=log_file,
+            stderr=log_file,
+            preexec_fn=_die_with_parent,
+        )
         ctx.children.append(proc)
         try:
             rc = proc.wait(timeout=timeout)
@@ -115,9 +122,11 @@ def crawl(ctx: RunContext) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            raise JobError(f"the crawl of {outlet} did not finish within "
-                           f"{svc.schedule.crawl_timeout_minutes} min and was stopped "
-                           f"(IOC_SCHEDULE_CRAWL_TIMEOUT_MINUTES); log: {log_path}") from None
+            raise JobError(
+                f"the crawl of {outlet} did not finish within "
+                f"{svc.schedule.crawl_timeout_minutes} min and was stopped "
+                f"(IOC_SCHEDULE_CRAWL_TIMEOUT_MINUTES); log: {log_path}"
+            ) from None
         finally:
             with contextlib.suppress(ValueError):
                 ctx.children.remove(proc)
@@ -135,10 +144,16 @@ def crawl(ctx: RunContext) -> dict[str, Any]:
     }
     ctx.counts.update(counts)
     if rc != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-        raise JobError(f"the crawl of {outlet} exited with code {rc}: {tail[0][:300]} (log: {log_path})")
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [
+            ""
+        ]
+        raise JobError(
+            f"the crawl of {outlet} exited with code {rc}: {tail[0][:300]} (log: {log_path})"
+        )
     if counts["finish_reason"] not in (None, "finished"):
-        raise JobError(f"the crawl of {outlet} ended early ({counts['finish_reason']}); log: {log_path}")
+        raise JobError(
+            f"the crawl of {outlet} ended early ({counts['finish_reason']}); log: {log_path}"
+        )
     if svc.crawl.scoring:
         ctx.counts.update(score_unscored(ctx))
     return ctx.counts
@@ -163,28 +178,57 @@ def score_unscored(ctx: RunContext, days: int = 7, limit: int = 500) -> dict[str
     from crawler.store import ArticleStore
 
     with ctx.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(text(UNSCORED_SQL), {"days": days, "limit": limit}).mappings()]
+        rows = [
+            dict(r)
+            for r in conn.execute(text(UNSCORED_SQL), {"days": days, "limit": limit}).mappings()
+        ]
     if not rows:
         return {"rescored": 0}
     from nlp.scoring import load_scorer
 
     svc: Services = ctx.services
-    scorer = load_scorer(Path(svc.crawl.scorer) if svc.crawl.scorer else None, Path(svc.crawl.gazetteer),
-                         use_ner=svc.crawl.scorer_ner)
-    results = scorer.score_records([
-        {"id": r["canonical_url"], "title": r["title"], "lead": r["lead"], "text": r["text"],
-         "published": r["published_at"].isoformat() if r["published_at"] else None}
-        for r in rows
-    ])
+    scorer = load_scorer(
+        Path(svc.crawl.scorer) if svc.crawl.scorer else None,
+        Path(svc.crawl.gazetteer),
+        use_ner=svc.crawl.scorer_ner,
+    )
+    results = scorer.score_records(
+        [
+            {
+                "id": r["canonical_url"],
+                "title": r["title"],
+                "lead": r["lead"],
+                "text": r["text"],
+                "published": r["published_at"].isoformat() if r["published_at"] else None,
+            }
+            for r in rows
+        ]
+    )
     store = ArticleStore(ctx.engine)
     done = 0
     try:
         for row, scored in zip(rows, results, strict=True):
             if scored.get("error") or scored.get("not_scored"):
                 continue
-            record = {k: row[k] for k in ("url", "canonical_url", "title", "lead", "text", "author",
-                                          "language", "content_hash", "simhash", "duplicate_of",
-                                          "relevant", "matched_terms", "extra", "source_id")}
+            record = {
+                k: row[k]
+                for k in (
+                    "url",
+                    "canonical_url",
+                    "title",
+                    "lead",
+                    "text",
+                    "author",
+                    "language",
+                    "content_hash",
+                    "simhash",
+                    "duplicate_of",
+                    "relevant",
+                    "matched_terms",
+                    "extra",
+                    "source_id",
+                )
+            }
             record["published"] = row["published_at"]
             record["extra"] = {k: v for k, v in (row["extra"] or {}).items() if k != "not_scored"}
             record["sentiment"] = scored.get("sentiment")
@@ -213,8 +257,9 @@ def digest_day(ctx: RunContext) -> dt.date:
     return local - dt.timedelta(days=1) if svc.schedule.digest_day == "previous" else local
 
 
-def build_and_store_digest(engine: Any, day: dt.date, run_id: int | None = None,
-                           feedback_url: str = "/digest/feedback") -> dict[str, Any]:
+def build_and_store_digest(
+    engine: Any, day: dt.date, run_id: int | None = None, feedback_url: str = "/digest/feedback"
+) -> dict[str, Any]:
     """Build the digest of ``day`` and store its HTML, PDF and JSON (replacing a stored one)."""
     from nlp.digest import build_digest, render_html, render_pdf
     from nlp.errors import NLPError
@@ -231,24 +276,36 @@ def build_and_store_digest(engine: Any, day: dt.date, run_id: int | None = None,
         log.warning("digest %s: no PDF: %s", day, exc)
     payload = json.dumps(data, ensure_ascii=False, default=str)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO stored_digests (day, html, pdf, data, pdf_error, run_id) "
-            "VALUES (:d, :h, :p, CAST(:j AS jsonb), :pe, :r) "
-            "ON CONFLICT (day) DO UPDATE SET html = EXCLUDED.html, pdf = EXCLUDED.pdf, "
-            "data = EXCLUDED.data, pdf_error = EXCLUDED.pdf_error, run_id = EXCLUDED.run_id, "
-            "built_at = now(), delivery = NULL"),
-            {"d": day, "h": html, "p": pdf, "j": payload, "pe": pdf_error, "r": run_id})
-    return {"day": day.isoformat(), "articles": data["totals"]["articles"],
-            "negative": data["totals"].get("negative", 0), "alerts": len(data.get("alerts") or []),
-            "html_bytes": len(html.encode()), "pdf_bytes": len(pdf) if pdf else 0,
-            **({"pdf_error": pdf_error} if pdf_error else {}),
-            "_data": data, "_html": html, "_pdf": pdf}
+        conn.execute(
+            text(
+                "INSERT INTO stored_digests (day, html, pdf, data, pdf_error, run_id) "
+                "VALUES (:d, :h, :p, CAST(:j AS jsonb), :pe, :r) "
+                "ON CONFLICT (day) DO UPDATE SET html = EXCLUDED.html, pdf = EXCLUDED.pdf, "
+                "data = EXCLUDED.data, pdf_error = EXCLUDED.pdf_error, run_id = EXCLUDED.run_id, "
+                "built_at = now(), delivery = NULL"
+            ),
+            {"d": day, "h": html, "p": pdf, "j": payload, "pe": pdf_error, "r": run_id},
+        )
+    return {
+        "day": day.isoformat(),
+        "articles": data["totals"]["articles"],
+        "negative": data["totals"].get("negative", 0),
+        "alerts": len(data.get("alerts") or []),
+        "html_bytes": len(html.encode()),
+        "pdf_bytes": len(pdf) if pdf else 0,
+        **({"pdf_error": pdf_error} if pdf_error else {}),
+        "_data": data,
+        "_html": html,
+        "_pdf": pdf,
+    }
 
 
 def _store_delivery(engine: Any, day: dt.date, summary: dict[str, Any]) -> None:
     with engine.begin() as conn:
-        conn.execute(text("UPDATE stored_digests SET delivery = CAST(:j AS jsonb) WHERE day = :d"),
-                     {"j": json.dumps(summary, default=str, ensure_ascii=False), "d": day})
+        conn.execute(
+            text("UPDATE stored_digests SET delivery = CAST(:j AS jsonb) WHERE day = :d"),
+            {"j": json.dumps(summary, default=str, ensure_ascii=False), "d": day},
+        )
 
 
 def digest(ctx: RunContext) -> dict[str, Any]:
@@ -272,8 +329,12 @@ def digest(ctx: RunContext) -> dict[str, Any]:
         raise JobError(f"the digest of {day} is stored, but its delivery failed: {exc}") from exc
     summary = report.to_dict()
     _store_delivery(ctx.engine, day, summary)
-    ctx.counts["delivery"] = {"sent": len(report.sent), "webhook": report.webhook,
-                              "skipped": report.skipped, "ok": report.ok}
+    ctx.counts["delivery"] = {
+        "sent": len(report.sent),
+        "webhook": report.webhook,
+        "skipped": report.skipped,
+        "ok": report.ok,
+    }
     return ctx.counts
 
 
@@ -312,7 +373,9 @@ def deliver_new_alerts(engine: Any, since: dt.datetime) -> Any:
     try:
         report = deliver_alert_summary(alerts, settings)
     except DeliveryError as exc:
-        raise JobError(f"{len(alerts)} new alert(s) found, but their summary was not delivered: {exc}") from exc
+        raise JobError(
+            f"{len(alerts)} new alert(s) found, but their summary was not delivered: {exc}"
+        ) from exc
     return {"alerts": len(alerts), "sent": len(report.sent), "webhook": report.webhook}
 
 
@@ -327,10 +390,16 @@ def backup(ctx: RunContext) -> dict[str, Any]:
     folder = settings.folder(svc.state_dir)
     stamp = ctx.now().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = folder / f"ioc-{stamp}.iocbak"
-    info = create_backup(svc.database_url, out, state_dir=svc.state_dir,
-                         extra_dirs=settings.include_dirs(svc.state_dir))
+    info = create_backup(
+        svc.database_url,
+        out,
+        state_dir=svc.state_dir,
+        extra_dirs=settings.include_dirs(svc.state_dir),
+    )
     ctx.counts.update({"file": str(info.path), "bytes": info.size, "tables": len(info.tables)})
-    removed = prune_backups(folder, settings.keep_daily, settings.keep_weekly, tz=svc.schedule.timezone)
+    removed = prune_backups(
+        folder, settings.keep_daily, settings.keep_weekly, tz=svc.schedule.timezone
+    )
     ctx.counts["pruned"] = [p.name for p in removed]
     return ctx.counts
 
@@ -352,20 +421,30 @@ def retrain(ctx: RunContext) -> dict[str, Any]:
     svc: Services = ctx.services
     need = svc.schedule.retrain_min_corrections
     with ctx.engine.connect() as conn:
-        pending = conn.execute(text(
-            "SELECT count(DISTINCT article_id) FROM label_feedback "
-            "WHERE field = 'sentiment' AND used_in_model_version IS NULL")).scalar_one()
-        last = conn.execute(text(
-            "SELECT counts FROM job_runs WHERE job = 'retrain' AND status = 'succeeded' "
-            "AND counts ? 'candidate' ORDER BY started_at DESC LIMIT 1")).scalar()
+        pending = conn.execute(
+            text(
+                "SELECT count(DISTINCT article_id) FROM label_feedback "
+                "WHERE field = 'sentiment' AND used_in_model_version IS NULL"
+            )
+        ).scalar_one()
+        last = conn.execute(
+            text(
+                "SELECT counts FROM job_runs WHERE job = 'retrain' AND status = 'succeeded' "
+                "AND counts ? 'candidate' ORDER BY started_at DESC LIMIT 1"
+            )
+        ).scalar()
     ctx.counts["corrections_pending"] = int(pending)
     already = int((last or {}).get("corrections_pending", 0))
     if pending < need:
-        raise JobSkipped(f"{pending} unused correction(s); a proposal needs {need} "
-                         "(IOC_SCHEDULE_RETRAIN_MIN_CORRECTIONS)")
+        raise JobSkipped(
+            f"{pending} unused correction(s); a proposal needs {need} "
+            "(IOC_SCHEDULE_RETRAIN_MIN_CORRECTIONS)"
+        )
     if last and pending - already < need:
-        raise JobSkipped(f"only {pending - already} correction(s) since the last proposal "
-                         f"({last.get('candidate')}); a new one needs {need}")
+        raise JobSkipped(
+            f"only {pending - already} correction(s) since the last proposal "
+            f"({last.get('candidate')}); a new one needs {need}"
+        )
     from nlp.feedback import load_corrections
     from nlp.registry import ModelRegistry
     from nlp.registry import retrain as nlp_retrain
@@ -378,17 +457,30 @@ def retrain(ctx: RunContext) -> dict[str, Any]:
     with ctx.engine.connect() as conn:
         corrections = load_corrections(conn)
     result = nlp_retrain(registry, labelled, unlabelled, corrections, tolerance=float("-inf"))
-    ctx.counts.update({
-        "candidate": result.version, "current": result.current_version,
-        "candidate_macro_f1": result.candidate_scores.get("macro_f1"),
-        "current_macro_f1": (result.current_scores or {}).get("macro_f1"),
-        "corrections_used": result.n_corrections, "promoted": False,
-        "not_worse_than_current": bool(result.current_scores and result.candidate_scores.get("macro_f1", 0)
-                                       >= result.current_scores.get("macro_f1", 0)),
-        "next_step": "a person reviews the proposal; `ioc nlp retrain` trains with the corrections "
-                     "and promotes only if not worse on the frozen reference set",
-    })
+    ctx.counts.update(
+        {
+            "candidate": result.version,
+            "current": result.current_version,
+            "candidate_macro_f1": result.candidate_scores.get("macro_f1"),
+            "current_macro_f1": (result.current_scores or {}).get("macro_f1"),
+            "corrections_used": result.n_corrections,
+            "promoted": False,
+            "not_worse_than_current": bool(
+                result.current_scores
+                and result.candidate_scores.get("macro_f1", 0)
+                >= result.current_scores.get("macro_f1", 0)
+            ),
+            "next_step": "a person reviews the proposal; `ioc nlp retrain` trains with the corrections "
+            "and promotes only if not worse on the frozen reference set",
+        }
+    )
     return ctx.counts
 
 
-BODIES = {"crawl": crawl, "digest": digest, "imagery": imagery, "backup": backup, "retrain": retrain}
+BODIES = {
+    "crawl": crawl,
+    "digest": digest,
+    "imagery": imagery,
+    "backup": backup,
+    "retrain": retrain,
+}

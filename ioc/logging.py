@@ -49,8 +49,10 @@ class LogSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IOC_LOG_", env_file=".env", extra="ignore")
 
     format: Literal["text", "json"] = Field(default="text", description="text (default) or json")
-    level: str | None = Field(default=None, description="DEBUG, INFO, WARNING, ERROR; unset = "
-                              "WARNING for text, INFO for json")
+    level: str | None = Field(
+        default=None,
+        description="DEBUG, INFO, WARNING, ERROR; unset = WARNING for text, INFO for json",
+    )
 
 
 def current_ids() -> dict[str, str]:
@@ -99,7 +101,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -138,8 +142,9 @@ def _formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
-def configure_logging(fmt: str | None = None, level: str | int | None = None,
-                      stream: IO[str] | None = None) -> logging.Handler:
+def configure_logging(
+    fmt: str | None = None, level: str | int | None = None, stream: IO[str] | None = None
+) -> logging.Handler:
     """Install the ioc handler on the root logger (replacing one installed before).
 
     ``fmt`` and ``level`` default to ``IOC_LOG_FORMAT`` and ``IOC_LOG_LEVEL``.
@@ -155,8 +160,10 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
             settings = LogSettings()
         except Exception as exc:  # pydantic ValidationError: one sentence naming the setting
             raise ConfigurationError(
-                "IOC_LOG_FORMAT must be 'text' or 'json'." if "format" in str(exc)
-                else f"invalid IOC_LOG_* setting: {exc}") from None
+                "IOC_LOG_FORMAT must be 'text' or 'json'."
+                if "format" in str(exc)
+                else f"invalid IOC_LOG_* setting: {exc}"
+            ) from None
     fmt = (fmt or settings.format).lower()
     if fmt not in FORMATS:
         raise ConfigurationError(f"IOC_LOG_FORMAT must be 'text' or 'json', got '{fmt[:40]}'.")
@@ -167,7 +174,8 @@ def configure_logging(fmt: str | None = None, level: str | int | None = None,
         number = logging.getLevelNamesMapping().get(level.upper())
         if number is None:
             raise ConfigurationError(
-                f"IOC_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got '{level[:40]}'.")
+                f"IOC_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got '{level[:40]}'."
+            )
         level = number
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
@@ -228,7 +236,10 @@ def setup_observability(command: str | None, state_dir: Any) -> None:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         logging.getLogger(__name__).warning(
             "metrics cannot be shared between processes (%s: %s); /metrics shows the answering "
-            "process only", root, exc.strerror or exc)
+            "process only",
+            root,
+            exc.strerror or exc,
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -248,16 +259,27 @@ def uvicorn_log_config(fmt: str | None = None, level: str | None = None) -> dict
     process: every record (uvicorn's, pygeoapi's, ours) through one ioc handler on the root."""
     settings = LogSettings() if fmt is None or level is None else None
     fmt = fmt or settings.format
-    level = (level or (settings.level if settings else None)
-             or ("INFO" if fmt == "json" else "WARNING")).upper()
-    formatter = {"()": f"{__name__}.JsonFormatter"} if fmt == "json" else {"()": f"{__name__}.TextFormatter"}
+    level = (
+        level or (settings.level if settings else None) or ("INFO" if fmt == "json" else "WARNING")
+    ).upper()
+    formatter = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if fmt == "json"
+        else {"()": f"{__name__}.TextFormatter"}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"ioc": formatter},
         "filters": {"ids": {"()": f"{__name__}.ContextFilter"}},
-        "handlers": {"ioc": {"class": "logging.StreamHandler", "formatter": "ioc",
-                             "filters": ["ids"], "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "ioc": {
+                "class": "logging.StreamHandler",
+                "formatter": "ioc",
+                "filters": ["ids"],
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"handlers": ["ioc"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True},

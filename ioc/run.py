@@ -41,10 +41,15 @@ def _configure_logging(default_level: str) -> None:
     try:
         from ioc.logging import configure_logging
     except ImportError:
-        logging.basicConfig(level=default_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=default_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         return
     configure_logging(level=os.environ.get("IOC_LOG_LEVEL") or default_level)
-    for noisy in ("alembic", "apscheduler.scheduler"):  # their INFO lines say nothing an operator needs
+    for noisy in (
+        "alembic",
+        "apscheduler.scheduler",
+    ):  # their INFO lines say nothing an operator needs
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -58,8 +63,10 @@ def check_schema(database_url: str) -> str:
     current = migrate.current_revision(database_url)
     head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
     if current != head:
-        raise DatabaseError(f"The database schema is at revision {current or 'none'}, this code needs "
-                            f"{head}: run `ioc db migrate` (or `ioc db up`) first.")
+        raise DatabaseError(
+            f"The database schema is at revision {current or 'none'}, this code needs "
+            f"{head}: run `ioc db migrate` (or `ioc db up`) first."
+        )
     return current
 
 
@@ -74,8 +81,13 @@ class Service:
         The runner's clock (tests inject one; the scheduler itself runs on real time).
     """
 
-    def __init__(self, database_url: str, state_dir: Path, clock: Callable[[], dt.datetime] | None = None,
-                 schedule_settings: Any = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        state_dir: Path,
+        clock: Callable[[], dt.datetime] | None = None,
+        schedule_settings: Any = None,
+    ) -> None:
         from crawler.settings import CrawlSettings
         from gis.db.backup import BackupSettings
         from ioc.jobs import BODIES, Services, enabled_outlets
@@ -89,17 +101,26 @@ class Service:
             from api.settings import ApiSettings
 
             public_url = ApiSettings().public_url()
-        self.services = Services(database_url=database_url, state_dir=Path(state_dir),
-                                 schedule=settings, crawl=crawl, backup=BackupSettings(),
-                                 public_url=public_url)
+        self.services = Services(
+            database_url=database_url,
+            state_dir=Path(state_dir),
+            schedule=settings,
+            crawl=crawl,
+            backup=BackupSettings(),
+            public_url=public_url,
+        )
         crawl_on = "crawl" not in settings.disabled
         outlets = enabled_outlets(crawl) if crawl_on else []
         self.schedule = load_schedule(settings, outlets)
         self.services.schedule = self.schedule.settings
         from gis.db.session import make_engine
 
-        self.engine = make_engine(database_url, pool_size=settings.workers * 2 + 2, max_overflow=10,
-                                  connect_args={"connect_timeout": 5})
+        self.engine = make_engine(
+            database_url,
+            pool_size=settings.workers * 2 + 2,
+            max_overflow=10,
+            connect_args={"connect_timeout": 5},
+        )
         self.runner = JobRunner(self.engine, BODIES, self.services, clock)
         self.scheduler = None
         self._stop = threading.Event()
@@ -120,8 +141,13 @@ class Service:
         self._poller = threading.Thread(target=self._poll, name="ioc-schedule-poll", daemon=True)
         self._poller.start()
         for job in self.scheduler.get_jobs():
-            log.info("job %s: %s, next turn %s (%s)", job.id, job.trigger, job.next_run_time,
-                     done.get(job.id, "kept"))
+            log.info(
+                "job %s: %s, next turn %s (%s)",
+                job.id,
+                job.trigger,
+                job.next_run_time,
+                done.get(job.id, "kept"),
+            )
         return done
 
     def _poll(self) -> None:
@@ -155,7 +181,9 @@ def _serve_api(database_url: str, host: str | None, port: int | None, workers: i
 
     from api.settings import ApiSettings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+    }
     settings = ApiSettings(**overrides)
     os.environ["IOC_API_DATABASE_URL"] = database_url
     for key, value in overrides.items():
@@ -165,18 +193,32 @@ def _serve_api(database_url: str, host: str | None, port: int | None, workers: i
         from ioc.logging import uvicorn_log_config
 
         kwargs["log_config"] = uvicorn_log_config()
-    click.echo(f"serving the API on {settings.public_url()} ({settings.workers} worker(s))", err=True)
-    uvicorn.run("api.app:app_from_environment", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, access_log=settings.access_log, http="httptools",
-                loop="uvloop", **kwargs)
+    click.echo(
+        f"serving the API on {settings.public_url()} ({settings.workers} worker(s))", err=True
+    )
+    uvicorn.run(
+        "api.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        http="httptools",
+        loop="uvloop",
+        **kwargs,
+    )
 
 
 @click.command("run")
 @click.option("--no-api", is_flag=True, help="Run the scheduled work only (no HTTP server).")
 @click.option("--host", default=None, help="API interface  [default: IOC_API_HOST or 127.0.0.1]")
 @click.option("--port", default=None, type=int, help="API port  [default: IOC_API_PORT or 5000]")
-@click.option("--workers", default=None, type=click.IntRange(1, 64),
-              help="API worker processes  [default: IOC_API_WORKERS or 1]")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="API worker processes  [default: IOC_API_WORKERS or 1]",
+)
 def run(no_api: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """The service: crawls, digest, imagery intake, backups and retraining proposals on their
     schedules (IOC_SCHEDULE_*), plus the API. Stop with SIGTERM or Ctrl-C."""
@@ -195,8 +237,11 @@ def run(no_api: bool, host: str | None, port: int | None, workers: int | None) -
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         done = service.start()
-        click.echo(f"ioc run: schema {revision}, {len(done)} job(s) scheduled "
-                   f"({', '.join(sorted(done))}); time zone {service.schedule.tz.key}", err=True)
+        click.echo(
+            f"ioc run: schema {revision}, {len(done)} job(s) scheduled "
+            f"({', '.join(sorted(done))}); time zone {service.schedule.tz.key}",
+            err=True,
+        )
         if no_api:
             service.wait()
         else:
@@ -217,7 +262,9 @@ def _fmt_time(value: dt.datetime | None, tz) -> str:
 
 
 def _summary(counts: dict[str, Any]) -> str:
-    keep = {k: v for k, v in (counts or {}).items() if k != "seconds" and not isinstance(v, dict | list)}
+    keep = {
+        k: v for k, v in (counts or {}).items() if k != "seconds" and not isinstance(v, dict | list)
+    }
     return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:6])
 
 
@@ -243,12 +290,16 @@ def jobs(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None
         click.echo("no recorded runs" + (f" of {job}" if job else "") + " (is `ioc run` running?)")
         return
     tz = ZoneInfo(ScheduleSettings().timezone)
-    click.echo(f"{'id':>6}  {'job':<22} {'status':<9} {'started (' + tz.key + ')':<30} {'s':>7}  details")
+    click.echo(
+        f"{'id':>6}  {'job':<22} {'status':<9} {'started (' + tz.key + ')':<30} {'s':>7}  details"
+    )
     for r in runs:
         details = r["error"] if r["status"] == "failed" else _summary(r["counts"])
         secs = f"{r['seconds']:.1f}" if r["seconds"] is not None else "-"
-        click.echo(f"{r['id']:>6}  {r['job'][:22]:<22} {r['status']:<9} {_fmt_time(r['started_at'], tz):<30} "
-                   f"{secs:>7}  {(details or '')[:160]}")
+        click.echo(
+            f"{r['id']:>6}  {r['job'][:22]:<22} {r['status']:<9} {_fmt_time(r['started_at'], tz):<30} "
+            f"{secs:>7}  {(details or '')[:160]}"
+        )
 
 
 def _store_view():
@@ -282,8 +333,10 @@ def jobs_trigger(name: str) -> None:
     from ioc.scheduler import ScheduleSettings
 
     _store_view().trigger_now(name)
-    click.echo(f"{name}: next turn is now; a running `ioc run` starts it within "
-               f"{ScheduleSettings().poll_seconds:g} s")
+    click.echo(
+        f"{name}: next turn is now; a running `ioc run` starts it within "
+        f"{ScheduleSettings().poll_seconds:g} s"
+    )
 
 
 @jobs.command("run")

@@ -76,20 +76,29 @@ class ScheduleSettings(BaseSettings):
     crawl_intervals: dict[str, int] = Field(default_factory=dict)
     crawl_timeout_minutes: int = Field(default=25, ge=1)
     digest: str = "30 6 * * *"
-    digest_day: str = Field(default="previous", pattern="^(previous|same)$",
-                            description="Digest of the day before the run (previous) or of its day.")
+    digest_day: str = Field(
+        default="previous",
+        pattern="^(previous|same)$",
+        description="Digest of the day before the run (previous) or of its day.",
+    )
     imagery: str = "15 */3 * * *"
     backup: str = "30 1 * * *"
     retrain: str = "0 4 * * *"
     retrain_min_corrections: int = Field(default=50, ge=1)
     disabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    poll_seconds: float = Field(default=5.0, gt=0,
-                                description="How often the job store is re-read for turns "
-                                "changed by other processes (`ioc jobs trigger`).")
+    poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the job store is re-read for turns "
+        "changed by other processes (`ioc jobs trigger`).",
+    )
     workers: int = Field(default=4, ge=1, le=32, description="Jobs running at the same time.")
-    misfire_grace_minutes: int = Field(default=10, ge=1,
-                                       description="A crawl or imagery turn missed by more "
-                                       "(service down) is skipped; digest and backup wait 12 h.")
+    misfire_grace_minutes: int = Field(
+        default=10,
+        ge=1,
+        description="A crawl or imagery turn missed by more "
+        "(service down) is skipped; digest and backup wait 12 h.",
+    )
 
     @field_validator("disabled", mode="before")
     @classmethod
@@ -134,7 +143,9 @@ def _cron(expr: str, tz: ZoneInfo, setting: str):
     try:
         return CronTrigger.from_crontab(expr, timezone=tz)
     except ValueError as exc:
-        raise ScheduleError(f"{setting} = '{expr}' is not a 5-field cron expression: {exc}.") from None
+        raise ScheduleError(
+            f"{setting} = '{expr}' is not a 5-field cron expression: {exc}."
+        ) from None
 
 
 def load_schedule(settings: ScheduleSettings, outlets: list[str]) -> Schedule:
@@ -148,9 +159,13 @@ def load_schedule(settings: ScheduleSettings, outlets: list[str]) -> Schedule:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ScheduleError(f"Schedule file {path} is not valid YAML: {str(exc).splitlines()[0]}.") from None
+            raise ScheduleError(
+                f"Schedule file {path} is not valid YAML: {str(exc).splitlines()[0]}."
+            ) from None
         if not isinstance(data, dict):
-            raise ScheduleError(f"Schedule file {path} must be a mapping (timezone, crawl, digest...).")
+            raise ScheduleError(
+                f"Schedule file {path} must be a mapping (timezone, crawl, digest...)."
+            )
         updates = dict(data)
         crawl = updates.pop("crawl", None)
         if isinstance(crawl, dict):
@@ -161,10 +176,14 @@ def load_schedule(settings: ScheduleSettings, outlets: list[str]) -> Schedule:
             if "timeout_minutes" in crawl:
                 updates["crawl_timeout_minutes"] = crawl["timeout_minutes"]
         elif crawl is not None:
-            raise ScheduleError(f"Schedule file {path}: 'crawl' must be a mapping (every_minutes, outlets).")
+            raise ScheduleError(
+                f"Schedule file {path}: 'crawl' must be a mapping (every_minutes, outlets)."
+            )
         unknown = set(updates) - set(ScheduleSettings.model_fields) - {"file"}
         if unknown:
-            raise ScheduleError(f"Schedule file {path}: unknown key(s) {', '.join(sorted(unknown))}.")
+            raise ScheduleError(
+                f"Schedule file {path}: unknown key(s) {', '.join(sorted(unknown))}."
+            )
         try:
             settings = ScheduleSettings.model_validate({**settings.model_dump(), **updates})
         except Exception as exc:  # pydantic ValidationError
@@ -173,17 +192,23 @@ def load_schedule(settings: ScheduleSettings, outlets: list[str]) -> Schedule:
     try:
         tz = ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"IOC_SCHEDULE_TIMEZONE='{settings.timezone}' is not a time zone name.") from None
+        raise ScheduleError(
+            f"IOC_SCHEDULE_TIMEZONE='{settings.timezone}' is not a time zone name."
+        ) from None
     disabled = set(settings.disabled)
     known = set(JOB_KINDS) | {f"crawl:{o}" for o in outlets}
     bad = [d for d in disabled if d not in known]
     if bad:
-        raise ScheduleError(f"IOC_SCHEDULE_DISABLED names unknown job(s) {', '.join(bad)}; "
-                            f"jobs are {', '.join(sorted(known))}.")
+        raise ScheduleError(
+            f"IOC_SCHEDULE_DISABLED names unknown job(s) {', '.join(bad)}; "
+            f"jobs are {', '.join(sorted(known))}."
+        )
     unknown_outlets = sorted(set(settings.crawl_intervals) - set(outlets))
     if unknown_outlets:
-        raise ScheduleError(f"IOC_SCHEDULE_CRAWL_INTERVALS names outlet(s) not enabled in the sites "
-                            f"file: {', '.join(unknown_outlets)}.")
+        raise ScheduleError(
+            f"IOC_SCHEDULE_CRAWL_INTERVALS names outlet(s) not enabled in the sites "
+            f"file: {', '.join(unknown_outlets)}."
+        )
     grace = settings.misfire_grace_minutes * 60
     jobs: list[JobSpec] = []
     if "crawl" not in disabled:
@@ -194,8 +219,15 @@ def load_schedule(settings: ScheduleSettings, outlets: list[str]) -> Schedule:
             minutes = settings.crawl_intervals.get(outlet, settings.crawl_every_minutes)
             if minutes < 1:
                 raise ScheduleError(f"Crawl interval of {outlet} must be at least 1 minute.")
-            jobs.append(JobSpec(name, "crawl", IntervalTrigger(minutes=minutes, timezone=tz), grace, outlet))
-    for kind, grace_s in (("digest", 12 * 3600), ("imagery", grace), ("backup", 12 * 3600), ("retrain", grace)):
+            jobs.append(
+                JobSpec(name, "crawl", IntervalTrigger(minutes=minutes, timezone=tz), grace, outlet)
+            )
+    for kind, grace_s in (
+        ("digest", 12 * 3600),
+        ("imagery", grace),
+        ("backup", 12 * 3600),
+        ("retrain", grace),
+    ):
         expr = getattr(settings, kind).strip()
         if kind in disabled or not expr:
             continue
@@ -271,8 +303,13 @@ class JobRunner:
         Returns the current aware datetime; tests inject their own.
     """
 
-    def __init__(self, engine: Engine, bodies: dict[str, JobBody], services: Any = None,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bodies: dict[str, JobBody],
+        services: Any = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
         self.engine = engine
         self.bodies = bodies
         self.services = services
@@ -288,8 +325,10 @@ class JobRunner:
     # -- records ----------------------------------------------------------------------
     def _fail_stale(self, conn, job: str) -> int:
         """With ``job``'s lock held: mark runs left 'running' by dead processes failed."""
-        rows = conn.execute(text(
-            "SELECT id, host, pid FROM job_runs WHERE job = :j AND status = 'running'"), {"j": job}).all()
+        rows = conn.execute(
+            text("SELECT id, host, pid FROM job_runs WHERE job = :j AND status = 'running'"),
+            {"j": job},
+        ).all()
         n = 0
         for run_id, host, pid in rows:
             if run_id in self.active:
@@ -298,11 +337,17 @@ class JobRunner:
                 # same machine, process still there (its database connection was cut): not ours to close
                 continue
             owner = f"process {pid} on {host}"
-            reason = (f"interrupted: {owner} stopped before the run finished "
-                      f"(its lock was released; found by {self.pid} on {self.host})")
-            conn.execute(text(
-                "UPDATE job_runs SET status = 'failed', finished_at = now(), error = :e "
-                "WHERE id = :id AND status = 'running'"), {"e": reason, "id": run_id})
+            reason = (
+                f"interrupted: {owner} stopped before the run finished "
+                f"(its lock was released; found by {self.pid} on {self.host})"
+            )
+            conn.execute(
+                text(
+                    "UPDATE job_runs SET status = 'failed', finished_at = now(), error = :e "
+                    "WHERE id = :id AND status = 'running'"
+                ),
+                {"e": reason, "id": run_id},
+            )
             log.warning("job %s: run %s marked failed: %s", job, run_id, reason)
             n += 1
         return n
@@ -312,8 +357,10 @@ class JobRunner:
         """Yields a connection holding ``job``'s advisory lock, or None when another has it."""
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            got = conn.execute(text(f"SELECT pg_try_advisory_lock({lock_key_sql()})"),
-                               {"ns": LOCK_NAMESPACE, "job": job}).scalar()
+            got = conn.execute(
+                text(f"SELECT pg_try_advisory_lock({lock_key_sql()})"),
+                {"ns": LOCK_NAMESPACE, "job": job},
+            ).scalar()
             if not got:
                 yield None
                 return
@@ -321,8 +368,10 @@ class JobRunner:
                 yield conn
             finally:
                 with contextlib.suppress(Exception):
-                    conn.execute(text(f"SELECT pg_advisory_unlock({lock_key_sql()})"),
-                                 {"ns": LOCK_NAMESPACE, "job": job})
+                    conn.execute(
+                        text(f"SELECT pg_advisory_unlock({lock_key_sql()})"),
+                        {"ns": LOCK_NAMESPACE, "job": job},
+                    )
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -330,8 +379,12 @@ class JobRunner:
     def reconcile(self) -> int:
         """At start: close the runs of every job whose owner died (lock free, process gone)."""
         with self.engine.connect() as conn:
-            jobs = [r[0] for r in conn.execute(text(
-                "SELECT DISTINCT job FROM job_runs WHERE status = 'running'"))]
+            jobs = [
+                r[0]
+                for r in conn.execute(
+                    text("SELECT DISTINCT job FROM job_runs WHERE status = 'running'")
+                )
+            ]
         n = 0
         for job in jobs:
             with self._job_lock(job) as conn:
@@ -346,22 +399,37 @@ class JobRunner:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(text(
-                        "UPDATE job_runs SET status = :s, finished_at = now(), counts = CAST(:c AS jsonb), "
-                        "error = :e WHERE id = :id"),
-                        {"s": status, "c": payload, "e": error, "id": run_id})
+                    conn.execute(
+                        text(
+                            "UPDATE job_runs SET status = :s, finished_at = now(), counts = CAST(:c AS jsonb), "
+                            "error = :e WHERE id = :id"
+                        ),
+                        {"s": status, "c": payload, "e": error, "id": run_id},
+                    )
                 return
             except Exception as exc:  # noqa: BLE001 - the database may be restarting
                 if time.monotonic() > deadline:
-                    log.error("run %s could not be recorded as %s: %s (the next process to take "
-                              "the job's lock will mark it failed)", run_id, status, _one_line(exc))
+                    log.error(
+                        "run %s could not be recorded as %s: %s (the next process to take "
+                        "the job's lock will mark it failed)",
+                        run_id,
+                        status,
+                        _one_line(exc),
+                    )
                     return
-                log.warning("recording run %s failed (%s); retrying in %.0f s", run_id, _one_line(exc), delay)
+                log.warning(
+                    "recording run %s failed (%s); retrying in %.0f s",
+                    run_id,
+                    _one_line(exc),
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 15)
 
     # -- a run ------------------------------------------------------------------------
-    def run(self, job: str, trigger: str = "schedule", scheduled_for: dt.datetime | None = None) -> int | None:
+    def run(
+        self, job: str, trigger: str = "schedule", scheduled_for: dt.datetime | None = None
+    ) -> int | None:
         """Run ``job`` once if no other process is running it; returns the job_runs id, or
         None when the turn was skipped (another process has it, or already ran it)."""
         kind = job.split(":", 1)[0]
@@ -374,17 +442,27 @@ class JobRunner:
                 return None
             self._fail_stale(lock_conn, job)
             if trigger == "schedule" and scheduled_for is not None:
-                done = lock_conn.execute(text(
-                    "SELECT id FROM job_runs WHERE job = :j AND started_at >= :t LIMIT 1"),
-                    {"j": job, "t": scheduled_for}).first()
+                done = lock_conn.execute(
+                    text("SELECT id FROM job_runs WHERE job = :j AND started_at >= :t LIMIT 1"),
+                    {"j": job, "t": scheduled_for},
+                ).first()
                 if done is not None:
-                    log.info("job %s: the turn of %s was already run (run %s); skipped", job,
-                             scheduled_for.isoformat(), done[0])
+                    log.info(
+                        "job %s: the turn of %s was already run (run %s); skipped",
+                        job,
+                        scheduled_for.isoformat(),
+                        done[0],
+                    )
                     return None
-            run_id = int(lock_conn.execute(text(
-                "INSERT INTO job_runs (job, status, host, pid, trigger) "
-                "VALUES (:j, 'running', :h, :p, :t) RETURNING id"),
-                {"j": job, "h": self.host, "p": self.pid, "t": trigger}).scalar_one())
+            run_id = int(
+                lock_conn.execute(
+                    text(
+                        "INSERT INTO job_runs (job, status, host, pid, trigger) "
+                        "VALUES (:j, 'running', :h, :p, :t) RETURNING id"
+                    ),
+                    {"j": job, "h": self.host, "p": self.pid, "t": trigger},
+                ).scalar_one()
+            )
             ctx = RunContext(self, job, run_id, scheduled_for)
             with self._lock:
                 self.active[run_id] = ctx
@@ -401,7 +479,9 @@ class JobRunner:
             except BaseException as exc:  # noqa: BLE001 - recorded, never lost
                 status, error = "failed", _one_line(exc)
                 if isinstance(exc, Exception) and not isinstance(exc, IocError):
-                    log.error("job %s: run %s failed: %s\n%s", job, run_id, error, traceback.format_exc())
+                    log.error(
+                        "job %s: run %s failed: %s\n%s", job, run_id, error, traceback.format_exc()
+                    )
                 else:
                     log.error("job %s: run %s failed: %s", job, run_id, error)
                 if not isinstance(exc, Exception):
@@ -414,8 +494,14 @@ class JobRunner:
             ctx.counts.setdefault("seconds", seconds)
             self._finish(run_id, status, ctx.counts, error)
             _observe(job, status, seconds)
-            log.info("job %s: run %s %s in %.1f s %s", job, run_id, status, seconds,
-                     json.dumps(ctx.counts, default=str, ensure_ascii=False)[:500])
+            log.info(
+                "job %s: run %s %s in %.1f s %s",
+                job,
+                run_id,
+                status,
+                seconds,
+                json.dumps(ctx.counts, default=str, ensure_ascii=False)[:500],
+            )
             return run_id
 
     def stop_active(self, reason: str) -> None:
@@ -504,7 +590,9 @@ def build_scheduler(engine: Engine, schedule: Schedule) -> BaseScheduler:
     )
 
 
-def install_jobs(scheduler: BaseScheduler, schedule: Schedule, first_crawl_now: bool = True) -> dict[str, str]:
+def install_jobs(
+    scheduler: BaseScheduler, schedule: Schedule, first_crawl_now: bool = True
+) -> dict[str, str]:
     """Put the schedule's jobs in the (started, possibly paused) scheduler's store.
 
     A job already stored with the same trigger keeps its next turn (a restart neither skips
@@ -519,17 +607,28 @@ def install_jobs(scheduler: BaseScheduler, schedule: Schedule, first_crawl_now: 
             done[job.id] = "removed"
     for spec in schedule.jobs:
         existing = scheduler.get_job(spec.name)
-        if existing is not None and str(existing.trigger) == str(spec.trigger) \
-                and getattr(existing.trigger, "timezone", None) == getattr(spec.trigger, "timezone", None) \
-                and existing.misfire_grace_time == spec.misfire_grace_seconds:
+        if (
+            existing is not None
+            and str(existing.trigger) == str(spec.trigger)
+            and getattr(existing.trigger, "timezone", None)
+            == getattr(spec.trigger, "timezone", None)
+            and existing.misfire_grace_time == spec.misfire_grace_seconds
+        ):
             done[spec.name] = "kept"
             continue
         kwargs: dict[str, Any] = {}
         if existing is None and spec.kind == "crawl" and first_crawl_now:
             kwargs["next_run_time"] = dt.datetime.now(schedule.tz)
-        scheduler.add_job(JOB_FUNC, trigger=spec.trigger, args=[spec.name], id=spec.name,
-                          name=spec.name, replace_existing=True,
-                          misfire_grace_time=spec.misfire_grace_seconds, **kwargs)
+        scheduler.add_job(
+            JOB_FUNC,
+            trigger=spec.trigger,
+            args=[spec.name],
+            id=spec.name,
+            name=spec.name,
+            replace_existing=True,
+            misfire_grace_time=spec.misfire_grace_seconds,
+            **kwargs,
+        )
         done[spec.name] = "added" if existing is None else "rescheduled"
     return done
 
@@ -572,13 +671,24 @@ def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list
     with engine.connect() as conn:
         if conn.execute(text("SELECT to_regclass('public.job_runs')")).scalar() is None:
             raise ScheduleError("The database has no job_runs table yet: run `ioc db migrate`.")
-        rows = conn.execute(text(
-            "SELECT id, job, status, started_at, finished_at, counts, error, host, pid, trigger "
-            f"FROM job_runs {where} ORDER BY started_at DESC, id DESC LIMIT :limit"), params).mappings().all()
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT id, job, status, started_at, finished_at, counts, error, host, pid, trigger "
+                    f"FROM job_runs {where} ORDER BY started_at DESC, id DESC LIMIT :limit"
+                ),
+                params,
+            )
+            .mappings()
+            .all()
+        )
     out = []
     for r in rows:
         d = dict(r)
-        d["seconds"] = (round((d["finished_at"] - d["started_at"]).total_seconds(), 1)
-                        if d["finished_at"] else None)
+        d["seconds"] = (
+            round((d["finished_at"] - d["started_at"]).total_seconds(), 1)
+            if d["finished_at"]
+            else None
+        )
         out.append(d)
     return out

@@ -37,7 +37,9 @@ def _registry_dir(settings: NLPSettings) -> Path:
 def _engine() -> Any:
     app = _app()
     if app is None or not hasattr(app, "engine"):
-        raise click.ClickException("this command needs the database: run it as `ioc ...` (no app context found)")
+        raise click.ClickException(
+            "this command needs the database: run it as `ioc ...` (no app context found)"
+        )
     return app.engine()
 
 
@@ -75,19 +77,47 @@ def _iter_batches(stream: TextIO, size: int):
 
 
 @nlp.command("score")
-@click.option("--input", "input_", default="-", show_default=True, help="JSON-lines file, or - for stdin.")
+@click.option(
+    "--input", "input_", default="-", show_default=True, help="JSON-lines file, or - for stdin."
+)
 @click.option("--output", default="-", show_default=True, help="JSON-lines file, or - for stdout.")
-@click.option("--genre", type=click.Choice(["auto", "article", "post"]), default="auto", show_default=True,
-              help="Force every record's genre; auto: the record's genre/kind field, else its form.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Model file (default: the registry's current model, else the shipped one).")
-@click.option("--gazetteer", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Gazetteer JSON (default: IOC_NLP_GAZETTEER_PATH or data/admin/gazetteer_hanam.json).")
+@click.option(
+    "--genre",
+    type=click.Choice(["auto", "article", "post"]),
+    default="auto",
+    show_default=True,
+    help="Force every record's genre; auto: the record's genre/kind field, else its form.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Model file (default: the registry's current model, else the shipped one).",
+)
+@click.option(
+    "--gazetteer",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Gazetteer JSON (default: IOC_NLP_GAZETTEER_PATH or data/admin/gazetteer_hanam.json).",
+)
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--no-ner", is_flag=True, help="Do not use underthesea NER to check place mentions.")
-@click.option("--no-encoder", is_flag=True, help="TF-IDF-only heads (the fallback used where the encoder cannot run).")
-def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gazetteer: Path | None,
-              batch_size: int, no_ner: bool, no_encoder: bool) -> None:
+@click.option(
+    "--no-encoder",
+    is_flag=True,
+    help="TF-IDF-only heads (the fallback used where the encoder cannot run).",
+)
+def score_cmd(
+    input_: str,
+    output: str,
+    genre: str,
+    model_path: Path | None,
+    gazetteer: Path | None,
+    batch_size: int,
+    no_ner: bool,
+    no_encoder: bool,
+) -> None:
     """Score news articles and citizens' posts: each input line {"id", "text", ...} gets
     "sentiment", "topic", "places", "genre" and "confidence".
 
@@ -112,8 +142,13 @@ def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gaz
     except OSError as exc:
         raise user_error(f"input {input_} cannot be read: {exc.strerror}") from exc
     try:
-        scorer = load_scorer(resolve_model_path(model_path, settings), gazetteer or settings.gazetteer_path,
-                             use_ner=not no_ner, state_dir=_state_dir(), use_encoder=not no_encoder)
+        scorer = load_scorer(
+            resolve_model_path(model_path, settings),
+            gazetteer or settings.gazetteer_path,
+            use_ner=not no_ner,
+            state_dir=_state_dir(),
+            use_encoder=not no_encoder,
+        )
     except NLPError as exc:
         if fin is not sys.stdin:
             fin.close()
@@ -137,10 +172,20 @@ def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gaz
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    slots.append((n, {"line": n, "error": f"line {n} is not valid JSON: {exc.msg} at column {exc.colno}"}))
+                    slots.append(
+                        (
+                            n,
+                            {
+                                "line": n,
+                                "error": f"line {n} is not valid JSON: {exc.msg} at column {exc.colno}",
+                            },
+                        )
+                    )
                     continue
                 except RecursionError:
-                    slots.append((n, {"line": n, "error": f"line {n} is nested too deeply to read"}))
+                    slots.append(
+                        (n, {"line": n, "error": f"line {n} is nested too deeply to read"})
+                    )
                     continue
                 if not isinstance(rec, dict):
                     slots.append((n, {"line": n, "error": f"line {n} is not a JSON object"}))
@@ -170,7 +215,12 @@ def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gaz
     click.echo(
         f"{n_in} lines: {n_ok} scored, {n_bad} not scored or errors "
         f"({time.perf_counter() - t0:.1f} s, model {scorer.model_version}, features {scorer.features}"
-        + (f": {scorer.encoder_reason}" if scorer.features == "tfidf" and scorer.encoder_reason else "") + ")",
+        + (
+            f": {scorer.encoder_reason}"
+            if scorer.features == "tfidf" and scorer.encoder_reason
+            else ""
+        )
+        + ")",
         err=True,
     )
     if n_in and not n_ok:
@@ -179,15 +229,37 @@ def score_cmd(input_: str, output: str, genre: str, model_path: Path | None, gaz
 
 
 @nlp.command("train")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The shared data folder holding sentiment/news-dev (default ../shared/data).")
-@click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_MODEL_DIR,
-              show_default=True, help="Where sentiment-<version>.joblib is written.")
-@click.option("--version", "version", default=None, help="Model version (default: today's date, YYYY.MM.DD).")
-@click.option("--cv/--no-cv", default=False, help="tfidf recipe: also report 10-fold cross-validation on news-dev.")
-@click.option("--recipe", type=click.Choice(["genre", "tfidf"]), default="genre", show_default=True,
-              help="genre: article and post heads, encoder + TF-IDF fallback (format 2); tfidf: the format-1 news model.")
-def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: bool, recipe: str) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The shared data folder holding sentiment/news-dev (default ../shared/data).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_MODEL_DIR,
+    show_default=True,
+    help="Where sentiment-<version>.joblib is written.",
+)
+@click.option(
+    "--version", "version", default=None, help="Model version (default: today's date, YYYY.MM.DD)."
+)
+@click.option(
+    "--cv/--no-cv",
+    default=False,
+    help="tfidf recipe: also report 10-fold cross-validation on news-dev.",
+)
+@click.option(
+    "--recipe",
+    type=click.Choice(["genre", "tfidf"]),
+    default="genre",
+    show_default=True,
+    help="genre: article and post heads, encoder + TF-IDF fallback (format 2); tfidf: the format-1 news model.",
+)
+def train_cmd(
+    data_dir: Path | None, output_dir: Path, version: str | None, cv: bool, recipe: str
+) -> None:
     """Train the sentiment + topic model: article heads on news-dev and its unlabelled news, post
     heads on the public comment sets (figures: benchmarks/nlp_sentiment.py, the model card)."""
     from nlp.errors import NLPError
@@ -198,7 +270,9 @@ def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: 
     echo = lambda m: click.echo(m, err=True)  # noqa: E731
     try:
         if recipe == "genre":
-            path, report = train_genre_release(data_dir, output_dir, version=version, state_dir=_state_dir(), echo=echo)
+            path, report = train_genre_release(
+                data_dir, output_dir, version=version, state_dir=_state_dir(), echo=echo
+            )
         else:
             path, report = train_release(data_dir, output_dir, version=version, cv=cv, echo=echo)
     except NLPError as exc:
@@ -207,18 +281,45 @@ def train_cmd(data_dir: Path | None, output_dir: Path, version: str | None, cv: 
 
 
 @nlp.command("retrain")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The shared data folder holding sentiment/news-dev (default ../shared/data).")
-@click.option("--registry", "registry_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Model registry folder (default <state dir>/nlp-models).")
-@click.option("--tolerance", default=0.0, show_default=True, type=float,
-              help="Promote if reference macro-F1 >= current - tolerance.")
-@click.option("--rollback", is_flag=True, help="Make the previously promoted model current again and stop.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The shared data folder holding sentiment/news-dev (default ../shared/data).",
+)
+@click.option(
+    "--registry",
+    "registry_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Model registry folder (default <state dir>/nlp-models).",
+)
+@click.option(
+    "--tolerance",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Promote if reference macro-F1 >= current - tolerance.",
+)
+@click.option(
+    "--rollback", is_flag=True, help="Make the previously promoted model current again and stop."
+)
 @click.option("--status", is_flag=True, help="Print the registry state and stop.")
-@click.option("--recipe", type=click.Choice(["genre", "tfidf"]), default="genre", show_default=True,
-              help="genre: article and post heads with the encoder (format 2); tfidf: the format-1 news model.")
-def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: float, rollback: bool, status: bool,
-                recipe: str) -> None:
+@click.option(
+    "--recipe",
+    type=click.Choice(["genre", "tfidf"]),
+    default="genre",
+    show_default=True,
+    help="genre: article and post heads with the encoder (format 2); tfidf: the format-1 news model.",
+)
+def retrain_cmd(
+    data_dir: Path | None,
+    registry_dir: Path | None,
+    tolerance: float,
+    rollback: bool,
+    status: bool,
+    recipe: str,
+) -> None:
     """Retrain with staff corrections; promote only if not worse on the frozen reference sets."""
     from nlp.errors import NLPError
     from nlp.registry import ModelRegistry
@@ -226,7 +327,13 @@ def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: flo
     settings = NLPSettings()
     registry = ModelRegistry(registry_dir or _registry_dir(settings))
     if status:
-        click.echo(json.dumps({"current": registry.current_version, "history": registry.history()}, ensure_ascii=False, indent=1))
+        click.echo(
+            json.dumps(
+                {"current": registry.current_version, "history": registry.history()},
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
         return
     if rollback:
         try:
@@ -250,8 +357,14 @@ def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: flo
     if recipe == "genre":
         from nlp.registry import retrain_genre
 
-        result = retrain_genre(registry, data_dir or settings.data_dir, corrections, state_dir=_state_dir(),
-                               tolerance=tolerance, echo=lambda m: click.echo(m, err=True))
+        result = retrain_genre(
+            registry,
+            data_dir or settings.data_dir,
+            corrections,
+            state_dir=_state_dir(),
+            tolerance=tolerance,
+            echo=lambda m: click.echo(m, err=True),
+        )
     else:
         result = retrain(registry, labelled, unlabelled, corrections, tolerance=tolerance)
     if result.promoted and corrections:
@@ -264,12 +377,29 @@ def retrain_cmd(data_dir: Path | None, registry_dir: Path | None, tolerance: flo
 
 @click.command("digest")
 @click.option("--date", "date_", required=True, help="Day of the digest, YYYY-MM-DD.")
-@click.option("--format", "fmt", type=click.Choice(["html", "pdf", "json"]), default="html", show_default=True)
-@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output file (default digest-YYYY-MM-DD.<format>; - for stdout with html/json).")
-@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 90), help="Days of history shown.")
-@click.option("--feedback-url", default="/digest/feedback", show_default=True,
-              help="Where the correction form POSTs (the API's endpoint).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "pdf", "json"]), default="html", show_default=True
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Output file (default digest-YYYY-MM-DD.<format>; - for stdout with html/json).",
+)
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(1, 90),
+    help="Days of history shown.",
+)
+@click.option(
+    "--feedback-url",
+    default="/digest/feedback",
+    show_default=True,
+    help="Where the correction form POSTs (the API's endpoint).",
+)
 def digest(date_: str, fmt: str, out: Path | None, days: int, feedback_url: str) -> None:
     """Daily digest of the news about the province: HTML, PDF or JSON."""
     from nlp.digest import build_digest, render_html, render_pdf
@@ -278,14 +408,18 @@ def digest(date_: str, fmt: str, out: Path | None, days: int, feedback_url: str)
     try:
         day = dt.date.fromisoformat(date_)
     except ValueError as exc:
-        raise click.BadParameter(f"{date_!r} is not a date in YYYY-MM-DD form", param_hint="--date") from exc
+        raise click.BadParameter(
+            f"{date_!r} is not a date in YYYY-MM-DD form", param_hint="--date"
+        ) from exc
     engine = _engine()
     with engine.connect() as conn:
         data = build_digest(conn, day, days=days)
     data["feedback_url"] = feedback_url
     try:
         if fmt == "json":
-            payload: bytes = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+            payload: bytes = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode(
+                "utf-8"
+            )
         elif fmt == "html":
             payload = render_html(data).encode("utf-8")
         else:
@@ -301,4 +435,7 @@ def digest(date_: str, fmt: str, out: Path | None, days: int, feedback_url: str)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(payload)
     tmp.replace(out)
-    click.echo(f"wrote {out} ({len(payload):,} bytes; {data['totals']['articles']} articles on {day})", err=True)
+    click.echo(
+        f"wrote {out} ({len(payload):,} bytes; {data['totals']['articles']} articles on {day})",
+        err=True,
+    )

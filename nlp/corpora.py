@@ -24,7 +24,14 @@ import numpy as np
 from nlp.errors import DataNotFoundError
 from nlp.text import normalize_text
 
-_VLSP = {"neg": "negative", "neu": "neutral", "pos": "positive", "NEG": "negative", "NEU": "neutral", "POS": "positive"}
+_VLSP = {
+    "neg": "negative",
+    "neu": "neutral",
+    "pos": "positive",
+    "NEG": "negative",
+    "NEU": "neutral",
+    "POS": "positive",
+}
 _VSFC = {"0": "negative", "1": "neutral", "2": "positive"}
 
 
@@ -93,7 +100,13 @@ def vlsp2016(data_dir: Path) -> Labelled:
             if lab.strip() in _VLSP and text.strip():
                 texts.append(normalize_text(text))
                 labels.append(_VLSP[lab.strip()])
-    return Labelled("vlsp2016", texts, np.array(labels), ["vlsp2016"] * len(texts), [f"vlsp-{i}" for i in range(len(texts))])
+    return Labelled(
+        "vlsp2016",
+        texts,
+        np.array(labels),
+        ["vlsp2016"] * len(texts),
+        [f"vlsp-{i}" for i in range(len(texts))],
+    )
 
 
 def vsfc(data_dir: Path, split: str) -> Labelled:
@@ -102,8 +115,11 @@ def vsfc(data_dir: Path, split: str) -> Labelled:
     ys = _need(base / "sentiments.txt").read_text(encoding="utf-8").split("\n")
     pairs = [(s, y.strip()) for s, y in zip(sents, ys, strict=False) if y.strip() in _VSFC]
     return Labelled(
-        f"vsfc-{split}", [normalize_text(s) for s, _ in pairs], np.array([_VSFC[y] for _, y in pairs]),
-        [f"vsfc-{split}"] * len(pairs), [f"vsfc-{split}-{i}" for i in range(len(pairs))],
+        f"vsfc-{split}",
+        [normalize_text(s) for s, _ in pairs],
+        np.array([_VSFC[y] for _, y in pairs]),
+        [f"vsfc-{split}"] * len(pairs),
+        [f"vsfc-{split}-{i}" for i in range(len(pairs))],
     )
 
 
@@ -117,8 +133,13 @@ def visfd(data_dir: Path, split: str) -> Labelled:
         s = int(r["n_star"])
         texts.append(normalize_text(r["comment"]))
         labels.append("negative" if s <= 2 else "neutral" if s == 3 else "positive")
-    return Labelled(f"visfd-{split}", texts, np.array(labels), [f"visfd-{split}"] * len(texts),
-                    [f"visfd-{split}-{i}" for i in range(len(texts))])
+    return Labelled(
+        f"visfd-{split}",
+        texts,
+        np.array(labels),
+        [f"visfd-{split}"] * len(texts),
+        [f"visfd-{split}-{i}" for i in range(len(texts))],
+    )
 
 
 def load(data_dir: Path, name: str) -> Labelled:

@@ -92,16 +92,103 @@ ORDER BY code, (valid_to IS NULL) DESC, valid_from DESC
 
 # Function words and punctuation: a reason chip made only of these tells a reader nothing
 # (". sau", "sau khi", "của"), whatever n-gram the model found useful.
-STOPWORDS = frozenset((
-    "và", "của", "là", "có", "được", "cho", "các", "những", "một", "với", "trong", "tại", "khi",
-    "đã", "sau", "trước", "này", "đó", "thì", "mà", "cũng", "về", "từ", "theo", "đến", "ra",
-    "vào", "lên", "xuống", "nên", "nhưng", "hay", "hoặc", "để", "do", "bị", "rất", "lại", "còn",
-    "đang", "sẽ", "vẫn", "như", "nơi", "người", "việc", "ngày", "năm", "tháng", "giờ", "ở",
-    "trên", "dưới", "qua", "cùng", "nhiều", "ít", "hơn", "nhất", "đều", "chỉ", "mới", "vừa",
-    "rồi", "nữa", "thế", "vậy", "gì", "nào", "ai", "đây", "kia", "ấy", "họ", "chúng", "tôi",
-    "ta", "bạn", "anh", "chị", "em", "ông", "bà", "không", "chưa", "phải", "vì", "nếu", "tuy",
-    "dù", "bởi", "nhằm", "đối",
-))
+STOPWORDS = frozenset(
+    (
+        "và",
+        "của",
+        "là",
+        "có",
+        "được",
+        "cho",
+        "các",
+        "những",
+        "một",
+        "với",
+        "trong",
+        "tại",
+        "khi",
+        "đã",
+        "sau",
+        "trước",
+        "này",
+        "đó",
+        "thì",
+        "mà",
+        "cũng",
+        "về",
+        "từ",
+        "theo",
+        "đến",
+        "ra",
+        "vào",
+        "lên",
+        "xuống",
+        "nên",
+        "nhưng",
+        "hay",
+        "hoặc",
+        "để",
+        "do",
+        "bị",
+        "rất",
+        "lại",
+        "còn",
+        "đang",
+        "sẽ",
+        "vẫn",
+        "như",
+        "nơi",
+        "người",
+        "việc",
+        "ngày",
+        "năm",
+        "tháng",
+        "giờ",
+        "ở",
+        "trên",
+        "dưới",
+        "qua",
+        "cùng",
+        "nhiều",
+        "ít",
+        "hơn",
+        "nhất",
+        "đều",
+        "chỉ",
+        "mới",
+        "vừa",
+        "rồi",
+        "nữa",
+        "thế",
+        "vậy",
+        "gì",
+        "nào",
+        "ai",
+        "đây",
+        "kia",
+        "ấy",
+        "họ",
+        "chúng",
+        "tôi",
+        "ta",
+        "bạn",
+        "anh",
+        "chị",
+        "em",
+        "ông",
+        "bà",
+        "không",
+        "chưa",
+        "phải",
+        "vì",
+        "nếu",
+        "tuy",
+        "dù",
+        "bởi",
+        "nhằm",
+        "đối",
+    )
+)
 _PUNCT_TOKEN_RE = re.compile(r"^[\W_]+$")
 
 
@@ -121,7 +208,9 @@ def clean_tag(phrase: Any) -> str | None:
         tokens.pop(0)
     while tokens and _PUNCT_TOKEN_RE.match(tokens[-1]):
         tokens.pop()
-    if not tokens or all(t.lower() in STOPWORDS or not any(ch.isalpha() for ch in t) for t in tokens):
+    if not tokens or all(
+        t.lower() in STOPWORDS or not any(ch.isalpha() for ch in t) for t in tokens
+    ):
         return None
     return " ".join(tokens)
 
@@ -227,11 +316,15 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
         out = []
         for k, items in groups.items():
             c = count(items)
-            out.append({
-                "key": k, "name": TOPIC_NAMES_VI.get(k, k) if key == "topic" else k,
-                "total": len(items), **c,
-                "negative_share": round(c["negative"] / len(items), 3) if items else 0.0,
-            })
+            out.append(
+                {
+                    "key": k,
+                    "name": TOPIC_NAMES_VI.get(k, k) if key == "topic" else k,
+                    "total": len(items),
+                    **c,
+                    "negative_share": round(c["negative"] / len(items), 3) if items else 0.0,
+                }
+            )
         return sorted(out, key=lambda g: (-g["total"], -g["negative"]))
 
     # communes in the news today (current codes), with sentiment balance
@@ -242,23 +335,33 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
             if p["level"] != "commune" or p["current_code"] in seen:
                 continue
             seen.add(p["current_code"])
-            st = commune_stats.setdefault(p["current_code"], {"code": p["current_code"], "articles": 0, "negative": 0, "tone_sum": 0.0})
+            st = commune_stats.setdefault(
+                p["current_code"],
+                {"code": p["current_code"], "articles": 0, "negative": 0, "tone_sum": 0.0},
+            )
             st["articles"] += 1
             st["negative"] += a["label"] == "negative"
             st["tone_sum"] += _tone(a["probabilities"])
-    window_codes = sorted({p["current_code"] for ps in places.values() for p in ps if p["level"] == "commune"})
+    window_codes = sorted(
+        {p["current_code"] for ps in places.values() for p in ps if p["level"] == "commune"}
+    )
     communes: list[dict[str, Any]] = []
     map_box = None
     if window_codes:
         for r in connection.execute(text(_COMMUNES_SQL), {"codes": window_codes}).mappings():
             st = commune_stats.get(r["code"])
-            communes.append({
-                "code": r["code"], "name": r["name"], "path": r["path"],
-                "label_x": r["lx"], "label_y": r["ly"],
-                "articles": st["articles"] if st else 0,
-                "negative": st["negative"] if st else 0,
-                "tone": round(st["tone_sum"] / st["articles"], 3) if st else None,
-            })
+            communes.append(
+                {
+                    "code": r["code"],
+                    "name": r["name"],
+                    "path": r["path"],
+                    "label_x": r["lx"],
+                    "label_y": r["ly"],
+                    "articles": st["articles"] if st else 0,
+                    "negative": st["negative"] if st else 0,
+                    "tone": round(st["tone_sum"] / st["articles"], 3) if st else None,
+                }
+            )
             map_box = (r["xmin"], -r["ymax"], r["xmax"] - r["xmin"], r["ymax"] - r["ymin"])
     names = {c["code"]: c["name"] for c in communes}
     for st in commune_stats.values():
@@ -272,28 +375,44 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
     neg_out = []
     for a in negative:
         reasons = a["reasons"] or []
-        neg_out.append({
-            "id": a["id"], "title": a["title"], "url": a["url"], "source": a["source"],
-            "topic": a["topic"], "topic_name": TOPIC_NAMES_VI.get(a["topic"] or "", a["topic"] or ""),
-            "p_negative": round(float((a["probabilities"] or {}).get("negative", 0.0)), 3),
-            "corrected_by": a["reviewer"], "model_label": a["model_label"],
-            "sentences": [r["text"] for r in reasons if isinstance(r, dict) and r.get("kind") == "sentence"][:2],
-            "phrases": _tags(reasons),
-            "places": sorted({p["name"] for p in places.get(a["id"], [])}),
-        })
+        neg_out.append(
+            {
+                "id": a["id"],
+                "title": a["title"],
+                "url": a["url"],
+                "source": a["source"],
+                "topic": a["topic"],
+                "topic_name": TOPIC_NAMES_VI.get(a["topic"] or "", a["topic"] or ""),
+                "p_negative": round(float((a["probabilities"] or {}).get("negative", 0.0)), 3),
+                "corrected_by": a["reviewer"],
+                "model_label": a["model_label"],
+                "sentences": [
+                    r["text"]
+                    for r in reasons
+                    if isinstance(r, dict) and r.get("kind") == "sentence"
+                ][:2],
+                "phrases": _tags(reasons),
+                "places": sorted({p["name"] for p in places.get(a["id"], [])}),
+            }
+        )
 
     alerts: list[dict[str, Any]] = []
     today_codes = sorted(commune_stats)
     if today_codes:
         old_codes = [
-            r[0] for r in connection.execute(
-                text("SELECT old_code FROM admin_unit_crosswalk WHERE new_code = ANY(:c)"), {"c": today_codes}
+            r[0]
+            for r in connection.execute(
+                text("SELECT old_code FROM admin_unit_crosswalk WHERE new_code = ANY(:c)"),
+                {"c": today_codes},
             )
         ]
         for r in connection.execute(
-            text(_ALERTS_SQL), {"tz": TIMEZONE, "start": start, "day": date, "codes": today_codes + old_codes}
+            text(_ALERTS_SQL),
+            {"tz": TIMEZONE, "start": start, "day": date, "codes": today_codes + old_codes},
         ).mappings():
-            alerts.append({k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(r).items()})
+            alerts.append(
+                {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(r).items()}
+            )
 
     fb = connection.execute(
         text(
@@ -312,13 +431,17 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
         "by_topic": grouped("topic"),
         "by_source": grouped("source"),
         "communes": communes,
-        "commune_stats": sorted(commune_stats.values(), key=lambda s: (-s["negative"], -s["articles"])),
+        "commune_stats": sorted(
+            commune_stats.values(), key=lambda s: (-s["negative"], -s["articles"])
+        ),
         "map": {
             "viewbox": map_box,
             "font": round(max(map_box[2], map_box[3]) / 38, 1),
             "stroke": round(max(map_box[2], map_box[3]) / 900, 1),
             "pad": round(max(map_box[2], map_box[3]) / 40, 1),
-        } if map_box else None,
+        }
+        if map_box
+        else None,
         "negative_articles": neg_out,
         "alerts": alerts,
         "feedback": {"corrections_in_window": int(fb)},
@@ -330,7 +453,10 @@ def build_digest(connection: Any, date: dt.date, days: int = 7) -> dict[str, Any
 def _posts_digest(connection: Any, start: dt.date, date: dt.date, days: int) -> dict[str, Any]:
     """Citizens' posts of the day, apart from the articles: counts by sentiment, per day,
     by platform, top communes and the most negative posts (no author names)."""
-    rows = [dict(r) for r in connection.execute(text(_POSTS_SQL), {"start": start, "day": date}).mappings()]
+    rows = [
+        dict(r)
+        for r in connection.execute(text(_POSTS_SQL), {"start": start, "day": date}).mappings()
+    ]
     today = [p for p in rows if p["day"] == date]
 
     def count(items: list[dict[str, Any]]) -> dict[str, int]:
@@ -364,9 +490,17 @@ def _posts_digest(connection: Any, start: dt.date, date: dt.date, days: int) -> 
             if pl["level"] != "commune" or pl["current_code"] in seen:
                 continue
             seen.add(pl["current_code"])
-            st = stats.setdefault(pl["current_code"], {"code": pl["current_code"], "posts": 0,
-                                                       "negative": 0, "positive": 0, "tone_sum": 0.0,
-                                                       "scored": 0})
+            st = stats.setdefault(
+                pl["current_code"],
+                {
+                    "code": pl["current_code"],
+                    "posts": 0,
+                    "negative": 0,
+                    "positive": 0,
+                    "tone_sum": 0.0,
+                    "scored": 0,
+                },
+            )
             st["posts"] += 1
             st["negative"] += p["label"] == "negative"
             st["positive"] += p["label"] == "positive"
@@ -388,10 +522,14 @@ def _posts_digest(connection: Any, start: dt.date, date: dt.date, days: int) -> 
         "series": series,
         "series_max": max([s["total"] for s in series] + [1]),
         "by_source": sources,
-        "communes": sorted(stats.values(), key=lambda s: (-s["posts"], -s["negative"], s["name"]))[:10],
+        "communes": sorted(stats.values(), key=lambda s: (-s["posts"], -s["negative"], s["name"]))[
+            :10
+        ],
         "negative_posts": [
             {
-                "id": p["id"], "url": p["url"], "source": p["source"],
+                "id": p["id"],
+                "url": p["url"],
+                "source": p["source"],
                 "text": p["text"] if len(p["text"]) <= 280 else p["text"][:277].rstrip() + "…",
                 "p_negative": round(float((p["probabilities"] or {}).get("negative", 0.0)), 3),
                 "confidence": p["confidence"],
@@ -418,7 +556,9 @@ def _tone_colour(tone: float | None) -> str:
 
 
 def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
+    )
     env.filters["tone_colour"] = _tone_colour
     env.globals["LABEL_VI"] = LABEL_VI
     return env
@@ -446,7 +586,9 @@ def find_chromium() -> str | None:
     return None
 
 
-def render_pdf(digest: dict[str, Any], chromium: str | None = None, timeout: float = 120.0) -> bytes:
+def render_pdf(
+    digest: dict[str, Any], chromium: str | None = None, timeout: float = 120.0
+) -> bytes:
     """Print the HTML digest to PDF with headless Chromium (offline: no network is used).
 
     Raises
@@ -463,9 +605,17 @@ def render_pdf(digest: dict[str, Any], chromium: str | None = None, timeout: flo
         out = Path(tmp) / "digest.pdf"
         src.write_text(html, encoding="utf-8")
         cmd = [
-            exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-extensions", "--no-first-run", "--no-pdf-header-footer",
-            f"--user-data-dir={Path(tmp) / 'profile'}", f"--print-to-pdf={out}", src.as_uri(),
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={Path(tmp) / 'profile'}",
+            f"--print-to-pdf={out}",
+            src.as_uri(),
         ]
         env = dict(os.environ, HOME=tmp)
         try:
@@ -473,5 +623,7 @@ def render_pdf(digest: dict[str, Any], chromium: str | None = None, timeout: flo
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise NLPError(f"Chromium could not print the digest: {exc}") from exc
         if not out.exists() or out.stat().st_size == 0:
-            raise NLPError(f"Chromium printed no PDF (exit {proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
+            raise NLPError(
+                f"Chromium printed no PDF (exit {proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}"
+            )
         return out.read_bytes()

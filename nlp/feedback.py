@@ -78,22 +78,32 @@ def record_correction(
         note = note.strip() or None
     if note is not None and len(note) > NOTE_MAX:
         raise InputError(f"note is longer than {NOTE_MAX} characters")
-    if isinstance(article_id, bool) or not isinstance(article_id, int) or not 0 < article_id < 2**63:
+    if (
+        isinstance(article_id, bool)
+        or not isinstance(article_id, int)
+        or not 0 < article_id < 2**63
+    ):
         raise ArticleNotFoundError(f"article {str(article_id)[:40]} does not exist")
-    exists = connection.execute(text("SELECT 1 FROM articles WHERE id = :a"), {"a": article_id}).first()
+    exists = connection.execute(
+        text("SELECT 1 FROM articles WHERE id = :a"), {"a": article_id}
+    ).first()
     if exists is None:
         raise ArticleNotFoundError(f"article {article_id} does not exist")
     column = "label" if field == "sentiment" else "topic"
     # The label the reviewer saw: the last correction if there is one, else the model's.
     old = connection.execute(
-        text("SELECT new_label FROM label_feedback WHERE article_id = :a AND field = :f "
-             "ORDER BY created_at DESC, id DESC LIMIT 1"),
+        text(
+            "SELECT new_label FROM label_feedback WHERE article_id = :a AND field = :f "
+            "ORDER BY created_at DESC, id DESC LIMIT 1"
+        ),
         {"a": article_id, "f": field},
     ).scalar()
     if old is None:
         old = connection.execute(
-            text(f"SELECT {column} FROM article_scores WHERE article_id = :a "
-                 "ORDER BY scored_at DESC, id DESC LIMIT 1"),
+            text(
+                f"SELECT {column} FROM article_scores WHERE article_id = :a "
+                "ORDER BY scored_at DESC, id DESC LIMIT 1"
+            ),
             {"a": article_id},
         ).scalar()
     reviewer = reviewer.strip()
@@ -114,11 +124,15 @@ def record_correction(
             "'articles', :a, CAST(:old AS jsonb), CAST(:new AS jsonb), :note)"
         ),
         {
-            "actor": (actor or reviewer).strip() or reviewer, "role": role, "channel": channel,
-            "a": article_id, "note": note,
+            "actor": (actor or reviewer).strip() or reviewer,
+            "role": role,
+            "channel": channel,
+            "a": article_id,
+            "note": note,
             "old": json.dumps({field: old}, ensure_ascii=False),
-            "new": json.dumps({field: label, "reviewer": reviewer, "feedback_id": feedback_id},
-                              ensure_ascii=False),
+            "new": json.dumps(
+                {field: label, "reviewer": reviewer, "feedback_id": feedback_id}, ensure_ascii=False
+            ),
         },
     )
     return feedback_id
@@ -137,7 +151,14 @@ def load_corrections(connection: Any) -> list[dict[str, Any]]:
         )
     ).all()
     return [
-        {"feedback_id": r[0], "article_id": r[1], "label": r[2], "title": r[3] or "", "lead": r[4] or "", "text": r[5] or ""}
+        {
+            "feedback_id": r[0],
+            "article_id": r[1],
+            "label": r[2],
+            "title": r[3] or "",
+            "lead": r[4] or "",
+            "text": r[5] or "",
+        }
         for r in rows
     ]
 

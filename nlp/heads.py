@@ -65,7 +65,9 @@ class Data:
     def subset(self, idx: Sequence[int] | np.ndarray) -> Data:
         idx = np.asarray(idx, dtype=int)
         return Data(
-            [self.texts[i] for i in idx], [self.segs[i] for i in idx], self.labels[idx],
+            [self.texts[i] for i in idx],
+            [self.segs[i] for i in idx],
+            self.labels[idx],
             None if self.emb is None else self.emb[idx],
             None if self.weights is None else self.weights[idx],
         )
@@ -75,8 +77,11 @@ class Data:
         emb = None if any(p.emb is None for p in parts) else np.vstack([p.emb for p in parts])
         w = [p.weights if p.weights is not None else np.ones(len(p.texts)) for p in parts]
         return Data(
-            [t for p in parts for t in p.texts], [s for p in parts for s in p.segs],
-            np.concatenate([p.labels for p in parts]), emb, np.concatenate(w),
+            [t for p in parts for t in p.texts],
+            [s for p in parts for s in p.segs],
+            np.concatenate([p.labels for p in parts]),
+            emb,
+            np.concatenate(w),
         )
 
 
@@ -96,8 +101,11 @@ class TextFeaturizer:
         if kind in ("news", "lsa"):
             assert news_base is not None
             self.news = NewsModel(
-                config=news_base.config, lsa_vec=news_base.lsa_vec, lsa_terms=news_base.lsa_terms,
-                neg_lexicon=news_base.neg_lexicon, pos_lexicon=news_base.pos_lexicon,
+                config=news_base.config,
+                lsa_vec=news_base.lsa_vec,
+                lsa_terms=news_base.lsa_terms,
+                neg_lexicon=news_base.neg_lexicon,
+                pos_lexicon=news_base.pos_lexicon,
             )
         self.word_vec: TfidfVectorizer | None = None
         self.char_vec: TfidfVectorizer | None = None
@@ -117,10 +125,21 @@ class TextFeaturizer:
             vecs = ()
         elif self.kind == "plain":
             min_df = 2 if len(texts) > 2000 else 1
-            self.word_vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+",
-                                            min_df=min_df, dtype=np.float32).fit(segs)
-            self.char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
-                                            max_features=150_000, dtype=np.float32).fit(_folded(texts))
+            self.word_vec = TfidfVectorizer(
+                ngram_range=(1, 2),
+                sublinear_tf=True,
+                token_pattern=r"\S+",
+                min_df=min_df,
+                dtype=np.float32,
+            ).fit(segs)
+            self.char_vec = TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(2, 5),
+                min_df=2,
+                sublinear_tf=True,
+                max_features=150_000,
+                dtype=np.float32,
+            ).fit(_folded(texts))
             vecs = (self.word_vec, self.char_vec)
         else:
             vecs = ()
@@ -146,10 +165,16 @@ class TextFeaturizer:
             assert self.word_vec is not None and self.char_vec is not None
             toks = np.array([len(s.split()) for s in segs], dtype=np.float32)
             # short comments ("ok", "tạm được") lean neutral: length as a few dense columns
-            length = np.c_[np.log1p(toks) / 3, toks <= 3, toks <= 8, toks >= 30].astype(np.float32) * 0.5
-            return sparse.hstack([
-                self.word_vec.transform(segs), self.char_vec.transform(_folded(texts)), sparse.csr_matrix(length),
-            ]).tocsr()
+            length = (
+                np.c_[np.log1p(toks) / 3, toks <= 3, toks <= 8, toks >= 30].astype(np.float32) * 0.5
+            )
+            return sparse.hstack(
+                [
+                    self.word_vec.transform(segs),
+                    self.char_vec.transform(_folded(texts)),
+                    sparse.csr_matrix(length),
+                ]
+            ).tocsr()
         return sparse.csr_matrix((n, 0), dtype=np.float32)
 
     @property
@@ -235,7 +260,9 @@ class Head:
         return out
 
     # whole-pipeline helpers
-    def fit(self, data: Data, news_base: NewsModel | None = None, calibrate: bool = True, folds: int = 5) -> Head:
+    def fit(
+        self, data: Data, news_base: NewsModel | None = None, calibrate: bool = True, folds: int = 5
+    ) -> Head:
         self.featurizer = TextFeaturizer(self.config.text, news_base).fit(data.texts, data.segs)
         x = self.matrix(self.featurizer.transform(data.texts, data.segs), data.emb)
         self.fit_matrix(x, data.labels, data.weights)
@@ -249,7 +276,9 @@ class Head:
         assert self.featurizer is not None
         return self.matrix(self.featurizer.transform(texts, segs), emb)
 
-    def proba(self, texts: Sequence[str], segs: Sequence[str], emb: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    def proba(
+        self, texts: Sequence[str], segs: Sequence[str], emb: np.ndarray | None
+    ) -> tuple[np.ndarray, Any]:
         """(probabilities in ``classes`` order, the feature matrix) of the units."""
         x = self.features(texts, segs, emb)
         return _softmax(self.decision_matrix(x) / self.temperature), x
@@ -260,7 +289,9 @@ class Head:
         if fz is None or self.clf is None or fz.n_word == 0 or not sparse.issparse(x_row):
             return []
         if fz.kind == "news" and fz.news is not None:
-            fz.news.sentiment_clf = self.clf  # NewsModel.phrase_reasons reads the classifier's weights
+            fz.news.sentiment_clf = (
+                self.clf
+            )  # NewsModel.phrase_reasons reads the classifier's weights
             return fz.news.phrase_reasons(x_row, label, k)
         from nlp.sentiment import _WEAK_WORDS
 
@@ -268,7 +299,10 @@ class Head:
         coef = self.clf.coef_[ci] - self.clf.coef_.mean(axis=0)
         row = x_row.tocsr()
         n_word = fz.n_word
-        contrib = sorted(((coef[j] * v, j) for j, v in zip(row.indices, row.data, strict=True) if j < n_word), reverse=True)
+        contrib = sorted(
+            ((coef[j] * v, j) for j, v in zip(row.indices, row.data, strict=True) if j < n_word),
+            reverse=True,
+        )
         names = fz.word_names()
         out: list[str] = []
         for c, j in contrib:
@@ -276,7 +310,9 @@ class Head:
                 break
             phrase = names[j].replace("_", " ")
             words = phrase.split()
-            if all(w in _WEAK_WORDS for w in words) or any(not any(ch.isalpha() for ch in w) for w in words):
+            if all(w in _WEAK_WORDS for w in words) or any(
+                not any(ch.isalpha() for ch in w) for w in words
+            ):
                 continue  # function words, numbers and punctuation are not reasons a reader can use
             if not any(phrase in o or o in phrase for o in out):
                 out.append(phrase)
@@ -284,7 +320,11 @@ class Head:
 
 
 def oof_decisions(
-    config: HeadConfig, data: Data, news_base: NewsModel | None, folds: int, classes: tuple[str, ...] = LABELS,
+    config: HeadConfig,
+    data: Data,
+    news_base: NewsModel | None,
+    folds: int,
+    classes: tuple[str, ...] = LABELS,
     seed: int = 1,
 ) -> np.ndarray:
     """Out-of-fold decision values of ``config`` on ``data`` (for the temperature)."""

@@ -26,27 +26,81 @@ from nlp.text import normalize_text, split_sentences, strip_diacritics, vietname
 
 # unit-type prefixes (lower case, with and without diacritics) -> levels they can introduce
 _PREFIXES: dict[str, tuple[str, ...]] = {
-    "xã": ("commune",), "xa": ("commune",),
-    "phường": ("commune",), "phuong": ("commune",), "p.": ("commune",),
-    "thị trấn": ("commune",), "thi tran": ("commune",), "tt.": ("commune",),
-    "huyện": ("district",), "huyen": ("district",),
-    "thị xã": ("district",), "thi xa": ("district",), "tx.": ("district",), "tx": ("district",),
-    "thành phố": ("district", "province"), "thanh pho": ("district", "province"),
-    "tp.": ("district", "province"), "tp": ("district", "province"),
-    "tỉnh": ("province",), "tinh": ("province",),
+    "xã": ("commune",),
+    "xa": ("commune",),
+    "phường": ("commune",),
+    "phuong": ("commune",),
+    "p.": ("commune",),
+    "thị trấn": ("commune",),
+    "thi tran": ("commune",),
+    "tt.": ("commune",),
+    "huyện": ("district",),
+    "huyen": ("district",),
+    "thị xã": ("district",),
+    "thi xa": ("district",),
+    "tx.": ("district",),
+    "tx": ("district",),
+    "thành phố": ("district", "province"),
+    "thanh pho": ("district", "province"),
+    "tp.": ("district", "province"),
+    "tp": ("district", "province"),
+    "tỉnh": ("province",),
+    "tinh": ("province",),
 }
 # words that, right before a name, say it is a street, a school or a person — not a unit
 _NOT_A_UNIT_BEFORE = {
-    "đường", "duong", "phố", "pho", "ông", "ong", "bà", "ba", "anh", "chị", "chi", "cụ", "cu",
-    "trường", "truong", "thpt", "thcs", "chùa", "chua", "cầu", "cau", "công ty", "cong ty",
-    "khu", "ngõ", "ngo", "hẻm", "hem", "tên", "ten", "em", "cháu", "chau", "bạn", "ban",
+    "đường",
+    "duong",
+    "phố",
+    "pho",
+    "ông",
+    "ong",
+    "bà",
+    "ba",
+    "anh",
+    "chị",
+    "chi",
+    "cụ",
+    "cu",
+    "trường",
+    "truong",
+    "thpt",
+    "thcs",
+    "chùa",
+    "chua",
+    "cầu",
+    "cau",
+    "công ty",
+    "cong ty",
+    "khu",
+    "ngõ",
+    "ngo",
+    "hẻm",
+    "hem",
+    "tên",
+    "ten",
+    "em",
+    "cháu",
+    "chau",
+    "bạn",
+    "ban",
 }
 _TYPE_LEVEL = {
-    "xã": "commune", "phường": "commune", "thị trấn": "commune",
-    "huyện": "district", "thị xã": "district", "thành phố": "district", "quận": "district",
+    "xã": "commune",
+    "phường": "commune",
+    "thị trấn": "commune",
+    "huyện": "district",
+    "thị xã": "district",
+    "thành phố": "district",
+    "quận": "district",
     "tỉnh": "province",
 }
-_BASE_CONFIDENCE = {"prefixed": 0.6, "bare_province": 0.8, "bare_district": 0.55, "bare_commune": 0.3}
+_BASE_CONFIDENCE = {
+    "prefixed": 0.6,
+    "bare_province": 0.8,
+    "bare_district": 0.55,
+    "bare_commune": 0.3,
+}
 _CONTEXT_BONUS = 0.3
 _FOREIGN_PARENT_RE = re.compile(
     r"\s*[,(-]\s*(?i:(huyện|quận|thị xã|thành phố|tp\.?|tỉnh|huyen|quan|thi xa|thanh pho|tinh))\s+"
@@ -135,8 +189,11 @@ def _load_generic(raw: dict[str, Any]) -> Gazetteer:
     units = {}
     for u in raw["units"]:
         unit = Unit(
-            code=str(u["code"]), name=normalize_text(u["name"]), level=u["level"],
-            unit_type=u.get("type", ""), valid=u.get("valid", "new"),
+            code=str(u["code"]),
+            name=normalize_text(u["name"]),
+            level=u["level"],
+            unit_type=u.get("type", ""),
+            valid=u.get("valid", "new"),
             ancestors=tuple(map(str, u.get("parent_codes", []))),
             successors=tuple(map(str, u.get("successors", []))),
         )
@@ -151,7 +208,11 @@ def _load_admin_layout(raw: dict[str, Any]) -> Gazetteer:
     prov_name = normalize_text(prov["name"])
     ptype = _type_from_full_name(prov_name, prov_name.split(" ", 1)[1])
     units[("old", prov["code"])] = Unit(
-        prov["code"], prov_name.split(" ", 1)[1], "province", ptype, "old",
+        prov["code"],
+        prov_name.split(" ", 1)[1],
+        "province",
+        ptype,
+        "old",
         successors=(prov["successor"]["code"],) if prov.get("successor") else (),
     )
     reform = None
@@ -159,22 +220,35 @@ def _load_admin_layout(raw: dict[str, Any]) -> Gazetteer:
         succ = prov["successor"]
         sname = normalize_text(succ["name"])
         units[("new", succ["code"])] = Unit(
-            succ["code"], sname.split(" ", 1)[1], "province", "tỉnh", "new",
+            succ["code"],
+            sname.split(" ", 1)[1],
+            "province",
+            "tỉnh",
+            "new",
             predecessors=(prov["code"],),
         )
         reform = dt.date.fromisoformat(succ["effective"]) if succ.get("effective") else None
     for d in raw.get("districts_old", []):
         name = normalize_text(d["name"])
         units[("old", d["code"])] = Unit(
-            d["code"], name, "district", normalize_text(d.get("type", "")).lower(), "old",
+            d["code"],
+            name,
+            "district",
+            normalize_text(d.get("type", "")).lower(),
+            "old",
             ancestors=(prov["code"],),
         )
     for c in raw.get("communes_old", []):
         name = normalize_text(c["old_name"])
         succ = tuple(x for x in str(c.get("new_codes", "")).split("|") if x)
         units[("old", c["old_code"])] = Unit(
-            c["old_code"], name, "commune", normalize_text(c.get("old_type", "")).lower(), "old",
-            ancestors=(c["old_district_code"], prov["code"]), successors=succ,
+            c["old_code"],
+            name,
+            "commune",
+            normalize_text(c.get("old_type", "")).lower(),
+            "old",
+            ancestors=(c["old_district_code"], prov["code"]),
+            successors=succ,
         )
     new_prov = prov.get("successor", {}).get("code")
     for key, rows in raw.items():
@@ -184,8 +258,13 @@ def _load_admin_layout(raw: dict[str, Any]) -> Gazetteer:
             name = normalize_text(c["new_name"])
             members = tuple(m.split(":")[0] for m in str(c.get("old_members", "")).split("|") if m)
             units[("new", c["new_code"])] = Unit(
-                c["new_code"], name, "commune", normalize_text(c.get("new_type", "")).lower(), "new",
-                ancestors=(new_prov,) if new_prov else (), predecessors=members,
+                c["new_code"],
+                name,
+                "commune",
+                normalize_text(c.get("new_type", "")).lower(),
+                "new",
+                ancestors=(new_prov,) if new_prov else (),
+                predecessors=members,
             )
     return Gazetteer(units, reform)
 
@@ -254,26 +333,33 @@ class PlaceFinder:
         found: list[_Mention] = []
         for m in self.gazetteer.pattern.finditer(hay):
             alias = m.group(1)
-            if not folded and all(ord(ch) < 128 for ch in alias) and all(
-                u.name != alias for u in self.gazetteer.candidates(alias)
+            if (
+                not folded
+                and all(ord(ch) < 128 for ch in alias)
+                and all(u.name != alias for u in self.gazetteer.candidates(alias))
             ):
                 continue  # an undiacritised name inside diacritised text: not the unit
             before = lower[max(0, m.start() - 12) : m.start()].rstrip()
             prefix_levels: tuple[str, ...] = ()
             for p, levels in _PREFIXES.items():
-                if before.endswith(p) and (len(before) == len(p) or not before[-len(p) - 1].isalnum()):
+                if before.endswith(p) and (
+                    len(before) == len(p) or not before[-len(p) - 1].isalnum()
+                ):
                     prefix_levels = levels
                     break
             last_word = before.rsplit(" ", 1)[-1] if before else ""
             last_two = " ".join(before.split(" ")[-2:]) if before else ""
-            if not prefix_levels and (last_word in _NOT_A_UNIT_BEFORE or last_two in _NOT_A_UNIT_BEFORE):
+            if not prefix_levels and (
+                last_word in _NOT_A_UNIT_BEFORE or last_two in _NOT_A_UNIT_BEFORE
+            ):
                 continue
             if not prefix_levels and alias[:1].islower() and not folded:
                 continue  # common words ("quế", "bình an") written in lower case
             after = hay[m.end() : m.end() + 40]
             fm = _FOREIGN_PARENT_RE.match(after)
             if fm and not any(
-                u.level in _PREFIXES.get(fm.group(1).lower(), ()) for u in self.gazetteer.candidates(fm.group(2).strip())
+                u.level in _PREFIXES.get(fm.group(1).lower(), ())
+                for u in self.gazetteer.candidates(fm.group(2).strip())
             ):
                 continue  # "xã Thanh Hà, huyện Thanh Hà, tỉnh Hải Dương": another province's unit
             cands = self.gazetteer.candidates(alias)
@@ -302,8 +388,10 @@ class PlaceFinder:
             if not context and u.ancestors:
                 for a in u.ancestors:
                     for (_, _), other in self.gazetteer.units.items():
-                        if other.level == "province" and other.code in codes and (
-                            a in other.successors or a in other.predecessors
+                        if (
+                            other.level == "province"
+                            and other.code in codes
+                            and (a in other.successors or a in other.predecessors)
                         ):
                             context = True
             if context:
@@ -338,14 +426,20 @@ class PlaceFinder:
             if key in best and best[key]["confidence"] >= mm.confidence:
                 continue
             place = {
-                "code": u.code, "name": u.name, "level": u.level, "valid": u.valid,
-                "mention": mm.mention, "confidence": round(mm.confidence, 2),
+                "code": u.code,
+                "name": u.name,
+                "level": u.level,
+                "valid": u.valid,
+                "mention": mm.mention,
+                "confidence": round(mm.confidence, 2),
             }
             if u.successors:
                 place["successors"] = list(u.successors)
             best[key] = place
         level_rank = {"commune": 0, "district": 1, "province": 2}
-        return sorted(best.values(), key=lambda p: (-p["confidence"], level_rank.get(p["level"], 3)))
+        return sorted(
+            best.values(), key=lambda p: (-p["confidence"], level_rank.get(p["level"], 3))
+        )
 
 
 def _pick(cands: list[Unit], era: str) -> Unit:

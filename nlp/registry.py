@@ -90,16 +90,20 @@ class ModelRegistry:
         return next((e for e in self.history() if e["version"] == version), None)
 
     # ------------------------------------------------------------------ operations
-    def add(self, model: Any, scores: dict[str, float], promote: bool, info: dict[str, Any]) -> None:
+    def add(
+        self, model: Any, scores: dict[str, float], promote: bool, info: dict[str, Any]
+    ) -> None:
         save_model(model, self.model_path(model.version))
         state = self._read()
-        state["history"].append({
-            "version": model.version,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "reference_scores": scores,
-            "promoted": promote,
-            **info,
-        })
+        state["history"].append(
+            {
+                "version": model.version,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "reference_scores": scores,
+                "promoted": promote,
+                **info,
+            }
+        )
         if promote:
             state.setdefault("promoted", []).append(model.version)
             state["current"] = model.version
@@ -113,13 +117,18 @@ class ModelRegistry:
         state = self._read()
         stack = state.get("promoted", [])
         if len(stack) < 2:
-            raise ModelNotFoundError(f"registry {self.root} has no earlier promoted model to roll back to")
+            raise ModelNotFoundError(
+                f"registry {self.root} has no earlier promoted model to roll back to"
+            )
         gone = stack.pop()
         state["current"] = stack[-1]
-        state["history"].append({
-            "version": gone, "event": "rolled_back",
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        })
+        state["history"].append(
+            {
+                "version": gone,
+                "event": "rolled_back",
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
         self._write(state)
         return stack[-1]
 
@@ -138,22 +147,38 @@ def _corpus_from(items: Sequence[dict[str, Any]], weight: float = 1.0) -> Corpus
 
 def _concat(a: Corpus, b: Corpus) -> Corpus:
     return Corpus(
-        a.texts + b.texts, a.segs + b.segs,
-        np.concatenate([a.labels, b.labels]), np.concatenate([a.topics, b.topics]),
-        (a.ids or []) + (b.ids or []), np.concatenate([a.weights, b.weights]),
+        a.texts + b.texts,
+        a.segs + b.segs,
+        np.concatenate([a.labels, b.labels]),
+        np.concatenate([a.topics, b.topics]),
+        (a.ids or []) + (b.ids or []),
+        np.concatenate([a.weights, b.weights]),
     )
 
 
-def correction_items(corrections: Sequence[dict[str, Any]], max_chars: int = 600) -> list[dict[str, Any]]:
+def correction_items(
+    corrections: Sequence[dict[str, Any]], max_chars: int = 600
+) -> list[dict[str, Any]]:
     """Corrections → training items in the news-dev form (headline + start of the lead)."""
     out = []
     for c in corrections:
         if c.get("label") not in LABELS:
             continue
-        head = ". ".join(x.strip().rstrip(".") for x in (c.get("title", ""), c.get("lead", "")) if x and x.strip())
+        head = ". ".join(
+            x.strip().rstrip(".")
+            for x in (c.get("title", ""), c.get("lead", ""))
+            if x and x.strip()
+        )
         body = c.get("text", "") or ""
         text = (head + ". " + body) if head else body
-        out.append({"id": f"feedback-{c.get('feedback_id', c.get('article_id'))}", "text": text[:max_chars], "label": c["label"], "topic": ""})
+        out.append(
+            {
+                "id": f"feedback-{c.get('feedback_id', c.get('article_id'))}",
+                "text": text[:max_chars],
+                "label": c["label"],
+                "topic": "",
+            }
+        )
     return out
 
 
@@ -195,7 +220,9 @@ def retrain(
             current_scores = evaluate(load_model(registry.model_path(cur)), ref)
 
     items = correction_items(corrections)
-    train = _concat(base_train, _corpus_from(items, weight=correction_weight)) if items else base_train
+    train = (
+        _concat(base_train, _corpus_from(items, weight=correction_weight)) if items else base_train
+    )
     stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
     cand = train_model(train, unl, config, version=stamp)
     cand_scores = evaluate(cand, ref)
@@ -205,8 +232,15 @@ def retrain(
         f"on the frozen reference set ({len(ref_ids)} items): "
         + ("promoted" if promote else "refused (worse)")
     )
-    registry.add(cand, cand_scores, promote=promote, info={**info, "n_corrections": len(items), "reason": reason})
-    return RetrainResult(cand.version, promote, cand_scores, current_scores, cur, len(items), reason)
+    registry.add(
+        cand,
+        cand_scores,
+        promote=promote,
+        info={**info, "n_corrections": len(items), "reason": reason},
+    )
+    return RetrainResult(
+        cand.version, promote, cand_scores, current_scores, cur, len(items), reason
+    )
 
 
 # ------------------------------------------------------------------------------ genre models
@@ -274,7 +308,11 @@ def retrain_genre(
     post_parts, post_ref_parts = [], []
     for spec in POST_SETS.values():
         d, prow = labelled_data(data_dir, spec, encoder, cache_dir)
-        ref_p = set(frozen_reference_ids([{"id": i} for i in prow.ids])) if spec.startswith("vlsp2016") else set()
+        ref_p = (
+            set(frozen_reference_ids([{"id": i} for i in prow.ids]))
+            if spec.startswith("vlsp2016")
+            else set()
+        )
         m = np.array([i in ref_p for i in prow.ids])
         post_parts.append(d.subset(np.flatnonzero(~m)))
         if m.any():
@@ -282,8 +320,11 @@ def retrain_genre(
     post_train = Data.concat(post_parts)
     post_ref = Data.concat(post_ref_parts) if post_ref_parts else Data([], [], np.array([]))
     refs = {"article": news_ref, "post": post_ref}
-    info = {"reference_ids_sha256": ids_digest(sorted(ref_news)), "reference_n": len(ref_news),
-            "post_reference_n": len(post_ref.texts)}
+    info = {
+        "reference_ids_sha256": ids_digest(sorted(ref_news)),
+        "reference_n": len(ref_news),
+        "post_reference_n": len(post_ref.texts),
+    }
     base_news = news_base_model(data_dir, cache_dir, echo, base_config)
 
     def corrections_data(genre: str) -> Data | None:
@@ -291,8 +332,13 @@ def retrain_genre(
         if not items:
             return None
         texts = [normalize_text(it["text"]) for it in items]
-        return Data(texts, [segment_for_features(t) for t in texts], np.array([it["label"] for it in items]),
-                    encoder.encode(texts) if encoder is not None else None, np.full(len(texts), correction_weight))
+        return Data(
+            texts,
+            [segment_for_features(t) for t in texts],
+            np.array([it["label"] for it in items]),
+            encoder.encode(texts) if encoder is not None else None,
+            np.full(len(texts), correction_weight),
+        )
 
     def score_all(model: Any) -> dict[str, dict[str, float]]:
         return {g: evaluate_genre(model, d, g) for g, d in refs.items() if len(d.texts)}
@@ -307,33 +353,69 @@ def retrain_genre(
     if current is None or not isinstance(current, GenreModel):
         stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
         echo("training the reference baseline (no corrections) ...")
-        current = build_genre_model(news_train, post_train, topic_data, base_news, f"{stamp}-base", name, max_chars,
-                                    meta={"baseline": True}, echo=echo)
-        registry.add(current, _flat(score_all(current)), promote=True, info={**info, "n_corrections": 0})
+        current = build_genre_model(
+            news_train,
+            post_train,
+            topic_data,
+            base_news,
+            f"{stamp}-base",
+            name,
+            max_chars,
+            meta={"baseline": True},
+            echo=echo,
+        )
+        registry.add(
+            current, _flat(score_all(current)), promote=True, info={**info, "n_corrections": 0}
+        )
         cur = current.version
     current_scores = score_all(current)
     stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
     heads = dict(current.heads)
     n_used = 0
-    for genre, grid, train in (("article", ARTICLE_GRID, news_train), ("post", POST_GRID, post_train)):
+    for genre, grid, train in (
+        ("article", ARTICLE_GRID, news_train),
+        ("post", POST_GRID, post_train),
+    ):
         extra = corrections_data(genre)
         if extra is not None:
             n_used += len(extra.texts)
-            heads[genre] = fit_genre_heads(grid, Data.concat([train, extra]), base_news, echo=echo, name=genre)
-    cand = GenreModel(version=stamp, heads=heads, topic=current.topic, encoder_name=current.encoder_name,
-                      headline_weight=current.headline_weight, meta={**current.meta, "baseline": False})
+            heads[genre] = fit_genre_heads(
+                grid, Data.concat([train, extra]), base_news, echo=echo, name=genre
+            )
+    cand = GenreModel(
+        version=stamp,
+        heads=heads,
+        topic=current.topic,
+        encoder_name=current.encoder_name,
+        headline_weight=current.headline_weight,
+        meta={**current.meta, "baseline": False},
+    )
     # topics are not corrected here (corrections carry sentiment labels): the candidate keeps
     # the current topic heads
     cand_scores = score_all(cand)
-    worse = [g for g in cand_scores if cand_scores[g]["macro_f1"] < current_scores[g]["macro_f1"] - tolerance]
-    promote = not worse
-    reason = "; ".join(
-        f"{g}: candidate macro-F1 {cand_scores[g]['macro_f1']:.4f} vs current {current_scores[g]['macro_f1']:.4f}"
+    worse = [
+        g
         for g in cand_scores
-    ) + f" on the frozen reference sets ({len(news_ref.texts)} news items, {len(post_ref.texts)} posts): " + (
-        "promoted" if promote else f"refused (worse on {', '.join(worse)})")
-    registry.add(cand, _flat(cand_scores), promote=promote, info={**info, "n_corrections": n_used, "reason": reason})
-    return RetrainResult(cand.version, promote, _flat(cand_scores), _flat(current_scores), cur, n_used, reason)
+        if cand_scores[g]["macro_f1"] < current_scores[g]["macro_f1"] - tolerance
+    ]
+    promote = not worse
+    reason = (
+        "; ".join(
+            f"{g}: candidate macro-F1 {cand_scores[g]['macro_f1']:.4f} vs current {current_scores[g]['macro_f1']:.4f}"
+            for g in cand_scores
+        )
+        + f" on the frozen reference sets ({len(news_ref.texts)} news items, {len(post_ref.texts)} posts): "
+        + ("promoted" if promote else f"refused (worse on {', '.join(worse)})")
+    )
+    registry.add(
+        cand,
+        _flat(cand_scores),
+        promote=promote,
+        info={**info, "n_corrections": n_used, "reason": reason},
+    )
+    return RetrainResult(
+        cand.version, promote, _flat(cand_scores), _flat(current_scores), cur, n_used, reason
+    )
 
 
 def _flat(scores_by_genre: dict[str, dict[str, float]]) -> dict[str, float]:

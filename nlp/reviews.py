@@ -29,8 +29,16 @@ def featurize_texts(texts: Sequence[str]) -> tuple[list[str], list[str]]:
 class ReviewClassifier:
     C: float = 0.3
     neutral_bias: float = 0.0
-    word_vec: TfidfVectorizer = field(default_factory=lambda: TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, token_pattern=r"\S+"))
-    char_vec: TfidfVectorizer = field(default_factory=lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), min_df=2, sublinear_tf=True))
+    word_vec: TfidfVectorizer = field(
+        default_factory=lambda: TfidfVectorizer(
+            ngram_range=(1, 3), sublinear_tf=True, token_pattern=r"\S+"
+        )
+    )
+    char_vec: TfidfVectorizer = field(
+        default_factory=lambda: TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(1, 5), min_df=2, sublinear_tf=True
+        )
+    )
     clf: LinearSVC | None = None
 
     length_weight: float = 0.5  # chosen on VSFC val (0.5 / 1 / 2 within 0.001)
@@ -40,11 +48,20 @@ class ReviewClassifier:
         # short comments ("điểm .", "không !") are mostly neutral: length in a few dense columns
         length = np.c_[np.log1p(n) / 3, n <= 3, n <= 6, n >= 20] * self.length_weight
         return sparse.hstack(
-            [self.word_vec.transform(segs), self.char_vec.transform(norms), sparse.csr_matrix(length)]
+            [
+                self.word_vec.transform(segs),
+                self.char_vec.transform(norms),
+                sparse.csr_matrix(length),
+            ]
         ).tocsr()
 
-    def fit(self, segs: Sequence[str], norms: Sequence[str], labels: Sequence[str],
-            val: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None) -> ReviewClassifier:
+    def fit(
+        self,
+        segs: Sequence[str],
+        norms: Sequence[str],
+        labels: Sequence[str],
+        val: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None,
+    ) -> ReviewClassifier:
         self.word_vec.fit(segs)
         self.char_vec.fit(norms)
         self.clf = LinearSVC(C=self.C, class_weight="balanced").fit(self._x(segs, norms), labels)

@@ -63,8 +63,15 @@ GENRE_MODEL_FORMAT = 2  # GenreModel files (genre heads, encoder + TF-IDF fallba
 _VERSION_RE = re.compile(r"sentiment-(.+)\.joblib$")
 GENRE_CHOICES = ("article", "post", "auto")
 _GENRE_ALIASES = {
-    "article": "article", "news": "article", "articles": "article",
-    "post": "post", "posts": "post", "comment": "post", "comments": "post", "social": "post", "forum": "post",
+    "article": "article",
+    "news": "article",
+    "articles": "article",
+    "post": "post",
+    "posts": "post",
+    "comment": "post",
+    "comments": "post",
+    "social": "post",
+    "forum": "post",
 }
 LOW_CONFIDENCE = 0.5
 
@@ -116,7 +123,10 @@ def load_model(path: Path) -> NewsModel | GenreModel:
         raise ModelLoadError(f"sentiment model {path} cannot be loaded: {exc}") from exc
     ok = isinstance(payload, dict) and (
         (payload.get("format") == MODEL_FORMAT and isinstance(payload.get("model"), NewsModel))
-        or (payload.get("format") == GENRE_MODEL_FORMAT and isinstance(payload.get("model"), GenreModel))
+        or (
+            payload.get("format") == GENRE_MODEL_FORMAT
+            and isinstance(payload.get("model"), GenreModel)
+        )
     )
     if not ok:
         raise ModelLoadError(
@@ -124,24 +134,122 @@ def load_model(path: Path) -> NewsModel | GenreModel:
         )
     saved = str(payload.get("sklearn_version", "?"))
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
-        log.warning("model %s was saved with scikit-learn %s, running %s", path, saved, sklearn.__version__)
+        log.warning(
+            "model %s was saved with scikit-learn %s, running %s", path, saved, sklearn.__version__
+        )
     return payload["model"]
 
 
 # ------------------------------------------------------------------------------ input checks
 
-_TAG_RE = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<!--.*?-->|</?[A-Za-z][^<>]{0,2000}>", re.S | re.I)
+_TAG_RE = re.compile(
+    r"<(?:script|style)\b.*?</(?:script|style)\s*>|<!--.*?-->|</?[A-Za-z][^<>]{0,2000}>",
+    re.S | re.I,
+)
 _BLOCK_TAG_RE = re.compile(r"</?(?:p|div|br|li|h[1-6]|tr|section|article)\b[^<>]*>", re.I)
 _WORD_RE = re.compile(r"[^\W\d_]+", re.UNICODE)
-_EMOJI_RE = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+_EMOJI_RE = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 _EN_WORDS = frozenset(
-    ["the", "a", "an", "and", "of", "to", "in", "is", "are", "was", "were", "be", "been", "for", "on", "with", "by", "at", "from", "that", "this", "it", "as", "or", "not", "have", "has", "had", "will", "would", "can", "could", "should", "they", "we", "you", "he", "she", "his", "her", "their", "our", "its", "which", "who", "what", "when", "where", "about", "into", "over", "after", "more", "most", "some", "than", "then", "there", "these", "those"]
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "of",
+        "to",
+        "in",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "for",
+        "on",
+        "with",
+        "by",
+        "at",
+        "from",
+        "that",
+        "this",
+        "it",
+        "as",
+        "or",
+        "not",
+        "have",
+        "has",
+        "had",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "they",
+        "we",
+        "you",
+        "he",
+        "she",
+        "his",
+        "her",
+        "their",
+        "our",
+        "its",
+        "which",
+        "who",
+        "what",
+        "when",
+        "where",
+        "about",
+        "into",
+        "over",
+        "after",
+        "more",
+        "most",
+        "some",
+        "than",
+        "then",
+        "there",
+        "these",
+        "those",
+    ]
 )
 # first-person and chat words of comments (not "tôi", "anh", "chị", "em": news quotes and names use them)
-_FIRST_PERSON = frozenset([
-    "mình", "tui", "tớ", "mik", "mk", "ad", "shop", "sp", "ko", "k", "kh", "hok", "khum", "dc", "đc", "j", "vs",
-    "nhé", "nha", "ạ", "ơi", "ak", "bn", "nt", "mn", "ae", "lun", "thik", "hix", "hjx", "bạn", "các bạn",
-])
+_FIRST_PERSON = frozenset(
+    [
+        "mình",
+        "tui",
+        "tớ",
+        "mik",
+        "mk",
+        "ad",
+        "shop",
+        "sp",
+        "ko",
+        "k",
+        "kh",
+        "hok",
+        "khum",
+        "dc",
+        "đc",
+        "j",
+        "vs",
+        "nhé",
+        "nha",
+        "ạ",
+        "ơi",
+        "ak",
+        "bn",
+        "nt",
+        "mn",
+        "ae",
+        "lun",
+        "thik",
+        "hix",
+        "hjx",
+        "bạn",
+        "các bạn",
+    ]
+)
 
 
 def strip_html(text: str) -> tuple[str, bool]:
@@ -325,7 +433,7 @@ class Scorer:
                 return {"error": f"field {key!r} is not a string ({type(val).__name__})"}
             fields[key] = val
         if not fields:
-            return {"error": "no \"text\" field (nor \"title\" or \"lead\")"}
+            return {"error": 'no "text" field (nor "title" or "lead")'}
         source = "forced"
         if genre == "auto":
             raw = rec.get("genre", rec.get("kind"))
@@ -359,7 +467,9 @@ class Scorer:
         published = str(published) if published else None
         if genre == "post":
             text = " ".join(full.split())
-            return _Prepared(i, genre, source, text, [], full, published, truncated, stripped, mixed)
+            return _Prepared(
+                i, genre, source, text, [], full, published, truncated, stripped, mixed
+            )
         title, lead, body = norm.get("title", ""), norm.get("lead", ""), norm.get("text", "")
         for part in (title, lead):  # callers often send text = title + lead + body
             if part and body.startswith(part):
@@ -371,8 +481,18 @@ class Scorer:
             if not lead and body_sents:
                 lead = body_sents.pop(0)
         head = " ".join(x if re.search(r"[.!?…]$", x) else x + "." for x in (title, lead) if x)
-        return _Prepared(i, genre, source, head, body_sents[: self.max_body_sentences], full, published,
-                         truncated, stripped, mixed)
+        return _Prepared(
+            i,
+            genre,
+            source,
+            head,
+            body_sents[: self.max_body_sentences],
+            full,
+            published,
+            truncated,
+            stripped,
+            mixed,
+        )
 
     # ------------------------------------------------------------------ model calls
     def _encode(self, texts: list[str]) -> np.ndarray | None:
@@ -386,8 +506,9 @@ class Scorer:
             self.encoder = None
             return None
 
-    def _units(self, genre: str, units: list[str], segs: list[str], encoded: bool,
-               emb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any, Any, list[str]]:
+    def _units(
+        self, genre: str, units: list[str], segs: list[str], encoded: bool, emb: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, Any, Any, list[str]]:
         """(sentiment probs, topic probs, features, head used, topic classes) of units."""
         model = self.model
         if isinstance(model, NewsModel):
@@ -404,14 +525,18 @@ class Scorer:
         return p, t, x, head, list(th.classes)
 
     # ------------------------------------------------------------------ scoring
-    def score_records(self, records: list[dict[str, Any]], genre: str = "auto") -> list[dict[str, Any]]:
+    def score_records(
+        self, records: list[dict[str, Any]], genre: str = "auto"
+    ) -> list[dict[str, Any]]:
         """Score a batch; every input record comes back (copied) with results or a reason.
 
         ``genre``: ``"article"``, ``"post"`` (forced for every record) or ``"auto"``.
         """
         if genre not in GENRE_CHOICES:
             raise ValueError(f"genre {genre!r} is not one of {', '.join(GENRE_CHOICES)}")
-        out: list[dict[str, Any]] = [dict(r) if isinstance(r, dict) else {"input": r} for r in records]
+        out: list[dict[str, Any]] = [
+            dict(r) if isinstance(r, dict) else {"input": r} for r in records
+        ]
         prepared: list[_Prepared] = []
         for i, rec in enumerate(records):
             try:
@@ -428,15 +553,20 @@ class Scorer:
                 self._score_group(g, group, out)
         return out
 
-    def _score_group(self, genre: str, prepared: list[_Prepared], out: list[dict[str, Any]]) -> None:
+    def _score_group(
+        self, genre: str, prepared: list[_Prepared], out: list[dict[str, Any]]
+    ) -> None:
         heads = [p.head for p in prepared]
         head_segs = [segment_for_features(u) for u in heads]
         # bounded input: the encoder reads title + lead (posts: the text), or with
         # encoder_body_chars > 0 also the start of the body (measured: model card)
         extra = self.encoder_body_chars if genre == "article" else 0
-        emb = self._encode([
-            (p.head + " " + " ".join(p.body_sentences)[:extra]).strip() if extra else p.head for p in prepared
-        ])
+        emb = self._encode(
+            [
+                (p.head + " " + " ".join(p.body_sentences)[:extra]).strip() if extra else p.head
+                for p in prepared
+            ]
+        )
         features = WITH_ENCODER if emb is not None else TFIDF_ONLY
         if isinstance(self.model, NewsModel):
             features = TFIDF_ONLY
@@ -446,8 +576,12 @@ class Scorer:
         for k, p in enumerate(prepared):
             body.extend(p.body_sentences)
             owner.extend([k] * len(p.body_sentences))
-        if body:  # body sentences: the genre's TF-IDF head (the encoder reads only the bounded input)
-            pb, tb, xb, body_model, _ = self._units(genre, body, [segment_for_features(u) for u in body], False, None)
+        if (
+            body
+        ):  # body sentences: the genre's TF-IDF head (the encoder reads only the bounded input)
+            pb, tb, xb, body_model, _ = self._units(
+                genre, body, [segment_for_features(u) for u in body], False, None
+            )
         owner_arr = np.array(owner, dtype=int)
         w = getattr(self.model, "headline_weight", None) or self.model.config.headline_weight
         for k, p in enumerate(prepared):
@@ -490,11 +624,17 @@ class Scorer:
             if tdoc is not None:
                 order = np.argsort(-tdoc)
                 rec["topic"] = topic_classes[int(order[0])]
-                rec["topic_scores"] = {topic_classes[int(j)]: round(float(tdoc[j]), 4) for j in order[:3]}
+                rec["topic_scores"] = {
+                    topic_classes[int(j)]: round(float(tdoc[j]), 4) for j in order[:3]
+                }
             else:
                 rec["topic"] = None
             try:
-                rec["places"] = self.places.find(p.full_text, p.published, normalized=True) if self.places else []
+                rec["places"] = (
+                    self.places.find(p.full_text, p.published, normalized=True)
+                    if self.places
+                    else []
+                )
             except Exception as exc:  # noqa: BLE001 - places are an aid; keep the sentiment
                 log.warning("place finding failed on record %s: %s", p.index, exc)
                 rec["places"] = []
@@ -534,7 +674,11 @@ def load_scorer(
     gaz = load_gazetteer(gazetteer_path or DEFAULT_GAZETTEER)
     encoder, reason = None, "switched off"
     if isinstance(model, GenreModel) and model.needs_encoder and use_encoder:
-        encoder, reason = load_encoder(state_dir, max_chars=int(model.meta.get("encoder_max_chars", 1000)))
-    scorer = Scorer(model, PlaceFinder(gaz, use_ner=use_ner), encoder=encoder, encoder_reason=reason)
+        encoder, reason = load_encoder(
+            state_dir, max_chars=int(model.meta.get("encoder_max_chars", 1000))
+        )
+    scorer = Scorer(
+        model, PlaceFinder(gaz, use_ner=use_ner), encoder=encoder, encoder_reason=reason
+    )
     scorer.load_seconds = time.perf_counter() - t0
     return scorer

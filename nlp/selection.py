@@ -33,7 +33,9 @@ def report(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     per = f1_score(y, pred, average=None, labels=list(LABELS))
     return {
         "macro_f1": round(macro_f1(y, pred), 4),
-        "negative_recall": round(float(recall_score(y, pred, labels=["negative"], average=None)[0]), 4),
+        "negative_recall": round(
+            float(recall_score(y, pred, labels=["negative"], average=None)[0]), 4
+        ),
         "f1_neg_neu_pos": [round(float(x), 3) for x in per],
         "accuracy": round(float(np.mean(y == pred)), 4),
         "n": int(len(y)),
@@ -46,8 +48,13 @@ def _split(data: Data, folds: int, seed: int):
 
 
 def grid_oof(
-    grid: Sequence[HeadConfig], data: Data, folds: int, seed: int = 0, news_base: NewsModel | None = None,
-    classes: tuple[str, ...] = LABELS, splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    grid: Sequence[HeadConfig],
+    data: Data,
+    folds: int,
+    seed: int = 0,
+    news_base: NewsModel | None = None,
+    classes: tuple[str, ...] = LABELS,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[HeadConfig, np.ndarray]:
     """Out-of-fold decision values (bias 0) of every grid point, same folds for all."""
     grid = [replace(g, neutral_bias=0.0) for g in grid]
@@ -67,7 +74,9 @@ def grid_oof(
     return out
 
 
-def best_bias(decisions: np.ndarray, y: np.ndarray, classes: tuple[str, ...] = LABELS) -> tuple[float, float]:
+def best_bias(
+    decisions: np.ndarray, y: np.ndarray, classes: tuple[str, ...] = LABELS
+) -> tuple[float, float]:
     """(bias, macro-F1): the neutral bias with the best macro-F1 (ties: the smallest |bias|)."""
     if "neutral" not in classes:
         return 0.0, macro_f1(y, np.array(classes)[decisions.argmax(1)], classes)
@@ -83,7 +92,11 @@ def best_bias(decisions: np.ndarray, y: np.ndarray, classes: tuple[str, ...] = L
 
 
 def choose(
-    grid: Sequence[HeadConfig], data: Data, folds: int, seed: int = 0, news_base: NewsModel | None = None,
+    grid: Sequence[HeadConfig],
+    data: Data,
+    folds: int,
+    seed: int = 0,
+    news_base: NewsModel | None = None,
     tune_bias: bool = True,
 ) -> tuple[HeadConfig, float, dict[str, float]]:
     """(best config with its bias, its pooled out-of-fold macro-F1, every point's score)."""
@@ -91,7 +104,11 @@ def choose(
     scores: dict[str, float] = {}
     best: tuple[float, HeadConfig] | None = None
     for g, d in oof.items():
-        b, f = best_bias(d, data.labels) if tune_bias else (0.0, macro_f1(data.labels, np.array(LABELS)[d.argmax(1)]))
+        b, f = (
+            best_bias(d, data.labels)
+            if tune_bias
+            else (0.0, macro_f1(data.labels, np.array(LABELS)[d.argmax(1)]))
+        )
         cfg = replace(g, neutral_bias=b)
         scores[cfg.label()] = round(f, 4)
         if best is None or f > best[0] + 1e-9:
@@ -101,8 +118,14 @@ def choose(
 
 
 def nested_cv(
-    grid: Sequence[HeadConfig], data: Data, outer: int = 10, inner: int = 3, seed: int = 0,
-    news_base: NewsModel | None = None, tune_bias: bool = True, log=None,
+    grid: Sequence[HeadConfig],
+    data: Data,
+    outer: int = 10,
+    inner: int = 3,
+    seed: int = 0,
+    news_base: NewsModel | None = None,
+    tune_bias: bool = True,
+    log=None,
 ) -> dict[str, Any]:
     """Outer-fold predictions of heads chosen on the outer training part only."""
     pred = np.empty(len(data.texts), dtype=object)
@@ -119,7 +142,11 @@ def nested_cv(
 
 
 def tuned_cv(
-    grid: Sequence[HeadConfig], data: Data, folds: int = 10, seed: int = 0, news_base: NewsModel | None = None,
+    grid: Sequence[HeadConfig],
+    data: Data,
+    folds: int = 10,
+    seed: int = 0,
+    news_base: NewsModel | None = None,
     tune_bias: bool = True,
 ) -> dict[str, Any]:
     """The optimistic figure: grid point and bias picked on the very folds that score them."""

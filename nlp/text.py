@@ -40,9 +40,7 @@ log = logging.getLogger(__name__)
 # Sentences and words
 # ---------------------------------------------------------------------------------------------
 
-_ABBREV = (
-    "TP|Tp|TT|ThS|TS|PGS|GS|BS|KS|CN|Th|St|Mr|Mrs|Dr|Co|Ltd|Inc|No|tr|Q|P|X|H|TX|KCN|UBND|ĐH"
-)
+_ABBREV = "TP|Tp|TT|ThS|TS|PGS|GS|BS|KS|CN|Th|St|Mr|Mrs|Dr|Co|Ltd|Inc|No|tr|Q|P|X|H|TX|KCN|UBND|ĐH"
 _SENT_BREAK_RE = re.compile(r"[.!?…]+[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-ZÀ-ỸĐ0-9])")
 _FIXED_WIDTH_ABBREV = re.compile(r"\b(?:" + _ABBREV + r")\.$")
 

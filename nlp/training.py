@@ -44,7 +44,10 @@ def news_corpora(data_dir: Path) -> tuple[Corpus, Corpus, list[dict[str, Any]]]:
     unl = prepare(keep)
     # an unlabelled text identical to a labelled one would leak it into the LSA space
     mask = [t not in seen for t in unl.texts]
-    unl = Corpus([t for t, m in zip(unl.texts, mask, strict=True) if m], [s for s, m in zip(unl.segs, mask, strict=True) if m])
+    unl = Corpus(
+        [t for t, m in zip(unl.texts, mask, strict=True) if m],
+        [s for s, m in zip(unl.segs, mask, strict=True) if m],
+    )
     return lab, unl, labelled
 
 
@@ -61,7 +64,9 @@ def train_release(
     t0 = time.perf_counter()
     echo(f"reading and segmenting news-dev from {data_dir} ...")
     lab, unl, raw = news_corpora(data_dir)
-    echo(f"{len(lab.texts)} labelled, {len(unl.texts)} unlabelled texts ({time.perf_counter() - t0:.0f} s)")
+    echo(
+        f"{len(lab.texts)} labelled, {len(unl.texts)} unlabelled texts ({time.perf_counter() - t0:.0f} s)"
+    )
     report: dict[str, Any] = {"config": cfg.as_dict()}
     if cv:
         echo("10-fold cross-validation ...")
@@ -100,11 +105,16 @@ ARTICLE_FAMILIES: dict[str, tuple[HeadConfig, ...]] = {
 # the shipped article heads: the encoder family that held best under nested CV and the
 # memorisation checks (news TF-IDF + encoder: model card), and the TF-IDF-only fallback
 ARTICLE_GRID: tuple[HeadConfig, ...] = (
-    HeadConfig("news", 1.0, 10.0), HeadConfig("news", 2.0, 10.0), HeadConfig("news", 0.0, 10.0),
+    HeadConfig("news", 1.0, 10.0),
+    HeadConfig("news", 2.0, 10.0),
+    HeadConfig("news", 0.0, 10.0),
 )
 POST_GRID: tuple[HeadConfig, ...] = (
-    HeadConfig("plain", 1.0, 1.0), HeadConfig("plain", 2.0, 1.0), HeadConfig("plain", 2.0, 3.0),
-    HeadConfig("plain", 0.0, 1.0), HeadConfig("plain", 0.0, 3.0),
+    HeadConfig("plain", 1.0, 1.0),
+    HeadConfig("plain", 2.0, 1.0),
+    HeadConfig("plain", 2.0, 3.0),
+    HeadConfig("plain", 0.0, 1.0),
+    HeadConfig("plain", 0.0, 3.0),
 )
 TOPIC_GRID: tuple[HeadConfig, ...] = (HeadConfig("news", 1.0, 10.0), HeadConfig("news", 0.0, 10.0))
 # training sets of the post head (NAME or NAME:N, a fixed subsample; see the model card)
@@ -136,14 +146,23 @@ def fit_genre_heads(
         if len(g) == 1:
             cfg, f = g[0], float("nan")
         elif classes == LABELS:
-            cfg, f, _ = choose(g, data if feats == WITH_ENCODER else _no_emb(data), folds, 0, news_base)
+            cfg, f, _ = choose(
+                g, data if feats == WITH_ENCODER else _no_emb(data), folds, 0, news_base
+            )
         else:
             oof = grid_oof(g, data, folds, 0, news_base, classes)
-            scored = [(macro_f1(data.labels, np.array(classes)[d.argmax(1)], classes), c) for c, d in oof.items()]
+            scored = [
+                (macro_f1(data.labels, np.array(classes)[d.argmax(1)], classes), c)
+                for c, d in oof.items()
+            ]
             f, cfg = max(scored, key=lambda fc: fc[0])
-        head = Head(cfg, classes).fit(data if feats == WITH_ENCODER else _no_emb(data), news_base, folds=folds)
+        head = Head(cfg, classes).fit(
+            data if feats == WITH_ENCODER else _no_emb(data), news_base, folds=folds
+        )
         head.meta = {"cv_macro_f1": round(f, 4), "n_train": len(data.texts)}
-        echo(f"{name} [{feats}]: {cfg.label()} (CV macro-F1 {f:.3f}, temperature {head.temperature:.2f})")
+        echo(
+            f"{name} [{feats}]: {cfg.label()} (CV macro-F1 {f:.3f}, temperature {head.temperature:.2f})"
+        )
         out[feats] = head
     return out
 
@@ -168,12 +187,19 @@ def build_genre_model(
     """Fit both genres' heads and the topic heads (encoder + TF-IDF fallback each)."""
     grids = grids or {"article": ARTICLE_GRID, "post": POST_GRID, "topic": TOPIC_GRID}
     heads = {
-        "article": fit_genre_heads(grids["article"], article, news_base, folds, echo=echo, name="article"),
+        "article": fit_genre_heads(
+            grids["article"], article, news_base, folds, echo=echo, name="article"
+        ),
         "post": fit_genre_heads(grids["post"], post, news_base, folds, echo=echo, name="post"),
     }
-    topic = fit_genre_heads(grids["topic"], topics, news_base, folds, TOPICS, echo=echo, name="topic")
+    topic = fit_genre_heads(
+        grids["topic"], topics, news_base, folds, TOPICS, echo=echo, name="topic"
+    )
     return GenreModel(
-        version=version, heads=heads, topic=topic, encoder_name=encoder_name,
+        version=version,
+        heads=heads,
+        topic=topic,
+        encoder_name=encoder_name,
         meta={**(meta or {}), "encoder_max_chars": encoder_max_chars},
     )
 
@@ -226,13 +252,19 @@ def labelled_data(
     if limit:
         rows = rows.subset(corpora.sample_indices(len(rows), int(limit)))
     texts = [strip_diacritics(t) for t in rows.texts] if stripped else list(rows.texts)
-    segs = segment_cached(texts, cache_dir, spec.replace(":", "_") + ("-stripped" if stripped else ""))
+    segs = segment_cached(
+        texts, cache_dir, spec.replace(":", "_") + ("-stripped" if stripped else "")
+    )
     emb = encoder.encode(texts) if encoder is not None else None
     return Data(texts, segs, rows.labels, emb, np.full(len(texts), weight)), rows
 
 
-def news_base_model(data_dir: Path, cache_dir: Path | None, echo: Callable[[str], None] = print,
-                    config: ModelConfig | None = None) -> NewsModel:
+def news_base_model(
+    data_dir: Path,
+    cache_dir: Path | None,
+    echo: Callable[[str], None] = print,
+    config: ModelConfig | None = None,
+) -> NewsModel:
     """LSA term space and polarity lexicon fitted on the unlabelled news only (no labelled text)."""
     from nlp import corpora
 
@@ -245,7 +277,9 @@ def news_base_model(data_dir: Path, cache_dir: Path | None, echo: Callable[[str]
     import hashlib
     import pickle
 
-    key = hashlib.sha256(("\x00".join(segs) + json.dumps(cfg.as_dict(), sort_keys=True)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        ("\x00".join(segs) + json.dumps(cfg.as_dict(), sort_keys=True)).encode()
+    ).hexdigest()[:16]
     path = Path(cache_dir) / f"news-base-{key}.pkl" if cache_dir else None
     if path is not None and path.exists():
         try:
@@ -263,8 +297,9 @@ def news_base_model(data_dir: Path, cache_dir: Path | None, echo: Callable[[str]
     return base
 
 
-def post_training_data(data_dir: Path, encoder: Any | None, cache_dir: Path | None,
-                       exclude_ids: set[str] | None = None) -> Data:
+def post_training_data(
+    data_dir: Path, encoder: Any | None, cache_dir: Path | None, exclude_ids: set[str] | None = None
+) -> Data:
     """The post head's training data: the sets of :data:`POST_SETS` (minus ``exclude_ids``)."""
     parts = []
     for spec in POST_SETS.values():
@@ -306,12 +341,17 @@ def train_genre_release(
     article_heads = fit_genre_heads(ARTICLE_GRID, news, base, echo=echo, name="article")
     topic_heads = fit_genre_heads(TOPIC_GRID, topics, base, classes=TOPICS, echo=echo, name="topic")
     posts = post_training_data(data_dir, encoder, cache_dir)
-    echo(f"posts: {len(posts.texts)} items from {', '.join(POST_SETS.values())} ({time.perf_counter() - t0:.0f} s)")
+    echo(
+        f"posts: {len(posts.texts)} items from {', '.join(POST_SETS.values())} ({time.perf_counter() - t0:.0f} s)"
+    )
     version = version or dt.date.today().strftime("%Y.%m.%d")
     ref = frozen_reference_ids([{"id": i} for i in rows.ids])
     meta = {
-        "trained_on": {"article": "news-dev (600) + unlabelled news (LSA, lexicon)", "post": dict(POST_SETS),
-                       "topic": "news-dev topics"},
+        "trained_on": {
+            "article": "news-dev (600) + unlabelled news (LSA, lexicon)",
+            "post": dict(POST_SETS),
+            "topic": "news-dev topics",
+        },
         "encoder": encoder.name if encoder is not None else None,
         "sklearn_version": sklearn.__version__,
         "frozen_reference_sha256": ids_digest(ref),
@@ -319,14 +359,24 @@ def train_genre_release(
     }
     model = GenreModel(
         version=version,
-        heads={"article": article_heads, "post": fit_genre_heads(POST_GRID, posts, base, echo=echo, name="post")},
+        heads={
+            "article": article_heads,
+            "post": fit_genre_heads(POST_GRID, posts, base, echo=echo, name="post"),
+        },
         topic=topic_heads,
         encoder_name=encoder.name if encoder is not None else None,
-        meta={**meta, "encoder_max_chars": encoder.encoder.max_chars if encoder is not None else 1000},
+        meta={
+            **meta,
+            "encoder_max_chars": encoder.encoder.max_chars if encoder is not None else 1000,
+        },
     )
     path = save_model(model, Path(output_dir) / f"sentiment-{version}.joblib")
-    report = {**meta, "seconds": round(time.perf_counter() - t0, 1), "size_bytes": path.stat().st_size,
-              "heads": {g: {k: h.config.label() for k, h in p.items()} for g, p in model.heads.items()},
-              "topic": {k: h.config.label() for k, h in model.topic.items()}}
+    report = {
+        **meta,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "size_bytes": path.stat().st_size,
+        "heads": {g: {k: h.config.label() for k, h in p.items()} for g, p in model.heads.items()},
+        "topic": {k: h.config.label() for k, h in model.topic.items()},
+    }
     echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return path, report

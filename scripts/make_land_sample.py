@@ -52,9 +52,22 @@ SPECTRA = {
     "pond": [500, 700, 500, 480, 450, 430, 420, 410, 200, 130],
     "annual_crop": [400, 750, 500, 1200, 2400, 2900, 3200, 3300, 2200, 1200],
 }
-OWNERS = ["Nguyễn Văn Hùng", "Trần Thị Lan", "Lê Văn Thắng", "Phạm Thị Hoa", "Hoàng Văn Nam",
-          "Vũ Thị Mai", "Đỗ Văn Long", "Bùi Thị Hạnh", "Đặng Văn Tuấn", "Ngô Thị Thu",
-          "UBND xã Chuyên Ngoại", "Dương Văn Phúc", "Lý Thị Ngọc", "Trịnh Văn Khải"]
+OWNERS = [
+    "Nguyễn Văn Hùng",
+    "Trần Thị Lan",
+    "Lê Văn Thắng",
+    "Phạm Thị Hoa",
+    "Hoàng Văn Nam",
+    "Vũ Thị Mai",
+    "Đỗ Văn Long",
+    "Bùi Thị Hạnh",
+    "Đặng Văn Tuấn",
+    "Ngô Thị Thu",
+    "UBND xã Chuyên Ngoại",
+    "Dương Văn Phúc",
+    "Lý Thị Ngọc",
+    "Trịnh Văn Khải",
+]
 HAMLETS = ["Thôn Yên Lạc", "Thôn Yên Mỹ", "Thôn Tường Thụy", "Thôn Từ Đài"]
 
 
@@ -66,13 +79,20 @@ def build_parcels(x0: float, y0: float):
     def add(geom, code, sheet, before, after, owner_class="GDC", owner=None):
         n = sheet_parcel.get(sheet, 0) + 1
         sheet_parcel[sheet] = n
-        rows.append({
-            "geometry": geom, "MaXa": "13345", "SoHieuToBanDo": str(sheet),
-            "SoThuTuThua": str(n), "LoaiDat": code, "DoiTuongSuDung": owner_class,
-            "TenChu": owner or OWNERS[len(rows) % len(OWNERS)],
-            "DiaChi": f"{HAMLETS[sheet % len(HAMLETS)]}, xã Chuyên Ngoại, huyện Duy Tiên, tỉnh Hà Nam",
-            "before": before, "after": after,
-        })
+        rows.append(
+            {
+                "geometry": geom,
+                "MaXa": "13345",
+                "SoHieuToBanDo": str(sheet),
+                "SoThuTuThua": str(n),
+                "LoaiDat": code,
+                "DoiTuongSuDung": owner_class,
+                "TenChu": owner or OWNERS[len(rows) % len(OWNERS)],
+                "DiaChi": f"{HAMLETS[sheet % len(HAMLETS)]}, xã Chuyên Ngoại, huyện Duy Tiên, tỉnh Hà Nam",
+                "before": before,
+                "after": after,
+            }
+        )
 
     box = shapely.box
     # sheet 12: consolidated rice fields, 8 columns x 6 rows of 60 m x 40 m (2,400 m²)
@@ -92,10 +112,24 @@ def build_parcels(x0: float, y0: float):
                 code, before, after = "BHK", "annual_crop", "bare"  # seasonal, annual crop
             add(g, code, 12, before, after)
     # canal (DTL) and road (DGT) along the fields
-    add(box(x0 - 20, y0 - 14, x0 + 500, y0 - 2), "DTL", 12, "canal", "canal", "UBS",
-        "UBND xã Chuyên Ngoại")
-    add(box(x0 - 20, y0 + 254, x0 + 500, y0 + 262), "DGT", 12, "road", "road", "UBS",
-        "UBND xã Chuyên Ngoại")
+    add(
+        box(x0 - 20, y0 - 14, x0 + 500, y0 - 2),
+        "DTL",
+        12,
+        "canal",
+        "canal",
+        "UBS",
+        "UBND xã Chuyên Ngoại",
+    )
+    add(
+        box(x0 - 20, y0 + 254, x0 + 500, y0 + 262),
+        "DGT",
+        12,
+        "road",
+        "road",
+        "UBS",
+        "UBND xã Chuyên Ngoại",
+    )
     # sheet 7: village: residential plots (ONT) with gardens (CLN), ponds (NTS)
     vy = y0 + 270
     for r in range(4):
@@ -103,8 +137,14 @@ def build_parcels(x0: float, y0: float):
             gx, gy = x0 + c * 50, vy + r * 45
             res = box(gx, gy, gx + 25, gy + 43)
             gar = box(gx + 25, gy, gx + 48, gy + 43)
-            add(res, "ONT", 7, "roof_red" if (r + c) % 2 else "built",
-                "roof_red" if (r + c) % 2 else "built", "GDC")
+            add(
+                res,
+                "ONT",
+                7,
+                "roof_red" if (r + c) % 2 else "built",
+                "roof_red" if (r + c) % 2 else "built",
+                "GDC",
+            )
             gb = ga = "garden"
             if (r, c) in ((2, 3), (2, 4)):
                 ga = "bare"  # orchard cleared
@@ -115,8 +155,9 @@ def build_parcels(x0: float, y0: float):
         g = box(gx, vy + k * 60, gx + 50, vy + k * 60 + 55)
         add(g, "NTS", 7, "pond", "built" if k == 1 else "pond")
     # a parcel digitised as a bow-tie (self-intersection) the import must repair
-    bow = shapely.Polygon([(x0 + 520, y0), (x0 + 570, y0 + 40), (x0 + 570, y0),
-                           (x0 + 520, y0 + 40)])
+    bow = shapely.Polygon(
+        [(x0 + 520, y0), (x0 + 570, y0 + 40), (x0 + 570, y0), (x0 + 520, y0 + 40)]
+    )
     add(bow, "LUK", 12, "rice_green", "rice_green")
     return rows
 
@@ -126,13 +167,24 @@ def render(rows, transform, shape, which: str, utm_geoms) -> np.ndarray:
     names = list(SPECTRA)
     cover = np.full(shape, names.index("rice_green"), dtype=np.int32)
     shapes = [(g, names.index(r[which])) for g, r in zip(utm_geoms, rows, strict=True)]
-    cover = rasterize(shapes, out_shape=shape, transform=transform, fill=int(cover[0, 0]),
-                      dtype="int32", all_touched=False)
+    cover = rasterize(
+        shapes,
+        out_shape=shape,
+        transform=transform,
+        fill=int(cover[0, 0]),
+        dtype="int32",
+        all_touched=False,
+    )
     spectra = np.array([SPECTRA[n] for n in names], dtype=np.float32)
     img = spectra[cover].transpose(2, 0, 1)  # (10, h, w)
     # per-parcel variation
-    ids = rasterize([(g, i + 1) for i, g in enumerate(utm_geoms)], out_shape=shape,
-                    transform=transform, fill=0, dtype="int32")
+    ids = rasterize(
+        [(g, i + 1) for i, g in enumerate(utm_geoms)],
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        dtype="int32",
+    )
     # the same parcel keeps its brightness (soil, roof material) from one date to the next,
     # up to a small per-date variation
     gain = 1 + 0.06 * np.random.default_rng(1).standard_normal(len(rows) + 1).astype(np.float32)
@@ -154,20 +206,41 @@ def main() -> None:
     geoms = np.array([r["geometry"] for r in rows], dtype=object)
 
     # cadastre (GeoPackage, EPSG:5897); keep the bow-tie invalid on purpose
-    fields = ["MaXa", "SoHieuToBanDo", "SoThuTuThua", "LoaiDat", "DienTich", "TenChu", "DiaChi",
-              "DoiTuongSuDung"]
+    fields = [
+        "MaXa",
+        "SoHieuToBanDo",
+        "SoThuTuThua",
+        "LoaiDat",
+        "DienTich",
+        "TenChu",
+        "DiaChi",
+        "DoiTuongSuDung",
+    ]
     areas = [round(float(shapely.make_valid(g).area), 1) for g in geoms]
-    data = [np.array([r[f] for r in rows], dtype=object) if f != "DienTich"
-            else np.array(areas, dtype=np.float64) for f in fields]
+    data = [
+        np.array([r[f] for r in rows], dtype=object)
+        if f != "DienTich"
+        else np.array(areas, dtype=np.float64)
+        for f in fields
+    ]
     gpkg = OUT / "sample_cadastre.gpkg"
     if gpkg.exists():
         gpkg.unlink()
-    pyogrio.raw.write(gpkg, shapely.to_wkb(geoms), data, fields, layer="thua_dat",
-                      driver="GPKG", crs="EPSG:5897", geometry_type="Polygon")
+    pyogrio.raw.write(
+        gpkg,
+        shapely.to_wkb(geoms),
+        data,
+        fields,
+        layer="thua_dat",
+        driver="GPKG",
+        crs="EPSG:5897",
+        geometry_type="Polygon",
+    )
 
     # image grid: EPSG:32648, 10 m, covering the parcels with a margin
-    utm = transform_geometries(np.array([shapely.make_valid(g) for g in geoms], dtype=object),
-                               5897, 32648)
+    utm = transform_geometries(
+        np.array([shapely.make_valid(g) for g in geoms], dtype=object), 5897, 32648
+    )
     xmin, ymin, xmax, ymax = shapely.total_bounds(utm)
     xmin, ymax = np.floor(xmin / 20) * 20 - 200, np.ceil(ymax / 20) * 20 + 200
     w = int(np.ceil((xmax + 200 - xmin) / 20)) * 2
@@ -180,23 +253,41 @@ def main() -> None:
     bdir = OUT / "before"
     bdir.mkdir(exist_ok=True)
     stem = "T48QXH_20240420T033121"
-    prof = {"driver": "GTiff", "dtype": "uint16", "count": 1, "crs": "EPSG:32648",
-            "nodata": 0, "compress": "deflate"}
+    prof = {
+        "driver": "GTiff",
+        "dtype": "uint16",
+        "count": 1,
+        "crs": "EPSG:32648",
+        "nodata": 0,
+        "compress": "deflate",
+    }
     for i, band in enumerate(MODEL_BANDS):
         arr = before[i]
         if band in ("B05", "B06", "B07", "B8A", "B11", "B12"):
             arr = arr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint16)
-            p = {**prof, "width": w // 2, "height": h // 2, "transform": from_origin(xmin, ymax,
-                                                                                  20, 20)}
+            p = {
+                **prof,
+                "width": w // 2,
+                "height": h // 2,
+                "transform": from_origin(xmin, ymax, 20, 20),
+            }
         else:
             p = {**prof, "width": w, "height": h, "transform": tf}
         with rasterio.open(bdir / f"{stem}_{band}.tif", "w", **p) as dst:
             dst.write(arr, 1)
     scl = np.full((h // 2, w // 2), 4, dtype=np.uint8)  # 4 = vegetation
     scl[2:6, 2:7] = 9  # cloud, high probability (over the margin)
-    with rasterio.open(bdir / f"{stem}_SCL.tif", "w", **{
-            **prof, "dtype": "uint8", "width": w // 2, "height": h // 2,
-            "transform": from_origin(xmin, ymax, 20, 20)}) as dst:
+    with rasterio.open(
+        bdir / f"{stem}_SCL.tif",
+        "w",
+        **{
+            **prof,
+            "dtype": "uint8",
+            "width": w // 2,
+            "height": h // 2,
+            "transform": from_origin(xmin, ymax, 20, 20),
+        },
+    ) as dst:
         dst.write(scl, 1)
 
     # AFTER: one multi-band GeoTIFF with band descriptions, all on the 10 m grid; its 20 m
@@ -209,15 +300,33 @@ def main() -> None:
         if band in ("B05", "B06", "B07", "B8A", "B11", "B12"):
             coarse = after[i].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.float32)
             fine = np.zeros((h, w), np.float32)
-            reproject(coarse, fine, src_transform=from_origin(xmin, ymax, 20, 20),
-                      src_crs="EPSG:32648", dst_transform=tf, dst_crs="EPSG:32648",
-                      resampling=Resampling.bilinear)
+            reproject(
+                coarse,
+                fine,
+                src_transform=from_origin(xmin, ymax, 20, 20),
+                src_crs="EPSG:32648",
+                dst_transform=tf,
+                dst_crs="EPSG:32648",
+                resampling=Resampling.bilinear,
+            )
             after[i] = np.clip(fine, 1, 10000).astype(np.uint16)
     # AFTER: one multi-band GeoTIFF with band descriptions
-    with rasterio.open(OUT / "after_T48QXH_20250418.tif", "w", driver="GTiff", dtype="uint16",
-                       count=len(MODEL_BANDS), width=w, height=h, crs="EPSG:32648",
-                       transform=tf, nodata=0, compress="deflate", tiled=True, blockxsize=128,
-                       blockysize=128) as dst:
+    with rasterio.open(
+        OUT / "after_T48QXH_20250418.tif",
+        "w",
+        driver="GTiff",
+        dtype="uint16",
+        count=len(MODEL_BANDS),
+        width=w,
+        height=h,
+        crs="EPSG:32648",
+        transform=tf,
+        nodata=0,
+        compress="deflate",
+        tiled=True,
+        blockxsize=128,
+        blockysize=128,
+    ) as dst:
         dst.write(after)
         for i, band in enumerate(MODEL_BANDS, start=1):
             dst.set_band_description(i, band)

@@ -23,7 +23,16 @@ from nlp import corpora  # noqa: E402
 from nlp.encoder import load_encoder  # noqa: E402
 from nlp.text import strip_diacritics  # noqa: E402
 
-ALL = ["news-dev", "vlsp2016", "vsfc-test", "vsfc-train", "vsfc-val", "visfd-test", "visfd-train", "visfd-dev"]
+ALL = [
+    "news-dev",
+    "vlsp2016",
+    "vsfc-test",
+    "vsfc-train",
+    "vsfc-val",
+    "visfd-test",
+    "visfd-train",
+    "visfd-dev",
+]
 
 
 def main() -> None:
@@ -48,8 +57,11 @@ def main() -> None:
         for i in range(0, len(texts), args.chunk):
             enc.encode(texts[i : i + args.chunk])
             done = min(i + args.chunk, len(texts))
-            print(f"{name}{' (stripped)' if stripped else ''}: {done}/{len(texts)} "
-                  f"({time.perf_counter() - t0:.0f} s, cache misses {enc.misses})", flush=True)
+            print(
+                f"{name}{' (stripped)' if stripped else ''}: {done}/{len(texts)} "
+                f"({time.perf_counter() - t0:.0f} s, cache misses {enc.misses})",
+                flush=True,
+            )
     print(f"cache: {len(enc.cache)} vectors in {enc.cache.path}")
 
 

@@ -1,6 +1,6 @@
 """Train the gradient-boosting change fallback on OSCD and save it with joblib.
 
-    .venv/bin/python scripts/train_change_gbm.py --out gis/models/change_gbm_v1.joblib
+.venv/bin/python scripts/train_change_gbm.py --out gis/models/change_gbm_v1.joblib
 """
 
 from __future__ import annotations

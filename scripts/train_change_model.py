@@ -53,8 +53,12 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
 
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(True),
         )
 
     class UNet(nn.Module):
@@ -92,8 +96,8 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
 
         def forward(self, x):
             if self.siamese:
-                before = self.encode(x[:, :self.nb])
-                after = self.encode(x[:, self.nb:2 * self.nb])
+                before = self.encode(x[:, : self.nb])
+                after = self.encode(x[:, self.nb : 2 * self.nb])
                 e1, e2, e3, b = (torch.abs(a - q) for a, q in zip(after, before, strict=True))
             else:
                 e1, e2, e3, b = self.encode(x)
@@ -105,8 +109,15 @@ def build_model(in_channels: int, width: int = 16, arch: str = "ef"):
     return UNet(siamese=arch == "siamdiff")
 
 
-def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: float = 0.1,
-                 diff_only: bool = False):
+def sample_batch(
+    cities,
+    rng,
+    batch: int,
+    patch: int,
+    pos_share: float,
+    jitter: float = 0.1,
+    diff_only: bool = False,
+):
     """Random patches (a share centred on change pixels), flips, rotations, date swap and a
     small per-band gain/offset jitter on the normalised values."""
     xs, ys = [], []
@@ -122,9 +133,9 @@ def sample_batch(cities, rng, batch: int, patch: int, pos_share: float, jitter: 
             c0 = int(np.clip(q - rng.integers(patch), 0, w - patch))
         else:
             r0, c0 = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
-        pb = b[:, r0:r0 + patch, c0:c0 + patch]
-        pa = a[:, r0:r0 + patch, c0:c0 + patch]
-        py = y[r0:r0 + patch, c0:c0 + patch]
+        pb = b[:, r0 : r0 + patch, c0 : c0 + patch]
+        pa = a[:, r0 : r0 + patch, c0 : c0 + patch]
+        py = y[r0 : r0 + patch, c0 : c0 + patch]
         if rng.random() < 0.5:
             pb, pa = pa, pb
         nb = pb.shape[0]
@@ -151,26 +162,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--arch", choices=["ef", "siamdiff"], default="ef",
-                   help="early-fusion U-Net or FC-Siam-diff")
+    p.add_argument(
+        "--arch",
+        choices=["ef", "siamdiff"],
+        default="ef",
+        help="early-fusion U-Net or FC-Siam-diff",
+    )
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pos-share", type=float, default=0.5, help="share of change-centred patches")
     p.add_argument("--pos-weight", type=float, default=3.0, help="BCE weight of change pixels")
     p.add_argument("--dice-weight", type=float, default=1.0)
-    p.add_argument("--ema", type=float, default=0.0,
-                   help="keep an exponential moving average of the weights (e.g. 0.995) and "
-                        "export it: steadier than the last step's weights")
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="print the held-out cities' F1 (threshold 0.5) every N steps: a learning "
-                        "curve for diagnosis, not a model selection")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="keep an exponential moving average of the weights (e.g. 0.995) and "
+        "export it: steadier than the last step's weights",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="print the held-out cities' F1 (threshold 0.5) every N steps: a learning "
+        "curve for diagnosis, not a model selection",
+    )
     p.add_argument("--jitter", type=float, default=0.1, help="per-band gain/offset jitter (σ)")
-    p.add_argument("--diff-only", action="store_true",
-                   help="input only the (scaled) difference channels, not the two images")
-    p.add_argument("--diff-norm", choices=["none", "scene-median"], default="none",
-                   help="scale the difference channels by the scene's median change magnitude "
-                        "(gis.change.features.scene_diff_scale)")
+    p.add_argument(
+        "--diff-only",
+        action="store_true",
+        help="input only the (scaled) difference channels, not the two images",
+    )
+    p.add_argument(
+        "--diff-norm",
+        choices=["none", "scene-median"],
+        default="none",
+        help="scale the difference channels by the scene's median change magnitude "
+        "(gis.change.features.scene_diff_scale)",
+    )
     args = p.parse_args(argv)
     if args.diff_only and args.arch == "siamdiff":
         p.error("--diff-only gives no images for the Siam-diff encoder: use --arch ef")
@@ -192,30 +222,54 @@ def main(argv: list[str] | None = None) -> int:
             continue
         before, after, valid, label = load_city(args.oscd, name)
         label = label & valid
-        cities.append({"name": name, "before": before, "after": after,
-                       "label": label.astype(np.float32), "pos": np.argwhere(label),
-                       "diff_scale": diff_scale(before, after, valid)})
+        cities.append(
+            {
+                "name": name,
+                "before": before,
+                "after": after,
+                "label": label.astype(np.float32),
+                "pos": np.argwhere(label),
+                "diff_scale": diff_scale(before, after, valid),
+            }
+        )
     train_names = [c["name"] for c in cities]
     held = [load_city(args.oscd, name) for name in args.holdout] if args.eval_every else []
     pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
-    print(f"training on {train_names}; change share {pos:.3f}; difference scale "
-          + ", ".join(f"{c['name']} {c['diff_scale']:.2f}" for c in cities), flush=True)
+    print(
+        f"training on {train_names}; change share {pos:.3f}; difference scale "
+        + ", ".join(f"{c['name']} {c['diff_scale']:.2f}" for c in cities),
+        flush=True,
+    )
 
     in_ch = (1 if args.diff_only else 3) * len(MODEL_BANDS)
     model = build_model(in_ch, args.width, args.arch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
-                                                pct_start=0.1)
-    ema = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
-        use_buffers=True) if args.ema else None
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1
+    )
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+            use_buffers=True,
+        )
+        if args.ema
+        else None
+    )
     bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(args.pos_weight))
     t0 = time.time()
     running = 0.0
     for step in range(1, args.steps + 1):
         model.train()
-        x, y = sample_batch(cities, rng, args.batch, args.patch, pos_share=args.pos_share,
-                            jitter=args.jitter, diff_only=args.diff_only)
+        x, y = sample_batch(
+            cities,
+            rng,
+            args.batch,
+            args.patch,
+            pos_share=args.pos_share,
+            jitter=args.jitter,
+            diff_only=args.diff_only,
+        )
         x, y = torch.from_numpy(x), torch.from_numpy(y)
         logit = model(x)
         prob = torch.sigmoid(logit)
@@ -232,24 +286,30 @@ def main(argv: list[str] | None = None) -> int:
         running = 0.98 * running + 0.02 * lv if step > 1 else lv
         if step % 100 == 0 or step == args.steps:
             el = time.time() - t0
-            print(f"step {step}/{args.steps} loss {running:.4f} {el:.0f}s "
-                  f"({el / step:.2f}s/step)", flush=True)
+            print(
+                f"step {step}/{args.steps} loss {running:.4f} {el:.0f}s ({el / step:.2f}s/step)",
+                flush=True,
+            )
         if held and (step % args.eval_every == 0 or step == args.steps):
             net = ema.module if ema is not None else model
             net.eval()
             tp = fp = fn = 0
             with torch.no_grad():
                 for before, after, valid, label in held:
-                    x = model_input(before, after, diff_scale(before, after, valid),
-                                    diff_only=args.diff_only)
+                    x = model_input(
+                        before, after, diff_scale(before, after, valid), diff_only=args.diff_only
+                    )
                     h, w = label.shape
                     x = np.pad(x, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
                     pred = (net(torch.from_numpy(x[None]))[0, 0, :h, :w] > 0).numpy() & valid
                     tp += int((pred & label).sum())
                     fp += int((pred & ~label).sum())
                     fn += int((~pred & label).sum())
-            print(f"  eval step {step}: held-out F1 {2 * tp / max(2 * tp + fp + fn, 1):.3f} "
-                  f"(tp {tp} fp {fp} fn {fn})", flush=True)
+            print(
+                f"  eval step {step}: held-out F1 {2 * tp / max(2 * tp + fp + fn, 1):.3f} "
+                f"(tp {tp} fp {fp} fn {fn})",
+                flush=True,
+            )
 
     if ema is not None:
         model = ema.module
@@ -258,9 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".tmp.onnx")
     dummy = torch.zeros(1, in_ch, 64, 64)
     torch.onnx.export(
-        model, dummy, str(tmp), input_names=["x"], output_names=["logit"],
+        model,
+        dummy,
+        str(tmp),
+        input_names=["x"],
+        output_names=["logit"],
         dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logit": {0: "n", 2: "h", 3: "w"}},
-        opset_version=17, dynamo=False,
+        opset_version=17,
+        dynamo=False,
     )
     import onnx
 
@@ -273,10 +338,17 @@ def main(argv: list[str] | None = None) -> int:
         "normalisation": "per image and band: (x - mean) / std over valid pixels, clip +-6",
         "trained_on": json.dumps(train_names),
         "held_out": json.dumps(args.holdout),
-        "steps": str(args.steps), "batch": str(args.batch), "patch": str(args.patch),
-        "width": str(args.width), "arch": args.arch, "seed": str(args.seed), "pos_share": str(args.pos_share),
-        "pos_weight": str(args.pos_weight), "dice_weight": str(args.dice_weight),
-        "jitter": str(args.jitter), "ema": str(args.ema),
+        "steps": str(args.steps),
+        "batch": str(args.batch),
+        "patch": str(args.patch),
+        "width": str(args.width),
+        "arch": args.arch,
+        "seed": str(args.seed),
+        "pos_share": str(args.pos_share),
+        "pos_weight": str(args.pos_weight),
+        "dice_weight": str(args.dice_weight),
+        "jitter": str(args.jitter),
+        "ema": str(args.ema),
         "data": "OSCD (Daudt et al. 2018); labels CC BY-NC-SA; images Copernicus Sentinel-2",
         "multiple_of": "8",
     }

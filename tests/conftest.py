@@ -24,7 +24,9 @@ SHARED_DATA = Path(os.environ.get("IOC_SHARED_DATA", REPO.parent / "shared" / "d
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--database-url", default=None, help="PostGIS URL for the tests (migrated to head).")
+    parser.addoption(
+        "--database-url", default=None, help="PostGIS URL for the tests (migrated to head)."
+    )
     parser.addoption(
         "--require-db",
         action="store_true",
@@ -122,7 +124,9 @@ def migrated_template(_embedded_cluster, request: pytest.FixtureRequest):
 
     url = _embedded_cluster[1]
     name = "ioc_test_template"
-    _admin_execute(request, url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    _admin_execute(
+        request, url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+    )
     try:
         migrate.upgrade(database_named(url, name))
     except DatabaseError as exc:
@@ -174,12 +178,26 @@ def connection(engine):
 def run_ioc(database_url, tmp_path):
     """Run the real ``ioc`` command (a subprocess) against the test database."""
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300):
-        full_env = {**os.environ, "IOC_DATABASE_URL": database_url, "IOC_STATE_DIR": str(tmp_path / "state")}
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 300,
+    ):
+        full_env = {
+            **os.environ,
+            "IOC_DATABASE_URL": database_url,
+            "IOC_STATE_DIR": str(tmp_path / "state"),
+        }
         full_env.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "ioc.cli", *args],
-            capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            input=input,
+            timeout=timeout,
+            cwd=REPO,
         )
 
     return run

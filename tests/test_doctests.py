@@ -48,10 +48,15 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     handlers = list(logging.getLogger().handlers)
     module = importlib.import_module(name)
     assert {k: v for k, v in os.environ.items() if k.startswith("IOC_")} == ours, (
-        f"importing {name} changed IOC_ settings")
+        f"importing {name} changed IOC_ settings"
+    )
     assert logging.getLogger().handlers == handlers, f"importing {name} configured logging"
     assert not list(tmp_path.iterdir()), f"importing {name} wrote files"
     # (a '>>>' inside a plain string is no example: attempted may be 0)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
-                             verbose=False, report=True)
+    result = doctest.testmod(
+        module,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+        verbose=False,
+        report=True,
+    )
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {name} failed"

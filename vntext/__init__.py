@@ -24,9 +24,19 @@ import unicodedata
 from functools import lru_cache
 
 __all__ = [
-    "TCVN3_DECODE", "VNI_TABLE", "decode_bytes", "decode_tcvn3", "decode_vni", "encode_legacy",
-    "is_vietnamese_syllable", "normalize_text", "normalize_tone_marks", "repair_legacy",
-    "strip_diacritics", "vietnamese_ratio", "vietnamese_score",
+    "TCVN3_DECODE",
+    "VNI_TABLE",
+    "decode_bytes",
+    "decode_tcvn3",
+    "decode_vni",
+    "encode_legacy",
+    "is_vietnamese_syllable",
+    "normalize_text",
+    "normalize_tone_marks",
+    "repair_legacy",
+    "strip_diacritics",
+    "vietnamese_ratio",
+    "vietnamese_score",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +47,9 @@ _TONE_MARKS = {"\u0300": 1, "\u0301": 2, "\u0303": 3, "\u0309": 4, "\u0323": 5}
 _TONE_BY_INDEX = {v: k for k, v in _TONE_MARKS.items()}
 _VOWELS = set("aăâeêioôơuưy")
 _SHAPED_VOWELS = set("ăâêôơư")
-_VI_LOWER = "aàáảãạăằắẳẵặâầấẩẫậbcdđeèéẻẽẹêềếểễệghiìíỉĩịklmnoòóỏõọôồốổỗộơờớởỡợpqrstuùúủũụưừứửữựvxyỳýỷỹỵ"
+_VI_LOWER = (
+    "aàáảãạăằắẳẵặâầấẩẫậbcdđeèéẻẽẹêềếểễệghiìíỉĩịklmnoòóỏõọôồốổỗộơờớởỡợpqrstuùúủũụưừứửữựvxyỳýỷỹỵ"
+)
 _VI_LETTERS = set(_VI_LOWER + _VI_LOWER.upper())
 # letters that only Vietnamese (not plain ASCII) uses
 _VI_DIACRITIC = set(c for c in _VI_LETTERS if ord(c) > 127)
@@ -74,9 +86,14 @@ def _tone_position(base: str, style: str) -> int | None:
     if start == n:
         return None
     # "qu" and "gi" before another vowel: the u / i belong to the onset
-    if start > 0 and start + 1 < n and base[start + 1] in _VOWELS and (
-        (base[start - 1] == "q" and base[start] == "u")
-        or (base[start - 1] == "g" and base[start] == "i")
+    if (
+        start > 0
+        and start + 1 < n
+        and base[start + 1] in _VOWELS
+        and (
+            (base[start - 1] == "q" and base[start] == "u")
+            or (base[start - 1] == "g" and base[start] == "i")
+        )
     ):
         start += 1
     end = start
@@ -206,8 +223,15 @@ _VNI_TONES = {"ù": 2, "ø": 1, "û": 4, "õ": 3, "ï": 5}  # acute, grave, hook
 _VNI_HAT = {"â": 0, "á": 2, "à": 1, "å": 4, "ã": 3, "ä": 5}  # circumflex + tone
 _VNI_BREVE = {"ê": 0, "é": 2, "è": 1, "ú": 4, "ü": 3, "ë": 5}  # breve + tone (after a)
 _VNI_SINGLE = {
-    "ô": "ơ", "ö": "ư", "ñ": "đ",
-    "ì": "ì", "í": "í", "æ": "ỉ", "ó": "ĩ", "ò": "ị", "î": "ỵ",
+    "ô": "ơ",
+    "ö": "ư",
+    "ñ": "đ",
+    "ì": "ì",
+    "í": "í",
+    "æ": "ỉ",
+    "ó": "ĩ",
+    "ò": "ị",
+    "î": "ỵ",
 }
 
 
@@ -238,11 +262,15 @@ def _build_vni_table() -> dict[str, str]:
 
 VNI_TABLE = _build_vni_table()
 _VNI_RE = re.compile("|".join(re.escape(k) for k in sorted(VNI_TABLE, key=len, reverse=True)))
-_VNI_SIGNATURE_RE = re.compile(r"[aeiouyAEIOUY][øùûõïØÙÛÕÏ]|[aeoAEO][âáàåãäÂÁÀÅÃÄ]|[aA][êéèúüëÊÉÈÚÜË]")
+_VNI_SIGNATURE_RE = re.compile(
+    r"[aeiouyAEIOUY][øùûõïØÙÛÕÏ]|[aeoAEO][âáàåãäÂÁÀÅÃÄ]|[aA][êéèúüëÊÉÈÚÜË]"
+)
 # characters of Latin-1 that Vietnamese Unicode text never uses (legacy-font tell-tales)
 _VI_LATIN1 = set("ÀÁÂÃÈÉÊÌÍÒÓÔÕÙÚÝàáâãèéêìíòóôõùúý")
 _ODD_RE = re.compile(
-    "[" + "".join(c for c in map(chr, range(0xA0, 0x100)) if c not in _VI_LATIN1) + "\u0080-\u009f\ufffd]"
+    "["
+    + "".join(c for c in map(chr, range(0xA0, 0x100)) if c not in _VI_LATIN1)
+    + "\u0080-\u009f\ufffd]"
 )
 _MOJIBAKE_RE = re.compile(r"Ã[\u0080-\u00bf]|Ä[\u0080-\u00bf]|á[º»][\u0080-\u00bf]|Æ[°¡¯]")
 

@@ -38,19 +38,56 @@ PROJECT_URL = "http://127.0.0.1:5000"
 
 # land-use codes (Land Law 2024) by group, with the conventional map colours
 LAND_USE_COLOURS = {
-    "LUC": "#ffff64", "LUK": "#ffff96", "HNK": "#fff0b4", "CLN": "#ffd2a0",
-    "RDD": "#6eaa4b", "RPH": "#8cc864", "RSX": "#b4dc8c", "NTS": "#aaffff", "CNT": "#f5d2be",
-    "LMU": "#ffffff", "NKH": "#f5f0c8",
-    "ONT": "#ffd0ff", "ODT": "#ffa0ff", "TSC": "#ff7070", "CQP": "#ff6450", "CAN": "#ff5050",
-    "DGD": "#ffa0aa", "DYT": "#ffa0aa", "DVH": "#ffa0aa", "DTT": "#ffa0aa", "DKH": "#ffa0aa",
-    "SKK": "#fa96a0", "SKN": "#fa96a0", "TMD": "#fa96a0", "SKC": "#fa96a0", "SKS": "#cd9b91",
-    "SKX": "#cd9b91", "DGT": "#ffaa32", "DTL": "#aaffff", "DNL": "#ffaa9f", "DBV": "#ffaa9f",
-    "DCH": "#ffaa9f", "DRA": "#cd9b91", "NTD": "#d2d2d2", "TON": "#ffaaa0", "TIN": "#ffaaa0",
-    "SON": "#a0ffff", "MNC": "#b4ffff", "PNK": "#ffaaa0", "BCS": "#ffffe1", "DCS": "#ffffe1",
+    "LUC": "#ffff64",
+    "LUK": "#ffff96",
+    "HNK": "#fff0b4",
+    "CLN": "#ffd2a0",
+    "RDD": "#6eaa4b",
+    "RPH": "#8cc864",
+    "RSX": "#b4dc8c",
+    "NTS": "#aaffff",
+    "CNT": "#f5d2be",
+    "LMU": "#ffffff",
+    "NKH": "#f5f0c8",
+    "ONT": "#ffd0ff",
+    "ODT": "#ffa0ff",
+    "TSC": "#ff7070",
+    "CQP": "#ff6450",
+    "CAN": "#ff5050",
+    "DGD": "#ffa0aa",
+    "DYT": "#ffa0aa",
+    "DVH": "#ffa0aa",
+    "DTT": "#ffa0aa",
+    "DKH": "#ffa0aa",
+    "SKK": "#fa96a0",
+    "SKN": "#fa96a0",
+    "TMD": "#fa96a0",
+    "SKC": "#fa96a0",
+    "SKS": "#cd9b91",
+    "SKX": "#cd9b91",
+    "DGT": "#ffaa32",
+    "DTL": "#aaffff",
+    "DNL": "#ffaa9f",
+    "DBV": "#ffaa9f",
+    "DCH": "#ffaa9f",
+    "DRA": "#cd9b91",
+    "NTD": "#d2d2d2",
+    "TON": "#ffaaa0",
+    "TIN": "#ffaaa0",
+    "SON": "#a0ffff",
+    "MNC": "#b4ffff",
+    "PNK": "#ffaaa0",
+    "BCS": "#ffffe1",
+    "DCS": "#ffffe1",
     "NCS": "#ffffe1",
 }
 SEVERITY_COLOURS = {"high": "#d7191c", "medium": "#fdae61", "low": "#ffffbf"}
-CHANGE_COLOURS = {"built_up": "#e31a1c", "bare": "#b15928", "vegetation": "#33a02c", "water": "#1f78b4"}
+CHANGE_COLOURS = {
+    "built_up": "#e31a1c",
+    "bare": "#b15928",
+    "vegetation": "#33a02c",
+    "water": "#1f78b4",
+}
 
 
 def oapif(url: str, typename: str, title: str) -> QgsVectorLayer:
@@ -70,12 +107,18 @@ def imagery(url: str, run: str, moment: str, style: str, title: str) -> QgsRaste
     return layer
 
 
-def categorized(layer: QgsVectorLayer, field: str, colours: dict[str, str], outline: str = "#606060",
-                width: str = "0.1") -> None:
+def categorized(
+    layer: QgsVectorLayer,
+    field: str,
+    colours: dict[str, str],
+    outline: str = "#606060",
+    width: str = "0.1",
+) -> None:
     cats = []
     for value, colour in colours.items():
-        symbol = QgsFillSymbol.createSimple({"color": colour, "outline_color": outline,
-                                             "outline_width": width})
+        symbol = QgsFillSymbol.createSimple(
+            {"color": colour, "outline_color": outline, "outline_width": width}
+        )
         cats.append(QgsRendererCategory(value, symbol, value))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, cats))
 
@@ -84,8 +127,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=PROJECT_URL, help="URL of the running API")
     ap.add_argument("--out", type=Path, default=HERE / "ioc-monitor.qgs")
-    ap.add_argument("--run", default="latest",
-                    help="detection run whose imagery is shown (default: the latest stored)")
+    ap.add_argument(
+        "--run",
+        default="latest",
+        help="detection run whose imagery is shown (default: the latest stored)",
+    )
     args = ap.parse_args()
 
     qgs = QgsApplication([], False)
@@ -95,12 +141,27 @@ def main() -> None:
     project.setCrs(QgsCoordinateReferenceSystem("EPSG:5897"))
 
     communes = oapif(args.url, "admin-units", "Đơn vị hành chính / Administrative units")
-    communes.setRenderer(QgsCategorizedSymbolRenderer("level", [
-        QgsRendererCategory("commune", QgsFillSymbol.createSimple(
-            {"color": "0,0,0,0", "outline_color": "#444444", "outline_width": "0.4"}), "xã / commune"),
-        QgsRendererCategory("province", QgsFillSymbol.createSimple(
-            {"color": "0,0,0,0", "outline_color": "#000000", "outline_width": "1.0"}), "tỉnh / province"),
-    ]))
+    communes.setRenderer(
+        QgsCategorizedSymbolRenderer(
+            "level",
+            [
+                QgsRendererCategory(
+                    "commune",
+                    QgsFillSymbol.createSimple(
+                        {"color": "0,0,0,0", "outline_color": "#444444", "outline_width": "0.4"}
+                    ),
+                    "xã / commune",
+                ),
+                QgsRendererCategory(
+                    "province",
+                    QgsFillSymbol.createSimple(
+                        {"color": "0,0,0,0", "outline_color": "#000000", "outline_width": "1.0"}
+                    ),
+                    "tỉnh / province",
+                ),
+            ],
+        )
+    )
     parcels = oapif(args.url, "parcels", "Thửa đất / Parcels")
     categorized(parcels, "land_use_code", LAND_USE_COLOURS)
     changes = oapif(args.url, "land-changes", "Biến động / Land changes")
@@ -112,7 +173,9 @@ def main() -> None:
 
     tiles = QgsVectorTileLayer(
         f"type=xyz&url={args.url}/collections/parcels/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f%3Dmvt"
-        "&zmin=12&zmax=22", "Thửa đất (tiles) / Parcels as vector tiles")
+        "&zmin=12&zmax=22",
+        "Thửa đất (tiles) / Parcels as vector tiles",
+    )
 
     for layer in (tiles, sentiment, parcels, changes, alerts, communes):
         project.addMapLayer(layer)
@@ -125,10 +188,13 @@ def main() -> None:
     changes_node = root.findLayer(changes.id())
     group = root.insertGroup(root.children().index(changes_node) + 1, "Ảnh vệ tinh / Imagery")
     for moment, moment_title in (("after", "sau / after"), ("before", "trước / before")):
-        for style, style_title in (("truecolor", "màu tự nhiên / true colour"),
-                                   ("falsecolor", "màu giả NIR / NIR false colour")):
-            layer = imagery(args.url, args.run, moment, style,
-                            f"Ảnh {moment_title} — {style_title}")
+        for style, style_title in (
+            ("truecolor", "màu tự nhiên / true colour"),
+            ("falsecolor", "màu giả NIR / NIR false colour"),
+        ):
+            layer = imagery(
+                args.url, args.run, moment, style, f"Ảnh {moment_title} — {style_title}"
+            )
             project.addMapLayer(layer, False)
             node = group.addLayer(layer)
             node.setItemVisibilityChecked(moment == "after" and style == "truecolor")

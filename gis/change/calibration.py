@@ -46,13 +46,18 @@ class Calibration:
         return np.clip(np.interp(np.asarray(raw, dtype=float), self.x, self.y), 0.0, 1.0)
 
     def as_dict(self) -> dict:
-        return {"format": FORMAT, "model_version": self.model_version,
-                "x": [round(float(v), 6) for v in self.x],
-                "y": [round(float(v), 6) for v in self.y], "provenance": self.provenance}
+        return {
+            "format": FORMAT,
+            "model_version": self.model_version,
+            "x": [round(float(v), 6) for v in self.x],
+            "y": [round(float(v), 6) for v in self.y],
+            "provenance": self.provenance,
+        }
 
 
-def fit_isotonic(raw: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def fit_isotonic(
+    raw: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Breakpoints (x, y) of the isotonic regression of ``target`` (0–1) on ``raw``.
 
     >>> x, y = fit_isotonic(np.array([0.6, 0.7, 0.9, 0.95]), np.array([0.1, 0.0, 0.5, 0.9]))
@@ -84,8 +89,7 @@ def save_calibration(cal: Calibration, path: Path) -> Path:
     """Write the calibration JSON (temp file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cal.as_dict(), indent=1, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(json.dumps(cal.as_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -112,21 +116,31 @@ def load_calibration(path: Path, model_version: str | None = None) -> Calibratio
         x = np.asarray(data["x"], dtype=float)
         y = np.asarray(data["y"], dtype=float)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"{path}: calibration breakpoints x/y missing or not numbers."
-                                 ) from exc
-    if (x.ndim != 1 or x.shape != y.shape or x.size < 1 or np.any(np.diff(x) < 0)
-            or np.any(np.diff(y) < 0) or np.any((y < 0) | (y > 1))):
         raise ConfigurationError(
-            f"{path}: calibration breakpoints must be non-decreasing, with y in [0, 1].")
+            f"{path}: calibration breakpoints x/y missing or not numbers."
+        ) from exc
+    if (
+        x.ndim != 1
+        or x.shape != y.shape
+        or x.size < 1
+        or np.any(np.diff(x) < 0)
+        or np.any(np.diff(y) < 0)
+        or np.any((y < 0) | (y > 1))
+    ):
+        raise ConfigurationError(
+            f"{path}: calibration breakpoints must be non-decreasing, with y in [0, 1]."
+        )
     version = str(data.get("model_version", ""))
     if model_version is not None and version != model_version:
         raise ConfigurationError(
-            f"{path}: calibration made for model '{version}', not '{model_version}'.")
+            f"{path}: calibration made for model '{version}', not '{model_version}'."
+        )
     return Calibration(x, y, version, data.get("provenance", {}), path)
 
 
-def find_calibration(model_version: str, model_path: Path | None, model_dir: Path
-                     ) -> Calibration | None:
+def find_calibration(
+    model_version: str, model_path: Path | None, model_dir: Path
+) -> Calibration | None:
     """The calibration shipped for a detector: ``<version>.calibration.json`` next to its
     model file (CNN, GBM) or in the model folder (CVA); None when there is none."""
     folder = Path(model_path).parent if model_path else Path(model_dir)
@@ -136,8 +150,16 @@ def find_calibration(model_version: str, model_path: Path | None, model_dir: Pat
     return load_calibration(path, model_version)
 
 
-def provenance(method: str, data: str, cities: list[str], out_of_fold: bool, command: str,
-               **extra) -> dict:
-    return {"method": method, "data": data, "cities": cities, "out_of_fold": out_of_fold,
-            "command": command, "fitted_at": dt.date.today().isoformat(),
-            "target": "share of the polygon's pixels labelled change", **extra}
+def provenance(
+    method: str, data: str, cities: list[str], out_of_fold: bool, command: str, **extra
+) -> dict:
+    return {
+        "method": method,
+        "data": data,
+        "cities": cities,
+        "out_of_fold": out_of_fold,
+        "command": command,
+        "fitted_at": dt.date.today().isoformat(),
+        "target": "share of the polygon's pixels labelled change",
+        **extra,
+    }

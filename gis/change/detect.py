@@ -77,11 +77,17 @@ class DetectionConfig:
 
     def as_dict(self) -> dict:
         return {
-            "method": self.method, "threshold": self.threshold, "tile": self.tile,
-            "min_mapping_unit_m2": self.min_mapping_unit_m2, "opening": self.opening,
-            "simplify_px": self.simplify_px, "tta": self.tta, "cva_rule": self.cva_rule,
+            "method": self.method,
+            "threshold": self.threshold,
+            "tile": self.tile,
+            "min_mapping_unit_m2": self.min_mapping_unit_m2,
+            "opening": self.opening,
+            "simplify_px": self.simplify_px,
+            "tta": self.tta,
+            "cva_rule": self.cva_rule,
             "model_path": str(self.model_path) if self.model_path else None,
-            "dask_scheduler": self.dask_scheduler, "calibration": str(self.calibration),
+            "dask_scheduler": self.dask_scheduler,
+            "calibration": str(self.calibration),
         }
 
 
@@ -144,8 +150,11 @@ def process_tile(job: TileJob) -> TileResult:
 
     t0 = time.perf_counter()
     big = _expand(job.window, job.halo, job.grid)
-    with rasterio.Env(GDAL_CACHEMAX=job.gdal_cache_mb * 1024 * 1024), \
-            SceneReader(job.before, job.grid) as rb, SceneReader(job.after, job.grid) as ra:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=job.gdal_cache_mb * 1024 * 1024),
+        SceneReader(job.before, job.grid) as rb,
+        SceneReader(job.after, job.grid) as ra,
+    ):
         bv, bvalid = rb.read(big, job.bands)
         av, avalid = ra.read(big, job.bands)
         scale_b, scale_a = rb.scale, ra.scale
@@ -189,19 +198,26 @@ def process_tile(job: TileJob) -> TileResult:
         parent_big = npx[parent] >= job.mmu_pixels
         tf = window_transform(job.window, job.grid.transform)
         pieces: dict[int, list] = {}
-        for geom, value in shapes(parts.astype(np.int32), mask=parts > 0, transform=tf,
-                                  connectivity=4):
+        for geom, value in shapes(
+            parts.astype(np.int32), mask=parts > 0, transform=tf, connectivity=4
+        ):
             pieces.setdefault(int(value), []).append(shape(geom))
         for k, geoms in pieces.items():
-            features.append({
-                "geometry": geoms[0] if len(geoms) == 1 else shapely.union_all(geoms),
-                "n_pixels": int(ppx[k]), "prob_sum": float(psum[k]),
-                "from_counts": fcount[k].tolist(), "to_counts": tcount[k].tolist(),
-                "edge": bool(part_edge[k]), "in_mapped_change": bool(parent_big[k]),
-            })
+            features.append(
+                {
+                    "geometry": geoms[0] if len(geoms) == 1 else shapely.union_all(geoms),
+                    "n_pixels": int(ppx[k]),
+                    "prob_sum": float(psum[k]),
+                    "from_counts": fcount[k].tolist(),
+                    "to_counts": tcount[k].tolist(),
+                    "edge": bool(part_edge[k]),
+                    "in_mapped_change": bool(parent_big[k]),
+                }
+            )
     mask = np.where(valid, change.astype(np.uint8), np.uint8(255)).astype(np.uint8)
-    return TileResult(job.window, mask, features, int(valid.sum()), int(change.sum()),
-                      time.perf_counter() - t0)
+    return TileResult(
+        job.window, mask, features, int(valid.sum()), int(change.sum()), time.perf_counter() - t0
+    )
 
 
 #: A class region becomes a polygon only if it also holds this share of its change: smaller
@@ -209,8 +225,9 @@ def process_tile(job: TileJob) -> TileResult:
 MIN_SPLIT_SHARE = 0.15
 
 
-def _split_by_cover(labels: np.ndarray, comp_size: np.ndarray, cover_after: np.ndarray,
-                    mmu_pixels: float) -> tuple[np.ndarray, int]:
+def _split_by_cover(
+    labels: np.ndarray, comp_size: np.ndarray, cover_after: np.ndarray, mmu_pixels: float
+) -> tuple[np.ndarray, int]:
     """Cut change components into polygons by the after-date cover class.
 
     A house built in a paddy must not merge with the harvested paddy next to it into one
@@ -296,15 +313,17 @@ def _union_pieces(edge: list[dict]) -> list[dict]:
         members = [edge[i] for i in np.flatnonzero(owner == k)]
         if not members:
             continue
-        out.append({
-            "geometry": part,
-            "n_pixels": sum(m["n_pixels"] for m in members),
-            "prob_sum": sum(m["prob_sum"] for m in members),
-            "from_counts": np.sum([m["from_counts"] for m in members], axis=0).tolist(),
-            "to_counts": np.sum([m["to_counts"] for m in members], axis=0).tolist(),
-            "edge": False,
-            "in_mapped_change": any(m["in_mapped_change"] for m in members),
-        })
+        out.append(
+            {
+                "geometry": part,
+                "n_pixels": sum(m["n_pixels"] for m in members),
+                "prob_sum": sum(m["prob_sum"] for m in members),
+                "from_counts": np.sum([m["from_counts"] for m in members], axis=0).tolist(),
+                "to_counts": np.sum([m["to_counts"] for m in members], axis=0).tolist(),
+                "edge": False,
+                "in_mapped_change": any(m["in_mapped_change"] for m in members),
+            }
+        )
     return out
 
 
@@ -342,8 +361,9 @@ def projected_area_crs(grid: Grid):
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
-def _finish_features(features: list[dict], grid: Grid, mmu_pixels: float,
-                     simplify_px: float) -> tuple[list[dict], list]:
+def _finish_features(
+    features: list[dict], grid: Grid, mmu_pixels: float, simplify_px: float
+) -> tuple[list[dict], list]:
     import shapely
     from pyproj import CRS, Transformer
     from shapely.geometry import MultiPolygon, Polygon
@@ -364,15 +384,26 @@ def _finish_features(features: list[dict], grid: Grid, mmu_pixels: float,
         if not polys:
             continue
         geom = MultiPolygon(polys)
-        metric = shapely.transform(geom, lambda xy: np.column_stack(
-            to_area.transform(xy[:, 0], xy[:, 1]))) if to_area else geom
+        metric = (
+            shapely.transform(
+                geom, lambda xy: np.column_stack(to_area.transform(xy[:, 0], xy[:, 1]))
+            )
+            if to_area
+            else geom
+        )
         frm, to = _majority(f["from_counts"]), _majority(f["to_counts"])
-        out.append({
-            "id": i, "geometry": geom, "area_m2": round(float(metric.area), 1),
-            "n_pixels": f["n_pixels"], "from_class": frm, "to_class": to,
-            "kind": change_kind(frm, to),
-            "confidence": round(f["prob_sum"] / max(f["n_pixels"], 1), 3),
-        })
+        out.append(
+            {
+                "id": i,
+                "geometry": geom,
+                "area_m2": round(float(metric.area), 1),
+                "n_pixels": f["n_pixels"],
+                "from_class": frm,
+                "to_class": to,
+                "kind": change_kind(frm, to),
+                "confidence": round(f["prob_sum"] / max(f["n_pixels"], 1), 3),
+            }
+        )
     return out, [f["geometry"] for f in dropped]
 
 
@@ -441,8 +472,14 @@ def detect_changes(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     before, after = open_scene(before_path), open_scene(after_path)
-    detector = load_detector(config.method, config.model_dir, config.model_path,
-                             threads=config.threads, tta=config.tta, cva_rule=config.cva_rule)
+    detector = load_detector(
+        config.method,
+        config.model_dir,
+        config.model_path,
+        threads=config.threads,
+        tta=config.tta,
+        cva_rule=config.cva_rule,
+    )
     calibration = _load_calibration(detector, config)  # a bad file fails before any tile
     if config.method == "cva":
         common = [b for b in MODEL_BANDS if b in before.bands and b in after.bands]
@@ -467,8 +504,20 @@ def detect_changes(
     mmu_pixels = config.min_mapping_unit_m2 / pixel_area if pixel_area > 0 else 0
     halo = detector.halo + 2 * config.opening
     jobs = [
-        TileJob(before, after, grid, bands, (mb, sb, ma, sa), detector, win, halo,
-                config.threshold, config.opening, mmu_pixels, config.gdal_cache_mb)
+        TileJob(
+            before,
+            after,
+            grid,
+            bands,
+            (mb, sb, ma, sa),
+            detector,
+            win,
+            halo,
+            config.threshold,
+            config.opening,
+            mmu_pixels,
+            config.gdal_cache_mb,
+        )
         for win in grid.windows(config.tile)
     ]
     tmp = None
@@ -484,9 +533,20 @@ def detect_changes(
             mask_out = Path(mask_out)
             tmp = _temp_path(mask_out)
             dst = rasterio.open(
-                tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
-                dtype="uint8", crs=grid.crs, transform=grid.transform, nodata=255,
-                tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                tmp,
+                "w",
+                driver="GTiff",
+                width=grid.width,
+                height=grid.height,
+                count=1,
+                dtype="uint8",
+                crs=grid.crs,
+                transform=grid.transform,
+                nodata=255,
+                tiled=True,
+                blockxsize=256,
+                blockysize=256,
+                compress="deflate",
                 BIGTIFF="IF_SAFER",
             )
         for res in _run_tiles(jobs, client, progress):
@@ -526,7 +586,9 @@ def detect_changes(
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     total_px = grid.width * grid.height
     stats = {
-        "pixels": total_px, "valid_pixels": n_valid, "change_pixels": n_change,
+        "pixels": total_px,
+        "valid_pixels": n_valid,
+        "change_pixels": n_change,
         "change_fraction": round(n_change / n_valid, 5) if n_valid else 0.0,
         "polygons": len(final),
         "changed_area_m2": round(sum(f["area_m2"] for f in final), 1),
@@ -539,10 +601,19 @@ def detect_changes(
         "after": _scene_info(after, 1 - va, ca),
     }
     return DetectionResult(
-        before=before, after=after, grid=grid, method=config.method,
-        model_version=detector.version, features=final, stats=stats, timings=timings,
-        parameters={**config.as_dict(), "bands": list(bands),
-                    "calibration": str(calibration.path) if calibration else None},
+        before=before,
+        after=after,
+        grid=grid,
+        method=config.method,
+        model_version=detector.version,
+        features=final,
+        stats=stats,
+        timings=timings,
+        parameters={
+            **config.as_dict(),
+            "bands": list(bands),
+            "calibration": str(calibration.path) if calibration else None,
+        },
         scene_info=scene_info,
     )
 
@@ -555,8 +626,9 @@ def _load_calibration(detector, config: DetectionConfig):
     if str(config.calibration) == "none":
         return None
     if str(config.calibration) == "auto":
-        return find_calibration(detector.version, getattr(detector, "path", None),
-                                Path(config.model_dir or MODEL_DIR))
+        return find_calibration(
+            detector.version, getattr(detector, "path", None), Path(config.model_dir or MODEL_DIR)
+        )
     return load_calibration(Path(config.calibration), detector.version)
 
 
@@ -581,10 +653,14 @@ def _count_by(features: list[dict], key: str) -> dict[str, int]:
 
 def _scene_info(scene: Scene, invalid_fraction: float, cloud_fraction: float) -> dict:
     return {
-        "path": str(scene.path), "sensor": scene.sensor,
-        "acquired_at": scene.acquired_at, "crs": scene.grid.crs.to_string(),
-        "transform": list(scene.grid.transform)[:6], "width": scene.grid.width,
-        "height": scene.grid.height, "bands": sorted(scene.bands),
+        "path": str(scene.path),
+        "sensor": scene.sensor,
+        "acquired_at": scene.acquired_at,
+        "crs": scene.grid.crs.to_string(),
+        "transform": list(scene.grid.transform)[:6],
+        "width": scene.grid.width,
+        "height": scene.grid.height,
+        "bands": sorted(scene.bands),
         "cloud_fraction": round(cloud_fraction, 5),
         "nodata_fraction": round(max(invalid_fraction - cloud_fraction, 0.0), 5),
         "metadata": {k: v for k, v in scene.metadata.items() if k != "tags"},
@@ -612,12 +688,19 @@ def _erase(dst, geoms: list, grid: Grid) -> None:
     for geom in geoms:
         win = from_bounds(*geom.bounds, transform=grid.transform).round_offsets().round_lengths()
         win = win.intersection(Window(0, 0, grid.width, grid.height))
-        win = Window(int(win.col_off), int(win.row_off), max(1, int(win.width) + 1),
-                     max(1, int(win.height) + 1)).intersection(
-            Window(0, 0, grid.width, grid.height))
+        win = Window(
+            int(win.col_off),
+            int(win.row_off),
+            max(1, int(win.width) + 1),
+            max(1, int(win.height) + 1),
+        ).intersection(Window(0, 0, grid.width, grid.height))
         block = dst.read(1, window=win)
-        burn = rasterize([(geom, 1)], out_shape=block.shape,
-                         transform=window_transform(win, grid.transform), fill=0,
-                         dtype="uint8").astype(bool)
+        burn = rasterize(
+            [(geom, 1)],
+            out_shape=block.shape,
+            transform=window_transform(win, grid.transform),
+            fill=0,
+            dtype="uint8",
+        ).astype(bool)
         block[burn & (block == 1)] = 0
         dst.write(block, 1, window=win)

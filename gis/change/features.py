@@ -42,8 +42,9 @@ def scale_for_noise(level: float) -> float:
     return min(max(TYPICAL_NOISE_LEVEL / level, DIFF_SCALE_RANGE[0]), DIFF_SCALE_RANGE[1])
 
 
-def model_input(before: np.ndarray, after: np.ndarray, diff_scale: float = 1.0,
-                diff_only: bool = False) -> np.ndarray:
+def model_input(
+    before: np.ndarray, after: np.ndarray, diff_scale: float = 1.0, diff_only: bool = False
+) -> np.ndarray:
     """CNN input from two normalised images (bands, h, w): before, after and
     (after − before) × ``diff_scale``; only the last with ``diff_only``.
 

@@ -66,8 +66,9 @@ class CnnDetector:
     name = "cnn"
     halo = 32
 
-    def __init__(self, path: Path, threads: int = 2, tta: bool = False,
-                 diff_scale: float | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int = 2, tta: bool = False, diff_scale: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.tta = tta
         if not self.path.exists():
@@ -82,17 +83,23 @@ class CnnDetector:
         if diff_norm not in ("none", "scene-median"):
             raise ConfigurationError(
                 f"{self.path}: the model wants input normalisation '{diff_norm}', which this "
-                "version of the product does not know.")
+                "version of the product does not know."
+            )
         self.needs_scene_fit = diff_norm == "scene-median"
         self.diff_scale = diff_scale
 
     def __getstate__(self):  # picklable for Dask: the session is re-created per process
-        return {"path": self.path, "threads": self.threads, "tta": self.tta,
-                "diff_scale": self.diff_scale}
+        return {
+            "path": self.path,
+            "threads": self.threads,
+            "tta": self.tta,
+            "diff_scale": self.diff_scale,
+        }
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["path"], state["threads"], state.get("tta", False),
-                      state.get("diff_scale"))
+        self.__init__(
+            state["path"], state["threads"], state.get("tta", False), state.get("diff_scale")
+        )
 
     def fit(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> float:
         """Measure the pair's no-change level (a decimated copy of the whole scene pair)."""
@@ -180,7 +187,8 @@ class CvaDetector:
     def __init__(self, threshold: float | None = None, rule: str = "noise") -> None:
         if rule not in CVA_RULES:
             raise ConfigurationError(
-                f"Unknown CVA threshold rule '{rule}' (choose from {', '.join(CVA_RULES)}).")
+                f"Unknown CVA threshold rule '{rule}' (choose from {', '.join(CVA_RULES)})."
+            )
         self.threshold = threshold
         self.rule = rule
         self.version = "cva-noise4-v3" if rule == "noise" else "cva-otsu-v2"
@@ -236,8 +244,14 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def load_detector(method: str, model_dir: Path | None = None, model_path: Path | None = None,
-                  threads: int = 2, tta: bool = False, cva_rule: str = "noise") -> Detector:
+def load_detector(
+    method: str,
+    model_dir: Path | None = None,
+    model_path: Path | None = None,
+    threads: int = 2,
+    tta: bool = False,
+    cva_rule: str = "noise",
+) -> Detector:
     """The detector for ``method`` ('cnn', 'gbm' or 'cva').
 
     Raises

@@ -14,7 +14,14 @@ import rasterio
 from gis.imagery import MODEL_BANDS, band_statistics, normalise, open_scene, read_full
 
 CITIES: tuple[str, ...] = (
-    "abudhabi", "aguasclaras", "bercy", "bordeaux", "nantes", "paris", "rennes", "saclay_e",
+    "abudhabi",
+    "aguasclaras",
+    "bercy",
+    "bordeaux",
+    "nantes",
+    "paris",
+    "rennes",
+    "saclay_e",
 )
 
 
@@ -28,9 +35,7 @@ def load_label(root: Path, city: str) -> np.ndarray:
             return ds.read(1) == 2
 
 
-def load_city(
-    root: Path, city: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_city(root: Path, city: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Normalised before/after images (bands, h, w) on the imgs_1 grid, valid mask, label."""
     root = Path(root)
     before = open_scene(root / city / "imgs_1")

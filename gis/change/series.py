@@ -55,8 +55,7 @@ MIN_VALID_SHARE = 0.5
 RESOLUTION_TOLERANCE = 0.01
 
 _LEVEL_TAGS = ("PROCESSING_LEVEL", "PRODUCT_TYPE", "PROCESSING:LEVEL", "PRODUCTTYPE", "LEVEL")
-_LEVEL_RE = re.compile(r"(?:MSI|LEVEL[-_ ]?|(?<![A-Z0-9]))(L?[12][ABC])(?![A-Z0-9])",
-                       re.IGNORECASE)
+_LEVEL_RE = re.compile(r"(?:MSI|LEVEL[-_ ]?|(?<![A-Z0-9]))(L?[12][ABC])(?![A-Z0-9])", re.IGNORECASE)
 
 
 @dataclass
@@ -96,9 +95,13 @@ def _pixel_size(scene: Scene) -> float:
 
 
 def _describe(scene: Scene) -> dict:
-    return {"sensor": scene.sensor, "level": processing_level(scene),
-            "bands": sorted(scene.bands), "pixel": _pixel_size(scene),
-            "float": scene.dtype.startswith("float")}
+    return {
+        "sensor": scene.sensor,
+        "level": processing_level(scene),
+        "bands": sorted(scene.bands),
+        "pixel": _pixel_size(scene),
+        "float": scene.dtype.startswith("float"),
+    }
 
 
 def check_same_product(first: Scene, other: Scene) -> None:
@@ -107,27 +110,37 @@ def check_same_product(first: Scene, other: Scene) -> None:
     if a["sensor"] and b["sensor"] and a["sensor"] != b["sensor"]:
         raise InputFileError(
             f"{other.path}: sensor {b['sensor']}, but {first.path} is {a['sensor']}; a time "
-            "series must come from one sensor.")
+            "series must come from one sensor."
+        )
     if a["level"] and b["level"] and a["level"] != b["level"]:
         raise InputFileError(
             f"{other.path}: processing level {b['level']}, but {first.path} is {a['level']} "
-            "(top-of-atmosphere and surface reflectance are not comparable); use one level.")
+            "(top-of-atmosphere and surface reflectance are not comparable); use one level."
+        )
     if a["bands"] != b["bands"]:
         missing = sorted(set(a["bands"]) - set(b["bands"]))
         extra = sorted(set(b["bands"]) - set(a["bands"]))
-        what = "; ".join(x for x in (f"lacks {', '.join(missing)}" if missing else "",
-                                     f"has {', '.join(extra)} too" if extra else "") if x)
+        what = "; ".join(
+            x
+            for x in (
+                f"lacks {', '.join(missing)}" if missing else "",
+                f"has {', '.join(extra)} too" if extra else "",
+            )
+            if x
+        )
         raise InputFileError(
-            f"{other.path}: its bands differ from {first.path}'s ({what}): not the same "
-            "product.")
+            f"{other.path}: its bands differ from {first.path}'s ({what}): not the same product."
+        )
     if abs(a["pixel"] - b["pixel"]) > RESOLUTION_TOLERANCE * a["pixel"]:
         raise InputFileError(
             f"{other.path}: {b['pixel']:g} pixels, but {first.path} has {a['pixel']:g}: "
-            "not the same product (resolution).")
+            "not the same product (resolution)."
+        )
     if a["float"] != b["float"]:
         raise InputFileError(
             f"{other.path}: its values are {'floats' if b['float'] else 'integers'}, "
-            f"{first.path}'s are not: not the same processing.")
+            f"{first.path}'s are not: not the same processing."
+        )
 
 
 def parse_dates(text: str | Sequence[str] | None, n: int) -> list[dt.date] | None:
@@ -136,8 +149,9 @@ def parse_dates(text: str | Sequence[str] | None, n: int) -> list[dt.date] | Non
         return None
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
     if len(items) != n:
-        raise InvalidValueError(f"--dates: {len(items)} dates for {n} scenes (give one per "
-                                "scene, in their order).")
+        raise InvalidValueError(
+            f"--dates: {len(items)} dates for {n} scenes (give one per scene, in their order)."
+        )
     out = []
     for item in items:
         try:
@@ -147,8 +161,9 @@ def parse_dates(text: str | Sequence[str] | None, n: int) -> list[dt.date] | Non
     return out
 
 
-def open_series(paths: Sequence[str | Path], dates: Sequence[dt.date] | None = None
-                ) -> list[SeriesScene]:
+def open_series(
+    paths: Sequence[str | Path], dates: Sequence[dt.date] | None = None
+) -> list[SeriesScene]:
     """Open and check the scenes of a series, sorted by date (see the module docstring).
 
     Raises
@@ -164,12 +179,16 @@ def open_series(paths: Sequence[str | Path], dates: Sequence[dt.date] | None = N
     items: list[SeriesScene] = []
     for i, p in enumerate(paths):
         scene = open_scene(p)
-        date = dates[i] if dates is not None else (
-            scene.acquired_at.date() if scene.acquired_at else None)
+        date = (
+            dates[i]
+            if dates is not None
+            else (scene.acquired_at.date() if scene.acquired_at else None)
+        )
         if date is None:
             raise InputFileError(
                 f"{scene.path}: no acquisition date in its tags or name (…_20240420T033121…); "
-                "give the dates with --dates.")
+                "give the dates with --dates."
+            )
         if dates is not None:
             scene.acquired_at = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
         if items:
@@ -180,8 +199,9 @@ def open_series(paths: Sequence[str | Path], dates: Sequence[dt.date] | None = N
     seen: dict[dt.date, Path] = {}
     for it in items:
         if it.date in seen:
-            raise InputFileError(f"{it.path}: same date ({it.date}) as {seen[it.date]}; give one "
-                                 "scene per date.")
+            raise InputFileError(
+                f"{it.path}: same date ({it.date}) as {seen[it.date]}; give one scene per date."
+            )
         seen[it.date] = it.path
     items.sort(key=lambda it: it.date)
     return items
@@ -213,22 +233,35 @@ def choose_reference(items: list[SeriesScene], samples: dict[int, tuple]) -> tup
         both = valid_t & valid_i
         diff = float(np.median(np.abs(ndvi_i[both] - ndvi_t[both]))) if both.any() else math.inf
         gap = (target.date - it.date).days
-        rows.append({"index": i, "path": str(it.path), "date": it.date.isoformat(),
-                     "day_distance": _day_distance(it.date, target.date), "gap_days": gap,
-                     "ndvi_difference": round(diff, 4),
-                     "same_season": (_day_distance(it.date, target.date) <= SEASON_WINDOW_DAYS
-                                     and gap >= MIN_YEAR_GAP_DAYS)})
+        rows.append(
+            {
+                "index": i,
+                "path": str(it.path),
+                "date": it.date.isoformat(),
+                "day_distance": _day_distance(it.date, target.date),
+                "gap_days": gap,
+                "ndvi_difference": round(diff, 4),
+                "same_season": (
+                    _day_distance(it.date, target.date) <= SEASON_WINDOW_DAYS
+                    and gap >= MIN_YEAR_GAP_DAYS
+                ),
+            }
+        )
     same = [r for r in rows if r["same_season"]]
     pool = same or rows
     best = min(pool, key=lambda r: (r["ndvi_difference"], r["day_distance"], -r["gap_days"]))
-    reason = ("same season of an earlier year, closest vegetation state" if same else
-              "no scene of the same season in an earlier year: closest vegetation state "
-              "(NDVI) among the earlier scenes")
+    reason = (
+        "same season of an earlier year, closest vegetation state"
+        if same
+        else "no scene of the same season in an earlier year: closest vegetation state "
+        "(NDVI) among the earlier scenes"
+    )
     return best["index"], {"reason": reason, "candidates": rows}
 
 
-def _polygon_classes(items: list[SeriesScene], indices: list[int], features: list[dict],
-                     grid) -> dict[int, list[str | None]]:
+def _polygon_classes(
+    items: list[SeriesScene], indices: list[int], features: list[dict], grid
+) -> dict[int, list[str | None]]:
     """Per feature index: majority cover class on each scene of ``indices`` (None: too little
     valid data there)."""
     from rasterio.features import rasterize
@@ -244,11 +277,19 @@ def _polygon_classes(items: list[SeriesScene], indices: list[int], features: lis
     for f in features:
         win = from_bounds(*f["geometry"].bounds, transform=grid.transform)
         c0, r0 = math.floor(win.col_off), math.floor(win.row_off)
-        win = Window(c0, r0, math.ceil(win.col_off + win.width) - c0 + 1,
-                     math.ceil(win.row_off + win.height) - r0 + 1).intersection(full)
-        burn = rasterize([(f["geometry"], 1)], out_shape=(int(win.height), int(win.width)),
-                         transform=window_transform(win, grid.transform), fill=0,
-                         dtype="uint8").astype(bool)
+        win = Window(
+            c0,
+            r0,
+            math.ceil(win.col_off + win.width) - c0 + 1,
+            math.ceil(win.row_off + win.height) - r0 + 1,
+        ).intersection(full)
+        burn = rasterize(
+            [(f["geometry"], 1)],
+            out_shape=(int(win.height), int(win.width)),
+            transform=window_transform(win, grid.transform),
+            fill=0,
+            dtype="uint8",
+        ).astype(bool)
         windows.append((win, burn))
     for i in indices:
         with SceneReader(items[i].scene, grid) as reader:
@@ -268,8 +309,9 @@ def _polygon_classes(items: list[SeriesScene], indices: list[int], features: lis
     return out
 
 
-def persistence(classes: list[str | None], dates: list[dt.date], to_class: str | None,
-                min_persist: int = 2) -> dict:
+def persistence(
+    classes: list[str | None], dates: list[dt.date], to_class: str | None, min_persist: int = 2
+) -> dict:
     """Judge one conversion from its majority class on each date after the reference.
 
     >>> d = [dt.date(2024, m, 1) for m in (4, 7, 10)]
@@ -280,6 +322,7 @@ def persistence(classes: list[str | None], dates: list[dt.date], to_class: str |
     >>> persistence(["built_up", "built_up", "water"], d, "built_up")["status"]
     'reverted'
     """
+
     def after_state(c: str) -> bool:
         return c == "built_up" if to_class == "built_up" else c != "built_up"
 
@@ -292,15 +335,30 @@ def persistence(classes: list[str | None], dates: list[dt.date], to_class: str |
     run.reverse()
     observed = [[d.isoformat(), c] for d, c in zip(dates, classes, strict=True)]
     if not run:
-        return {"status": "reverted", "change_date": None, "persistent_dates": 0,
-                "observed": observed}
+        return {
+            "status": "reverted",
+            "change_date": None,
+            "persistent_dates": 0,
+            "observed": observed,
+        }
     status = "confirmed" if len(run) >= min_persist else "pending"
-    return {"status": status, "change_date": run[0].isoformat(), "persistent_dates": len(run),
-            "observed": observed}
+    return {
+        "status": status,
+        "change_date": run[0].isoformat(),
+        "persistent_dates": len(run),
+        "observed": observed,
+    }
 
 
-def detect_series(paths: Sequence[str | Path], config=None, dates=None, mask_out=None,
-                  progress=None, client=None, min_persist: int = 2):
+def detect_series(
+    paths: Sequence[str | Path],
+    config=None,
+    dates=None,
+    mask_out=None,
+    progress=None,
+    client=None,
+    min_persist: int = 2,
+):
     """Detect conversions over a time series (see the module docstring).
 
     Returns
@@ -331,13 +389,17 @@ def detect_series(paths: Sequence[str | Path], config=None, dates=None, mask_out
         bad = "; ".join(f"{it.path} ({it.date}): {it.note}" for it in items if not it.usable)
         raise InputFileError(
             f"a time series needs at least two usable dates; only "
-            f"{', '.join(f'{it.path} ({it.date})' for it in usable) or 'none'} is usable ({bad}).")
+            f"{', '.join(f'{it.path} ({it.date})' for it in usable) or 'none'} is usable ({bad})."
+        )
     if not items[-1].usable:
-        raise InputFileError(f"{items[-1].path}: the latest scene of the series has no valid "
-                             "pixel (cloud or nodata everywhere); leave it out.")
+        raise InputFileError(
+            f"{items[-1].path}: the latest scene of the series has no valid "
+            "pixel (cloud or nodata everywhere); leave it out."
+        )
     ref, choice = choose_reference(items, samples)
-    result = detect_changes(items[ref].path, items[-1].path, config, mask_out=mask_out,
-                            progress=progress, client=client)
+    result = detect_changes(
+        items[ref].path, items[-1].path, config, mask_out=mask_out, progress=progress, client=client
+    )
     later = [i for i in range(ref + 1, len(items)) if items[i].usable]
     later_dates = [items[i].date for i in later]
     conv = [f for f in result.features if f["kind"] == "conversion"]
@@ -345,8 +407,11 @@ def detect_series(paths: Sequence[str | Path], config=None, dates=None, mask_out
     kept, pending, reverted = [], [], []
     for k, f in enumerate(conv):
         verdict = persistence(classes[k], later_dates, f["to_class"], min_persist)
-        f.update(change_date=verdict["change_date"], persistent_dates=verdict["persistent_dates"],
-                 observed=verdict["observed"])
+        f.update(
+            change_date=verdict["change_date"],
+            persistent_dates=verdict["persistent_dates"],
+            observed=verdict["observed"],
+        )
         {"confirmed": kept, "pending": pending, "reverted": reverted}[verdict["status"]].append(f)
     features = [f for f in result.features if f["kind"] != "conversion" or f in kept]
     for i, f in enumerate(features, start=1):
@@ -354,28 +419,46 @@ def detect_series(paths: Sequence[str | Path], config=None, dates=None, mask_out
 
     def brief(f: dict) -> dict:
         c = f["geometry"].centroid
-        return {"area_m2": f["area_m2"], "from_class": f["from_class"],
-                "to_class": f["to_class"], "x": round(c.x, 1), "y": round(c.y, 1),
-                "observed": f["observed"]}
+        return {
+            "area_m2": f["area_m2"],
+            "from_class": f["from_class"],
+            "to_class": f["to_class"],
+            "x": round(c.x, 1),
+            "y": round(c.y, 1),
+            "observed": f["observed"],
+        }
 
     result.features = features
     result.stats.update(
-        polygons=len(features), changed_area_m2=round(sum(f["area_m2"] for f in features), 1),
+        polygons=len(features),
+        changed_area_m2=round(sum(f["area_m2"] for f in features), 1),
         by_kind=_count_by(features, "kind"),
         series={
-            "scenes": [{"path": str(it.path), "date": it.date.isoformat(), "usable": it.usable,
-                        "valid_fraction": round(it.valid_fraction, 4),
-                        **({"note": it.note} if it.note else {})} for it in items],
-            "reference": str(items[ref].path), "target": str(items[-1].path),
+            "scenes": [
+                {
+                    "path": str(it.path),
+                    "date": it.date.isoformat(),
+                    "usable": it.usable,
+                    "valid_fraction": round(it.valid_fraction, 4),
+                    **({"note": it.note} if it.note else {}),
+                }
+                for it in items
+            ],
+            "reference": str(items[ref].path),
+            "target": str(items[-1].path),
             "reference_date": items[ref].date.isoformat(),
-            "target_date": items[-1].date.isoformat(), **choice,
-            "dates_after_reference": len(later), "min_persist": min_persist,
-            "confirmed": len(kept), "pending": [brief(f) for f in pending],
+            "target_date": items[-1].date.isoformat(),
+            **choice,
+            "dates_after_reference": len(later),
+            "min_persist": min_persist,
+            "confirmed": len(kept),
+            "pending": [brief(f) for f in pending],
             "reverted": [brief(f) for f in reverted],
-        })
+        },
+    )
     result.parameters["series"] = {
-        "scenes": [str(it.path) for it in items], "dates": [it.date.isoformat() for it in items],
+        "scenes": [str(it.path) for it in items],
+        "dates": [it.date.isoformat() for it in items],
         "min_persist": min_persist,
     }
     return result
-

@@ -46,8 +46,15 @@ def _jsonable(value):
 
 #: Parameters of :class:`gis.change.detect.DetectionConfig` that change a run's result; the
 #: others (tile size, threads, Dask scheduler, GDAL cache) only change how it is computed.
-KEY_PARAMETERS = ("threshold", "min_mapping_unit_m2", "opening", "simplify_px", "tta",
-                  "cva_rule", "bands")
+KEY_PARAMETERS = (
+    "threshold",
+    "min_mapping_unit_m2",
+    "opening",
+    "simplify_px",
+    "tta",
+    "cva_rule",
+    "bands",
+)
 
 
 def _file_digest(path, cache: dict) -> str:
@@ -91,7 +98,9 @@ def run_key(result: DetectionResult) -> tuple[str, dict]:
 
         identity["series"] = {
             "scenes": [scene_fingerprint(open_scene(p), bands) for p in series["scenes"]],
-            "dates": series["dates"], "min_persist": series["min_persist"]}
+            "dates": series["dates"],
+            "min_persist": series["min_persist"],
+        }
     blob = json.dumps(_jsonable(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest(), identity
 
@@ -107,11 +116,18 @@ def _scene_params(info: dict) -> dict:
     ring = info["footprint"]
     wkt = "POLYGON((" + ", ".join(f"{x:.8f} {y:.8f}" for x, y in ring) + "))"
     return {
-        "path": info["path"], "sensor": info["sensor"], "acquired_at": info["acquired_at"],
-        "crs": info["crs"], "transform": json.dumps(info["transform"]),
-        "width": info["width"], "height": info["height"], "bands": json.dumps(info["bands"]),
-        "cloud_fraction": info["cloud_fraction"], "nodata_fraction": info["nodata_fraction"],
-        "metadata": json.dumps(_jsonable(info["metadata"])), "wkt": wkt,
+        "path": info["path"],
+        "sensor": info["sensor"],
+        "acquired_at": info["acquired_at"],
+        "crs": info["crs"],
+        "transform": json.dumps(info["transform"]),
+        "width": info["width"],
+        "height": info["height"],
+        "bands": json.dumps(info["bands"]),
+        "cloud_fraction": info["cloud_fraction"],
+        "nodata_fraction": info["nodata_fraction"],
+        "metadata": json.dumps(_jsonable(info["metadata"])),
+        "wkt": wkt,
     }
 
 
@@ -119,12 +135,16 @@ def _write_scene(conn: Connection, info: dict, scene_id: int | None = None) -> i
     """Insert a scene, or update the row ``scene_id`` (a re-run: same content, maybe moved)."""
     params = _scene_params(info)
     if scene_id is None:
-        return conn.execute(text(
-            f"INSERT INTO imagery_scenes ({SCENE_COLUMNS}) VALUES ({SCENE_VALUES}) RETURNING id"
-        ), params).scalar_one()
-    conn.execute(text(
-        f"UPDATE imagery_scenes SET ({SCENE_COLUMNS}) = ROW({SCENE_VALUES}) WHERE id = :id"
-    ), {**params, "id": scene_id})
+        return conn.execute(
+            text(
+                f"INSERT INTO imagery_scenes ({SCENE_COLUMNS}) VALUES ({SCENE_VALUES}) RETURNING id"
+            ),
+            params,
+        ).scalar_one()
+    conn.execute(
+        text(f"UPDATE imagery_scenes SET ({SCENE_COLUMNS}) = ROW({SCENE_VALUES}) WHERE id = :id"),
+        {**params, "id": scene_id},
+    )
     return scene_id
 
 
@@ -142,8 +162,13 @@ RETURNING id
 """
 
 
-def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet,
-              force: bool = False, state_dir=None) -> dict:
+def store_run(
+    bind: Engine | Connection,
+    result: DetectionResult,
+    rules: RuleSet,
+    force: bool = False,
+    state_dir=None,
+) -> dict:
     """Store the run, its two scenes, its changes and its parcel alerts (one transaction).
 
     A run with the same :func:`run_key` as a stored, succeeded run updates that run in place
@@ -163,45 +188,64 @@ def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet
         raised) and reviewed_superseded (reviewed alerts no longer raised, kept).
     """
     key, identity = run_key(result)
-    parameters = {**_jsonable(result.parameters), "before_fingerprint": identity["before"],
-                  "after_fingerprint": identity["after"]}
+    parameters = {
+        **_jsonable(result.parameters),
+        "before_fingerprint": identity["before"],
+        "after_fingerprint": identity["after"],
+    }
     with transaction(bind) as conn:
         srid = storage_srid(conn)
         # two stores of the same run at once: the second waits and then updates the first
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7))"), {"k": key})
-        previous = None if force else conn.execute(text(
-            "SELECT id, before_scene_id, after_scene_id FROM detection_runs "
-            "WHERE input_key = :k AND status = 'succeeded' ORDER BY id DESC LIMIT 1 FOR UPDATE"
-        ), {"k": key}).one_or_none()
+        previous = (
+            None
+            if force
+            else conn.execute(
+                text(
+                    "SELECT id, before_scene_id, after_scene_id FROM detection_runs "
+                    "WHERE input_key = :k AND status = 'succeeded' ORDER BY id DESC LIMIT 1 FOR UPDATE"
+                ),
+                {"k": key},
+            ).one_or_none()
+        )
         run_values = {
-            "method": result.method, "model_version": result.model_version,
-            "parameters": json.dumps(parameters), "timings": json.dumps(result.timings),
-            "stats": json.dumps(_jsonable(result.stats)), "key": key,
+            "method": result.method,
+            "model_version": result.model_version,
+            "parameters": json.dumps(parameters),
+            "timings": json.dumps(result.timings),
+            "stats": json.dumps(_jsonable(result.stats)),
+            "key": key,
         }
         if previous is None:
             before_id = _write_scene(conn, result.scene_info["before"])
             after_id = _write_scene(conn, result.scene_info["after"])
-            run_id = conn.execute(text(
-                """
+            run_id = conn.execute(
+                text(
+                    """
                 INSERT INTO detection_runs (status, method, model_version, parameters,
                     before_scene_id, after_scene_id, timings, stats, input_key)
                 VALUES ('running', :method, :model_version, CAST(:parameters AS jsonb), :b, :a,
                     CAST(:timings AS jsonb), CAST(:stats AS jsonb), :key)
                 RETURNING id
                 """
-            ), {**run_values, "b": before_id, "a": after_id}).scalar_one()
+                ),
+                {**run_values, "b": before_id, "a": after_id},
+            ).scalar_one()
         else:
             run_id = previous.id
             _write_scene(conn, result.scene_info["before"], previous.before_scene_id)
             _write_scene(conn, result.scene_info["after"], previous.after_scene_id)
-            conn.execute(text(
-                """
+            conn.execute(
+                text(
+                    """
                 UPDATE detection_runs SET method = :method, model_version = :model_version,
                     parameters = CAST(:parameters AS jsonb), timings = CAST(:timings AS jsonb),
                     stats = CAST(:stats AS jsonb), updated_at = now()
                 WHERE id = :id
                 """
-            ), {**run_values, "id": run_id})
+                ),
+                {**run_values, "id": run_id},
+            )
             conn.execute(text("DELETE FROM land_changes WHERE run_id = :r"), {"r": run_id})
         n_changes = _insert_changes(conn, run_id, result, srid)
         update = create_alerts(conn, run_id, rules)
@@ -212,17 +256,31 @@ def store_run(bind: Engine | Connection, result: DetectionResult, rules: RuleSet
         by_sev: dict[str, int] = {}
         for a in update.alerts:
             by_sev[a.severity] = by_sev.get(a.severity, 0) + 1
-        stats = {**_jsonable(result.stats), "stored_changes": n_changes,
-                 "alerts": len(update.alerts), "alerts_by_severity": by_sev}
+        stats = {
+            **_jsonable(result.stats),
+            "stored_changes": n_changes,
+            "alerts": len(update.alerts),
+            "alerts_by_severity": by_sev,
+        }
         if previous is not None:
-            stats.update(alerts_removed=update.removed,
-                         reviewed_superseded=update.superseded_reviewed)
-        conn.execute(text(
-            "UPDATE detection_runs SET status = 'succeeded', finished_at = now(), "
-            "stats = CAST(:stats AS jsonb) WHERE id = :id"
-        ), {"stats": json.dumps(stats), "id": run_id})
-    out = {"run_id": run_id, "updated": previous is not None, "changes": n_changes,
-           "alerts": len(update.alerts), "alerts_by_severity": by_sev, "evidence": evidence}
+            stats.update(
+                alerts_removed=update.removed, reviewed_superseded=update.superseded_reviewed
+            )
+        conn.execute(
+            text(
+                "UPDATE detection_runs SET status = 'succeeded', finished_at = now(), "
+                "stats = CAST(:stats AS jsonb) WHERE id = :id"
+            ),
+            {"stats": json.dumps(stats), "id": run_id},
+        )
+    out = {
+        "run_id": run_id,
+        "updated": previous is not None,
+        "changes": n_changes,
+        "alerts": len(update.alerts),
+        "alerts_by_severity": by_sev,
+        "evidence": evidence,
+    }
     if previous is not None:
         out.update(alerts_removed=update.removed, reviewed_superseded=update.superseded_reviewed)
     return out
@@ -234,8 +292,7 @@ def _insert_changes(conn: Connection, run_id: int, result: DetectionResult, srid
     n_changes = 0
     geoms = np.array([f["geometry"] for f in result.features], dtype=object)
     stored = transform_geometries(geoms, result.grid.crs.to_wkt(), srid)
-    lonlat = transform_geometries(shapely.point_on_surface(geoms),
-                                  result.grid.crs.to_wkt(), 4326)
+    lonlat = transform_geometries(shapely.point_on_surface(geoms), result.grid.crs.to_wkt(), 4326)
     stmt = text(INSERT_CHANGE.format(srid=int(srid)))
     d_before = result.before.acquired_at.date() if result.before.acquired_at else None
     d_after = result.after.acquired_at.date() if result.after.acquired_at else None
@@ -245,28 +302,48 @@ def _insert_changes(conn: Connection, run_id: int, result: DetectionResult, srid
         if not polys:
             continue
         g = shapely.MultiPolygon(polys)
-        conn.execute(stmt, {
-            "run_id": run_id, "area_m2": round(float(g.area), 1),
-            "from_class": f["from_class"], "to_class": f["to_class"],
-            "kind": f["kind"], "confidence": min(max(f["confidence"], 0.0), 1.0),
-            "date_before": d_before, "date_after": d_after,
-            "lon": float(pt.x), "lat": float(pt.y),
-            "wkb": shapely.to_wkb(g, hex=True),
-        })
+        conn.execute(
+            stmt,
+            {
+                "run_id": run_id,
+                "area_m2": round(float(g.area), 1),
+                "from_class": f["from_class"],
+                "to_class": f["to_class"],
+                "kind": f["kind"],
+                "confidence": min(max(f["confidence"], 0.0), 1.0),
+                "date_before": d_before,
+                "date_after": d_after,
+                "lon": float(pt.x),
+                "lat": float(pt.y),
+                "wkb": shapely.to_wkb(g, hex=True),
+            },
+        )
         n_changes += 1
     return n_changes
 
 
-def record_failed_run(bind: Engine | Connection, method: str, parameters: dict, error: str,
-                      model_version: str | None = None) -> int:
+def record_failed_run(
+    bind: Engine | Connection,
+    method: str,
+    parameters: dict,
+    error: str,
+    model_version: str | None = None,
+) -> int:
     """Record a failed run (its own transaction): status 'failed' and the error sentence."""
     with transaction(bind) as conn:
-        return conn.execute(text(
-            """
+        return conn.execute(
+            text(
+                """
             INSERT INTO detection_runs (status, method, model_version, parameters, finished_at,
                 error)
             VALUES ('failed', :method, :model_version, CAST(:parameters AS jsonb), now(), :error)
             RETURNING id
             """
-        ), {"method": method, "model_version": model_version,
-            "parameters": json.dumps(_jsonable(parameters)), "error": error}).scalar_one()
+            ),
+            {
+                "method": method,
+                "model_version": model_version,
+                "parameters": json.dumps(_jsonable(parameters)),
+                "error": error,
+            },
+        ).scalar_one()

@@ -70,8 +70,12 @@ class BackupSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IOC_BACKUP_", env_file=".env", extra="ignore")
 
     dir: Path | None = Field(default=None, description="Where backups go; unset = <state>/backups.")
-    keep_daily: int = Field(default=7, ge=0, description="Newest backup of each of the last N days.")
-    keep_weekly: int = Field(default=4, ge=0, description="Newest backup of each of the last M weeks.")
+    keep_daily: int = Field(
+        default=7, ge=0, description="Newest backup of each of the last N days."
+    )
+    keep_weekly: int = Field(
+        default=4, ge=0, description="Newest backup of each of the last M weeks."
+    )
     folders: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["nlp-models", "land-models"],
         description="State sub-folders (model registries) put in the archive when they exist.",
@@ -88,7 +92,11 @@ class BackupSettings(BaseSettings):
         return Path(self.dir) if self.dir else Path(state_dir) / "backups"
 
     def include_dirs(self, state_dir: Path) -> dict[str, Path]:
-        return {name: Path(state_dir) / name for name in self.folders if (Path(state_dir) / name).is_dir()}
+        return {
+            name: Path(state_dir) / name
+            for name in self.folders
+            if (Path(state_dir) / name).is_dir()
+        }
 
 
 @dataclass
@@ -125,13 +133,20 @@ def client_binary(name: str, server_major: int) -> Path:
     candidate = Path(f"/usr/lib/postgresql/{server_major}/bin/{name}")
     if candidate.exists():
         return candidate
-    newer = sorted((p for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")
-                    if p.parent.parent.name.isdigit() and int(p.parent.parent.name) >= server_major),
-                   key=lambda p: int(p.parent.parent.name))
+    newer = sorted(
+        (
+            p
+            for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")
+            if p.parent.parent.name.isdigit() and int(p.parent.parent.name) >= server_major
+        ),
+        key=lambda p: int(p.parent.parent.name),
+    )
     if newer:
         return newer[0]
-    raise BackupError(f"No {name} for PostgreSQL {server_major} (looked in /usr/lib/postgresql/*/bin): "
-                      f"install the Debian package postgresql-client-{server_major}.")
+    raise BackupError(
+        f"No {name} for PostgreSQL {server_major} (looked in /usr/lib/postgresql/*/bin): "
+        f"install the Debian package postgresql-client-{server_major}."
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -144,12 +159,14 @@ def _sha256(path: Path) -> str:
 
 def table_counts(conn) -> dict[str, int]:
     """Exact row count of every user table (schema-qualified names)."""
-    names = conn.execute(text(
-        "SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY schemaname, relname")).all()
+    names = conn.execute(
+        text("SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY schemaname, relname")
+    ).all()
     out = {}
     for schema, table in names:
-        out[f"{schema}.{table}"] = int(conn.execute(
-            text(f'SELECT count(*) FROM "{schema}"."{table}"')).scalar_one())
+        out[f"{schema}.{table}"] = int(
+            conn.execute(text(f'SELECT count(*) FROM "{schema}"."{table}"')).scalar_one()
+        )
     return out
 
 
@@ -173,8 +190,12 @@ def _disk_error(exc: OSError, where: Path) -> BackupError:
 # ------------------------------------------------------------------------------ backup
 
 
-def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
-                  extra_dirs: dict[str, Path] | None = None) -> BackupInfo:
+def create_backup(
+    database_url: str,
+    out: Path,
+    state_dir: Path | None = None,
+    extra_dirs: dict[str, Path] | None = None,
+) -> BackupInfo:
     """Write one archive of the database and ``extra_dirs`` ({name: folder}) to ``out``."""
     out = Path(out)
     folder = out.parent
@@ -183,8 +204,10 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
     except OSError as exc:
         raise _disk_error(exc, folder) from None
     if not os.access(folder, os.W_OK):
-        raise BackupError(f"Cannot write the backup in {folder}: permission denied (the folder is not "
-                          "writable); earlier backups are untouched.")
+        raise BackupError(
+            f"Cannot write the backup in {folder}: permission denied (the folder is not "
+            "writable); earlier backups are untouched."
+        )
     if out.exists():
         raise BackupInputError(f"{out} already exists; choose another --out.")
     engine = make_engine(database_url, connect_args={"connect_timeout": 10})
@@ -194,7 +217,10 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
         work = Path(tempfile.mkdtemp(prefix=".ioc-backup-", dir=folder))
         dump = work / "database.dump"
         # one snapshot (repeatable read) for the counts, the checksum and the dump
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+        with (
+            engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+            conn.begin(),
+        ):
             snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
             major = _server_major(conn)
             server_version = conn.execute(text("SHOW server_version")).scalar_one()
@@ -206,16 +232,27 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
                 revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             url, env = _libpq_env(database_url)
             proc = subprocess.run(
-                [str(pg_dump), "--format=custom", f"--snapshot={snapshot}", f"--file={dump}",
-                 "--no-password", f"--dbname={url}"],
-                capture_output=True, text=True, env=env, timeout=6 * 3600)
+                [
+                    str(pg_dump),
+                    "--format=custom",
+                    f"--snapshot={snapshot}",
+                    f"--file={dump}",
+                    "--no-password",
+                    f"--dbname={url}",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=6 * 3600,
+            )
         if proc.returncode != 0:
             err = proc.stderr.strip().splitlines()
             if any("No space left" in line for line in err):
                 raise _disk_error(OSError(errno.ENOSPC, "No space left on device"), folder)
             raise BackupError(f"pg_dump failed: {err[-1] if err else proc.returncode}")
-        dump_version = subprocess.run([str(pg_dump), "--version"], capture_output=True,
-                                      text=True).stdout.strip()
+        dump_version = subprocess.run(
+            [str(pg_dump), "--version"], capture_output=True, text=True
+        ).stdout.strip()
         members = [{"name": "database.dump", "size": dump.stat().st_size, "sha256": _sha256(dump)}]
         files: list[tuple[Path, str]] = []
         for name, src in sorted((extra_dirs or {}).items()):
@@ -223,7 +260,9 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
                 if path.is_file() and not path.is_symlink():
                     arc = f"files/{name}/{path.relative_to(src).as_posix()}"
                     files.append((path, arc))
-                    members.append({"name": arc, "size": path.stat().st_size, "sha256": _sha256(path)})
+                    members.append(
+                        {"name": arc, "size": path.stat().st_size, "sha256": _sha256(path)}
+                    )
         manifest = {
             "format": FORMAT,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -279,24 +318,34 @@ def create_backup(database_url: str, out: Path, state_dir: Path | None = None,
 def read_manifest(archive: Path) -> dict[str, Any]:
     archive = Path(archive)
     if not archive.is_file():
-        raise BackupInputError(f"{archive} does not exist." if not archive.exists()
-                               else f"{archive} is not a file.")
+        raise BackupInputError(
+            f"{archive} does not exist." if not archive.exists() else f"{archive} is not a file."
+        )
     try:
         with tarfile.open(archive, mode="r") as tar:
             member = tar.extractfile("manifest.json")
             manifest = json.loads(member.read().decode("utf-8")) if member else None
     except (tarfile.TarError, KeyError, ValueError, OSError):
-        raise BackupInputError(f"{archive} is not an ioc-monitor backup (not a tar archive with "
-                               "a manifest.json).") from None
+        raise BackupInputError(
+            f"{archive} is not an ioc-monitor backup (not a tar archive with a manifest.json)."
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupInputError(f"{archive} is not an ioc-monitor backup (format {FORMAT} expected).")
+        raise BackupInputError(
+            f"{archive} is not an ioc-monitor backup (format {FORMAT} expected)."
+        )
     return manifest
 
 
 def _user_tables(conn) -> list[str]:
-    return [f"{s}.{t}" for s, t in conn.execute(text(
-        "SELECT schemaname, relname FROM pg_stat_user_tables "
-        "WHERE NOT (schemaname = 'public' AND relname = 'spatial_ref_sys')"))]
+    return [
+        f"{s}.{t}"
+        for s, t in conn.execute(
+            text(
+                "SELECT schemaname, relname FROM pg_stat_user_tables "
+                "WHERE NOT (schemaname = 'public' AND relname = 'spatial_ref_sys')"
+            )
+        )
+    ]
 
 
 def _ensure_database(database_url: str) -> None:
@@ -316,8 +365,11 @@ def _ensure_database(database_url: str) -> None:
             raise DatabaseError(f"Cannot connect to {redact(database_url)}: {reason}") from exc
     finally:
         engine.dispose()
-    admin = make_engine(urlunsplit(parts._replace(path="/postgres")), isolation_level="AUTOCOMMIT",
-                        connect_args={"connect_timeout": 10})
+    admin = make_engine(
+        urlunsplit(parts._replace(path="/postgres")),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 10},
+    )
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -340,8 +392,9 @@ def _restore_order(pg_restore: Path, dump: Path, out: Path) -> Path:
     return out
 
 
-def restore_backup(archive: Path, database_url: str, state_dir: Path | None = None,
-                   force: bool = False) -> dict[str, Any]:
+def restore_backup(
+    archive: Path, database_url: str, state_dir: Path | None = None, force: bool = False
+) -> dict[str, Any]:
     """Restore ``archive`` into ``database_url`` (created when missing; must be empty unless
     ``force``) and its folders into ``state_dir``; verify counts and the parcels checksum."""
     archive = Path(archive)
@@ -353,9 +406,11 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
             present = _user_tables(conn)
             major = _server_major(conn)
         if present and not force:
-            raise BackupInputError(f"{redact(database_url)} is not empty ({len(present)} tables, e.g. "
-                              f"{', '.join(sorted(present)[:3])}); restore into an empty database "
-                              "or pass --force to replace its contents.")
+            raise BackupInputError(
+                f"{redact(database_url)} is not empty ({len(present)} tables, e.g. "
+                f"{', '.join(sorted(present)[:3])}); restore into an empty database "
+                "or pass --force to replace its contents."
+            )
         targets = {}
         for name in manifest.get("folders", []):
             if state_dir is None:
@@ -372,8 +427,10 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
             for member in manifest["members"]:
                 path = work / member["name"]
                 if not path.is_file() or _sha256(path) != member["sha256"]:
-                    raise BackupError(f"{archive}: member {member['name']} is missing or corrupt "
-                                      "(checksum differs from the manifest).")
+                    raise BackupError(
+                        f"{archive}: member {member['name']} is missing or corrupt "
+                        "(checksum differs from the manifest)."
+                    )
             if force and present:
                 with engine.begin() as conn:
                     schemas = sorted({t.split(".", 1)[0] for t in present} - {"public"})
@@ -384,13 +441,27 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
             url, env = _libpq_env(database_url)
             order = _restore_order(pg_restore, work / "database.dump", work / "restore.list")
             proc = subprocess.run(
-                [str(pg_restore), "--single-transaction", "--no-owner", "--no-privileges",
-                 f"--use-list={order}", "--no-password", f"--dbname={url}", str(work / "database.dump")],
-                capture_output=True, text=True, env=env, timeout=6 * 3600)
+                [
+                    str(pg_restore),
+                    "--single-transaction",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--use-list={order}",
+                    "--no-password",
+                    f"--dbname={url}",
+                    str(work / "database.dump"),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=6 * 3600,
+            )
             if proc.returncode != 0:
                 err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
                 detail = next((line for line in err if "ERROR" in line), err[-1] if err else "")
-                raise BackupError(f"pg_restore failed, nothing was restored: {detail.strip()[:300]}")
+                raise BackupError(
+                    f"pg_restore failed, nothing was restored: {detail.strip()[:300]}"
+                )
             for name, dest in targets.items():
                 src = work / "files" / name
                 if not src.exists():
@@ -407,12 +478,19 @@ def restore_backup(archive: Path, database_url: str, state_dir: Path | None = No
         expected = manifest.get("tables", {})
         differ = {t: (n, counts.get(t)) for t, n in expected.items() if counts.get(t) != n}
         if differ or checksum != manifest.get("parcels_checksum"):
-            raise BackupError(f"Restored, but the contents differ from the backup: "
-                              f"{differ or 'parcels checksum ' + str(checksum)}.")
-        return {"database": redact(database_url), "tables": len(counts),
-                "rows": sum(counts.values()), "parcels_checksum": checksum,
-                "folders": sorted(targets), "created": manifest.get("created"),
-                "schema_revision": manifest.get("schema_revision")}
+            raise BackupError(
+                f"Restored, but the contents differ from the backup: "
+                f"{differ or 'parcels checksum ' + str(checksum)}."
+            )
+        return {
+            "database": redact(database_url),
+            "tables": len(counts),
+            "rows": sum(counts.values()),
+            "parcels_checksum": checksum,
+            "folders": sorted(targets),
+            "created": manifest.get("created"),
+            "schema_revision": manifest.get("schema_revision"),
+        }
     finally:
         engine.dispose()
 
@@ -427,14 +505,17 @@ def backup_time(path: Path) -> dt.datetime | None:
     return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
 
 
-def prune_backups(folder: Path, keep_daily: int, keep_weekly: int,
-                  tz: str = "Asia/Ho_Chi_Minh") -> list[Path]:
+def prune_backups(
+    folder: Path, keep_daily: int, keep_weekly: int, tz: str = "Asia/Ho_Chi_Minh"
+) -> list[Path]:
     """Delete nightly archives (``ioc-<UTC stamp>.iocbak``) beyond the newest of each of the
     last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO weeks (local time).
     Other files are never touched. Returns the deleted paths."""
     zone = ZoneInfo(tz)
-    found = sorted(((backup_time(p), p) for p in Path(folder).glob("ioc-*.iocbak") if backup_time(p)),
-                   reverse=True)
+    found = sorted(
+        ((backup_time(p), p) for p in Path(folder).glob("ioc-*.iocbak") if backup_time(p)),
+        reverse=True,
+    )
     keep: set[Path] = set()
     days: list[dt.date] = []
     weeks: list[tuple[int, int]] = []

@@ -68,7 +68,9 @@ def find_pg_bindir(explicit: Path | None = None) -> Path:
         return explicit
     candidates = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: float(p.parent.parent.name) if p.parent.parent.name.replace(".", "").isdigit() else 0,
+        key=lambda p: (
+            float(p.parent.parent.name) if p.parent.parent.name.replace(".", "").isdigit() else 0
+        ),
         reverse=True,
     )
     for initdb in candidates:
@@ -226,7 +228,9 @@ class EmbeddedCluster:
         """libpq URI of the running cluster (usable by psql and GDAL)."""
         meta = self._read_meta()
         if not meta.get("initialised"):
-            raise DatabaseError(f"The embedded cluster in {self.root} is not initialised; run `ioc db up`.")
+            raise DatabaseError(
+                f"The embedded cluster in {self.root} is not initialised; run `ioc db up`."
+            )
         return (
             f"postgresql://{quote(self.db_user)}:{quote(self._password(), safe='')}"
             f"@127.0.0.1:{meta['port']}/{database or self.db_name}"
@@ -305,11 +309,15 @@ class EmbeddedCluster:
             self._run(
                 [
                     str(self.bindir / "initdb"),
-                    "-D", str(self.data_dir),
-                    "-U", self.db_user,
-                    "--pwfile", str(pwfile),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.db_user,
+                    "--pwfile",
+                    str(pwfile),
                     "--auth=scram-sha-256",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--locale=C.UTF-8",
                 ],
                 "initdb",
@@ -357,10 +365,15 @@ class EmbeddedCluster:
             self._run(
                 [
                     str(self.bindir / "pg_ctl"),
-                    "-D", str(self.data_dir),
-                    "-l", str(self.log_file),
-                    "-o", options,
-                    "-w", "-t", "60",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
                     "start",
                 ],
                 "Starting the embedded PostgreSQL server",
@@ -372,7 +385,11 @@ class EmbeddedCluster:
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
-            lines = [line for line in self.log_file.read_text(errors="replace").splitlines() if line.strip()]
+            lines = [
+                line
+                for line in self.log_file.read_text(errors="replace").splitlines()
+                if line.strip()
+            ]
             for line in reversed(lines[-20:]):
                 if "FATAL" in line or "ERROR" in line:
                     return line.split("FATAL:")[-1].split("ERROR:")[-1].strip()
@@ -385,7 +402,17 @@ class EmbeddedCluster:
             return False
         try:
             self._run(
-                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ],
                 "Stopping the embedded PostgreSQL server",
                 timeout=90,
             )
@@ -407,8 +434,12 @@ class EmbeddedCluster:
         admin_url = self.url(database="postgres")
         try:
             with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,)).fetchone()
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,)
+                ).fetchone()
                 if not exists:
                     conn.execute(f'CREATE DATABASE "{self.db_name}"')
         except psycopg.Error as exc:
-            raise DatabaseError(f"Cannot prepare database '{self.db_name}' in the embedded cluster: {exc}".strip()) from exc
+            raise DatabaseError(
+                f"Cannot prepare database '{self.db_name}' in the embedded cluster: {exc}".strip()
+            ) from exc

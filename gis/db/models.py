@@ -100,10 +100,16 @@ class LandUseCodeMapping(Base):
 
     __table_args__ = (
         # every mapped code is a known code of its version (0001)
-        ForeignKeyConstraint(["code_2014", "version_2014"],
-                             ["land_use_codes.code", "land_use_codes.version"], name="fk_map_2014"),
-        ForeignKeyConstraint(["code_2024", "version_2024"],
-                             ["land_use_codes.code", "land_use_codes.version"], name="fk_map_2024"),
+        ForeignKeyConstraint(
+            ["code_2014", "version_2014"],
+            ["land_use_codes.code", "land_use_codes.version"],
+            name="fk_map_2014",
+        ),
+        ForeignKeyConstraint(
+            ["code_2024", "version_2024"],
+            ["land_use_codes.code", "land_use_codes.version"],
+            name="fk_map_2024",
+        ),
     )
 
     code_2014: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -119,14 +125,24 @@ class Parcel(Base):
     __tablename__ = "parcels"
     __table_args__ = (
         # 0002_land: old communes each numbered sheets from 1, so the old code is in the key
-        UniqueConstraint("commune_code", "old_commune_code", "sheet_number", "parcel_number",
-                         name="uq_parcels_key", postgresql_nulls_not_distinct=True),
-        ForeignKeyConstraint(["land_use_code_raw", "land_use_code_version"],
-                             ["land_use_codes.code", "land_use_codes.version"],
-                             name="fk_parcels_raw_code"),
-        ForeignKeyConstraint(["land_use_code", "land_use_code_current_version"],
-                             ["land_use_codes.code", "land_use_codes.version"],
-                             name="fk_parcels_code"),
+        UniqueConstraint(
+            "commune_code",
+            "old_commune_code",
+            "sheet_number",
+            "parcel_number",
+            name="uq_parcels_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+        ForeignKeyConstraint(
+            ["land_use_code_raw", "land_use_code_version"],
+            ["land_use_codes.code", "land_use_codes.version"],
+            name="fk_parcels_raw_code",
+        ),
+        ForeignKeyConstraint(
+            ["land_use_code", "land_use_code_current_version"],
+            ["land_use_codes.code", "land_use_codes.version"],
+            name="fk_parcels_code",
+        ),
         Index("ix_parcels_geom", "geom", postgresql_using="gist"),
     )
 
@@ -146,7 +162,9 @@ class Parcel(Base):
     owner_name: Mapped[str | None] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(Text)
     source_file: Mapped[str | None] = mapped_column(Text)
-    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    imported_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False), nullable=False)
 
 
@@ -167,7 +185,9 @@ class ImageryScene(Base):
     cloud_fraction: Mapped[float | None] = mapped_column(Float)
     nodata_fraction: Mapped[float | None] = mapped_column(Float)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
-    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    registered_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     footprint = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False), nullable=True)
 
 
@@ -183,7 +203,9 @@ class DetectionRun(Base):
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     before_scene_id: Mapped[int | None] = mapped_column(ForeignKey("imagery_scenes.id"))
     after_scene_id: Mapped[int | None] = mapped_column(ForeignKey("imagery_scenes.id"))
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -200,7 +222,9 @@ class LandChange(Base):
     __table_args__ = (Index("ix_land_changes_geom", "geom", postgresql_using="gist"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
     area_m2: Mapped[float] = mapped_column(Float)
     from_class: Mapped[str | None] = mapped_column(String(24))
     to_class: Mapped[str | None] = mapped_column(String(24))
@@ -209,7 +233,9 @@ class LandChange(Base):
     date_before: Mapped[dt.date | None] = mapped_column(Date)
     date_after: Mapped[dt.date | None] = mapped_column(Date)
     commune_code: Mapped[str | None] = mapped_column(String(16), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=-1, spatial_index=False), nullable=False)
 
 
@@ -221,9 +247,13 @@ class ParcelAlert(Base):
     __table_args__ = (UniqueConstraint("run_id", "parcel_id", name="uq_parcel_alerts_run_parcel"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
     parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"), index=True)
-    change_id: Mapped[int | None] = mapped_column(ForeignKey("land_changes.id", ondelete="SET NULL"))
+    change_id: Mapped[int | None] = mapped_column(
+        ForeignKey("land_changes.id", ondelete="SET NULL")
+    )
     commune_code: Mapped[str | None] = mapped_column(String(16), index=True)
     changed_area_m2: Mapped[float] = mapped_column(Float)
     changed_fraction: Mapped[float] = mapped_column(Float)
@@ -238,7 +268,9 @@ class ParcelAlert(Base):
     reviewer: Mapped[str | None] = mapped_column(Text)
     review_note: Mapped[str | None] = mapped_column(Text)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class NewsSource(Base):
@@ -269,7 +301,9 @@ class Article(Base):
     text: Mapped[str] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
-    fetched_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    fetched_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     language: Mapped[str | None] = mapped_column(String(8))
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     simhash: Mapped[int | None] = mapped_column(BigInteger)
@@ -286,19 +320,27 @@ class ArticleScore(Base):
     __table_args__ = (
         UniqueConstraint("article_id", "model_version", name="uq_article_scores_article_model"),
         # 0004: the latest score of an article
-        Index("ix_article_scores_article_scored", "article_id", text("scored_at DESC"),
-              text("id DESC")),
+        Index(
+            "ix_article_scores_article_scored",
+            "article_id",
+            text("scored_at DESC"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
     model_version: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(16))
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSONB)
     topic: Mapped[str | None] = mapped_column(String(48))
     topic_scores: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     reasons: Mapped[list[Any] | None] = mapped_column(JSONB)
-    scored_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    scored_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class ArticlePlace(Base):
@@ -306,8 +348,12 @@ class ArticlePlace(Base):
 
     __tablename__ = "article_places"
 
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
-    admin_unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    admin_unit_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True
+    )
     mention: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float)
 
@@ -317,17 +363,27 @@ class LabelFeedback(Base):
 
     __tablename__ = "label_feedback"
     # 0004: the latest correction of an article
-    __table_args__ = (Index("ix_label_feedback_article_created", "article_id",
-                            text("created_at DESC"), text("id DESC")),)
+    __table_args__ = (
+        Index(
+            "ix_label_feedback_article_created",
+            "article_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
     field: Mapped[str] = mapped_column(String(16), server_default="sentiment")
     old_label: Mapped[str | None] = mapped_column(String(48))
     new_label: Mapped[str] = mapped_column(String(48))
     reviewer: Mapped[str] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     used_in_model_version: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -342,9 +398,10 @@ class CrawlFailure(Base):
     stage: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     resolved: Mapped[bool] = mapped_column(Boolean, server_default="false")
-
 
 
 # --- roles and audit (migration 0006) ---
@@ -370,7 +427,8 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True)
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     actor: Mapped[str] = mapped_column(Text)  # token name, or the system user at the CLI
     role: Mapped[str | None] = mapped_column(String(16))  # None: command line (no token)
     channel: Mapped[str] = mapped_column(String(8))
@@ -403,7 +461,9 @@ class Post(Base):
     __table_args__ = (
         CheckConstraint("length(btrim(text)) > 0", name="ck_posts_text"),
         CheckConstraint("url IS NULL OR url ~ '^https?://'", name="ck_posts_url"),
-        CheckConstraint("duplicate_of IS NULL OR duplicate_of <> id", name="ck_posts_not_self_duplicate"),
+        CheckConstraint(
+            "duplicate_of IS NULL OR duplicate_of <> id", name="ck_posts_not_self_duplicate"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -414,7 +474,9 @@ class Post(Base):
     canonical_url: Mapped[str | None] = mapped_column(Text, index=True)
     author: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
-    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    imported_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     text: Mapped[str] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(8))
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
@@ -428,7 +490,9 @@ class PostScore(Base):
     __tablename__ = "post_scores"
     __table_args__ = (
         UniqueConstraint("post_id", "model_version", name="uq_post_scores_post_model"),
-        CheckConstraint("label IN ('negative', 'neutral', 'positive')", name="ck_post_scores_label"),
+        CheckConstraint(
+            "label IN ('negative', 'neutral', 'positive')", name="ck_post_scores_label"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -441,7 +505,9 @@ class PostScore(Base):
     topic: Mapped[str | None] = mapped_column(String(48))
     topic_scores: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     reasons: Mapped[list[Any] | None] = mapped_column(JSONB)
-    scored_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    scored_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class PostPlace(Base):
@@ -449,8 +515,12 @@ class PostPlace(Base):
 
     __tablename__ = "post_places"
 
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
-    admin_unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    admin_unit_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_units.id", ondelete="CASCADE"), primary_key=True
+    )
     mention: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float)
 
@@ -470,14 +540,20 @@ class JobRun(Base):
         Index("ix_job_runs_job_started_at", "job", "started_at"),
         CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="ck_job_runs_status"),
         CheckConstraint("trigger IN ('schedule', 'manual')", name="ck_job_runs_trigger"),
-        CheckConstraint("status = 'running' OR finished_at IS NOT NULL", name="ck_job_runs_finished"),
-        CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="ck_job_runs_failed_reason"),
+        CheckConstraint(
+            "status = 'running' OR finished_at IS NOT NULL", name="ck_job_runs_finished"
+        ),
+        CheckConstraint(
+            "status <> 'failed' OR error IS NOT NULL", name="ck_job_runs_failed_reason"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     job: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     error: Mapped[str | None] = mapped_column(Text)
@@ -499,7 +575,9 @@ class StoredDigest(Base):
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     pdf_error: Mapped[str | None] = mapped_column(Text)
-    built_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    built_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
     delivery: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
@@ -512,7 +590,6 @@ class SchedulerJob(Base):
     id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
     next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
     job_state: Mapped[bytes] = mapped_column(LargeBinary)
-
 
 
 # --- imagery intake (migration 0010) ---
@@ -534,9 +611,15 @@ class ImageryIntake(Base):
     __table_args__ = (
         UniqueConstraint("source", "collection", "item_id", name="uq_imagery_intake_item"),
         CheckConstraint("source IN ('stac', 'watch')", name="ck_imagery_intake_source"),
-        CheckConstraint("status IN ('processed', 'rejected', 'failed')", name="ck_imagery_intake_status"),
-        CheckConstraint("status = 'processed' OR reason IS NOT NULL", name="ck_imagery_intake_reason"),
-        CheckConstraint("status <> 'processed' OR local_path IS NOT NULL", name="ck_imagery_intake_path"),
+        CheckConstraint(
+            "status IN ('processed', 'rejected', 'failed')", name="ck_imagery_intake_status"
+        ),
+        CheckConstraint(
+            "status = 'processed' OR reason IS NOT NULL", name="ck_imagery_intake_reason"
+        ),
+        CheckConstraint(
+            "status <> 'processed' OR local_path IS NOT NULL", name="ck_imagery_intake_path"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -555,8 +638,12 @@ class ImageryIntake(Base):
     local_bytes: Mapped[int | None] = mapped_column(BigInteger)
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     footprint = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class ImageryIntakePair(Base):
@@ -566,18 +653,26 @@ class ImageryIntakePair(Base):
     __table_args__ = (
         UniqueConstraint("before_id", "after_id", name="uq_imagery_intake_pairs"),
         CheckConstraint("status IN ('succeeded', 'failed')", name="ck_imagery_intake_pairs_status"),
-        CheckConstraint("status <> 'failed' OR error IS NOT NULL", name="ck_imagery_intake_pairs_error"),
+        CheckConstraint(
+            "status <> 'failed' OR error IS NOT NULL", name="ck_imagery_intake_pairs_error"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     before_id: Mapped[int] = mapped_column(ForeignKey("imagery_intake.id", ondelete="CASCADE"))
-    after_id: Mapped[int] = mapped_column(ForeignKey("imagery_intake.id", ondelete="CASCADE"), index=True)
+    after_id: Mapped[int] = mapped_column(
+        ForeignKey("imagery_intake.id", ondelete="CASCADE"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))
-    detection_run_id: Mapped[int | None] = mapped_column(ForeignKey("detection_runs.id", ondelete="SET NULL"))
+    detection_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="SET NULL")
+    )
     changes: Mapped[int | None] = mapped_column(Integer)
     alerts: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 # --- land evidence: scene COGs, alert evidence (migration 0011) ---
@@ -592,8 +687,9 @@ class SceneCog(Base):
 
     __tablename__ = "scene_cogs"
 
-    scene_id: Mapped[int] = mapped_column(ForeignKey("imagery_scenes.id", ondelete="CASCADE"),
-                                          primary_key=True)
+    scene_id: Mapped[int] = mapped_column(
+        ForeignKey("imagery_scenes.id", ondelete="CASCADE"), primary_key=True
+    )
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     path: Mapped[str] = mapped_column(Text)
     crs: Mapped[str] = mapped_column(Text)
@@ -601,7 +697,9 @@ class SceneCog(Base):
     height: Mapped[int] = mapped_column(Integer)
     bands: Mapped[list[Any]] = mapped_column(JSONB)
     stretch: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class AlertEvidence(Base):
@@ -624,4 +722,6 @@ class AlertEvidence(Base):
     height: Mapped[int] = mapped_column(Integer)
     crs: Mapped[str] = mapped_column(Text)
     bounds: Mapped[list[Any]] = mapped_column(JSONB)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -17,7 +17,7 @@ def sqlalchemy_url(database_url: str) -> str:
     """A libpq URI (postgresql://...) as a SQLAlchemy URL using psycopg 3."""
     scheme = urlsplit(database_url).scheme
     if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg" + database_url[len(scheme):]
+        return "postgresql+psycopg" + database_url[len(scheme) :]
     if scheme.startswith("postgresql+"):
         return database_url
     raise DatabaseSettingError(
@@ -63,4 +63,6 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def storage_srid(connection: Connection) -> int:
     """SRID parcels and land changes are stored in (chosen when the schema was created)."""
-    return int(connection.execute(text("SELECT Find_SRID('public', 'parcels', 'geom')")).scalar_one())
+    return int(
+        connection.execute(text("SELECT Find_SRID('public', 'parcels', 'geom')")).scalar_one()
+    )

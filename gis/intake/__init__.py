@@ -19,4 +19,12 @@ from gis.intake.service import (
 )
 from gis.intake.settings import IntakeSettings
 
-__all__ = ["IntakeResult", "IntakeSettings", "PollReport", "poll", "poll_stac", "poll_watch", "run_detections"]
+__all__ = [
+    "IntakeResult",
+    "IntakeSettings",
+    "PollReport",
+    "poll",
+    "poll_stac",
+    "poll_watch",
+    "run_detections",
+]

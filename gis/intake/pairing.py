@@ -45,8 +45,10 @@ def season_distance(a: dt.datetime, b: dt.datetime) -> int:
             other = dt.date(year, b.month, b.day)
         except ValueError:
             other = dt.date(year, 2, 28)
-        best = min(best, abs((a.date() - other).days) if isinstance(a, dt.datetime)
-                   else abs((a - other).days))
+        best = min(
+            best,
+            abs((a.date() - other).days) if isinstance(a, dt.datetime) else abs((a - other).days),
+        )
     return best
 
 
@@ -59,8 +61,9 @@ def overlap_share(a, b) -> float:
     return float(shapely.intersection(a, b).area / smaller)
 
 
-def choose_before(after: Candidate, pool: list[Candidate], settings: IntakeSettings
-                  ) -> Candidate | None:
+def choose_before(
+    after: Candidate, pool: list[Candidate], settings: IntakeSettings
+) -> Candidate | None:
     """The best BEFORE for ``after`` among ``pool`` (see the module docstring), or None."""
     best, best_key = None, None
     for c in pool:
@@ -83,32 +86,60 @@ def choose_before(after: Candidate, pool: list[Candidate], settings: IntakeSetti
 def candidates(bind: Bind) -> tuple[list[Candidate], set[int]]:
     """Processed scenes (with a date) and the ids already used as AFTER of a pair."""
     with transaction(bind) as conn:
-        rows = conn.execute(text(
-            """
+        rows = conn.execute(
+            text(
+                """
             SELECT id, acquired_at, COALESCE(1 - usable_share, cloud_cover / 100.0, 0),
                    local_path, ST_AsBinary(footprint), source || ':' || item_id
             FROM imagery_intake
             WHERE status = 'processed' AND acquired_at IS NOT NULL AND local_path IS NOT NULL
             """
-        )).all()
+            )
+        ).all()
         paired = {r[0] for r in conn.execute(text("SELECT after_id FROM imagery_intake_pairs"))}
-    pool = [Candidate(r[0], r[1], float(r[2]), r[3],
-                      shapely.from_wkb(bytes(r[4])) if r[4] is not None else None, r[5])
-            for r in rows]
+    pool = [
+        Candidate(
+            r[0],
+            r[1],
+            float(r[2]),
+            r[3],
+            shapely.from_wkb(bytes(r[4])) if r[4] is not None else None,
+            r[5],
+        )
+        for r in rows
+    ]
     return pool, paired
 
 
-def _record_pair(conn, before: Candidate, after: Candidate, status: str, run_id=None,
-                 changes=None, alerts=None, error=None) -> None:
-    conn.execute(text(
-        """
+def _record_pair(
+    conn,
+    before: Candidate,
+    after: Candidate,
+    status: str,
+    run_id=None,
+    changes=None,
+    alerts=None,
+    error=None,
+) -> None:
+    conn.execute(
+        text(
+            """
         INSERT INTO imagery_intake_pairs (before_id, after_id, status, detection_run_id,
             changes, alerts, error)
         VALUES (:b, :a, :s, :r, :c, :al, :e)
         ON CONFLICT ON CONSTRAINT uq_imagery_intake_pairs DO NOTHING
         """
-    ), {"b": before.id, "a": after.id, "s": status, "r": run_id, "c": changes, "al": alerts,
-        "e": error})
+        ),
+        {
+            "b": before.id,
+            "a": after.id,
+            "s": status,
+            "r": run_id,
+            "c": changes,
+            "al": alerts,
+            "e": error,
+        },
+    )
 
 
 def detect_pair(bind: Bind, before: Candidate, after: Candidate, land=None) -> dict:
@@ -125,30 +156,53 @@ def detect_pair(bind: Bind, before: Candidate, after: Candidate, land=None) -> d
     config = DetectionConfig()
     rules_file = None
     if land is not None:
-        config = DetectionConfig(method=land.detector, model_dir=land.model_dir, tta=land.tta,
-                                 dask_scheduler=land.dask_scheduler)
+        config = DetectionConfig(
+            method=land.detector,
+            model_dir=land.model_dir,
+            tta=land.tta,
+            dask_scheduler=land.dask_scheduler,
+        )
         rules_file = land.rules_file
-    params = {**config.as_dict(), "before": before.path, "after": after.path,
-              "intake": {"before_id": before.id, "after_id": after.id}}
-    log.info("detecting changes between %s (%s) and %s (%s)", before.label,
-             before.acquired_at.date(), after.label, after.acquired_at.date())
+    params = {
+        **config.as_dict(),
+        "before": before.path,
+        "after": after.path,
+        "intake": {"before_id": before.id, "after_id": after.id},
+    }
+    log.info(
+        "detecting changes between %s (%s) and %s (%s)",
+        before.label,
+        before.acquired_at.date(),
+        after.label,
+        after.acquired_at.date(),
+    )
     try:
         rules = load_rules(rules_file)
         result = detect_changes(before.path, after.path, config)
         with transaction(bind) as conn:
             stored = store_run(conn, result, rules)
-            _record_pair(conn, before, after, "succeeded", stored["run_id"], stored["changes"],
-                         stored["alerts"])
-        log.info("run %s: %s change polygons, %s parcel alerts", stored["run_id"],
-                 stored["changes"], stored["alerts"])
+            _record_pair(
+                conn,
+                before,
+                after,
+                "succeeded",
+                stored["run_id"],
+                stored["changes"],
+                stored["alerts"],
+            )
+        log.info(
+            "run %s: %s change polygons, %s parcel alerts",
+            stored["run_id"],
+            stored["changes"],
+            stored["alerts"],
+        )
         return {"status": "succeeded", **stored}
     except SQLAlchemyError:
         raise  # the database is the problem: nothing recorded, the pair is tried next poll
     except Exception as exc:
         if isinstance(exc, IocError):
             error = str(exc)
-            log.warning("detection between %s and %s failed: %s", before.label, after.label,
-                        error)
+            log.warning("detection between %s and %s failed: %s", before.label, after.label, error)
         else:  # a bug or an unforeseen input: recorded, so it is not retried every poll
             error = f"unexpected error: {type(exc).__name__}: {str(exc).strip()[:500]}"
             log.exception("detection between %s and %s failed", before.label, after.label)

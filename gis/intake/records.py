@@ -35,10 +35,13 @@ def seen(bind: Bind, source: str, collection: str, item_ids: list[str]) -> dict[
     if not item_ids:
         return {}
     with transaction(bind) as conn:
-        rows = conn.execute(text(
-            "SELECT item_id, id, status, attempts, next_attempt_at, reason FROM imagery_intake "
-            "WHERE source = :s AND collection = :c AND item_id = ANY(:ids)"
-        ), {"s": source, "c": collection, "ids": list(item_ids)}).all()
+        rows = conn.execute(
+            text(
+                "SELECT item_id, id, status, attempts, next_attempt_at, reason FROM imagery_intake "
+                "WHERE source = :s AND collection = :c AND item_id = ANY(:ids)"
+            ),
+            {"s": source, "c": collection, "ids": list(item_ids)},
+        ).all()
     return {r[0]: Seen(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
@@ -52,11 +55,22 @@ def due(row: Seen | None, now: dt.datetime) -> bool:
 
 
 def record(
-    bind: Bind, *, source: str, collection: str, item_id: str, status: str,
-    reason: str | None = None, acquired_at: dt.datetime | None = None,
-    cloud_cover: float | None = None, usable_share: float | None = None,
-    local_path: str | None = None, href: str | None = None, local_bytes: int | None = None,
-    properties: dict | None = None, footprint=None, retry_after: dt.timedelta | None = None,
+    bind: Bind,
+    *,
+    source: str,
+    collection: str,
+    item_id: str,
+    status: str,
+    reason: str | None = None,
+    acquired_at: dt.datetime | None = None,
+    cloud_cover: float | None = None,
+    usable_share: float | None = None,
+    local_path: str | None = None,
+    href: str | None = None,
+    local_bytes: int | None = None,
+    properties: dict | None = None,
+    footprint=None,
+    retry_after: dt.timedelta | None = None,
 ) -> int:
     """Insert or update the item's row; a repeated failure counts one more attempt.
 
@@ -65,8 +79,9 @@ def record(
     """
     wkb = shapely.to_wkb(footprint, hex=True) if footprint is not None else None
     with transaction(bind) as conn:
-        return conn.execute(text(
-            """
+        return conn.execute(
+            text(
+                """
             INSERT INTO imagery_intake (source, collection, item_id, acquired_at, cloud_cover,
                 usable_share, status, reason, local_path, href, local_bytes, properties,
                 footprint, next_attempt_at)
@@ -92,20 +107,32 @@ def record(
                 updated_at = now()
             RETURNING id
             """
-        ), {
-            "source": source, "collection": collection, "item_id": item_id,
-            "acquired_at": acquired_at, "cloud_cover": cloud_cover,
-            "usable_share": usable_share, "status": status, "reason": reason,
-            "local_path": local_path, "href": href, "local_bytes": local_bytes,
-            "properties": json.dumps(properties) if properties is not None else None,
-            "wkb": wkb,
-            "failed": status == "failed",
-            "retry": (retry_after or dt.timedelta(0)).total_seconds(),
-        }).scalar_one()
+            ),
+            {
+                "source": source,
+                "collection": collection,
+                "item_id": item_id,
+                "acquired_at": acquired_at,
+                "cloud_cover": cloud_cover,
+                "usable_share": usable_share,
+                "status": status,
+                "reason": reason,
+                "local_path": local_path,
+                "href": href,
+                "local_bytes": local_bytes,
+                "properties": json.dumps(properties) if properties is not None else None,
+                "wkb": wkb,
+                "failed": status == "failed",
+                "retry": (retry_after or dt.timedelta(0)).total_seconds(),
+            },
+        ).scalar_one()
 
 
-def area_of_interest(bind: Bind, province_code: str | None = None,
-                     bbox: tuple[float, float, float, float] | None = None):
+def area_of_interest(
+    bind: Bind,
+    province_code: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+):
     """The watched area as a shapely geometry in EPSG:4326.
 
     ``bbox`` when given; else the union of the current administrative units that have a
@@ -119,15 +146,18 @@ def area_of_interest(bind: Bind, province_code: str | None = None,
     if bbox is not None:
         return shapely.box(*bbox)
     with transaction(bind) as conn:
-        wkb = conn.execute(text(
-            """
+        wkb = conn.execute(
+            text(
+                """
             SELECT ST_AsBinary(ST_UnaryUnion(ST_Collect(ST_MakeValid(geom))))
             FROM admin_units
             WHERE geom IS NOT NULL AND (valid_to IS NULL OR valid_to > now())
               AND (CAST(:p AS varchar) IS NULL OR code = CAST(:p AS varchar)
                    OR province_code = CAST(:p AS varchar))
             """
-        ), {"p": province_code}).scalar_one()
+            ),
+            {"p": province_code},
+        ).scalar_one()
     if wkb is None:
         which = f"of province {province_code} " if province_code else ""
         raise ConfigurationError(

@@ -26,15 +26,15 @@ class IntakeResult:
     """
 
     source: str
-    discovered: int = 0   # catalogue items / deliveries seen
-    processed: int = 0    # scenes written/moved and recorded as usable
-    rejected: int = 0     # recorded as rejected (final), with the reason
-    failed: int = 0       # transient failures, retried at a later poll
-    skipped: int = 0      # already handled, waiting for a retry, or past this poll's max_new
-    waiting: int = 0      # watch folder: still being written, left alone
-    detections: int = 0   # detection runs stored (succeeded)
+    discovered: int = 0  # catalogue items / deliveries seen
+    processed: int = 0  # scenes written/moved and recorded as usable
+    rejected: int = 0  # recorded as rejected (final), with the reason
+    failed: int = 0  # transient failures, retried at a later poll
+    skipped: int = 0  # already handled, waiting for a retry, or past this poll's max_new
+    waiting: int = 0  # watch folder: still being written, left alone
+    detections: int = 0  # detection runs stored (succeeded)
     detections_failed: int = 0
-    alerts: int = 0       # parcel alerts raised by those runs
+    alerts: int = 0  # parcel alerts raised by those runs
     error: str | None = None
     details: list[dict] = field(default_factory=list)
 
@@ -50,8 +50,9 @@ def _retry_wait(settings: IntakeSettings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=settings.retry_after_s * 2 ** max(attempts - 1, 0))
 
 
-def _final_status(status: str, row: records.Seen | None, settings: IntakeSettings,
-                  reason: str | None) -> tuple[str, str | None]:
+def _final_status(
+    status: str, row: records.Seen | None, settings: IntakeSettings, reason: str | None
+) -> tuple[str, str | None]:
     """A failure that reached the attempt limit becomes a rejection."""
     attempts = (row.attempts if row else 0) + 1
     if status == "failed" and attempts >= settings.max_attempts:
@@ -59,8 +60,9 @@ def _final_status(status: str, row: records.Seen | None, settings: IntakeSetting
     return status, reason
 
 
-def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime | None = None,
-              area=None) -> IntakeResult:
+def poll_stac(
+    bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime | None = None, area=None
+) -> IntakeResult:
     """Search the catalogue, read each new item's window, record it (see :mod:`gis.intake.stac`)."""
     res = IntakeResult("stac")
     now = now or dt.datetime.now(dt.UTC)
@@ -72,16 +74,20 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
         log.error("STAC source: %s", res.error)
         return res
     try:
-        area = area if area is not None else records.area_of_interest(
-            bind, settings.province_code, settings.bbox)
+        area = (
+            area
+            if area is not None
+            else records.area_of_interest(bind, settings.province_code, settings.bbox)
+        )
         items = stac.search(settings, area, now)
     except IocError as exc:
         res.error = str(exc)
         log.error("STAC source: %s", res.error)
         return res
     res.discovered = len(items)
-    coll_of = {str(i.get("id")): str(i.get("collection") or settings.stac_collection)
-               for i in items}
+    coll_of = {
+        str(i.get("id")): str(i.get("collection") or settings.stac_collection) for i in items
+    }
     already: dict[str, records.Seen] = {}
     for coll in set(coll_of.values()):
         ids = [i for i, c in coll_of.items() if c == coll]
@@ -100,20 +106,38 @@ def poll_stac(bind, settings: IntakeSettings, state_dir: Path, now: dt.datetime 
             outcome = stac.read_item(item, area, out_root, settings)
         except OSError as exc:  # the local folder, not the item: tried again later
             outcome = stac.ItemOutcome(
-                "failed", f"item {iid}: cannot write under {out_root}: {exc.strerror or exc}")
+                "failed", f"item {iid}: cannot write under {out_root}: {exc.strerror or exc}"
+            )
         status, reason = _final_status(outcome.status, row, settings, outcome.reason)
         cloud = item.get("properties", {}).get("eo:cloud_cover")
-        props = {k: v for k, v in item.get("properties", {}).items()
-                 if k in ("platform", "eo:cloud_cover", "s2:mgrs_tile", "proj:epsg",
-                          "s2:processing_baseline", "constellation")}
+        props = {
+            k: v
+            for k, v in item.get("properties", {}).items()
+            if k
+            in (
+                "platform",
+                "eo:cloud_cover",
+                "s2:mgrs_tile",
+                "proj:epsg",
+                "s2:processing_baseline",
+                "constellation",
+            )
+        }
         props.update(outcome.notes)
         records.record(
-            bind, source="stac", collection=coll_of[iid], item_id=iid, status=status,
-            reason=reason, acquired_at=stac.item_datetime(item),
+            bind,
+            source="stac",
+            collection=coll_of[iid],
+            item_id=iid,
+            status=status,
+            reason=reason,
+            acquired_at=stac.item_datetime(item),
             cloud_cover=float(cloud) if cloud is not None else None,
             usable_share=outcome.usable_share,
             local_path=str(outcome.local_path) if outcome.local_path else None,
-            href=stac._self_href(item), local_bytes=outcome.local_bytes, properties=props,
+            href=stac._self_href(item),
+            local_bytes=outcome.local_bytes,
+            properties=props,
             footprint=stac.item_footprint(item),
             retry_after=_retry_wait(settings, (row.attempts if row else 0) + 1),
         )
@@ -148,11 +172,21 @@ def poll_watch(bind, settings: IntakeSettings) -> IntakeResult:
             dst = watch.move_rejected(d.path, folder, reason)
             log.warning("watch folder: %s rejected: %s", d.path.name, reason)
             try:
-                records.record(bind, source="watch", collection="", item_id=iid,
-                               status="rejected", reason=reason, href=str(dst))
+                records.record(
+                    bind,
+                    source="watch",
+                    collection="",
+                    item_id=iid,
+                    status="rejected",
+                    reason=reason,
+                    href=str(dst),
+                )
             except SQLAlchemyError as db_exc:
-                log.error("could not record the rejection of %s: %s", d.path.name,
-                          str(db_exc).splitlines()[0])
+                log.error(
+                    "could not record the rejection of %s: %s",
+                    d.path.name,
+                    str(db_exc).splitlines()[0],
+                )
             res.rejected += 1
             res.details.append({"item": iid, "status": "rejected", "reason": reason})
             continue
@@ -160,12 +194,21 @@ def poll_watch(bind, settings: IntakeSettings) -> IntakeResult:
         try:
             size = sum(f.stat().st_size for f in watch._files(dst))
             records.record(
-                bind, source="watch", collection="", item_id=iid, status="processed",
-                acquired_at=checked.scene.acquired_at, usable_share=checked.usable_share,
-                local_path=str(dst), href=str(d.path), local_bytes=size,
-                properties={"layout": checked.scene.metadata.get("layout"),
-                            "sensor": checked.scene.sensor,
-                            "bands": sorted(checked.scene.bands)},
+                bind,
+                source="watch",
+                collection="",
+                item_id=iid,
+                status="processed",
+                acquired_at=checked.scene.acquired_at,
+                usable_share=checked.usable_share,
+                local_path=str(dst),
+                href=str(d.path),
+                local_bytes=size,
+                properties={
+                    "layout": checked.scene.metadata.get("layout"),
+                    "sensor": checked.scene.sensor,
+                    "bands": sorted(checked.scene.bands),
+                },
                 footprint=checked.footprint,
             )
         except Exception:
@@ -182,8 +225,9 @@ def run_detections(bind, settings: IntakeSettings, land=None) -> IntakeResult:
     """Detection + parcel alerts on the best pair of each processed, not yet paired scene."""
     res = IntakeResult("detection")
     pool, paired = pairing.candidates(bind)
-    todo = sorted((c for c in pool if c.id not in paired), key=lambda c: c.acquired_at,
-                  reverse=True)
+    todo = sorted(
+        (c for c in pool if c.id not in paired), key=lambda c: c.acquired_at, reverse=True
+    )
     for after in todo:
         if res.detections + res.detections_failed >= settings.max_detections:
             break
@@ -220,8 +264,14 @@ class PollReport(list):
         return out
 
 
-def poll(bind, settings: IntakeSettings | None = None, *, land=None,
-         state_dir: Path | None = None, now: dt.datetime | None = None) -> PollReport:
+def poll(
+    bind,
+    settings: IntakeSettings | None = None,
+    *,
+    land=None,
+    state_dir: Path | None = None,
+    now: dt.datetime | None = None,
+) -> PollReport:
     """Discover new scenes from every configured source, record them, and run change detection
     with parcel alerts on each new usable pair.
 
@@ -263,8 +313,10 @@ def poll(bind, settings: IntakeSettings | None = None, *, land=None,
         try:
             results.append(run_detections(bind, settings, land))
         except SQLAlchemyError as exc:
-            r = IntakeResult("detection", error=f"database error while pairing scenes: "
-                             f"{str(exc).splitlines()[0]}")
+            r = IntakeResult(
+                "detection",
+                error=f"database error while pairing scenes: {str(exc).splitlines()[0]}",
+            )
             log.error(r.error)
             results.append(r)
     return results

@@ -40,9 +40,19 @@ log = logging.getLogger("gis.intake.stac")
 
 #: Asset keys of common catalogues (Element 84's Earth Search, Planetary Computer, CDSE).
 ASSET_ALIASES = {
-    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
-    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
-    "cirrus": "B10", "swir16": "B11", "swir22": "B12",
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "nir09": "B09",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
 }
 _TRANSIENT = re.compile(
     r"HTTP response code: (?:429|5\d\d)|timed? ?out|Timeout|Connection refused|"
@@ -89,11 +99,14 @@ def gdal_http_env(settings: IntakeSettings) -> dict:
         "VSI_CACHE": "TRUE",
     }
     if settings.stac_headers:
-        env["GDAL_HTTP_HEADERS"] = "\r\n".join(f"{k}: {v}" for k, v in settings.stac_headers.items())
+        env["GDAL_HTTP_HEADERS"] = "\r\n".join(
+            f"{k}: {v}" for k, v in settings.stac_headers.items()
+        )
     return env
 
 
 # --- searching -------------------------------------------------------------------------------
+
 
 def open_client(settings: IntakeSettings):
     """A pystac-client Client with time-out and retries (429/5xx/time-outs, back-off)."""
@@ -102,17 +115,27 @@ def open_client(settings: IntakeSettings):
     from urllib3.util.retry import Retry
 
     retry = Retry(
-        total=settings.stac_retries, connect=settings.stac_retries, read=settings.stac_retries,
-        status=settings.stac_retries, backoff_factor=settings.stac_backoff_s,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-        raise_on_status=False, respect_retry_after_header=True,
+        total=settings.stac_retries,
+        connect=settings.stac_retries,
+        read=settings.stac_retries,
+        status=settings.stac_retries,
+        backoff_factor=settings.stac_backoff_s,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+        respect_retry_after_header=True,
     )
-    io = StacApiIO(headers=dict(settings.stac_headers), timeout=settings.stac_timeout_s,
-                   max_retries=retry)
+    io = StacApiIO(
+        headers=dict(settings.stac_headers), timeout=settings.stac_timeout_s, max_retries=retry
+    )
     try:
         # Client.open passes its own timeout/headers to stac_io.update(), resetting ours if absent
-        return Client.open(settings.stac_url, stac_io=io, headers=dict(settings.stac_headers),
-                           timeout=settings.stac_timeout_s)
+        return Client.open(
+            settings.stac_url,
+            stac_io=io,
+            headers=dict(settings.stac_headers),
+            timeout=settings.stac_timeout_s,
+        )
     except Exception as exc:  # requests/pystac-client raise many types
         raise StacError(_search_failure(settings, exc)) from exc
 
@@ -129,7 +152,7 @@ def _search_failure(settings: IntakeSettings, exc: BaseException) -> str:
         what = f"HTTP {exc.status_code}: {_first_line(exc)}"
     else:
         what = _first_line(exc)
-    return (f"STAC catalogue {settings.stac_url} failed after {tries} attempt(s): {what}")
+    return f"STAC catalogue {settings.stac_url} failed after {tries} attempt(s): {what}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -162,7 +185,10 @@ def search(settings: IntakeSettings, area, now: dt.datetime, limit: int = 500) -
         found = client.search(
             collections=[settings.stac_collection],
             bbox=[round(v, 7) for v in area.bounds],
-            datetime=[start, now], limit=100, max_items=limit, **extra,
+            datetime=[start, now],
+            limit=100,
+            max_items=limit,
+            **extra,
         )
         items = list(found.items_as_dicts())
     except Exception as exc:
@@ -197,6 +223,7 @@ def item_footprint(item: dict):
 
 # --- assets ----------------------------------------------------------------------------------
 
+
 def _self_href(item: dict) -> str | None:
     for link in item.get("links", []):
         if link.get("rel") == "self":
@@ -230,11 +257,12 @@ def band_assets(item: dict) -> tuple[dict[str, str], str | None]:
             continue
         name = normalise_band_name(k) or ASSET_ALIASES.get(k.lower())
         if name is None:
-            declared = (asset.get("eo:bands") or asset.get("bands") or [{}])
+            declared = asset.get("eo:bands") or asset.get("bands") or [{}]
             if len(declared) == 1:
                 d = declared[0]
-                name = (normalise_band_name(str(d.get("name", "")))
-                        or ASSET_ALIASES.get(str(d.get("common_name", "")).lower()))
+                name = normalise_band_name(str(d.get("name", ""))) or ASSET_ALIASES.get(
+                    str(d.get("common_name", "")).lower()
+                )
         if name and (name not in bands or rank < bands[name][0]):
             bands[name] = (rank, href)
     return {b: h for b, (_, h) in bands.items()}, scl
@@ -244,7 +272,7 @@ def _gdal_path(href: str) -> str:
     if href.startswith(("http://", "https://")):
         return "/vsicurl/" + href
     if href.startswith("file://"):
-        return href[len("file://"):]
+        return href[len("file://") :]
     return href
 
 
@@ -254,8 +282,9 @@ def _asset_error(band: str, href: str, exc: BaseException) -> AssetError:
         return AssetError(f"asset {band} ({href}) could not be fetched: {msg}", transient=True)
     if _NOT_FOUND.search(msg):
         return AssetError(f"asset {band} ({href}) is missing on the server: {msg}")
-    return AssetError(f"asset {band} ({href}) is not a readable raster (truncated or corrupt: "
-                      f"{msg})")
+    return AssetError(
+        f"asset {band} ({href}) is not a readable raster (truncated or corrupt: {msg})"
+    )
 
 
 def _window(ds, area_bounds_4326: tuple[float, float, float, float]) -> Window:
@@ -281,8 +310,13 @@ def usable_share(ds, area) -> tuple[float, Window]:
         return 0.0, inside
     block = ds.read(1, window=inside)
     shape = transform_geom("EPSG:4326", ds.crs, shapely.geometry.mapping(area))
-    in_area = geometry_mask([shape], out_shape=block.shape, transform=ds.window_transform(inside),
-                            invert=True, all_touched=False)
+    in_area = geometry_mask(
+        [shape],
+        out_shape=block.shape,
+        transform=ds.window_transform(inside),
+        invert=True,
+        all_touched=False,
+    )
     total = int(in_area.sum())
     if total == 0:  # the area touches the image by less than a pixel centre
         return 0.0, Window(0, 0, 0, 0)
@@ -304,9 +338,15 @@ def _read_window(ds, window: Window) -> tuple[np.ndarray, dict]:
     """The window's pixels of the open (remote) dataset and the profile to write them with."""
     data = ds.read(1, window=window)
     profile = {
-        "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-        "dtype": data.dtype, "crs": ds.crs, "transform": ds.window_transform(window),
-        "nodata": ds.nodata, "compress": "deflate",
+        "driver": "GTiff",
+        "width": data.shape[1],
+        "height": data.shape[0],
+        "count": 1,
+        "dtype": data.dtype,
+        "crs": ds.crs,
+        "transform": ds.window_transform(window),
+        "nodata": ds.nodata,
+        "compress": "deflate",
     }
     if data.shape[0] >= 256 and data.shape[1] >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
@@ -342,16 +382,23 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
     bands, scl_href = band_assets(item)
     missing = [b for b in MODEL_BANDS if b not in bands]
     if missing:
-        return ItemOutcome("rejected", f"item {item_id} has no asset for band(s) "
-                           f"{', '.join(missing)} (assets: {', '.join(sorted(item.get('assets') or {})) or 'none'})")
+        return ItemOutcome(
+            "rejected",
+            f"item {item_id} has no asset for band(s) "
+            f"{', '.join(missing)} (assets: {', '.join(sorted(item.get('assets') or {})) or 'none'})",
+        )
     if when is None:
         return ItemOutcome("rejected", f"item {item_id} has no datetime")
     collection = str(item.get("collection") or settings.stac_collection)
     final = out_root / _safe(collection) / _safe(item_id)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     stem = f"{_platform_code(item)}_{when:%Y%m%dT%H%M%S}_{_safe(item_id)}"
-    tags = {"ACQUISITION_DATE": when.isoformat(), "STAC_ITEM": item_id,
-            "STAC_COLLECTION": collection, "SENSOR": "Sentinel-2"}
+    tags = {
+        "ACQUISITION_DATE": when.isoformat(),
+        "STAC_ITEM": item_id,
+        "STAC_COLLECTION": collection,
+        "SENSOR": "Sentinel-2",
+    }
     share: float | None = None
     notes: dict = {}
     try:
@@ -363,8 +410,9 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
                 except (RasterioError, OSError) as exc:
                     raise _asset_error("SCL", scl_href, exc) from exc
                 if inside.width == 0 or inside.height == 0:
-                    return ItemOutcome("rejected", f"item {item_id} does not cover the area",
-                                       usable_share=0.0)
+                    return ItemOutcome(
+                        "rejected", f"item {item_id} does not cover the area", usable_share=0.0
+                    )
                 if share < settings.min_usable_share:
                     return ItemOutcome(
                         "rejected",
@@ -385,7 +433,8 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
                         inside = _window(ds, area.bounds)
                         if inside.width == 0 or inside.height == 0:
                             return ItemOutcome(
-                                "rejected", f"item {item_id}: asset {band} does not cover the area")
+                                "rejected", f"item {item_id}: asset {band} does not cover the area"
+                            )
                         data, profile = _read_window(ds, inside)
                 except (RasterioError, OSError) as exc:
                     raise _asset_error(band, href, exc) from exc
@@ -393,9 +442,13 @@ def read_item(item: dict, area, out_root: Path, settings: IntakeSettings) -> Ite
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        return ItemOutcome("processed", local_path=final,
-                           usable_share=round(share, 4) if share is not None else None,
-                           local_bytes=written, notes=notes)
+        return ItemOutcome(
+            "processed",
+            local_path=final,
+            usable_share=round(share, 4) if share is not None else None,
+            local_bytes=written,
+            notes=notes,
+        )
     except AssetError as exc:
         status = "failed" if exc.transient else "rejected"
         return ItemOutcome(status, f"item {item_id}: {exc}", usable_share=share)

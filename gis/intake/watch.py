@@ -63,8 +63,10 @@ def _files(path: Path) -> list[Path]:
 
 
 def _being_written(path: Path) -> bool:
-    return any(p.name.lower().endswith(_WRITING_SUFFIXES) or p.name.startswith(".")
-               for p in [path, *(_files(path) if path.is_dir() else [])])
+    return any(
+        p.name.lower().endswith(_WRITING_SUFFIXES) or p.name.startswith(".")
+        for p in [path, *(_files(path) if path.is_dir() else [])]
+    )
 
 
 def deliveries(watch_dir: Path) -> list[Delivery]:
@@ -106,8 +108,9 @@ def _save_state(watch_dir: Path, state: dict) -> None:
     os.replace(tmp, watch_dir / STATE_FILE)
 
 
-def ready(watch_dir: Path, settings: IntakeSettings, now: float | None = None
-          ) -> tuple[list[Delivery], list[Delivery]]:
+def ready(
+    watch_dir: Path, settings: IntakeSettings, now: float | None = None
+) -> tuple[list[Delivery], list[Delivery]]:
     """(deliveries ready to take, deliveries left alone because they may still be written).
 
     Remembers each delivery's signature in ``.ioc-intake-watch.json`` for the next poll.
@@ -141,8 +144,9 @@ def _verify_readable(scene: Scene) -> None:
                     ds.read(window=window)
         except (RasterioError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise IocError(f"{p.name} cannot be read to the end (truncated or corrupt: "
-                           f"{first})") from exc
+            raise IocError(
+                f"{p.name} cannot be read to the end (truncated or corrupt: {first})"
+            ) from exc
 
 
 def _scene_usable_share(scene: Scene) -> float | None:
@@ -150,8 +154,11 @@ def _scene_usable_share(scene: Scene) -> float | None:
         return None
     with rasterio.open(scene.scl.path) as ds:
         f = max(1, int(max(ds.width, ds.height) / 1000))
-        scl = ds.read(scene.scl.index, out_shape=(ds.height // f or 1, ds.width // f or 1),
-                      resampling=Resampling.nearest)
+        scl = ds.read(
+            scene.scl.index,
+            out_shape=(ds.height // f or 1, ds.width // f or 1),
+            resampling=Resampling.nearest,
+        )
     return float((~np.isin(scl, SCL_MASKED)).mean())
 
 
@@ -162,17 +169,22 @@ def check(path: Path, settings: IntakeSettings) -> Checked:
     scene = open_scene(path)
     missing = [b for b in BANDS_10M if b not in scene.bands]
     if missing:
-        raise IocError(f"{path.name} lacks the 10 m band(s) {', '.join(missing)} that change "
-                       "detection needs")
+        raise IocError(
+            f"{path.name} lacks the 10 m band(s) {', '.join(missing)} that change detection needs"
+        )
     if scene.acquired_at is None:
-        raise IocError(f"{path.name}: acquisition date unknown; put it in the name "
-                       "(…_20250418…) or an ACQUISITION_DATE tag")
+        raise IocError(
+            f"{path.name}: acquisition date unknown; put it in the name "
+            "(…_20250418…) or an ACQUISITION_DATE tag"
+        )
     _verify_readable(scene)
     share = _scene_usable_share(scene)
     if share is not None and share < settings.min_usable_share:
-        raise IocError(f"{path.name}: only {share:.0%} of the scene is usable (cloud, shadow or "
-                       f"no data in its SCL band); at least {settings.min_usable_share:.0%} is "
-                       "needed")
+        raise IocError(
+            f"{path.name}: only {share:.0%} of the scene is usable (cloud, shadow or "
+            f"no data in its SCL band); at least {settings.min_usable_share:.0%} is "
+            "needed"
+        )
     footprint = shapely.Polygon(scene.footprint_lonlat())
     return Checked(scene, share, footprint)
 
@@ -201,8 +213,9 @@ def move_rejected(path: Path, watch_dir: Path, reason: str) -> Path:
     folder.mkdir(exist_ok=True)
     dst = _free_name(folder, path.name)
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    (folder / f"{dst.name}.reason.txt").write_text(f"{reason}\n(rejected {stamp})\n",
-                                                    encoding="utf-8")
+    (folder / f"{dst.name}.reason.txt").write_text(
+        f"{reason}\n(rejected {stamp})\n", encoding="utf-8"
+    )
     shutil.move(str(path), dst)
     return dst
 

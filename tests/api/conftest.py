@@ -68,7 +68,9 @@ def api_engine(api_database_url):
 def settings():
     from api.settings import ApiSettings
 
-    return ApiSettings(tokens=[TOKEN], max_items=1000, default_items=10, base_url="http://testserver")
+    return ApiSettings(
+        tokens=[TOKEN], max_items=1000, default_items=10, base_url="http://testserver"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -102,12 +104,22 @@ def server(api_database_url, tmp_path_factory):
     """A real `serve` process (uvicorn[standard]) on a free port of 127.0.0.1."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "IOC_DATABASE_URL": api_database_url, "IOC_API_TOKENS": TOKEN,
-           "IOC_API_MAX_ITEMS": "1000", "IOC_API_ACCESS_LOG": "true", "IOC_API_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "IOC_DATABASE_URL": api_database_url,
+        "IOC_API_TOKENS": TOKEN,
+        "IOC_API_MAX_ITEMS": "1000",
+        "IOC_API_ACCESS_LOG": "true",
+        "IOC_API_BASE_URL": f"http://127.0.0.1:{port}",
+    }
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from api.cli import serve; serve()", "--port", str(port)],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

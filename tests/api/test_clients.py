@@ -32,21 +32,49 @@ def test_server_answers_geojson_and_ogc_errors(server):
 def test_gdal_harvests_a_whole_collection(server, api_engine, tmp_path):
     out = tmp_path / "parcels.geojson"
     proc = subprocess.run(
-        ["ogr2ogr", "-f", "GeoJSON", str(out), f"OAPIF:{server}", "parcels", "-oo", "PAGE_SIZE=1000"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "ogr2ogr",
+            "-f",
+            "GeoJSON",
+            str(out),
+            f"OAPIF:{server}",
+            "parcels",
+            "-oo",
+            "PAGE_SIZE=1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     features = json.loads(out.read_text())["features"]
     assert len(features) == count(api_engine, "SELECT count(*) FROM parcels")
-    keys = {(f["properties"]["commune_code"], f["properties"]["sheet_number"], f["properties"]["parcel_number"])
-            for f in features}
+    keys = {
+        (
+            f["properties"]["commune_code"],
+            f["properties"]["sheet_number"],
+            f["properties"]["parcel_number"],
+        )
+        for f in features
+    }
     assert len(keys) == len(features)  # every parcel exactly once across the pages
     # an attribute filter: GDAL sends it to the server (CQL2 / query parameter), same answer as SQL
     seen = len(server_log())
     info = subprocess.run(
-        ["ogrinfo", "-ro", "-so", "-oo", "PAGE_SIZE=1000", f"OAPIF:{server}", "parcels",
-         "-where", "land_use_code = 'LUC'"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "ogrinfo",
+            "-ro",
+            "-so",
+            "-oo",
+            "PAGE_SIZE=1000",
+            f"OAPIF:{server}",
+            "parcels",
+            "-where",
+            "land_use_code = 'LUC'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert info.returncode == 0, info.stderr
     expected = count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
@@ -102,7 +130,9 @@ QGIS_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.qgis
-@pytest.mark.skipif(not Path("/usr/lib/python3/dist-packages/qgis").exists(), reason="python3-qgis not installed")
+@pytest.mark.skipif(
+    not Path("/usr/lib/python3/dist-packages/qgis").exists(), reason="python3-qgis not installed"
+)
 def test_qgis_opens_the_shipped_project_and_filters_on_the_server(server, api_engine, tmp_path):
     assert PROJECT.exists()
     script = tmp_path / "qgis_check.py"
@@ -110,21 +140,33 @@ def test_qgis_opens_the_shipped_project_and_filters_on_the_server(server, api_en
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update({"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)})
     seen = len(server_log())
-    proc = subprocess.run(["/usr/bin/python3", str(script), str(PROJECT), server],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        ["/usr/bin/python3", str(script), str(PROJECT), server],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(lines[0][7:])
     assert result["read"] is True
     parcels = next(v for k, v in result.items() if k.startswith("Thửa đất / Parcels"))
-    assert parcels["valid"] and parcels["count"] == count(api_engine, "SELECT count(*) FROM parcels")
+    assert parcels["valid"] and parcels["count"] == count(
+        api_engine, "SELECT count(*) FROM parcels"
+    )
     assert parcels["renderer"] == "categorizedSymbol"
     alerts = next(v for k, v in result.items() if k.startswith("Cảnh báo"))
     assert alerts["valid"] and alerts["renderer"] == "categorizedSymbol"
-    assert result["filtered"] == count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
+    assert result["filtered"] == count(
+        api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'"
+    )
     assert result["filtered_codes"] == ["LUC"]  # (QGIS 3.22 applies attribute filters itself)
-    assert result["recent"] == count(api_engine, "SELECT count(*) FROM parcels WHERE imported_at "
-                                                 "BETWEEN '2025-01-01T10:00:00Z' AND '2025-01-01T12:00:00Z'")
+    assert result["recent"] == count(
+        api_engine,
+        "SELECT count(*) FROM parcels WHERE imported_at "
+        "BETWEEN '2025-01-01T10:00:00Z' AND '2025-01-01T12:00:00Z'",
+    )
     # the time filter went to the server, and the project's layers load by area (bbox)
     requests = server_log()[seen:]
     assert "datetime=2025-01-01T10:00:00Z%2F2025-01-01T12:00:00Z" in requests, requests[-3000:]
@@ -134,12 +176,30 @@ def test_schemathesis_against_the_openapi_document(server):
     """Property-based requests from the OpenAPI document: never a 5xx, always a documented shape."""
     schemathesis = pytest.importorskip("schemathesis")
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/schemathesis"), "run", f"{server}/openapi?f=json",
-         "--checks", "not_a_server_error", "--max-examples", "15", "--workers", "2",
-         "--include-path-regex", "^/collections/(parcels|articles|parcel-alerts)/items",
-         "--include-method", "GET", "--request-timeout", "30", "--suppress-health-check", "all",
-         "--url", server],
-        capture_output=True, text=True, timeout=900,
+        [
+            str(REPO / ".venv/bin/schemathesis"),
+            "run",
+            f"{server}/openapi?f=json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--workers",
+            "2",
+            "--include-path-regex",
+            "^/collections/(parcels|articles|parcel-alerts)/items",
+            "--include-method",
+            "GET",
+            "--request-timeout",
+            "30",
+            "--suppress-health-check",
+            "all",
+            "--url",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert schemathesis is not None
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -18,13 +18,23 @@ from api.settings import ApiSettings
 pytestmark = pytest.mark.postgis
 
 
-def test_generated_config_is_valid_and_written_without_secrets(api_engine, api_database_url, tmp_path, monkeypatch):
+def test_generated_config_is_valid_and_written_without_secrets(
+    api_engine, api_database_url, tmp_path, monkeypatch
+):
     infos = collect_table_infos(api_engine)
     config = build_config(infos, ApiSettings())
     validate(config)
-    assert set(config["resources"]) >= {"admin-units", "parcels", "land-changes", "parcel-alerts",
-                                        "articles", "commune-sentiment", "land-change-detection",
-                                        "sentiment-scoring", "daily-digest"}
+    assert set(config["resources"]) >= {
+        "admin-units",
+        "parcels",
+        "land-changes",
+        "parcel-alerts",
+        "articles",
+        "commune-sentiment",
+        "land-change-detection",
+        "sentiment-scoring",
+        "daily-digest",
+    }
     parcels = config["resources"]["parcels"]
     assert parcels["title"] == {"vi": "Thửa đất địa chính", "en": "Cadastral parcels"}
     assert parcels["providers"][0]["name"] == "api.plugins.PostGISProvider"
@@ -36,7 +46,10 @@ def test_generated_config_is_valid_and_written_without_secrets(api_engine, api_d
     assert password not in text and DATABASE_URL_REF in text
     monkeypatch.setenv("IOC_DATABASE_URL", api_database_url)
     loaded = load_config(path)
-    assert loaded["resources"]["parcels"]["providers"][0]["options"]["database_url"] == api_database_url
+    assert (
+        loaded["resources"]["parcels"]["providers"][0]["options"]["database_url"]
+        == api_database_url
+    )
     with pytest.raises(ConfigError, match="credentials"):
         write_config(build_config(infos, ApiSettings(), api_database_url), tmp_path / "secret.yml")
 

@@ -15,7 +15,14 @@ from tests.api.seed import N_ALERTS, N_ARTICLES, N_PARCELS
 
 pytestmark = pytest.mark.postgis
 
-COLLECTIONS = ("admin-units", "parcels", "land-changes", "parcel-alerts", "articles", "commune-sentiment")
+COLLECTIONS = (
+    "admin-units",
+    "parcels",
+    "land-changes",
+    "parcel-alerts",
+    "articles",
+    "commune-sentiment",
+)
 
 
 def assert_ogc_error(response, status: int, *words: str) -> dict:
@@ -25,7 +32,7 @@ def assert_ogc_error(response, status: int, *words: str) -> dict:
     text = body["description"].lower()
     for word in words:
         assert word.lower() in text, body["description"]
-    for leak in ("select ", "traceback", "psycopg", "sqlalchemy", " from \"", "file \""):
+    for leak in ("select ", "traceback", "psycopg", "sqlalchemy", ' from "', 'file "'):
         assert leak not in text, body["description"]
     return body
 
@@ -62,9 +69,15 @@ def test_every_collection_is_published_with_both_languages(client):
 
 def test_conformance_declares_filter_classes_so_clients_push_filters(client):
     classes = client.get("/conformance").json()["conformsTo"]
-    for suffix in ("features-3/1.0/conf/filter", "features-3/1.0/conf/features-filter",
-                   "cql2/1.0/conf/cql2-text", "cql2/1.0/conf/cql2-json", "features-2/1.0/conf/crs",
-                   "features-1/1.0/conf/geojson", "ogcapi-tiles-1/1.0/conf/mvt"):
+    for suffix in (
+        "features-3/1.0/conf/filter",
+        "features-3/1.0/conf/features-filter",
+        "cql2/1.0/conf/cql2-text",
+        "cql2/1.0/conf/cql2-json",
+        "features-2/1.0/conf/crs",
+        "features-1/1.0/conf/geojson",
+        "ogcapi-tiles-1/1.0/conf/mvt",
+    ):
         assert any(c.endswith(suffix) for c in classes), suffix
 
 
@@ -97,7 +110,9 @@ def test_keyset_cursor_page_equals_offset_page(client):
     nxt = [ln["href"] for ln in first["links"] if ln["rel"] == "next"][0]
     assert "cursor=" in nxt
     by_cursor = client.get(nxt).json()
-    by_offset = client.get("/collections/parcels/items?limit=100&offset=400&skipGeometry=true").json()
+    by_offset = client.get(
+        "/collections/parcels/items?limit=100&offset=400&skipGeometry=true"
+    ).json()
     assert [f["id"] for f in by_cursor["features"]] == [f["id"] for f in by_offset["features"]]
     prev = [ln["href"] for ln in by_cursor["links"] if ln["rel"] == "prev"][0]
     assert "offset=300" in prev
@@ -155,8 +170,10 @@ def test_injection_attempts_change_nothing(client, api_engine):
     before = count(api_engine, "SELECT count(*) FROM parcels")
     r = client.get("/collections/parcels/items", params={"land_use_code": "LUC' OR '1'='1"})
     assert r.status_code == 200 and r.json()["numberReturned"] == 0
-    r = client.get("/collections/parcels/items",
-                   params={"filter": "land_use_code = 'LUC''; DROP TABLE parcels; --'"})
+    r = client.get(
+        "/collections/parcels/items",
+        params={"filter": "land_use_code = 'LUC''; DROP TABLE parcels; --'"},
+    )
     assert (r.status_code == 200 and r.json()["numberReturned"] == 0) or r.status_code == 400
     r = client.get("/collections/parcels/items", params={"filter": "area_m2 > 'abc'"})
     assert_ogc_error(r, 400, "wrong type")
@@ -167,25 +184,37 @@ def test_injection_attempts_change_nothing(client, api_engine):
 
 
 def test_equality_query_parameters_filter_on_the_server(client, api_engine):
-    doc = client.get("/collections/parcels/items?land_use_code=LUC&limit=1000&skipGeometry=true").json()
+    doc = client.get(
+        "/collections/parcels/items?land_use_code=LUC&limit=1000&skipGeometry=true"
+    ).json()
     expected = count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
     assert doc["numberMatched"] == doc["numberReturned"] == expected
     assert {f["properties"]["land_use_code"] for f in doc["features"]} == {"LUC"}
 
 
 def test_cql2_text_and_json_filters(client, api_engine):
-    expected = count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code IN ('LUC','LUK') "
-                                 "AND area_m2 > 500 AND commune_code = '13285'")
+    expected = count(
+        api_engine,
+        "SELECT count(*) FROM parcels WHERE land_use_code IN ('LUC','LUK') "
+        "AND area_m2 > 500 AND commune_code = '13285'",
+    )
     text_filter = "land_use_code IN ('LUC','LUK') AND area_m2 > 500 AND commune_code = '13285'"
-    doc = client.get("/collections/parcels/items", params={"filter": text_filter, "limit": 1000}).json()
+    doc = client.get(
+        "/collections/parcels/items", params={"filter": text_filter, "limit": 1000}
+    ).json()
     assert doc["numberMatched"] == expected > 0
-    cql_json = {"op": "and", "args": [
-        {"op": "in", "args": [{"property": "land_use_code"}, ["LUC", "LUK"]]},
-        {"op": ">", "args": [{"property": "area_m2"}, 500]},
-        {"op": "=", "args": [{"property": "commune_code"}, "13285"]},
-    ]}
-    doc = client.get("/collections/parcels/items", params={
-        "filter": json.dumps(cql_json), "filter-lang": "cql2-json", "limit": 1000}).json()
+    cql_json = {
+        "op": "and",
+        "args": [
+            {"op": "in", "args": [{"property": "land_use_code"}, ["LUC", "LUK"]]},
+            {"op": ">", "args": [{"property": "area_m2"}, 500]},
+            {"op": "=", "args": [{"property": "commune_code"}, "13285"]},
+        ],
+    }
+    doc = client.get(
+        "/collections/parcels/items",
+        params={"filter": json.dumps(cql_json), "filter-lang": "cql2-json", "limit": 1000},
+    ).json()
     assert doc["numberMatched"] == expected
     like = client.get("/collections/admin-units/items", params={"filter": "name LIKE 'Xã%'"}).json()
     assert like["numberMatched"] == 2
@@ -193,46 +222,75 @@ def test_cql2_text_and_json_filters(client, api_engine):
 
 def test_spatial_filter_and_bbox_agree(client):
     bbox = "105.8500,20.5150,105.8560,20.5200"
-    by_bbox = {f["id"] for f in harvest(client, f"/collections/parcels/items?bbox={bbox}&skipGeometry=true")}
+    by_bbox = {
+        f["id"]
+        for f in harvest(client, f"/collections/parcels/items?bbox={bbox}&skipGeometry=true")
+    }
     poly = "POLYGON((105.85 20.515, 105.856 20.515, 105.856 20.52, 105.85 20.52, 105.85 20.515))"
-    by_filter = {f["id"] for f in harvest(
-        client, f"/collections/parcels/items?filter=S_INTERSECTS(geometry,{poly})&skipGeometry=true")}
+    by_filter = {
+        f["id"]
+        for f in harvest(
+            client,
+            f"/collections/parcels/items?filter=S_INTERSECTS(geometry,{poly})&skipGeometry=true",
+        )
+    }
     assert by_bbox and by_filter <= by_bbox
     assert len(by_filter) >= 0.8 * len(by_bbox)
 
 
 def test_crs_output_and_bbox_crs(client):
     to_wgs = Transformer.from_crs(5897, 4326, always_xy=True)
-    native = client.get("/collections/parcels/items/1?crs=http://www.opengis.net/def/crs/EPSG/0/5897")
+    native = client.get(
+        "/collections/parcels/items/1?crs=http://www.opengis.net/def/crs/EPSG/0/5897"
+    )
     assert native.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/5897>"
     x, y = native.json()["geometry"]["coordinates"][0][0][0]
     assert 587000 < x < 590000 and 2269000 < y < 2272000
     crs84 = client.get("/collections/parcels/items/1").json()["geometry"]["coordinates"][0][0][0]
-    lon, lat = to_wgs.transform(x, y)  # the pinned 7-parameter transformation (EPSG VN-2000 -> WGS 84 (2))
+    lon, lat = to_wgs.transform(
+        x, y
+    )  # the pinned 7-parameter transformation (EPSG VN-2000 -> WGS 84 (2))
     assert abs(crs84[0] - lon) < 1e-6 and abs(crs84[1] - lat) < 1e-6
-    latlon = client.get("/collections/parcels/items/1?crs=EPSG:4326").json()["geometry"]["coordinates"][0][0][0]
+    latlon = client.get("/collections/parcels/items/1?crs=EPSG:4326").json()["geometry"][
+        "coordinates"
+    ][0][0][0]
     assert latlon == pytest.approx([crs84[1], crs84[0]], abs=1e-7)  # EPSG:4326 is latitude first
-    utm = client.get("/collections/parcels/items/1?crs=EPSG:3405").json()["geometry"]["coordinates"][0][0][0]
+    utm = client.get("/collections/parcels/items/1?crs=EPSG:3405").json()["geometry"][
+        "coordinates"
+    ][0][0][0]
     assert 580000 < utm[0] < 595000 and abs(utm[0] - x) > 1  # same datum, k 0.9996 vs 0.9999
-    merc = client.get("/collections/parcels/items/1?crs=EPSG:3857").json()["geometry"]["coordinates"][0][0][0]
+    merc = client.get("/collections/parcels/items/1?crs=EPSG:3857").json()["geometry"][
+        "coordinates"
+    ][0][0][0]
     assert merc[0] == pytest.approx(11784500, abs=5000)
     # the same box in three CRSs selects the same parcels
     x0, y0 = 588000, 2270000
-    in_native = client.get(f"/collections/parcels/items?bbox={x0},{y0},{x0 + 200},{y0 + 200}"
-                           "&bbox-crs=EPSG:5897&skipGeometry=true&limit=1000").json()
-    (lon0, lon1), (lat0, lat1) = zip(to_wgs.transform(x0, y0), to_wgs.transform(x0 + 200, y0 + 200), strict=True)
-    in_latlon = client.get(f"/collections/parcels/items?bbox={lat0},{lon0},{lat1},{lon1}"
-                           "&bbox-crs=EPSG:4326&skipGeometry=true&limit=1000").json()
+    in_native = client.get(
+        f"/collections/parcels/items?bbox={x0},{y0},{x0 + 200},{y0 + 200}"
+        "&bbox-crs=EPSG:5897&skipGeometry=true&limit=1000"
+    ).json()
+    (lon0, lon1), (lat0, lat1) = zip(
+        to_wgs.transform(x0, y0), to_wgs.transform(x0 + 200, y0 + 200), strict=True
+    )
+    in_latlon = client.get(
+        f"/collections/parcels/items?bbox={lat0},{lon0},{lat1},{lon1}"
+        "&bbox-crs=EPSG:4326&skipGeometry=true&limit=1000"
+    ).json()
     assert in_native["numberMatched"] == in_latlon["numberMatched"] > 0
 
 
 def test_datetime_sortby_properties(client, api_engine):
     doc = client.get("/collections/articles/items?datetime=2025-07-02/2025-07-03&limit=100").json()
-    expected = count(api_engine, "SELECT count(*) FROM articles WHERE published_at >= '2025-07-02T00:00Z' "
-                                 "AND published_at <= '2025-07-03T23:59:59.999999Z'")
+    expected = count(
+        api_engine,
+        "SELECT count(*) FROM articles WHERE published_at >= '2025-07-02T00:00Z' "
+        "AND published_at <= '2025-07-03T23:59:59.999999Z'",
+    )
     assert doc["numberMatched"] == expected > 0
-    doc = client.get("/collections/parcels/items?sortby=-area_m2,id&properties=area_m2,land_use_code"
-                     "&skipGeometry=true&limit=20").json()
+    doc = client.get(
+        "/collections/parcels/items?sortby=-area_m2,id&properties=area_m2,land_use_code"
+        "&skipGeometry=true&limit=20"
+    ).json()
     areas = [f["properties"]["area_m2"] for f in doc["features"]]
     assert areas == sorted(areas, reverse=True)
     assert set(doc["features"][0]["properties"]) == {"area_m2", "land_use_code"}
@@ -256,7 +314,9 @@ def test_every_collection_serves_items_and_an_item(client, api_engine):
         one = client.get(f"/collections/{cid}/items/{first['id']}")
         assert one.status_code == 200, (cid, one.text[:200])
         assert one.json()["id"] == first["id"]
-    sentiment = client.get("/collections/commune-sentiment/items?commune_code=13285&limit=100").json()
+    sentiment = client.get(
+        "/collections/commune-sentiment/items?commune_code=13285&limit=100"
+    ).json()
     for f in sentiment["features"]:
         p = f["properties"]
         assert p["articles"] == p["negative"] + p["neutral"] + p["positive"]
@@ -285,7 +345,10 @@ def test_html_pages_load_their_libraries_from_the_api(client):
         r = client.get(url)
         assert r.status_code == 200 and len(r.content) > 500, url
     # JSON is left alone
-    assert client.get("/collections/parcels/items?f=json&limit=1").json()["type"] == "FeatureCollection"
+    assert (
+        client.get("/collections/parcels/items?f=json&limit=1").json()["type"]
+        == "FeatureCollection"
+    )
 
 
 @pytest.mark.chromium
@@ -294,11 +357,21 @@ def test_items_page_draws_its_map_without_internet(server, tmp_path):
     # headless Chromium with every host but the API's unreachable: the map must still draw
     # the parcels (Leaflet adds one interactive path per polygon)
     out = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-         "--virtual-time-budget=15000", "--dump-dom",
-         f"{server}/collections/parcels/items?f=html&limit=20"],
-        capture_output=True, text=True, timeout=120)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            f"{server}/collections/parcels/items?f=html&limit=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "leaflet-container" in out.stdout, out.stderr[-2000:]
     assert out.stdout.count("leaflet-interactive") >= 5
 
@@ -315,7 +388,9 @@ def test_vector_tiles(client):
     x = int((lon + 180) / 360 * 2**z)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
     r = client.get(f"/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt")
-    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    assert (
+        r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    )
     assert b"parcels" in r.content and len(r.content) > 1000
     empty = client.get("/collections/parcels/tiles/WebMercatorQuad/14/0/0?f=mvt")
     assert empty.status_code == 204
@@ -336,9 +411,15 @@ def test_big_pages_are_streamed_row_by_row_with_the_same_content(client, api_eng
     assert streamed["features"][0] == plain["features"][0]
     assert streamed["numberMatched"] == plain["numberMatched"] == N_PARCELS
     assert [ln["href"] for ln in streamed["links"] if ln["rel"] in ("next", "prev")] == [
-        ln["href"] for ln in plain["links"] if ln["rel"] in ("next", "prev")]
-    ids = [f["id"] for f in harvest(client, "/collections/parcels/items?skipGeometry=true", limit=300)]
+        ln["href"] for ln in plain["links"] if ln["rel"] in ("next", "prev")
+    ]
+    ids = [
+        f["id"] for f in harvest(client, "/collections/parcels/items?skipGeometry=true", limit=300)
+    ]
     assert len(ids) == len(set(ids)) == count(api_engine, "SELECT count(*) FROM parcels")
     filtered = client.get("/collections/parcels/items?land_use_code=LUC&limit=1000").json()
-    assert filtered["numberMatched"] == filtered["numberReturned"] == count(
-        api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
+    assert (
+        filtered["numberMatched"]
+        == filtered["numberReturned"]
+        == count(api_engine, "SELECT count(*) FROM parcels WHERE land_use_code = 'LUC'")
+    )

@@ -29,14 +29,22 @@ def test_readyz_on_a_current_database(client):
     body = r.json()
     assert body["status"] == "ready" and body["reasons"] == []
     assert body["checks"]["database"]["ok"] is True
-    assert body["checks"]["migrations"] == {"ok": True, "current": migration_head(), "head": migration_head()}
+    assert body["checks"]["migrations"] == {
+        "ok": True,
+        "current": migration_head(),
+        "head": migration_head(),
+    }
     assert body["checks"]["jobs"]["table"] is True
 
 
-def test_probes_and_metrics_need_no_token_when_reads_are_protected(api_database_url, api_engine, settings):
+def test_probes_and_metrics_need_no_token_when_reads_are_protected(
+    api_database_url, api_engine, settings
+):
     from api.app import create_app
 
-    app = create_app(settings.model_copy(update={"protect_reads": True}), api_database_url, engine=api_engine)
+    app = create_app(
+        settings.model_copy(update={"protect_reads": True}), api_database_url, engine=api_engine
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         assert c.get("/collections").status_code == 401
         assert c.get("/healthz").status_code == 200
@@ -72,7 +80,11 @@ def test_schema_behind_the_code_is_not_ready(database_url):
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert not ready
-    assert body["checks"]["migrations"] == {"ok": False, "current": "0008", "head": migration_head()}
+    assert body["checks"]["migrations"] == {
+        "ok": False,
+        "current": "0008",
+        "head": migration_head(),
+    }
     assert "run `ioc db migrate`" in body["reasons"][0]
     assert body["checks"]["jobs"]["table"] is False  # job_runs comes with 0009
 
@@ -82,13 +94,24 @@ def job_runs(api_engine):
     """Rows of job_runs committed for the test, removed afterwards."""
     from sqlalchemy import text
 
-    def add(job: str, status: str, started: dt.datetime, minutes: float = 1, trigger: str = "schedule"):
+    def add(
+        job: str, status: str, started: dt.datetime, minutes: float = 1, trigger: str = "schedule"
+    ):
         with api_engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO job_runs (job, status, started_at, finished_at, error, host, pid, trigger) "
-                "VALUES (:j, :s, :t, :f, :e, 'test', 1, :tr)"),
-                {"j": job, "s": status, "t": started, "f": started + dt.timedelta(minutes=minutes),
-                 "e": "boom" if status == "failed" else None, "tr": trigger})
+            conn.execute(
+                text(
+                    "INSERT INTO job_runs (job, status, started_at, finished_at, error, host, pid, trigger) "
+                    "VALUES (:j, :s, :t, :f, :e, 'test', 1, :tr)"
+                ),
+                {
+                    "j": job,
+                    "s": status,
+                    "t": started,
+                    "f": started + dt.timedelta(minutes=minutes),
+                    "e": "boom" if status == "failed" else None,
+                    "tr": trigger,
+                },
+            )
 
     yield add
     with api_engine.begin() as conn:
@@ -117,15 +140,18 @@ def test_a_job_overdue_makes_the_service_not_ready(client, job_runs):
     job_runs("crawl:baothu", "succeeded", now - dt.timedelta(minutes=5))
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert {j["job"]: j["status"] for j in r.json()["checks"]["jobs"]["jobs"]}["crawl:baothu"] == "ok"
+    assert {j["job"]: j["status"] for j in r.json()["checks"]["jobs"]["jobs"]}[
+        "crawl:baothu"
+    ] == "ok"
 
 
 def test_configured_intervals(api_database_url, job_runs):
     now = dt.datetime.now(dt.UTC)
     job_runs("digest", "succeeded", now - dt.timedelta(hours=30))
     job_runs("backup", "failed", now - dt.timedelta(hours=1))
-    settings = HealthSettings(_env_file=None, job_intervals="digest=24h, backup=1d, retrain=7d, crawl=30m",
-                              tolerance=1.0)
+    settings = HealthSettings(
+        _env_file=None, job_intervals="digest=24h, backup=1d, retrain=7d, crawl=30m", tolerance=1.0
+    )
     ready, body = Readiness(api_database_url, settings).check()
     jobs = {j["job"]: j for j in body["checks"]["jobs"]["jobs"]}
     assert jobs["digest"]["status"] == "late" and jobs["digest"]["interval_from"] == "configured"

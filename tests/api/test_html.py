@@ -14,10 +14,20 @@ import pytest
 pytestmark = pytest.mark.postgis
 
 PAGES = [
-    "/", "/collections", "/collections/parcels", "/collections/parcels/items",
-    "/collections/parcels/items/1", "/collections/parcels/queryables", "/collections/articles/items",
-    "/collections/articles/items/1", "/conformance", "/processes", "/processes/daily-digest",
-    "/TileMatrixSets", "/collections/parcels/tiles", "/jobs",
+    "/",
+    "/collections",
+    "/collections/parcels",
+    "/collections/parcels/items",
+    "/collections/parcels/items/1",
+    "/collections/parcels/queryables",
+    "/collections/articles/items",
+    "/collections/articles/items/1",
+    "/conformance",
+    "/processes",
+    "/processes/daily-digest",
+    "/TileMatrixSets",
+    "/collections/parcels/tiles",
+    "/jobs",
 ]
 
 
@@ -47,31 +57,50 @@ def test_item_pages_are_titled_by_collection(client):
 def test_item_tables_keep_one_line_rows_inside_the_page(client):
     html = client.get("/collections/articles/items?f=html&limit=20").text
     assert 'class="col-sm-12 ioc-table-wrap"' in html  # scrolls inside the page
-    table = html[html.index('<table class="table table-sm table-striped table-bordered ioc-items">'):]
-    table = table[:table.index("</table>")]
+    table = html[
+        html.index('<table class="table table-sm table-striped table-bordered ioc-items">') :
+    ]
+    table = table[: table.index("</table>")]
     cells = re.findall(r"<td[^>]*>(.*?)</td>", table, re.S)
     assert len(cells) >= 20 * 5
     for cell in cells:
         text = html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
         assert len(text) <= 40, text  # long values cut (shown whole in the title attribute)
         assert text != "None"  # empty, not Python's None
-    css = html[html.index("<style>"):html.index("</style>")]
+    css = html[html.index("<style>") : html.index("</style>")]
     assert "white-space: nowrap" in css and "text-overflow: ellipsis" in css
     assert "overflow-x: auto" in css
 
 
 @pytest.mark.chromium
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-@pytest.mark.parametrize("path", ["/collections/parcels/items?f=html&limit=20", "/collections/parcel-alerts?f=html",
-                                  "/collections/articles/items/1?f=html"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/collections/parcels/items?f=html&limit=20",
+        "/collections/parcel-alerts?f=html",
+        "/collections/articles/items/1?f=html",
+    ],
+)
 def test_maps_have_a_base_layer_without_internet(server, tmp_path, path):
     # every host but the API unreachable: OpenStreetMap's tiles cannot load, so the base layer
     # must come from the API itself (the administrative units' outlines, under the features)
     out = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-         "--virtual-time-budget=15000", "--dump-dom", f"{server}{path}"],
-        capture_output=True, text=True, timeout=120)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            f"{server}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = out.stdout
     assert "leaflet-container" in dom, out.stderr[-2000:]
     assert "leaflet-tile-loaded" not in dom  # no tile came from the internet

@@ -44,8 +44,9 @@ def imagery(database_url, tmp_path_factory):
     migrate.upgrade(url)
     engine = make_engine(url)
     import_cadastre(engine, LAND / "sample_cadastre.gpkg")
-    result = detect_changes(LAND / "before", LAND / "after_T48QXH_20250418.tif",
-                            DetectionConfig(method="cva"))
+    result = detect_changes(
+        LAND / "before", LAND / "after_T48QXH_20250418.tif", DetectionConfig(method="cva")
+    )
     state = tmp_path_factory.mktemp("state")
     stored = store_run(engine, result, load_rules(), state_dir=state)
     stored.update(state=state, result=result)
@@ -73,17 +74,22 @@ def client(imagery):
 
 def _scenes(engine, run_id):
     with engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT r.before_scene_id, r.after_scene_id, ST_X(ST_Centroid(s.footprint)) AS lon, "
-            "ST_Y(ST_Centroid(s.footprint)) AS lat FROM detection_runs r "
-            "JOIN imagery_scenes s ON s.id = r.after_scene_id WHERE r.id = :r"),
-            {"r": run_id}).one()
+        return conn.execute(
+            text(
+                "SELECT r.before_scene_id, r.after_scene_id, ST_X(ST_Centroid(s.footprint)) AS lon, "
+                "ST_Y(ST_Centroid(s.footprint)) AS lat FROM detection_runs r "
+                "JOIN imagery_scenes s ON s.id = r.after_scene_id WHERE r.id = :r"
+            ),
+            {"r": run_id},
+        ).one()
 
 
 def _tile(lon, lat, z):
     n = 2**z
-    return (int((lon + 180) / 360 * n),
-            int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n))
+    return (
+        int((lon + 180) / 360 * n),
+        int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n),
+    )
 
 
 def test_imagery_tiles(client, imagery):
@@ -99,20 +105,24 @@ def test_imagery_tiles(client, imagery):
             assert img.shape == (256, 256, 4) and (img[..., 3] == 255).any()
             assert img[..., :3][img[..., 3] == 255].std() > 10
             pixels[scene, style] = img
-    assert not np.array_equal(pixels[s.before_scene_id, "truecolor"],
-                              pixels[s.after_scene_id, "truecolor"])
+    assert not np.array_equal(
+        pixels[s.before_scene_id, "truecolor"], pixels[s.after_scene_id, "truecolor"]
+    )
     # by run and moment (latest: what the shipped QGIS project asks for)
     for run in (stored["run_id"], "latest"):
         r = client.get(f"/imagery/runs/{run}/after/tiles/16/{x}/{y}.png")
         assert r.status_code == 200
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))),
-                              pixels[s.after_scene_id, "truecolor"])
+        assert np.array_equal(
+            np.asarray(Image.open(io.BytesIO(r.content))), pixels[s.after_scene_id, "truecolor"]
+        )
     assert client.get(f"/imagery/runs/latest/during/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/runs/987654/before/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/0/0.png").status_code == 204
     r = client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?style=ndvi")
     assert r.status_code == 400 and "ndvi" in r.json()["description"]
-    assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?colour=1").status_code == 400
+    assert (
+        client.get(f"/imagery/{s.after_scene_id}/tiles/16/{x}/{y}.png?colour=1").status_code == 400
+    )
     r = client.get(f"/imagery/987654/tiles/16/{x}/{y}.png")
     assert r.status_code == 404 and "scene 987654" in r.json()["description"]
     assert client.get(f"/imagery/{s.after_scene_id}/tiles/3/9/0.png").status_code == 404
@@ -120,7 +130,9 @@ def test_imagery_tiles(client, imagery):
     assert client.get(f"/imagery/{huge}/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/runs/{huge}/after/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/runs/{huge}").status_code == 404
-    assert client.get(f"/collections/parcel-alerts/items/{huge}/evidence/after.png").status_code == 404
+    assert (
+        client.get(f"/collections/parcel-alerts/items/{huge}/evidence/after.png").status_code == 404
+    )
 
 
 def test_evidence_routes(client, imagery):
@@ -139,23 +151,43 @@ def test_evidence_routes(client, imagery):
     r = client.get("/collections/parcel-alerts/items/99999999/evidence/before.png")
     assert r.status_code == 404 and "99999999" in r.json()["description"]
     alert_id = features[0]["id"]
-    assert client.get(f"/collections/parcel-alerts/items/{alert_id}/evidence/during.png").status_code == 404
-    assert client.get(f"/collections/parcel-alerts/items/{alert_id}/evidence/after.png?style=x").status_code == 400
+    assert (
+        client.get(f"/collections/parcel-alerts/items/{alert_id}/evidence/during.png").status_code
+        == 404
+    )
+    assert (
+        client.get(
+            f"/collections/parcel-alerts/items/{alert_id}/evidence/after.png?style=x"
+        ).status_code
+        == 400
+    )
     # an alert without imagery: 404 naming it
     with engine.begin() as conn:
-        run = conn.execute(text("INSERT INTO detection_runs (status, method) VALUES "
-                                "('succeeded', 'cva') RETURNING id")).scalar()
-        bare = conn.execute(text(
-            "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, "
-            "changed_fraction, legal_code, rule, severity) SELECT :r, parcel_id, commune_code, "
-            "1, 0.1, legal_code, rule, severity FROM parcel_alerts WHERE id = :a RETURNING id"),
-            {"r": run, "a": alert_id}).scalar()
+        run = conn.execute(
+            text(
+                "INSERT INTO detection_runs (status, method) VALUES "
+                "('succeeded', 'cva') RETURNING id"
+            )
+        ).scalar()
+        bare = conn.execute(
+            text(
+                "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, "
+                "changed_fraction, legal_code, rule, severity) SELECT :r, parcel_id, commune_code, "
+                "1, 0.1, legal_code, rule, severity FROM parcel_alerts WHERE id = :a RETURNING id"
+            ),
+            {"r": run, "a": alert_id},
+        ).scalar()
     r = client.get(f"/collections/parcel-alerts/items/{bare}/evidence/before.png")
     assert r.status_code == 404
-    assert r.json()["description"] == (f"Parcel alert {bare} has no imagery evidence (its run "
-                                       "has no stored scenes).")
-    assert client.get(f"/collections/parcel-alerts/items/{bare}?f=json").json()[
-        "properties"]["evidence_before"] is None
+    assert r.json()["description"] == (
+        f"Parcel alert {bare} has no imagery evidence (its run has no stored scenes)."
+    )
+    assert (
+        client.get(f"/collections/parcel-alerts/items/{bare}?f=json").json()["properties"][
+            "evidence_before"
+        ]
+        is None
+    )
 
 
 def test_run_page_and_coverages(client, imagery):
@@ -180,11 +212,21 @@ def test_run_page_and_coverages(client, imagery):
     assert client.get("/collections/parcels/coverage").status_code == 404
     # a bbox inside the scene works; what pygeoapi answered 500 is a 400 naming the problem
     # (schemathesis: an empty bbox with bbox-crs=https://0.com)
-    lon, lat = engine.connect().execute(text(
-        "SELECT ST_X(ST_Centroid(footprint)), ST_Y(ST_Centroid(footprint)) FROM imagery_scenes "
-        "WHERE id = :i"), {"i": s.after_scene_id}).one()
-    r = client.get(f"/collections/{cov}/coverage?f=json&bbox={lon - 0.002},{lat - 0.002},"
-                   f"{lon + 0.002},{lat + 0.002}")
+    lon, lat = (
+        engine.connect()
+        .execute(
+            text(
+                "SELECT ST_X(ST_Centroid(footprint)), ST_Y(ST_Centroid(footprint)) FROM imagery_scenes "
+                "WHERE id = :i"
+            ),
+            {"i": s.after_scene_id},
+        )
+        .one()
+    )
+    r = client.get(
+        f"/collections/{cov}/coverage?f=json&bbox={lon - 0.002},{lat - 0.002},"
+        f"{lon + 0.002},{lat + 0.002}"
+    )
     assert r.status_code == 200, r.text[:300]
     for query, words in [
         ("bbox=0.0,0.0,0.0,0.0&bbox-crs=https%3A%2F%2F0.com&f=json", "bbox is empty"),
@@ -220,9 +262,16 @@ def test_a_committed_rerun_replaces_the_chips_and_keeps_no_stale_file(client, im
     assert again["updated"] and again["run_id"] == stored["run_id"]
     now = set(folder.glob("*.png"))
     with engine.connect() as conn:
-        rows = {Path(p) for p in conn.execute(text(
-            "SELECT e.path FROM alert_evidence e JOIN parcel_alerts a ON a.id = e.alert_id "
-            "WHERE a.run_id = :r"), {"r": stored["run_id"]}).scalars()}
+        rows = {
+            Path(p)
+            for p in conn.execute(
+                text(
+                    "SELECT e.path FROM alert_evidence e JOIN parcel_alerts a ON a.id = e.alert_id "
+                    "WHERE a.run_id = :r"
+                ),
+                {"r": stored["run_id"]},
+            ).scalars()
+        }
     assert now == rows and not (now & old)  # new files, the replaced ones deleted at commit
     assert len(now) == 4 * again["alerts"]
     cogs = list((stored["state"] / "imagery" / "cog").glob("*.tif"))

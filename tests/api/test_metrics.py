@@ -59,20 +59,31 @@ def test_requests_are_counted_by_route_template_and_status(client):
     assert delta("ioc_http_requests_total", method="GET", route=ITEMS, status="400") == 1
     assert delta("ioc_http_requests_total", method="GET", route="<unmatched>", status="404") == 1
     assert delta("ioc_http_request_duration_seconds_count", method="GET", route=ITEMS) == 3
-    assert delta("ioc_http_request_duration_seconds_bucket", method="GET", route=ITEMS, le="+Inf") == 3
+    assert (
+        delta("ioc_http_request_duration_seconds_bucket", method="GET", route=ITEMS, le="+Inf") == 3
+    )
     # raw paths never become label values (bounded series); the probes are not measured
-    assert 'route="/collections/parcels/items"' not in after and 'route="/no/such/thing"' not in after
+    assert (
+        'route="/collections/parcels/items"' not in after and 'route="/no/such/thing"' not in after
+    )
     assert 'route="/metrics"' not in after
     assert sample(after, "ioc_http_requests_in_progress") == 1  # the scrape itself
 
 
 def test_request_id_is_echoed_or_generated(client):
-    assert client.get("/conformance", headers={"X-Request-ID": "abc-123.x"}).headers["x-request-id"] == "abc-123.x"
+    assert (
+        client.get("/conformance", headers={"X-Request-ID": "abc-123.x"}).headers["x-request-id"]
+        == "abc-123.x"
+    )
     generated = client.get("/conformance").headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
-    bad = client.get("/conformance", headers={"X-Request-ID": "a b\tc" + "x" * 300}).headers["x-request-id"]
+    bad = client.get("/conformance", headers={"X-Request-ID": "a b\tc" + "x" * 300}).headers[
+        "x-request-id"
+    ]
     assert re.fullmatch(r"[0-9a-f]{32}", bad)
-    assert client.get("/no/such", headers={"X-Request-ID": "nf-1"}).headers["x-request-id"] == "nf-1"
+    assert (
+        client.get("/no/such", headers={"X-Request-ID": "nf-1"}).headers["x-request-id"] == "nf-1"
+    )
 
 
 def test_log_lines_carry_the_request_id():
@@ -107,11 +118,17 @@ def test_log_lines_carry_the_request_id():
 def test_database_pool_usage(client, settings):
     client.get("/collections/parcels/items", params={"limit": 1})
     text = scrape(client)
-    pools = {s.labels["pool"] for f in text_string_to_metric_families(text) for s in f.samples
-             if s.name == "ioc_db_pool_connections"}
+    pools = {
+        s.labels["pool"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "ioc_db_pool_connections"
+    }
     features = [p for p in pools if p.startswith("features:ioc_api_test:")]
     assert features and "writes" in pools
-    assert sample(text, "ioc_db_pool_connections", pool=features[0], state="max") == settings.pool_size
+    assert (
+        sample(text, "ioc_db_pool_connections", pool=features[0], state="max") == settings.pool_size
+    )
     assert sample(text, "ioc_db_pool_connections", pool=features[0], state="size") >= 1
     assert sample(text, "ioc_db_pool_requests_total", pool=features[0]) >= 1
 
@@ -132,7 +149,9 @@ def test_job_detection_and_delivery_helpers(client):
     assert delta("ioc_job_runs_total", job="digest", status="failed") == 1
     assert delta("ioc_job_duration_seconds_sum", job="crawl") == pytest.approx(12.5)
     assert delta("ioc_job_duration_seconds_bucket", job="crawl", le="15.0") == 1
-    assert sample(after, "ioc_job_last_success_timestamp_seconds", job="crawl") == pytest.approx(time.time(), abs=60)
+    assert sample(after, "ioc_job_last_success_timestamp_seconds", job="crawl") == pytest.approx(
+        time.time(), abs=60
+    )
     assert delta("ioc_detection_runs_total", status="succeeded") == 1
     assert delta("ioc_detection_runs_total", status="failed") == 1
     assert delta("ioc_parcel_alerts_total", severity="high") == 2
@@ -164,11 +183,21 @@ def test_several_workers_share_their_counts(api_database_url, tmp_path):
     state = tmp_path / "state"
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(IOC_DATABASE_URL=api_database_url, IOC_STATE_DIR=str(state), IOC_LOG_FORMAT="json",
-               IOC_API_ACCESS_LOG="true")
+    env.update(
+        IOC_DATABASE_URL=api_database_url,
+        IOC_STATE_DIR=str(state),
+        IOC_LOG_FORMAT="json",
+        IOC_API_ACCESS_LOG="true",
+    )
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ioc.cli", "serve", "--workers", "2", "--port", str(port)],
-                                env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc.cli", "serve", "--workers", "2", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(f"{base}/healthz", proc, log)
@@ -194,7 +223,12 @@ def test_several_workers_share_their_counts(api_database_url, tmp_path):
     assert any(x["request_id"] == "trace-77" and "/collections" in x["message"] for x in access)
     assert len(pids) == 2, "both workers should have answered"
     for text in texts:  # every scrape, whichever worker served it, counts all of them
-        assert sample(text, "ioc_http_requests_total", method="GET", route="/conformance", status="200") == n
+        assert (
+            sample(
+                text, "ioc_http_requests_total", method="GET", route="/conformance", status="200"
+            )
+            == n
+        )
     folders = [p for p in (state / "metrics").iterdir()]
     assert len(folders) == 1 and folders[0].name.isdigit() and any(folders[0].glob("counter_*.db"))
 
@@ -212,26 +246,54 @@ def test_crawl_counts_reach_the_metrics_of_another_process(tmp_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     with LocalSite(crawler_tests / "site") as site:
-        conf = {"sites_yaml": (crawler_tests / "sites_test.yaml").read_text(encoding="utf-8"),
-                "base": site.base, "state_dir": str(tmp_path), "database_url": None, "job": "metrics"}
+        conf = {
+            "sites_yaml": (crawler_tests / "sites_test.yaml").read_text(encoding="utf-8"),
+            "base": site.base,
+            "state_dir": str(tmp_path),
+            "database_url": None,
+            "job": "metrics",
+        }
         path = tmp_path / "crawl.json"
         path.write_text(json.dumps(conf))
-        env = {**os.environ, "PYTHONWARNINGS": "ignore", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        done = subprocess.run([sys.executable, str(crawler_tests / "crawl_runner.py"), str(path)],
-                              env=env, capture_output=True, text=True, timeout=300)
+        env = {
+            **os.environ,
+            "PYTHONWARNINGS": "ignore",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
+        done = subprocess.run(
+            [sys.executable, str(crawler_tests / "crawl_runner.py"), str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((tmp_path / "stats-metrics-.json").read_text())
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(metrics_dir))
     text = generate_latest(registry).decode()
-    pages = {s.labels["outlet"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
-             if s.name == "ioc_crawl_pages_total"}
+    pages = {
+        s.labels["outlet"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "ioc_crawl_pages_total"
+    }
     assert sum(pages.values()) == stats["response_received_count"]
-    assert pages["testsite"] >= 9 and pages.get("unknown", 0) <= 1  # robots.txt belongs to no outlet
-    assert sample(text, "ioc_articles_scored_total", outlet="testsite") == stats.get("ioc/scored", 0) > 0
+    assert (
+        pages["testsite"] >= 9 and pages.get("unknown", 0) <= 1
+    )  # robots.txt belongs to no outlet
+    assert (
+        sample(text, "ioc_articles_scored_total", outlet="testsite")
+        == stats.get("ioc/scored", 0)
+        > 0
+    )
     errors = sum(v for k, v in stats.items() if k.startswith("ioc/failed/"))
-    counted = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                  if s.name == "ioc_crawl_errors_total" and s.labels.get("outlet") == "testsite")
+    counted = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "ioc_crawl_errors_total" and s.labels.get("outlet") == "testsite"
+    )
     assert counted == errors > 0
 
 
@@ -240,21 +302,31 @@ def test_stored_counts_match_the_database(client, api_engine):
 
     text = scrape(client)
     assert sample(text, "ioc_database_up") == 1
-    alerts = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                 if s.name == "ioc_parcel_alerts")
+    alerts = sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "ioc_parcel_alerts"
+    )
     assert alerts == count(api_engine, "SELECT count(*) FROM parcel_alerts") > 0
     assert sample(text, "ioc_parcel_alerts", severity="high", review_status="new") == count(
-        api_engine, "SELECT count(*) FROM parcel_alerts WHERE severity = 'high' AND review_status = 'new'")
+        api_engine,
+        "SELECT count(*) FROM parcel_alerts WHERE severity = 'high' AND review_status = 'new'",
+    )
     assert sample(text, "ioc_detection_runs", status="succeeded") == count(
-        api_engine, "SELECT count(*) FROM detection_runs WHERE status = 'succeeded'")
+        api_engine, "SELECT count(*) FROM detection_runs WHERE status = 'succeeded'"
+    )
     assert sample(text, "ioc_articles", scored="true") == count(
-        api_engine, "SELECT count(DISTINCT article_id) FROM article_scores")
+        api_engine, "SELECT count(DISTINCT article_id) FROM article_scores"
+    )
 
 
 def test_metrics_answer_when_the_database_does_not():
     from api.metrics import metrics_routes
 
-    app = Starlette(routes=metrics_routes(stored_counts=f"postgresql://ioc@127.0.0.1:{_free_port()}/ioc"))
+    app = Starlette(
+        routes=metrics_routes(stored_counts=f"postgresql://ioc@127.0.0.1:{_free_port()}/ioc")
+    )
     with TestClient(app) as c:
         started = time.perf_counter()
         text = scrape(c)

@@ -30,6 +30,8 @@ def test_unreachable_database_gives_a_503_error_within_the_connect_timeout():
 def test_pools_differ_by_connect_timeout():
     url = f"postgresql://ioc@127.0.0.1:{_free_port()}/ioc"
     try:
-        assert get_pool(PoolSettings(url, connect_timeout_s=1.0)) is not get_pool(PoolSettings(url, connect_timeout_s=2.0))
+        assert get_pool(PoolSettings(url, connect_timeout_s=1.0)) is not get_pool(
+            PoolSettings(url, connect_timeout_s=2.0)
+        )
     finally:
         close_pools(url)

@@ -22,17 +22,30 @@ def posts(api_engine):
     with api_engine.begin() as conn:
         unit = conn.execute(text("SELECT id FROM admin_units WHERE code = '13285'")).scalar_one()
         for key, body, label, duplicate in POSTS:
-            pid = conn.execute(text(
-                "INSERT INTO posts (post_key, source, url, author, published_at, text, content_hash, duplicate_of) "
-                "VALUES (:k, 'facebook', :u, 'Người Riêng Tư', '2025-09-02 09:00+07', :t, md5(:t), :d) RETURNING id"),
-                {"k": key, "u": f"https://fb.test/{key}", "t": body, "d": ids[-1] if duplicate else None}).scalar_one()
+            pid = conn.execute(
+                text(
+                    "INSERT INTO posts (post_key, source, url, author, published_at, text, content_hash, duplicate_of) "
+                    "VALUES (:k, 'facebook', :u, 'Người Riêng Tư', '2025-09-02 09:00+07', :t, md5(:t), :d) RETURNING id"
+                ),
+                {
+                    "k": key,
+                    "u": f"https://fb.test/{key}",
+                    "t": body,
+                    "d": ids[-1] if duplicate else None,
+                },
+            ).scalar_one()
             ids.append(pid)
-            conn.execute(text(
-                "INSERT INTO post_scores (post_id, model_version, genre, label, probabilities, confidence) "
-                "VALUES (:p, 'test', 'post', :l, CAST(:pr AS jsonb), 0.8)"),
-                {"p": pid, "l": label, "pr": json.dumps({label: 0.8})})
-            conn.execute(text("INSERT INTO post_places (post_id, admin_unit_id) VALUES (:p, :u)"),
-                         {"p": pid, "u": unit})
+            conn.execute(
+                text(
+                    "INSERT INTO post_scores (post_id, model_version, genre, label, probabilities, confidence) "
+                    "VALUES (:p, 'test', 'post', :l, CAST(:pr AS jsonb), 0.8)"
+                ),
+                {"p": pid, "l": label, "pr": json.dumps({label: 0.8})},
+            )
+            conn.execute(
+                text("INSERT INTO post_places (post_id, admin_unit_id) VALUES (:p, :u)"),
+                {"p": pid, "u": unit},
+            )
     yield ids
     with api_engine.begin() as conn:
         conn.execute(text("DELETE FROM posts WHERE id = ANY(:i)"), {"i": ids})
@@ -57,16 +70,29 @@ def test_posts_collection_is_published_without_authors(client, posts):
 
 
 def test_commune_sentiment_can_be_filtered_by_genre(client, posts):
-    assert "genre" in client.get("/collections/commune-sentiment/queryables?f=json").json()["properties"]
-    post_rows = client.get("/collections/commune-sentiment/items?f=json&genre=post&limit=100").json()
+    assert (
+        "genre"
+        in client.get("/collections/commune-sentiment/queryables?f=json").json()["properties"]
+    )
+    post_rows = client.get(
+        "/collections/commune-sentiment/items?f=json&genre=post&limit=100"
+    ).json()
     assert post_rows["numberMatched"] == 1
     p = post_rows["features"][0]
     assert p["id"] == "13285:2025-09-02:post"
     assert p["properties"]["genre"] == "post"
-    assert (p["properties"]["articles"], p["properties"]["negative"], p["properties"]["positive"]) == (2, 1, 1)
-    articles = client.get("/collections/commune-sentiment/items?f=json&genre=article&limit=1000").json()
+    assert (
+        p["properties"]["articles"],
+        p["properties"]["negative"],
+        p["properties"]["positive"],
+    ) == (2, 1, 1)
+    articles = client.get(
+        "/collections/commune-sentiment/items?f=json&genre=article&limit=1000"
+    ).json()
     assert articles["numberMatched"] > 0
     assert {f["properties"]["genre"] for f in articles["features"]} == {"article"}
-    cql = client.get("/collections/commune-sentiment/items",
-                     params={"f": "json", "filter": "genre = 'post' AND commune_code = '13285'"}).json()
+    cql = client.get(
+        "/collections/commune-sentiment/items",
+        params={"f": "json", "filter": "genre = 'post' AND commune_code = '13285'"},
+    ).json()
     assert cql["numberMatched"] == 1

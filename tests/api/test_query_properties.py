@@ -27,15 +27,34 @@ from hypothesis import strategies as st
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 
 TRIED: collections.Counter = collections.Counter()  # (surface, answer) -> requests
-HYPOTHESIS = settings(max_examples=150, deadline=None, derandomize=True,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+HYPOTHESIS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 COLLECTIONS = ("parcels", "parcel-alerts", "land-changes", "admin-units", "articles")
-CRS = ["http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/4326",
-       "http://www.opengis.net/def/crs/EPSG/0/3405", "http://www.opengis.net/def/crs/EPSG/0/5897",
-       "http://www.opengis.net/def/crs/EPSG/0/9209", "http://www.opengis.net/def/crs/EPSG/0/3857",
-       "EPSG:5897", "CRS84"]
-LEAKS = ("select ", "traceback", "psycopg", "sqlalchemy", " from \"", "file \"", "/work/", "/root/",
-         "site-packages")
+CRS = [
+    "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+    "http://www.opengis.net/def/crs/EPSG/0/4326",
+    "http://www.opengis.net/def/crs/EPSG/0/3405",
+    "http://www.opengis.net/def/crs/EPSG/0/5897",
+    "http://www.opengis.net/def/crs/EPSG/0/9209",
+    "http://www.opengis.net/def/crs/EPSG/0/3857",
+    "EPSG:5897",
+    "CRS84",
+]
+LEAKS = (
+    "select ",
+    "traceback",
+    "psycopg",
+    "sqlalchemy",
+    ' from "',
+    'file "',
+    "/work/",
+    "/root/",
+    "site-packages",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,8 +65,10 @@ def report(request):
     for surface in surfaces:
         answers = {a: n for (s, a), n in TRIED.items() if s == surface}
         bad = sum(n for a, n in answers.items() if a.startswith("4"))
-        lines.append(f"  {surface}: {sum(answers.values())} requests, {bad} bad inputs answered "
-                     + ", ".join(f"{a}: {n}" for a, n in sorted(answers.items())))
+        lines.append(
+            f"  {surface}: {sum(answers.values())} requests, {bad} bad inputs answered "
+            + ", ".join(f"{a}: {n}" for a, n in sorted(answers.items()))
+        )
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\nquery parameters tried against the server (never a 5xx):\n" + "\n".join(lines))
@@ -92,8 +113,12 @@ dates = st.dates(dt.date(2024, 1, 1), dt.date(2026, 12, 31))
 def bbox84(draw) -> list[float]:
     lon0 = draw(st.floats(105.80, 105.95))
     lat0 = draw(st.floats(20.45, 20.58))
-    return [round(lon0, 5), round(lat0, 5), round(lon0 + draw(st.floats(0.0005, 0.1)), 5),
-            round(lat0 + draw(st.floats(0.0005, 0.1)), 5)]
+    return [
+        round(lon0, 5),
+        round(lat0, 5),
+        round(lon0 + draw(st.floats(0.0005, 0.1)), 5),
+        round(lat0 + draw(st.floats(0.0005, 0.1)), 5),
+    ]
 
 
 @st.composite
@@ -132,7 +157,10 @@ def cql_filter(draw, queryables: dict) -> str:
         if schema.get("type") == "object":
             terms.append(f"{name} IS NOT NULL")
             continue
-        if schema.get("type") in ("number", "integer") or schema.get("format") in ("date", "date-time"):
+        if schema.get("type") in ("number", "integer") or schema.get("format") in (
+            "date",
+            "date-time",
+        ):
             op = draw(st.sampled_from(["=", "<>", "<", "<=", ">", ">="]))
         elif schema.get("type") == "boolean":
             op = "="
@@ -141,7 +169,9 @@ def cql_filter(draw, queryables: dict) -> str:
         terms.append(f"{name} {op} {literal(draw, schema)}")
     if draw(st.booleans()):
         x0, y0, x1, y1 = draw(bbox84())
-        terms.append(f"S_INTERSECTS(geometry, POLYGON(({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0})))")
+        terms.append(
+            f"S_INTERSECTS(geometry, POLYGON(({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0})))"
+        )
     return f" {draw(st.sampled_from(['AND', 'OR']))} ".join(terms)
 
 
@@ -165,10 +195,18 @@ def valid_query(draw, schema: dict) -> tuple[str, dict]:
     if draw(st.booleans()):
         params["datetime"] = draw(datetime_value())
     if draw(st.booleans()):
-        names = draw(st.lists(st.sampled_from(sorted(info["sortables"])), min_size=1, max_size=3, unique=True))
+        names = draw(
+            st.lists(
+                st.sampled_from(sorted(info["sortables"])), min_size=1, max_size=3, unique=True
+            )
+        )
         params["sortby"] = ",".join(draw(st.sampled_from(["", "+", "-"])) + n for n in names)
     if draw(st.booleans()):
-        names = draw(st.lists(st.sampled_from(sorted(info["queryables"])), min_size=1, max_size=4, unique=True))
+        names = draw(
+            st.lists(
+                st.sampled_from(sorted(info["queryables"])), min_size=1, max_size=4, unique=True
+            )
+        )
         params["properties"] = ",".join(names)
     if draw(st.booleans()):
         params["filter"] = draw(cql_filter(info["queryables"]))
@@ -181,32 +219,96 @@ def valid_query(draw, schema: dict) -> tuple[str, dict]:
 
 # one bad value per parameter; each must be refused with a 400 that names the parameter
 BAD = {
-    "limit": (st.sampled_from(["0", "-1", "ten", "1.5", "", "1e3", "99999999999999999999"]), ("limit",)),
+    "limit": (
+        st.sampled_from(["0", "-1", "ten", "1.5", "", "1e3", "99999999999999999999"]),
+        ("limit",),
+    ),
     "offset": (st.sampled_from(["-1", "x", "2.5", "", "1e2"]), ("offset",)),
-    "bbox": (st.one_of(
-        st.sampled_from(["1,2,3", "1,2,3,4,5", "a,b,c,d", "nan,1,2,3", "inf,1,2,3", "106,21,105,20",
-                         "105,21,106,20", "105,20,200,21", "105,-95,106,21", ",,,", ""]),
-        st.lists(st.floats(allow_nan=True), min_size=1, max_size=7).map(lambda v: ",".join(map(str, v)))
-        .filter(lambda s: len(s.split(",")) not in (4, 6) or "nan" in s or "inf" in s)), ("bbox",)),
-    "bbox-crs": (st.sampled_from(["EPSG:9999", "urn:foo", "EPSG:4756x", "", "http://www.opengis.net/def/crs/EPSG/0/2000"]),
-                 ("bbox-crs",)),
-    "crs": (st.one_of(st.sampled_from(["EPSG:9999", "EPSG:", "WGS84", "", "http://example.com/crs"]),
-                      st.integers(1, 99999).filter(lambda n: n not in (4326, 3405, 5897, 9209, 3857))
-                      .map(lambda n: f"EPSG:{n}")), ("crs",)),
-    "datetime": (st.one_of(st.sampled_from(["yesterday", "2025-02-30", "2025-13-01", "..", "../..",
-                                            "2025-02-01/2025-01-01", "2025-01-01/2025-02-01/2025-03-01",
-                                            "20250101T", ""]),
-                           junk.filter(lambda s: not s.strip(" ").replace(".", "").isdigit())), ("datetime",)),
-    "filter": (st.sampled_from(["land_use_code ==== 'LUC'", "nope > 3", "owner_name = 'x'", "area_m2 > 'abc'",
-                                "(((", "S_INTERSECTS(geometry, POLYGON((0 0, 1 1, 1 0, 0 1, 0 0)))",
-                                "S_INTERSECTS(geometry, POLYGON((0 0, 1 0, 1 1)))", "'; DROP TABLE parcels; --",
-                                " OR ".join(f"id = {i}" for i in range(400)), "foo(bar)"]),
-               ("filter", "property", "wrong type", "geometry", "cql2", "too complex", "function")),
-    "sortby": (st.sampled_from(["nope", "-nope", "owner_name", "id;DROP", ",", "+-id"]), ("sortby",)),
+    "bbox": (
+        st.one_of(
+            st.sampled_from(
+                [
+                    "1,2,3",
+                    "1,2,3,4,5",
+                    "a,b,c,d",
+                    "nan,1,2,3",
+                    "inf,1,2,3",
+                    "106,21,105,20",
+                    "105,21,106,20",
+                    "105,20,200,21",
+                    "105,-95,106,21",
+                    ",,,",
+                    "",
+                ]
+            ),
+            st.lists(st.floats(allow_nan=True), min_size=1, max_size=7)
+            .map(lambda v: ",".join(map(str, v)))
+            .filter(lambda s: len(s.split(",")) not in (4, 6) or "nan" in s or "inf" in s),
+        ),
+        ("bbox",),
+    ),
+    "bbox-crs": (
+        st.sampled_from(
+            ["EPSG:9999", "urn:foo", "EPSG:4756x", "", "http://www.opengis.net/def/crs/EPSG/0/2000"]
+        ),
+        ("bbox-crs",),
+    ),
+    "crs": (
+        st.one_of(
+            st.sampled_from(["EPSG:9999", "EPSG:", "WGS84", "", "http://example.com/crs"]),
+            st.integers(1, 99999)
+            .filter(lambda n: n not in (4326, 3405, 5897, 9209, 3857))
+            .map(lambda n: f"EPSG:{n}"),
+        ),
+        ("crs",),
+    ),
+    "datetime": (
+        st.one_of(
+            st.sampled_from(
+                [
+                    "yesterday",
+                    "2025-02-30",
+                    "2025-13-01",
+                    "..",
+                    "../..",
+                    "2025-02-01/2025-01-01",
+                    "2025-01-01/2025-02-01/2025-03-01",
+                    "20250101T",
+                    "",
+                ]
+            ),
+            junk.filter(lambda s: not s.strip(" ").replace(".", "").isdigit()),
+        ),
+        ("datetime",),
+    ),
+    "filter": (
+        st.sampled_from(
+            [
+                "land_use_code ==== 'LUC'",
+                "nope > 3",
+                "owner_name = 'x'",
+                "area_m2 > 'abc'",
+                "(((",
+                "S_INTERSECTS(geometry, POLYGON((0 0, 1 1, 1 0, 0 1, 0 0)))",
+                "S_INTERSECTS(geometry, POLYGON((0 0, 1 0, 1 1)))",
+                "'; DROP TABLE parcels; --",
+                " OR ".join(f"id = {i}" for i in range(400)),
+                "foo(bar)",
+            ]
+        ),
+        ("filter", "property", "wrong type", "geometry", "cql2", "too complex", "function"),
+    ),
+    "sortby": (
+        st.sampled_from(["nope", "-nope", "owner_name", "id;DROP", ",", "+-id"]),
+        ("sortby",),
+    ),
     "properties": (st.sampled_from(["nope", "owner_name", "area_m2,nope"]), ("properties",)),
     "f": (st.sampled_from(["xml", "csv", "pdf", "mvt", "JSONX"]), ("f ",)),
     "skipGeometry": (st.sampled_from(["yes", "1", "maybe", ""]), ("skipgeometry",)),
-    "cursor": (st.sampled_from(["garbage", "eyJ4IjoxfQ", "W10", "WyJhIl0", "Wy0xLDEsMF0", "%%%"]), ("cursor",)),
+    "cursor": (
+        st.sampled_from(["garbage", "eyJ4IjoxfQ", "W10", "WyJhIl0", "Wy0xLDEsMF0", "%%%"]),
+        ("cursor",),
+    ),
 }
 
 
@@ -242,8 +344,10 @@ def test_valid_query_parameters_answer_200_with_what_was_asked(http, schema, dat
     limit = min(int(params.get("limit", 100)), 1000)  # the server fixture: default 100, max 1000
     assert doc["numberReturned"] == len(doc["features"]) <= limit
     crs = params.get("crs", "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
-    crs = {"EPSG:5897": "http://www.opengis.net/def/crs/EPSG/0/5897",
-           "CRS84": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}.get(crs, crs)
+    crs = {
+        "EPSG:5897": "http://www.opengis.net/def/crs/EPSG/0/5897",
+        "CRS84": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+    }.get(crs, crs)
     assert r.headers["content-crs"] == f"<{crs}>"
     for f in doc["features"]:
         if "properties" in params:
@@ -280,18 +384,30 @@ def test_one_bad_parameter_is_a_400_naming_it(http, schema, name, data):
 @given(data=st.data())
 def test_arbitrary_parameters_never_get_a_server_error(http, schema, data):
     cid = data.draw(st.sampled_from(COLLECTIONS + ("nope", "parcels%00", "..")))
-    names = list(BAD) + list(schema["parcels"]["queryables"]) + ["lang", "filter-lang", "filter-crs", "q", "bbox[]"]
-    params = data.draw(st.lists(st.tuples(st.one_of(st.sampled_from(names), junk), junk), max_size=6))
+    names = (
+        list(BAD)
+        + list(schema["parcels"]["queryables"])
+        + ["lang", "filter-lang", "filter-crs", "q", "bbox[]"]
+    )
+    params = data.draw(
+        st.lists(st.tuples(st.one_of(st.sampled_from(names), junk), junk), max_size=6)
+    )
     query = urllib.parse.urlencode(params)
     r = http.get(f"/collections/{urllib.parse.quote(cid)}/items?{query}")
     check(r, "items: arbitrary", (200, 400, 404))
 
 
 @HYPOTHESIS
-@given(cid=st.sampled_from(COLLECTIONS), item=st.one_of(  # ('/', '.', '..' would make it another path)
-    st.integers(-2**70, 2**70).map(str), junk.filter(lambda s: s.strip(".") and "/" not in s),
-    st.sampled_from(["1", "0", "-1", "1.0", "1e3", "%00", "01", "+1"])),
-    crs=st.one_of(st.none(), st.sampled_from(CRS), junk), extra=st.one_of(st.none(), st.sampled_from(["foo", "limit"])))
+@given(
+    cid=st.sampled_from(COLLECTIONS),
+    item=st.one_of(  # ('/', '.', '..' would make it another path)
+        st.integers(-(2**70), 2**70).map(str),
+        junk.filter(lambda s: s.strip(".") and "/" not in s),
+        st.sampled_from(["1", "0", "-1", "1.0", "1e3", "%00", "01", "+1"]),
+    ),
+    crs=st.one_of(st.none(), st.sampled_from(CRS), junk),
+    extra=st.one_of(st.none(), st.sampled_from(["foo", "limit"])),
+)
 def test_single_items_answer_200_or_404_or_400(http, cid, item, crs, extra):
     params = {}
     if crs is not None:
@@ -306,9 +422,14 @@ def test_single_items_answer_200_or_404_or_400(http, cid, item, crs, extra):
 
 
 @HYPOTHESIS
-@given(cid=st.sampled_from(COLLECTIONS), tms=st.sampled_from(["WebMercatorQuad", "WorldCRS84Quad", "x"]),
-       z=st.one_of(st.integers(-3, 30).map(str), junk), y=st.integers(-5, 2**31).map(str),
-       x=st.integers(-5, 2**31).map(str), f=st.one_of(st.none(), st.sampled_from(["mvt", "pbf", "json", "png"])))
+@given(
+    cid=st.sampled_from(COLLECTIONS),
+    tms=st.sampled_from(["WebMercatorQuad", "WorldCRS84Quad", "x"]),
+    z=st.one_of(st.integers(-3, 30).map(str), junk),
+    y=st.integers(-5, 2**31).map(str),
+    x=st.integers(-5, 2**31).map(str),
+    f=st.one_of(st.none(), st.sampled_from(["mvt", "pbf", "json", "png"])),
+)
 def test_tiles_never_get_a_server_error(http, cid, tms, z, y, x, f):
     url = f"/collections/{cid}/tiles/{tms}/{urllib.parse.quote(z, safe='')}/{y}/{x}"
     r = http.get(url, params={"f": f} if f else None)
@@ -316,9 +437,17 @@ def test_tiles_never_get_a_server_error(http, cid, tms, z, y, x, f):
 
 
 @HYPOTHESIS
-@given(cid=st.sampled_from(COLLECTIONS + ("nope",)), what=st.sampled_from(["sortables", "queryables", "schema"]),
-       params=st.lists(st.tuples(st.sampled_from(["f", "lang", "foo"]), st.one_of(
-           st.sampled_from(["json", "html", "xml", "vi", "en"]), junk)), max_size=3))
+@given(
+    cid=st.sampled_from(COLLECTIONS + ("nope",)),
+    what=st.sampled_from(["sortables", "queryables", "schema"]),
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(["f", "lang", "foo"]),
+            st.one_of(st.sampled_from(["json", "html", "xml", "vi", "en"]), junk),
+        ),
+        max_size=3,
+    ),
+)
 def test_schema_documents_never_get_a_server_error(http, cid, what, params):
     r = http.get(f"/collections/{cid}/{what}?{urllib.parse.urlencode(params)}")
     check(r, "sortables/queryables/schema", (200, 400, 404))

@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 OFFICER = "officer-review-page-0123456789"
 MEDIA = "media-review-page-0123456789"
 TOKENS = f"tran-b:officer:{OFFICER},pham-d:media:{MEDIA}"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +73,21 @@ def page_server(page_db, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("review-server") / "server.log"
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IOC_DATABASE_URL": url, "IOC_API_TOKENS": TOKENS, "IOC_API_BASE_URL": base}
+    env = {
+        **os.environ,
+        "IOC_DATABASE_URL": url,
+        "IOC_API_TOKENS": TOKENS,
+        "IOC_API_BASE_URL": base,
+    }
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", "from api.cli import serve; serve()", "--port", str(port)],
-                                env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import serve; serve()", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
     deadline = time.time() + 60
     while True:
         if proc.poll() is not None:
@@ -104,11 +117,24 @@ class Browser:
 
         self.profile = tempfile.TemporaryDirectory(prefix="ioc-review-chromium-")
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-extensions", "--remote-debugging-port=0",
-             "--remote-allow-origins=*", "--window-size=1200,1600", f"--user-data-dir={self.profile.name}",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HOME": self.profile.name})
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                "--window-size=1200,1600",
+                f"--user-data-dir={self.profile.name}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HOME": self.profile.name},
+        )
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         deadline = time.time() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -135,7 +161,9 @@ class Browser:
                 return msg.get("result", {})
 
     def eval(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -152,13 +180,20 @@ class Browser:
 
     def open(self, url: str) -> None:
         self.call("Page.navigate", url=url)
-        self.wait("document.readyState === 'complete' && document.body.dataset.loaded !== undefined")
+        self.wait(
+            "document.readyState === 'complete' && document.body.dataset.loaded !== undefined"
+        )
 
     def screenshot(self, path: Path) -> None:
         import base64
 
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png",
-                                                    captureBeyondViewport=True)["data"]))
+        path.write_bytes(
+            base64.b64decode(
+                self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)[
+                    "data"
+                ]
+            )
+        )
 
     def close(self) -> None:
         if getattr(self, "ws", None) is not None:
@@ -182,13 +217,22 @@ def browser():
 
 def _new_alerts(engine, severity: str | None) -> list[int]:
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(text(
-            "SELECT id FROM parcel_alerts WHERE review_status = 'new' "
-            "AND (CAST(:s AS text) IS NULL OR severity = :s) ORDER BY created_at DESC, id DESC"), {"s": severity})]
+        return [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT id FROM parcel_alerts WHERE review_status = 'new' "
+                    "AND (CAST(:s AS text) IS NULL OR severity = :s) ORDER BY created_at DESC, id DESC"
+                ),
+                {"s": severity},
+            )
+        ]
 
 
 def _listed(browser: Browser) -> list[int]:
-    return browser.eval("[...document.querySelectorAll('article.alert')].map(a => Number(a.dataset.id))")
+    return browser.eval(
+        "[...document.querySelectorAll('article.alert')].map(a => Number(a.dataset.id))"
+    )
 
 
 def _click_review(browser: Browser, alert_id: int, label: str) -> str:
@@ -214,27 +258,42 @@ def test_officer_reviews_alerts_in_the_browser(browser, page_server, page_db, tm
     browser.open(f"{page_server}/review/alerts")
     # the most severe level with new alerts first, newest first, 10 a page
     high = _new_alerts(engine, "high")
-    assert high and browser.eval("document.querySelector('#tabs button.on').dataset.severity") == "high"
+    assert (
+        high
+        and browser.eval("document.querySelector('#tabs button.on').dataset.severity") == "high"
+    )
     assert _listed(browser) == high[:10]
-    counts = browser.eval("Object.fromEntries([...document.querySelectorAll('#tabs button[data-severity]')]"
-                          ".map(b => [b.dataset.severity || 'all', Number(b.dataset.count)]))")
-    assert counts == {"high": len(high), "medium": len(_new_alerts(engine, "medium")),
-                      "low": len(_new_alerts(engine, "low")), "all": len(_new_alerts(engine, None))}
+    counts = browser.eval(
+        "Object.fromEntries([...document.querySelectorAll('#tabs button[data-severity]')]"
+        ".map(b => [b.dataset.severity || 'all', Number(b.dataset.count)]))"
+    )
+    assert counts == {
+        "high": len(high),
+        "medium": len(_new_alerts(engine, "medium")),
+        "low": len(_new_alerts(engine, "low")),
+        "all": len(_new_alerts(engine, None)),
+    }
     first = high[0]
     card = browser.eval(f"document.getElementById('alert-{first}').innerText")
     assert f"Cảnh báo {first}" in card and "Công trình xây dựng" in card
     assert "Không có ảnh vệ tinh lưu cho cảnh báo này" in card  # the seeded alerts have no chips
-    assert browser.eval(f"document.querySelector('#alert-{first} a.report').getAttribute('href')") == \
-        f"{page_server}/collections/parcel-alerts/items/{first}/report?f=html"
+    assert (
+        browser.eval(f"document.querySelector('#alert-{first} a.report').getAttribute('href')")
+        == f"{page_server}/collections/parcel-alerts/items/{first}/report?f=html"
+    )
 
     # all levels, paged through the items endpoint's links
     browser.eval("document.querySelector('#tabs button[data-severity=\"\"]').click()")
     everything = _new_alerts(engine, None)
-    browser.wait(f"document.querySelectorAll('article.alert').length === {min(10, len(everything))} && "
-                 "document.querySelector('#tabs button.on').dataset.severity === ''")
+    browser.wait(
+        f"document.querySelectorAll('article.alert').length === {min(10, len(everything))} && "
+        "document.querySelector('#tabs button.on').dataset.severity === ''"
+    )
     assert _listed(browser) == everything[:10]
     browser.eval("document.getElementById('next').click()")
-    browser.wait(f"Number(document.querySelector('article.alert')?.dataset.id) === {everything[10]}")
+    browser.wait(
+        f"Number(document.querySelector('article.alert')?.dataset.id) === {everything[10]}"
+    )
     assert _listed(browser) == everything[10:20]
     browser.eval("document.querySelector('#tabs button[data-severity=\"high\"]').click()")
     browser.wait(f"Number(document.querySelector('article.alert')?.dataset.id) === {first}")
@@ -248,7 +307,12 @@ def test_officer_reviews_alerts_in_the_browser(browser, page_server, page_db, tm
     said = _click_review(browser, first, "Bác bỏ")
     assert "403" in said and "officer" in said
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT review_status FROM parcel_alerts WHERE id = :i"), {"i": first}).scalar() == "new"
+        assert (
+            conn.execute(
+                text("SELECT review_status FROM parcel_alerts WHERE id = :i"), {"i": first}
+            ).scalar()
+            == "new"
+        )
 
     # the officer confirms with a note: stored through gis.review with its audit row
     _set_token(browser, OFFICER)
@@ -259,31 +323,64 @@ def test_officer_reviews_alerts_in_the_browser(browser, page_server, page_db, tm
     said = _click_review(browser, first, "Xác nhận vi phạm")
     assert said.startswith("Đã xác nhận vi phạm — Trần Thị B"), said
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT review_status, reviewer, review_note FROM parcel_alerts WHERE id = :i"),
-                           {"i": first}).one()
-        audit = conn.execute(text(
-            "SELECT actor, role, channel, action, old_value, new_value, note FROM audit_log "
-            "WHERE target_table = 'parcel_alerts' AND target_id = :i ORDER BY id"), {"i": first}).mappings().all()
+        row = conn.execute(
+            text("SELECT review_status, reviewer, review_note FROM parcel_alerts WHERE id = :i"),
+            {"i": first},
+        ).one()
+        audit = (
+            conn.execute(
+                text(
+                    "SELECT actor, role, channel, action, old_value, new_value, note FROM audit_log "
+                    "WHERE target_table = 'parcel_alerts' AND target_id = :i ORDER BY id"
+                ),
+                {"i": first},
+            )
+            .mappings()
+            .all()
+        )
     assert tuple(row) == ("confirmed", "Trần Thị B", note)
     assert len(audit) == 1
     entry = audit[0]
-    assert (entry["actor"], entry["role"], entry["channel"], entry["action"]) == ("tran-b", "officer", "api", "review_alert")
-    assert entry["old_value"]["review_status"] == "new" and entry["new_value"]["review_status"] == "confirmed"
+    assert (entry["actor"], entry["role"], entry["channel"], entry["action"]) == (
+        "tran-b",
+        "officer",
+        "api",
+        "review_alert",
+    )
+    assert (
+        entry["old_value"]["review_status"] == "new"
+        and entry["new_value"]["review_status"] == "confirmed"
+    )
     assert entry["note"] == note
     # with the officer's token the report opens with the owner's name (fetched with the token)
     with engine.connect() as conn:
-        owner = conn.execute(text("SELECT p.owner_name FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
-                                  "WHERE a.id = :i"), {"i": first}).scalar()
-    browser.eval("window.__opened = []; window.open = (u) => { window.__opened.push(u); }; window.__blobs = []; "
-                 "const made = URL.createObjectURL; URL.createObjectURL = (b) => { window.__blobs.push(b); return made(b); };")
+        owner = conn.execute(
+            text(
+                "SELECT p.owner_name FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+                "WHERE a.id = :i"
+            ),
+            {"i": first},
+        ).scalar()
+    browser.eval(
+        "window.__opened = []; window.open = (u) => { window.__opened.push(u); }; window.__blobs = []; "
+        "const made = URL.createObjectURL; URL.createObjectURL = (b) => { window.__blobs.push(b); return made(b); };"
+    )
     browser.eval(f"document.querySelector('#alert-{first} a.report').click()")
     assert browser.wait("window.__opened[0]").startswith("blob:")
     report = browser.eval("window.__blobs[0].text()")
-    assert "BÁO CÁO CẢNH BÁO BIẾN ĐỘNG SỬ DỤNG ĐẤT" in report and owner in report and "Kiểm tra thực địa" in report
+    assert (
+        "BÁO CÁO CẢNH BÁO BIẾN ĐỘNG SỬ DỤNG ĐẤT" in report
+        and owner in report
+        and "Kiểm tra thực địa" in report
+    )
     # the counts follow; a reload no longer lists it
-    browser.wait(f"Number(document.querySelector('#tabs button[data-severity=\"high\"]').dataset.count) === {len(high) - 1}")
+    browser.wait(
+        f"Number(document.querySelector('#tabs button[data-severity=\"high\"]').dataset.count) === {len(high) - 1}"
+    )
     browser.eval("document.getElementById('reload').click()")
-    browser.wait(f"!document.getElementById('alert-{first}') && document.querySelectorAll('article.alert').length > 0")
+    browser.wait(
+        f"!document.getElementById('alert-{first}') && document.querySelectorAll('article.alert').length > 0"
+    )
     browser.screenshot(tmp_path / "review-page.png")
     assert (tmp_path / "review-page.png").stat().st_size > 10_000
 
@@ -298,7 +395,9 @@ def test_review_page_is_offline_and_reports_are_served(page_db, tmp_path):
 
     url, engine = page_db
     settings = ApiSettings(tokens=TOKENS.split(","), base_url="http://testserver", default_items=10)
-    with TestClient(create_app(settings, url, engine=engine), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(settings, url, engine=engine), raise_server_exceptions=False
+    ) as client:
         page = client.get("/review/alerts")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "Xem xét cảnh báo vi phạm đất đai" in page.text
@@ -309,53 +408,104 @@ def test_review_page_is_offline_and_reports_are_served(page_db, tmp_path):
 
         # the page's list request
         new = _new_alerts(engine, "medium")
-        r = client.get("/collections/parcel-alerts/items?review_status=new&sortby=-created_at%2C-id"
-                       "&limit=10&offset=0&severity=medium")
+        r = client.get(
+            "/collections/parcel-alerts/items?review_status=new&sortby=-created_at%2C-id"
+            "&limit=10&offset=0&severity=medium"
+        )
         assert r.status_code == 200 and [f["id"] for f in r.json()["features"]] == new[:10]
         alert = new[0]
 
         # the report it links: Vietnamese HTML; the owner's name for an officer token only
         with engine.connect() as conn:
-            owner = conn.execute(text("SELECT p.owner_name FROM parcel_alerts a JOIN parcels p ON "
-                                      "p.id = a.parcel_id WHERE a.id = :i"), {"i": alert}).scalar()
+            owner = conn.execute(
+                text(
+                    "SELECT p.owner_name FROM parcel_alerts a JOIN parcels p ON "
+                    "p.id = a.parcel_id WHERE a.id = :i"
+                ),
+                {"i": alert},
+            ).scalar()
         r = client.get(f"/collections/parcel-alerts/items/{alert}/report")
         assert r.status_code == 200 and "BÁO CÁO CẢNH BÁO BIẾN ĐỘNG SỬ DỤNG ĐẤT" in r.text
         assert owner not in r.text and "không công bố" in r.text
         assert "Không có ảnh vệ tinh lưu cho cảnh báo này" in r.text
         officer = {"Authorization": f"Bearer {OFFICER}"}
-        assert owner in client.get(f"/collections/parcel-alerts/items/{alert}/report", headers=officer).text
-        assert owner not in client.get(f"/collections/parcel-alerts/items/{alert}/report",
-                                       headers={"Authorization": f"Bearer {MEDIA}"}).text
-        assert client.get(f"/collections/parcel-alerts/items/{alert}/report",
-                          headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert (
+            owner
+            in client.get(f"/collections/parcel-alerts/items/{alert}/report", headers=officer).text
+        )
+        assert (
+            owner
+            not in client.get(
+                f"/collections/parcel-alerts/items/{alert}/report",
+                headers={"Authorization": f"Bearer {MEDIA}"},
+            ).text
+        )
+        assert (
+            client.get(
+                f"/collections/parcel-alerts/items/{alert}/report",
+                headers={"Authorization": "Bearer nope"},
+            ).status_code
+            == 401
+        )
         assert client.get("/collections/parcel-alerts/items/987654/report").status_code == 404
         assert client.get("/collections/parcel-alerts/items/x1/report").status_code == 404
-        assert client.get(f"/collections/parcel-alerts/items/{alert}/report?f=docx").status_code == 400
+        assert (
+            client.get(f"/collections/parcel-alerts/items/{alert}/report?f=docx").status_code == 400
+        )
         r = client.get("/reports/communes/13285")
         assert r.status_code == 200 and "Xã Liêm Tuyền (13285)" in r.text
         assert client.get("/reports/communes/00000").status_code == 404
         # the alert links its report
         links = client.get(f"/collections/parcel-alerts/items/{alert}").json()["links"]
         reports = {link["type"]: link["href"] for link in links if link["rel"] == "describedby"}
-        assert reports == {"text/html": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=html",
-                           "application/pdf": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=pdf"}
+        assert reports == {
+            "text/html": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=html",
+            "application/pdf": f"http://testserver/collections/parcel-alerts/items/{alert}/report?f=pdf",
+        }
         paths = client.get("/openapi?f=json").json()["paths"]
-        assert {"/collections/parcel-alerts/items/{featureId}/report", "/reports/communes/{code}",
-                "/review/alerts"} <= set(paths)
+        assert {
+            "/collections/parcel-alerts/items/{featureId}/report",
+            "/reports/communes/{code}",
+            "/review/alerts",
+        } <= set(paths)
 
         # the review the page sends
-        body = {"review_status": "dismissed", "review_note": "Ruộng đang cày ải, không xây dựng",
-                "reviewer": "Lê Văn C"}
-        assert client.patch(f"/collections/parcel-alerts/items/{alert}", json=body,
-                            headers={"Authorization": f"Bearer {MEDIA}"}).status_code == 403
-        r = client.patch(f"/collections/parcel-alerts/items/{alert}", json=body,
-                         headers={"Content-Type": "application/json", **officer})
+        body = {
+            "review_status": "dismissed",
+            "review_note": "Ruộng đang cày ải, không xây dựng",
+            "reviewer": "Lê Văn C",
+        }
+        assert (
+            client.patch(
+                f"/collections/parcel-alerts/items/{alert}",
+                json=body,
+                headers={"Authorization": f"Bearer {MEDIA}"},
+            ).status_code
+            == 403
+        )
+        r = client.patch(
+            f"/collections/parcel-alerts/items/{alert}",
+            json=body,
+            headers={"Content-Type": "application/json", **officer},
+        )
         assert r.status_code == 200 and r.json()["properties"]["review_status"] == "dismissed"
         with engine.connect() as conn:
-            entry = conn.execute(text(
-                "SELECT actor, role, new_value, note FROM audit_log WHERE target_table = 'parcel_alerts' "
-                "AND target_id = :i ORDER BY id DESC LIMIT 1"), {"i": alert}).mappings().one()
-        assert (entry["actor"], entry["role"], entry["note"]) == ("tran-b", "officer", body["review_note"])
+            entry = (
+                conn.execute(
+                    text(
+                        "SELECT actor, role, new_value, note FROM audit_log WHERE target_table = 'parcel_alerts' "
+                        "AND target_id = :i ORDER BY id DESC LIMIT 1"
+                    ),
+                    {"i": alert},
+                )
+                .mappings()
+                .one()
+            )
+        assert (entry["actor"], entry["role"], entry["note"]) == (
+            "tran-b",
+            "officer",
+            body["review_note"],
+        )
         assert entry["new_value"]["reviewer"] == "Lê Văn C"
         # the report now shows the review and its history
         r = client.get(f"/collections/parcel-alerts/items/{alert}/report")
@@ -372,10 +522,14 @@ def test_report_pdf_over_http(page_db):
 
     url, engine = page_db
     settings = ApiSettings(tokens=TOKENS.split(","), base_url="http://testserver")
-    with TestClient(create_app(settings, url, engine=engine), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(settings, url, engine=engine), raise_server_exceptions=False
+    ) as client:
         r = client.get("/reports/communes/13285?f=pdf")
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert r.content.startswith(b"%PDF")
-    boxes = {tuple(round(float(v)) for v in m.split())
-             for m in re.findall(rb"/MediaBox\s*\[\s*([\d.\s]+?)\s*\]", r.content)}
+    boxes = {
+        tuple(round(float(v)) for v in m.split())
+        for m in re.findall(rb"/MediaBox\s*\[\s*([\d.\s]+?)\s*\]", r.content)
+    }
     assert boxes == {(0, 0, 595, 842)}  # A4

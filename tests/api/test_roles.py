@@ -41,18 +41,31 @@ def role_client(api_database_url, api_engine, demo_state, tokens):
     from api.app import create_app
     from api.settings import ApiSettings
 
-    settings = ApiSettings(tokens=[], tokens_file=demo_state / "api" / "demo-tokens",
-                           base_url="http://testserver", max_items=1000, default_items=10)
-    with TestClient(create_app(settings, api_database_url, engine=api_engine),
-                    raise_server_exceptions=False) as c:
+    settings = ApiSettings(
+        tokens=[],
+        tokens_file=demo_state / "api" / "demo-tokens",
+        base_url="http://testserver",
+        max_items=1000,
+        default_items=10,
+    )
+    with TestClient(
+        create_app(settings, api_database_url, engine=api_engine), raise_server_exceptions=False
+    ) as c:
         yield c
 
 
 def _audit(engine, table: str, target_id: int) -> list[dict]:
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(text(
-            "SELECT actor, role, channel, action, old_value, new_value, note FROM audit_log "
-            "WHERE target_table = :t AND target_id = :i ORDER BY id"), {"t": table, "i": target_id}).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                text(
+                    "SELECT actor, role, channel, action, old_value, new_value, note FROM audit_log "
+                    "WHERE target_table = :t AND target_id = :i ORDER BY id"
+                ),
+                {"t": table, "i": target_id},
+            ).mappings()
+        ]
 
 
 def _id(engine, sql: str) -> int:
@@ -67,35 +80,60 @@ def test_officers_review_alerts_media_may_not(role_client, api_engine, tokens):
     # the probe of issue 12: a media token reached alert review
     assert_ogc_error(role_client.patch(url, json=body, headers=tokens["media"]), 403, "officer")
     assert_ogc_error(role_client.patch(url, json=body), 401)
-    assert_ogc_error(role_client.patch(url, content=b"{not json", headers=tokens["media"]), 403, "officer")
+    assert_ogc_error(
+        role_client.patch(url, content=b"{not json", headers=tokens["media"]), 403, "officer"
+    )
     assert _audit(api_engine, "parcel_alerts", alert) == []
     r = role_client.patch(url, json=body, headers=tokens["officer"])
     assert r.status_code == 200, r.text
     [entry] = _audit(api_engine, "parcel_alerts", alert)
     assert (entry["actor"], entry["role"], entry["channel"], entry["action"]) == (
-        "demo-officer", "officer", "api", "review_alert")
+        "demo-officer",
+        "officer",
+        "api",
+        "review_alert",
+    )
     assert entry["old_value"]["review_status"] == "new"
     assert entry["new_value"]["review_status"] == "confirmed"
     assert entry["new_value"]["reviewer"] == "Trần Thị B" and entry["note"] == "đã xây nhà"
     r = role_client.patch(url, json={"review_status": "new"}, headers=tokens["admin"])
     assert r.status_code == 200 and r.json()["properties"]["reviewed_at"] is None
     assert [(e["actor"], e["role"]) for e in _audit(api_engine, "parcel_alerts", alert)] == [
-        ("demo-officer", "officer"), ("demo-admin", "admin")]
+        ("demo-officer", "officer"),
+        ("demo-admin", "admin"),
+    ]
 
 
 def test_media_correct_sentiment_officers_may_not(role_client, api_engine, tokens):
     article = _id(api_engine, "SELECT max(id) FROM articles")
     body = {"article_id": article, "label": "negative", "reviewer": "Phạm D", "note": "tai nạn"}
-    assert_ogc_error(role_client.post("/digest/feedback", json=body, headers=tokens["officer"]), 403, "media")
-    assert_ogc_error(role_client.post("/digest/feedback", json={}, headers=tokens["officer"]), 403, "media")
-    assert_ogc_error(role_client.patch(f"/collections/articles/items/{article}",
-                                       json={"sentiment": "negative"}, headers=tokens["officer"]), 403, "media")
+    assert_ogc_error(
+        role_client.post("/digest/feedback", json=body, headers=tokens["officer"]), 403, "media"
+    )
+    assert_ogc_error(
+        role_client.post("/digest/feedback", json={}, headers=tokens["officer"]), 403, "media"
+    )
+    assert_ogc_error(
+        role_client.patch(
+            f"/collections/articles/items/{article}",
+            json={"sentiment": "negative"},
+            headers=tokens["officer"],
+        ),
+        403,
+        "media",
+    )
     assert _audit(api_engine, "articles", article) == []
     r = role_client.post("/digest/feedback", json=body, headers=tokens["media"])
     assert r.status_code == 201, r.text
     [entry] = _audit(api_engine, "articles", article)
-    assert (entry["actor"], entry["role"], entry["action"]) == ("demo-media", "media", "correct_label")
-    assert entry["new_value"]["sentiment"] == "negative" and entry["new_value"]["reviewer"] == "Phạm D"
+    assert (entry["actor"], entry["role"], entry["action"]) == (
+        "demo-media",
+        "media",
+        "correct_label",
+    )
+    assert (
+        entry["new_value"]["sentiment"] == "negative" and entry["new_value"]["reviewer"] == "Phạm D"
+    )
     assert set(entry["old_value"]) == {"sentiment"}  # the label the reviewer saw (model's)
 
 
@@ -103,24 +141,56 @@ def test_processes_need_their_role(role_client, api_engine, tokens):
     digest = {"inputs": {"date": "2025-07-02"}}
     land = {"inputs": {"before": "data/nope.tif", "after": "data/nope.tif", "threshold": 2}}
     # without any token configured by the operator, the demo tokens run processes
-    assert role_client.post("/processes/daily-digest/execution", json=digest,
-                            headers=tokens["media"]).status_code == 200
-    assert role_client.post("/processes/daily-digest/execution", json=digest,
-                            headers=tokens["admin"]).status_code == 200
-    assert_ogc_error(role_client.post("/processes/daily-digest/execution", json=digest,
-                                      headers=tokens["officer"]), 403, "media")
-    assert_ogc_error(role_client.post("/processes/sentiment-scoring/execution",
-                                      json={"inputs": {"article_ids": [1]}}, headers=tokens["officer"]),
-                     403, "media")
+    assert (
+        role_client.post(
+            "/processes/daily-digest/execution", json=digest, headers=tokens["media"]
+        ).status_code
+        == 200
+    )
+    assert (
+        role_client.post(
+            "/processes/daily-digest/execution", json=digest, headers=tokens["admin"]
+        ).status_code
+        == 200
+    )
+    assert_ogc_error(
+        role_client.post(
+            "/processes/daily-digest/execution", json=digest, headers=tokens["officer"]
+        ),
+        403,
+        "media",
+    )
+    assert_ogc_error(
+        role_client.post(
+            "/processes/sentiment-scoring/execution",
+            json={"inputs": {"article_ids": [1]}},
+            headers=tokens["officer"],
+        ),
+        403,
+        "media",
+    )
     # the role is checked before the inputs: a media token learns nothing about land inputs
-    assert_ogc_error(role_client.post("/processes/land-change-detection/execution", json=land,
-                                      headers=tokens["media"]), 403, "officer")
-    assert_ogc_error(role_client.post("/processes/land-change-detection/execution", json=land,
-                                      headers=tokens["officer"]), 400, "threshold")
+    assert_ogc_error(
+        role_client.post(
+            "/processes/land-change-detection/execution", json=land, headers=tokens["media"]
+        ),
+        403,
+        "officer",
+    )
+    assert_ogc_error(
+        role_client.post(
+            "/processes/land-change-detection/execution", json=land, headers=tokens["officer"]
+        ),
+        400,
+        "threshold",
+    )
     assert_ogc_error(role_client.post("/processes/daily-digest/execution", json=digest), 401)
     # dismissing a job needs the role of its process
-    r = role_client.post("/processes/daily-digest/execution", json=digest,
-                         headers={**tokens["media"], "Prefer": "respond-async"})
+    r = role_client.post(
+        "/processes/daily-digest/execution",
+        json=digest,
+        headers={**tokens["media"], "Prefer": "respond-async"},
+    )
     assert r.status_code == 201, r.text
     location = r.headers["location"].replace("http://testserver", "")
     assert_ogc_error(role_client.delete(location, headers=tokens["officer"]), 403, "media")
@@ -138,12 +208,17 @@ def test_demo_tokens_are_generated_once_per_state_dir(tmp_path, demo_state, toke
     assert {t for *_, t in other}.isdisjoint({t for *_, t in entries})  # per state dir, random
     store = TokenStore.from_settings([], path)
     assert {p.name: p.role_label for p in store.tokens.values()} == {
-        "demo-officer": "officer", "demo-media": "media", "demo-admin": "admin"}
+        "demo-officer": "officer",
+        "demo-media": "media",
+        "demo-admin": "admin",
+    }
 
 
 def test_token_entries(tmp_path, caplog):
     f = tmp_path / "tokens"
-    f.write_text("# operators\ntran-b:officer:aaaaaaaaaaaaaaaaaaaa\npham-d:media+officer:cccccccccccccccccccc\n")
+    f.write_text(
+        "# operators\ntran-b:officer:aaaaaaaaaaaaaaaaaaaa\npham-d:media+officer:cccccccccccccccccccc\n"
+    )
     with caplog.at_level(logging.WARNING, logger="api.auth"):
         store = TokenStore.from_settings(["ops:bbbbbbbbbbbbbbbbbbbb"], f)
     assert "'ops' has no role" in caplog.text and "admin" in caplog.text  # old form: admin, warned
@@ -164,7 +239,9 @@ def test_token_entries(tmp_path, caplog):
     with pytest.raises(ConfigError, match="shorter than 16"):
         parse_entry("x:officer:short", 1)
     with pytest.raises(ConfigError, match="same token"):
-        TokenStore.from_settings(["a:officer:ffffffffffffffffffff", "b:media:ffffffffffffffffffff"], None)
+        TokenStore.from_settings(
+            ["a:officer:ffffffffffffffffffff", "b:media:ffffffffffffffffffff"], None
+        )
 
 
 def test_ioc_demo_prints_a_token_per_role_and_serves_with_them(tmp_path, monkeypatch, capsys):

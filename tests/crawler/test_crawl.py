@@ -16,8 +16,10 @@ pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 def _cleanup(engine, base: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM articles WHERE url LIKE :b"), {"b": base + "%"})
-        conn.execute(text("DELETE FROM crawl_failures WHERE url LIKE :b OR source_name = 'testsite'"),
-                     {"b": base + "%"})
+        conn.execute(
+            text("DELETE FROM crawl_failures WHERE url LIKE :b OR source_name = 'testsite'"),
+            {"b": base + "%"},
+        )
 
 
 @pytest.fixture()
@@ -39,10 +41,12 @@ def _articles(engine, base):
 
 def _failures(engine, base):
     with engine.connect() as conn:
-        return list(conn.execute(
-            text("SELECT url, stage, reason FROM crawl_failures WHERE url LIKE :b"),
-            {"b": base + "%"},
-        ))
+        return list(
+            conn.execute(
+                text("SELECT url, stage, reason FROM crawl_failures WHERE url LIKE :b"),
+                {"b": base + "%"},
+            )
+        )
 
 
 def test_crawl_fills_the_database(clean_db, local_site, database_url, tmp_path):
@@ -52,7 +56,8 @@ def test_crawl_fills_the_database(clean_db, local_site, database_url, tmp_path):
     stats = run_crawl_process(conf, tmp_path, "1")
     arts = _articles(engine, base)
     assert set(arts) == ARTICLE_PATHS - {"/__slow/1.5/dac-biet/trang-cham-1012.html"} | {
-        "/__slow/1.5/dac-biet/trang-cham-1012.html"}
+        "/__slow/1.5/dac-biet/trang-cham-1012.html"
+    }
 
     a = arts["/xa-hoi/xa-thanh-liem-nao-vet-kenh-1001.html"]
     assert a.title == "Xã Thanh Liêm ra quân nạo vét kênh mương trước mùa mưa"
@@ -90,8 +95,9 @@ def test_crawl_fills_the_database(clean_db, local_site, database_url, tmp_path):
     assert failures["/dac-biet/khong-co-bai-1009.html"].stage in ("extract", "clean")
     assert "not XML" in failures["/bad-feed.xml"].reason
     enormous = failures["/__big/17000000/dac-biet/trang-khong-lo-1015.html"]
-    assert enormous.stage == "fetch" and "Cancelled" in enormous.reason or "size" in (
-        enormous.reason)
+    assert (
+        enormous.stage == "fetch" and "Cancelled" in enormous.reason or "size" in (enormous.reason)
+    )
     assert "/private/bi-mat-1014.html" not in local_site.hits  # robots.txt obeyed
     assert stats.get("ioc/stored", 0) >= 9
 
@@ -104,8 +110,13 @@ def test_crawl_fills_the_database(clean_db, local_site, database_url, tmp_path):
 
 
 def test_since_skips_older_articles(clean_db, local_site, database_url, tmp_path):
-    conf = {"base": local_site.base, "state_dir": str(tmp_path), "database_url": database_url,
-            "job": "since", "since": "2025-08-06T00:00:00+07:00"}
+    conf = {
+        "base": local_site.base,
+        "state_dir": str(tmp_path),
+        "database_url": database_url,
+        "job": "since",
+        "since": "2025-08-06T00:00:00+07:00",
+    }
     run_crawl_process(conf, tmp_path)
     arts = _articles(clean_db, local_site.base)
     assert "/xa-hoi/kim-bang-ngo-doc-thuc-pham-1003.html" in arts
@@ -114,9 +125,13 @@ def test_since_skips_older_articles(clean_db, local_site, database_url, tmp_path
 
 
 def test_resumes_after_a_kill(clean_db, local_site, database_url, tmp_path):
-    conf = {"base": local_site.base, "state_dir": str(tmp_path), "database_url": database_url,
-            "job": "resume", "settings": {"concurrency": 1, "concurrency_per_domain": 1,
-                                          "download_delay": 0.7}}
+    conf = {
+        "base": local_site.base,
+        "state_dir": str(tmp_path),
+        "database_url": database_url,
+        "job": "resume",
+        "settings": {"concurrency": 1, "concurrency_per_domain": 1, "download_delay": 0.7},
+    }
     proc = start_crawl(conf, tmp_path, "a")
     deadline = time.time() + 60
     while time.time() < deadline and len(_articles(clean_db, local_site.base)) < 2:
@@ -165,17 +180,46 @@ def test_cli_run_contract(clean_db, local_site, database_url, tmp_path):
 
     sites_file = tmp_path / "sites.yaml"
     sites_file.write_text(SITES_TEMPLATE.replace("{base}", local_site.base), encoding="utf-8")
-    env = {**os.environ, "IOC_DATABASE_URL": database_url, "IOC_STATE_DIR": str(tmp_path),
-           "IOC_CRAWL_DOWNLOAD_DELAY": "0", "IOC_CRAWL_AUTOTHROTTLE": "false"}
+    env = {
+        **os.environ,
+        "IOC_DATABASE_URL": database_url,
+        "IOC_STATE_DIR": str(tmp_path),
+        "IOC_CRAWL_DOWNLOAD_DELAY": "0",
+        "IOC_CRAWL_AUTOTHROTTLE": "false",
+    }
     ioc = [sys.executable, "-c", "from ioc.cli import main; main()"]
-    done = subprocess.run([*ioc, "crawl", "run", "--sites-file", str(sites_file), "--site",
-                           "testsite", "--since", "2025-08-07", "--log-level", "WARNING"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *ioc,
+            "crawl",
+            "run",
+            "--sites-file",
+            str(sites_file),
+            "--site",
+            "testsite",
+            "--since",
+            "2025-08-07",
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     arts = _articles(clean_db, local_site.base)
-    assert set(arts) == {"/kinh-te/binh-luc-lua-mua-1004.html", "/kinh-te/ha-noi-hoi-cho-1005.html",
-                         "/__slow/1.5/dac-biet/trang-cham-1012.html",
-                         "/dac-biet/trang-loi-cu-phap-1008.html"}  # no date: cannot be skipped
-    bad = subprocess.run([*ioc, "crawl", "run", "--sites-file", str(sites_file), "--site", "nope"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    assert set(arts) == {
+        "/kinh-te/binh-luc-lua-mua-1004.html",
+        "/kinh-te/ha-noi-hoi-cho-1005.html",
+        "/__slow/1.5/dac-biet/trang-cham-1012.html",
+        "/dac-biet/trang-loi-cu-phap-1008.html",
+    }  # no date: cannot be skipped
+    bad = subprocess.run(
+        [*ioc, "crawl", "run", "--sites-file", str(sites_file), "--site", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "Unknown site 'nope'" in bad.stderr

@@ -28,9 +28,21 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (Debian package redis-server)")
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -52,11 +64,17 @@ def test_two_processes_never_fetch_a_url_twice(local_site, redis_url, tmp_path):
     for tag in ("a", "b"):
         state = tmp_path / tag
         state.mkdir()
-        conf = {"base": local_site.base, "state_dir": str(state), "database_url": None,
-                "job": "dist", "distributed": True, "redis_url": redis_url,
-                "redis_keys": "ioc:test-dist",
-                "settings": {"concurrency": 2, "concurrency_per_domain": 2},
-                "scrapy": {"RETRY_ENABLED": False}}  # a retried 500 is a refetch by design
+        conf = {
+            "base": local_site.base,
+            "state_dir": str(state),
+            "database_url": None,
+            "job": "dist",
+            "distributed": True,
+            "redis_url": redis_url,
+            "redis_keys": "ioc:test-dist",
+            "settings": {"concurrency": 2, "concurrency_per_domain": 2},
+            "scrapy": {"RETRY_ENABLED": False},
+        }  # a retried 500 is a refetch by design
         procs.append(start_crawl(conf, tmp_path, tag))
     for proc in procs:
         assert proc.wait(timeout=180) == 0

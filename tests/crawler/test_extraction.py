@@ -26,8 +26,10 @@ def page(path: str) -> bytes:
 
 
 def test_jsonld_article_with_sapo_outside_the_body():
-    a = extract_article(page("xa-hoi/xa-thanh-liem-nao-vet-kenh-1001.html"),
-                        url="http://127.0.0.1:1/xa-hoi/xa-thanh-liem-nao-vet-kenh-1001.html")
+    a = extract_article(
+        page("xa-hoi/xa-thanh-liem-nao-vet-kenh-1001.html"),
+        url="http://127.0.0.1:1/xa-hoi/xa-thanh-liem-nao-vet-kenh-1001.html",
+    )
     assert a.title == "Xã Thanh Liêm ra quân nạo vét kênh mương trước mùa mưa"
     assert a.published.isoformat() == "2025-08-04T09:15:00+07:00"
     assert a.author == "Minh Anh"
@@ -46,8 +48,9 @@ def test_page_without_jsonld_gets_date_from_text_with_offset():
 
 
 def test_legacy_tcvn3_page_is_converted_to_unicode_nfc():
-    a = extract_article(page("dac-biet/tin-cu-tcvn3-1007.html"), url="http://x/1007.html",
-                        encoding="windows-1252")
+    a = extract_article(
+        page("dac-biet/tin-cu-tcvn3-1007.html"), url="http://x/1007.html", encoding="windows-1252"
+    )
     assert a.title == "Huyện Kim Bảng tổng kết phong trào xây dựng nông thôn mới"
     assert "làm đường giao thông nông thôn" in a.text
     assert a.published.isoformat() == "2012-03-15T08:30:00+07:00"
@@ -57,8 +60,11 @@ def test_windows_1258_bytes_decode_to_nfc():
     from nlp.text import encode_legacy
 
     text = "Người dân xã Bình Lục phấn khởi đón mùa lúa mới, năng suất cao hơn năm trước."
-    html = (b"<html><head><meta charset='windows-1258'><title>T</title></head><body><article><p>"
-            + encode_legacy(text * 3, "windows-1258") + b"</p></article></body></html>")
+    html = (
+        b"<html><head><meta charset='windows-1258'><title>T</title></head><body><article><p>"
+        + encode_legacy(text * 3, "windows-1258")
+        + b"</p></article></body></html>"
+    )
     a = extract_article(html, url="http://x/a.html")
     assert text in a.text
 
@@ -70,7 +76,9 @@ def test_malformed_page_keeps_what_can_be_extracted():
     assert a.published is None and "no published date found" in a.warnings
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", "<html><body><nav>Trang chủ</nav></body></html>".encode()])
+@pytest.mark.parametrize(
+    "body", [b"", b"   ", "<html><body><nav>Trang chủ</nav></body></html>".encode()]
+)
 def test_page_without_article_is_refused(body):
     with pytest.raises(ExtractionError):
         extract_article(body, url="http://x/empty.html")
@@ -85,8 +93,10 @@ def test_nfd_text_is_stored_as_nfc():
     import unicodedata
 
     text = unicodedata.normalize("NFD", "Hội nghị tổng kết công tác thủy lợi của tỉnh Hà Nam. " * 5)
-    a = extract_article(f"<html lang='vi'><body><article><p>{text}</p></article></body></html>",
-                        url="http://x/nfd.html")
+    a = extract_article(
+        f"<html lang='vi'><body><article><p>{text}</p></article></body></html>",
+        url="http://x/nfd.html",
+    )
     assert unicodedata.is_normalized("NFC", a.text)
 
 
@@ -129,8 +139,19 @@ def test_near_duplicate_fingerprints():
 def test_shipped_sites_file_is_valid():
     sites = load_sites()
     names = {s.name for s in sites.sites}
-    assert {"vnexpress", "dantri", "tuoitre", "thanhnien", "vietnamnet", "vtv", "nhandan",
-            "baoninhbinh", "ninhbinh-portal", "baohanam", "hanam-portal"} <= names
+    assert {
+        "vnexpress",
+        "dantri",
+        "tuoitre",
+        "thanhnien",
+        "vietnamnet",
+        "vtv",
+        "nhandan",
+        "baoninhbinh",
+        "ninhbinh-portal",
+        "baohanam",
+        "hanam-portal",
+    } <= names
     checked = {s.name for s in sites.sites if s.checked_against_saved_page}
     assert checked == {"vnexpress"}  # the only outlet we have saved pages of
 
@@ -148,16 +169,30 @@ def test_shipped_sites_file_is_valid():
     ],
 )
 def test_bad_site_entry_gets_a_clear_error(change, message):
-    entry = {"name": "x", "title": "X", "homepage": "https://x.vn/", "scope": "national",
-             "feeds": ["https://x.vn/rss"], "allowed_domains": ["x.vn"], **change}
-    with pytest.raises(SitesFileError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[")):
+    entry = {
+        "name": "x",
+        "title": "X",
+        "homepage": "https://x.vn/",
+        "scope": "national",
+        "feeds": ["https://x.vn/rss"],
+        "allowed_domains": ["x.vn"],
+        **change,
+    }
+    with pytest.raises(
+        SitesFileError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    ):
         parse_sites({"version": 1, "sites": [entry]}, "sites.yaml")
 
 
 def test_duplicate_site_names_are_refused():
-    entry = {"name": "x", "title": "X", "homepage": "https://x.vn/", "scope": "national",
-             "feeds": ["https://x.vn/rss"], "allowed_domains": ["x.vn"]}
+    entry = {
+        "name": "x",
+        "title": "X",
+        "homepage": "https://x.vn/",
+        "scope": "national",
+        "feeds": ["https://x.vn/rss"],
+        "allowed_domains": ["x.vn"],
+    }
     with pytest.raises(SitesFileError, match="appears twice"):
         parse_sites({"version": 1, "sites": [entry, entry]})
 
@@ -170,8 +205,9 @@ needs_vi_news = pytest.mark.skipif(not VI_NEWS.is_dir(), reason="shared vi_news 
 @needs_vi_news
 def test_vnexpress_fields_right():
     gt = json.loads((VI_NEWS / "fundus_vnexpress" / "VnExpress.json").read_text())["V1"]
-    a = extract_file(VI_NEWS / "fundus_vnexpress" / "VnExpress_2025_10_22.html.gz",
-                     sites=load_sites())
+    a = extract_file(
+        VI_NEWS / "fundus_vnexpress" / "VnExpress_2025_10_22.html.gz", sites=load_sites()
+    )
     assert a.title == gt["title"]
     assert a.published.isoformat() == gt["publishing_date"].replace(" ", "T")
     assert a.author == gt["authors"][0]
@@ -222,14 +258,18 @@ _BODY = [
     "Bà Nguyễn Thị Hòa, người dân tổ 5, cho biết mong phường duy trì việc kiểm tra thường xuyên "
     "để kênh không bị tái ô nhiễm như những năm trước.",
 ]
-_PROMO = ["Xem thêm: Phủ Lý ra quân làm sạch môi trường đầu xuân",
-          "Mời bạn đọc đăng ký nhận bản tin hằng ngày"]
+_PROMO = [
+    "Xem thêm: Phủ Lý ra quân làm sạch môi trường đầu xuân",
+    "Mời bạn đọc đăng ký nhận bản tin hằng ngày",
+]
 
 
 def _unseen_page(lines: list[str]) -> str:
     paras = "".join(f"<p>{t}</p>" for t in lines)
-    return ("<html lang='vi'><head><title>Phủ Lý nạo vét kênh Biên Hòa</title></head><body>"
-            f"<h1>Phủ Lý nạo vét kênh Biên Hòa</h1><div class='content'>{paras}</div></body></html>")
+    return (
+        "<html lang='vi'><head><title>Phủ Lý nạo vét kênh Biên Hòa</title></head><body>"
+        f"<h1>Phủ Lý nạo vét kênh Biên Hòa</h1><div class='content'>{paras}</div></body></html>"
+    )
 
 
 def test_learned_filter_drops_promotion_lines_of_an_unseen_site():
@@ -237,7 +277,9 @@ def test_learned_filter_drops_promotion_lines_of_an_unseen_site():
 
     flt = default_line_filter()
     assert flt is not None and flt.meta["pages"] == 91  # learned on aeb-dev, shipped as JSON
-    html = _unseen_page(_BODY + _PROMO[:1] + ["Hà Nam đẩy nhanh các dự án giao thông trọng điểm"] + _PROMO[1:])
+    html = _unseen_page(
+        _BODY + _PROMO[:1] + ["Hà Nam đẩy nhanh các dự án giao thông trọng điểm"] + _PROMO[1:]
+    )
     raw = extract_article(html, url="https://bao.test/a.html", line_filter=False)
     assert all(p in raw.text for p in _PROMO)
     art = extract_article(html, url="https://bao.test/a.html")
@@ -256,13 +298,28 @@ def test_line_filter_guards_and_site_selectors():
     text = "\n".join(_BODY + _PROMO)
     assert drop_all.apply(text, "x") == (text, 0)
     # a body found by the outlet's own selector is trusted as it is
-    sites = parse_sites({"sites": [{
-        "name": "baothu", "title": "Báo Thử", "homepage": "https://bao.test/", "scope": "provincial",
-        "start_urls": ["https://bao.test/"],
-        "allowed_domains": ["bao.test"], "article_url_patterns": [r"/a\.html$"],
-        "selectors": {"body": ["div.content"]}}]}, "test")
-    art = extract_article(_unseen_page(_BODY + _PROMO), url="https://bao.test/a.html",
-                          site=sites.for_url("https://bao.test/a.html"))
+    sites = parse_sites(
+        {
+            "sites": [
+                {
+                    "name": "baothu",
+                    "title": "Báo Thử",
+                    "homepage": "https://bao.test/",
+                    "scope": "provincial",
+                    "start_urls": ["https://bao.test/"],
+                    "allowed_domains": ["bao.test"],
+                    "article_url_patterns": [r"/a\.html$"],
+                    "selectors": {"body": ["div.content"]},
+                }
+            ]
+        },
+        "test",
+    )
+    art = extract_article(
+        _unseen_page(_BODY + _PROMO),
+        url="https://bao.test/a.html",
+        site=sites.for_url("https://bao.test/a.html"),
+    )
     assert all(p in art.text for p in _PROMO)
 
 

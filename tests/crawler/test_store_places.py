@@ -20,8 +20,13 @@ def test_reused_code_resolves_by_validity(engine) -> None:
         old_id = store._unit_id(conn, "13285", "old")
         new_id = store._unit_id(conn, "13285", "new")
         default_id = store._unit_id(conn, "13285")
-        names = dict(conn.execute(
-            __import__("sqlalchemy").text("SELECT id, name FROM admin_units WHERE code = '13285'")).all())
+        names = dict(
+            conn.execute(
+                __import__("sqlalchemy").text(
+                    "SELECT id, name FROM admin_units WHERE code = '13285'"
+                )
+            ).all()
+        )
     assert old_id != new_id
     assert names[old_id] == "Quang Trung" and names[new_id] == "Phủ Lý"
     assert default_id == new_id

@@ -21,13 +21,27 @@ SAMPLE = REPO / "data" / "land" / "sample_cadastre.gpkg"
 E0, N0 = 602_000.0, 2_282_000.0  # EPSG:5897, in former Duy Tiên (old commune 13345)
 
 
-def _write(path: Path, geoms, records: dict[str, list], crs: str | None = "EPSG:5897",
-           driver: str | None = None, encoding: str | None = None) -> Path:
+def _write(
+    path: Path,
+    geoms,
+    records: dict[str, list],
+    crs: str | None = "EPSG:5897",
+    driver: str | None = None,
+    encoding: str | None = None,
+) -> Path:
     fields = list(records)
     data = [np.array(records[f], dtype=object) for f in fields]
     kw = {"encoding": encoding} if encoding else {}
-    pyogrio.raw.write(path, shapely.to_wkb(np.array(geoms, dtype=object)), data, fields,
-                      crs=crs, geometry_type="Polygon", driver=driver, **kw)
+    pyogrio.raw.write(
+        path,
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        data,
+        fields,
+        crs=crs,
+        geometry_type="Polygon",
+        driver=driver,
+        **kw,
+    )
     return path
 
 
@@ -36,11 +50,19 @@ def _parcels(n: int = 3, dx: float = 0.0):
 
 
 def _rows(conn, source: str):
-    return conn.execute(text(
-        "SELECT commune_code, old_commune_code, sheet_number, parcel_number, land_use_code, "
-        "land_use_code_raw, land_use_code_version, area_m2, legal_area_m2, owner_name, "
-        "ST_XMin(geom) AS x, ST_YMin(geom) AS y FROM parcels WHERE source_file = :s "
-        "ORDER BY parcel_number"), {"s": source}).mappings().all()
+    return (
+        conn.execute(
+            text(
+                "SELECT commune_code, old_commune_code, sheet_number, parcel_number, land_use_code, "
+                "land_use_code_raw, land_use_code_version, area_m2, legal_area_m2, owner_name, "
+                "ST_XMin(geom) AS x, ST_YMin(geom) AS y FROM parcels WHERE source_file = :s "
+                "ORDER BY parcel_number"
+            ),
+            {"s": source},
+        )
+        .mappings()
+        .all()
+    )
 
 
 def test_sample_cadastre_imports_with_repair_and_code_mapping(connection):
@@ -52,8 +74,9 @@ def test_sample_cadastre_imports_with_repair_and_code_mapping(connection):
     assert report.field_mapping["sheet_number"] == "SoHieuToBanDo"
     rows = _rows(connection, SAMPLE.name)
     bhk = [r for r in rows if r["land_use_code_raw"] == "BHK"]
-    assert bhk and all(r["land_use_code"] == "HNK" and r["land_use_code_version"] == "2014"
-                       for r in bhk)
+    assert bhk and all(
+        r["land_use_code"] == "HNK" and r["land_use_code_version"] == "2014" for r in bhk
+    )
     assert all(r["area_m2"] > 0 for r in rows)
     # importing again updates, never duplicates
     again = import_cadastre(connection, SAMPLE)
@@ -61,12 +84,18 @@ def test_sample_cadastre_imports_with_repair_and_code_mapping(connection):
 
 
 def test_old_commune_code_maps_to_the_current_commune(connection, tmp_path):
-    connection.execute(text(
-        "INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) "
-        "VALUES ('99901', '99990', 'full', '2025-07-01') ON CONFLICT DO NOTHING"))
-    path = _write(tmp_path / "cw.geojson", _parcels(1),
-                  {"MaXa": ["99901"], "SoTo": ["3"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
-                  driver="GeoJSON")
+    connection.execute(
+        text(
+            "INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) "
+            "VALUES ('99901', '99990', 'full', '2025-07-01') ON CONFLICT DO NOTHING"
+        )
+    )
+    path = _write(
+        tmp_path / "cw.geojson",
+        _parcels(1),
+        {"MaXa": ["99901"], "SoTo": ["3"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
+        driver="GeoJSON",
+    )
     import_cadastre(connection, path)
     (row,) = _rows(connection, path.name)
     assert (row["commune_code"], row["old_commune_code"]) == ("99990", "99901")
@@ -74,9 +103,16 @@ def test_old_commune_code_maps_to_the_current_commune(connection, tmp_path):
 
 def test_swapped_axes_are_detected_and_fixed(connection, tmp_path):
     swapped = [shapely.transform(g, lambda xy: xy[:, ::-1].copy()) for g in _parcels(2)]
-    path = _write(tmp_path / "swapped.gpkg", swapped,
-                  {"MaXa": ["13345"] * 2, "SoHieuToBanDo": ["5"] * 2,
-                   "SoThuTuThua": ["1", "2"], "LoaiDat": ["ONT", "CLN"]})
+    path = _write(
+        tmp_path / "swapped.gpkg",
+        swapped,
+        {
+            "MaXa": ["13345"] * 2,
+            "SoHieuToBanDo": ["5"] * 2,
+            "SoThuTuThua": ["1", "2"],
+            "LoaiDat": ["ONT", "CLN"],
+        },
+    )
     report = import_cadastre(connection, path)
     assert report.swapped_xy
     rows = _rows(connection, "swapped.gpkg")
@@ -87,9 +123,12 @@ def test_vn2000_geographic_input_uses_the_pinned_transformation(connection, tmp_
     from gis.crs import transform_geometries
 
     geo = transform_geometries(np.array(_parcels(1), dtype=object), 5897, 4756)
-    path = _write(tmp_path / "geo.gpkg", list(geo),
-                  {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["9"], "LoaiDat": ["LUC"]},
-                  crs="EPSG:4756")
+    path = _write(
+        tmp_path / "geo.gpkg",
+        list(geo),
+        {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["9"], "LoaiDat": ["LUC"]},
+        crs="EPSG:4756",
+    )
     import_cadastre(connection, path)
     (row,) = _rows(connection, "geo.gpkg")
     assert row["x"] == pytest.approx(E0, abs=0.01) and row["y"] == pytest.approx(N0, abs=0.01)
@@ -106,9 +145,19 @@ def test_tcvn3_shapefile_text_is_converted(connection, tmp_path):
 
     owner = tcvn3("Nguyễn Văn Hùng")
     addr = tcvn3("Thôn Yên Lạc, xã Chuyên Ngoại")
-    path = _write(tmp_path / "legacy.shp", _parcels(1),
-                  {"MAXA": ["13345"], "SHBANDO": ["2"], "SHTHUA": ["7"], "KHLOAIDAT": ["NHK"],
-                   "TENCHU": [owner], "DIACHI": [addr]}, encoding="latin1")
+    path = _write(
+        tmp_path / "legacy.shp",
+        _parcels(1),
+        {
+            "MAXA": ["13345"],
+            "SHBANDO": ["2"],
+            "SHTHUA": ["7"],
+            "KHLOAIDAT": ["NHK"],
+            "TENCHU": [owner],
+            "DIACHI": [addr],
+        },
+        encoding="latin1",
+    )
     report = import_cadastre(connection, path)
     (row,) = _rows(connection, "legacy.shp")
     assert row["owner_name"] == "Nguyễn Văn Hùng"
@@ -117,20 +166,31 @@ def test_tcvn3_shapefile_text_is_converted(connection, tmp_path):
 
 
 def test_unrepairable_geometries_are_rejected_with_their_keys(connection, tmp_path):
-    geoms = _parcels(2) + [shapely.Polygon([(E0, N0), (E0 + 10, N0), (E0 + 20, N0),
-                                            (E0, N0)])]  # zero-area sliver
-    path = _write(tmp_path / "broken.gpkg", geoms,
-                  {"MaXa": ["13345"] * 3, "SoTo": ["4"] * 3, "SoThua": ["1", "2", "3"],
-                   "LoaiDat": ["LUC"] * 3})
+    geoms = _parcels(2) + [
+        shapely.Polygon([(E0, N0), (E0 + 10, N0), (E0 + 20, N0), (E0, N0)])
+    ]  # zero-area sliver
+    path = _write(
+        tmp_path / "broken.gpkg",
+        geoms,
+        {
+            "MaXa": ["13345"] * 3,
+            "SoTo": ["4"] * 3,
+            "SoThua": ["1", "2", "3"],
+            "LoaiDat": ["LUC"] * 3,
+        },
+    )
     with pytest.raises(GeometryError, match=r"broken.gpkg: 1 parcels .*13345/4/3"):
         import_cadastre(connection, path)
     assert not _rows(connection, "broken.gpkg")  # nothing partial
 
 
 def test_unknown_crs_and_missing_crs(connection, tmp_path):
-    path = _write(tmp_path / "nocrs.shp", _parcels(1),
-                  {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
-                  crs=None)
+    path = _write(
+        tmp_path / "nocrs.shp",
+        _parcels(1),
+        {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
+        crs=None,
+    )
     with pytest.raises(CRSError, match="nocrs.shp: has no coordinate reference system"):
         import_cadastre(connection, path)
     with pytest.raises(CRSError, match="not a known coordinate reference system"):
@@ -140,16 +200,22 @@ def test_unknown_crs_and_missing_crs(connection, tmp_path):
 
 
 def test_wrong_crs_is_caught(connection, tmp_path):
-    path = _write(tmp_path / "wrong.gpkg", _parcels(1),
-                  {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
-                  crs="EPSG:32631")  # UTM 31N: far from Viet Nam
+    path = _write(
+        tmp_path / "wrong.gpkg",
+        _parcels(1),
+        {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["LUC"]},
+        crs="EPSG:32631",
+    )  # UTM 31N: far from Viet Nam
     with pytest.raises(CRSError, match="do not fall in Viet Nam"):
         import_cadastre(connection, path)
 
 
 def test_unknown_codes_and_missing_fields(connection, tmp_path):
-    path = _write(tmp_path / "codes.gpkg", _parcels(1),
-                  {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["XYZ"]})
+    path = _write(
+        tmp_path / "codes.gpkg",
+        _parcels(1),
+        {"MaXa": ["13345"], "SoTo": ["1"], "SoThua": ["1"], "LoaiDat": ["XYZ"]},
+    )
     with pytest.raises(InputFileError, match=r"unknown land-use codes \(13345/1/1 \('XYZ'\)"):
         import_cadastre(connection, path)
     path2 = _write(tmp_path / "nokey.gpkg", _parcels(1), {"MaXa": ["13345"], "LoaiDat": ["LUC"]})
@@ -184,9 +250,15 @@ def _declared_as(tmp_path: Path, crs: str) -> Path:
     """The sample cadastre (EPSG:5897 coordinates) with another CRS declared."""
     df_meta, _fids, geom, field_data = pyogrio.raw.read(SAMPLE)
     out = tmp_path / f"declared_{crs.replace(':', '_')}.gpkg"
-    pyogrio.raw.write(out, geom, field_data, list(df_meta["fields"]), crs=crs,
-                      geometry_type=df_meta["geometry_type"],
-                      driver="GPKG")
+    pyogrio.raw.write(
+        out,
+        geom,
+        field_data,
+        list(df_meta["fields"]),
+        crs=crs,
+        geometry_type=df_meta["geometry_type"],
+        driver="GPKG",
+    )
     return out
 
 

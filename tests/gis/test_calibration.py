@@ -28,8 +28,10 @@ CHANGED = (slice(20, 34), slice(30, 44))
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     d = tmp_path_factory.mktemp("cal")
-    return (write_multiband(d / "before.tif", scene(64, seed=1)),
-            write_multiband(d / "after.tif", scene(64, seed=2, changed=CHANGED)))
+    return (
+        write_multiband(d / "before.tif", scene(64, seed=1)),
+        write_multiband(d / "after.tif", scene(64, seed=2, changed=CHANGED)),
+    )
 
 
 @pytest.mark.parametrize("name", ["change_cnn_v3", "cva-noise4-v3"])
@@ -58,8 +60,9 @@ def test_an_isotonic_fit_is_monotone_and_tracks_the_truth():
 
 
 def test_bad_calibration_files_are_one_sentence_naming_the_file(tmp_path):
-    good = save_calibration(Calibration(np.array([0.5, 1.0]), np.array([0.1, 0.9]), "cva-x"),
-                            tmp_path / "c.json")
+    good = save_calibration(
+        Calibration(np.array([0.5, 1.0]), np.array([0.1, 0.9]), "cva-x"), tmp_path / "c.json"
+    )
     with pytest.raises(ConfigurationError, match="made for model 'cva-x', not 'other'"):
         load_calibration(good, "other")
     bad = tmp_path / "down.json"
@@ -84,17 +87,20 @@ def test_detection_applies_the_calibration_to_each_polygon(pair, tmp_path):
     shipped = load_calibration(MODEL_DIR / "cva-noise4-v3.calibration.json")
     assert Path(auto.parameters["calibration"]).name == "cva-noise4-v3.calibration.json"
     for f in auto.features:
-        assert f["confidence"] == pytest.approx(float(shipped.apply(f["confidence_raw"])),
-                                                abs=1e-3)
+        assert f["confidence"] == pytest.approx(float(shipped.apply(f["confidence_raw"])), abs=1e-3)
     # a calibration file of one's own
-    own = save_calibration(Calibration(np.array([0.0, 1.0]), np.array([0.0, 0.5]),
-                                       "cva-noise4-v3"), tmp_path / "half.json")
+    own = save_calibration(
+        Calibration(np.array([0.0, 1.0]), np.array([0.0, 0.5]), "cva-noise4-v3"),
+        tmp_path / "half.json",
+    )
     res = detect_changes(before, after, DetectionConfig(method="cva", calibration=own))
     for f in res.features:
         assert f["confidence"] == pytest.approx(f["confidence_raw"] / 2, abs=1e-3)
     # a file for another model fails before any tile is scored
-    other = save_calibration(Calibration(np.array([0.0, 1.0]), np.array([0.0, 1.0]),
-                                         "change_cnn_v3"), tmp_path / "cnn.json")
+    other = save_calibration(
+        Calibration(np.array([0.0, 1.0]), np.array([0.0, 1.0]), "change_cnn_v3"),
+        tmp_path / "cnn.json",
+    )
     with pytest.raises(ConfigurationError, match="not 'cva-noise4-v3'"):
         detect_changes(before, after, DetectionConfig(method="cva", calibration=other))
 
@@ -108,9 +114,17 @@ def _rules(min_conf: dict | None) -> RuleSet:
 
 
 def _row(confidence):
-    return {"parcel_id": 1, "commune_code": "13324", "land_use_code": "LUC",
-            "parcel_area": 500.0, "from_class": "vegetation", "to_class": "built_up",
-            "change_id": 7, "area": 300.0, "confidence": confidence}
+    return {
+        "parcel_id": 1,
+        "commune_code": "13324",
+        "land_use_code": "LUC",
+        "parcel_area": 500.0,
+        "from_class": "vegetation",
+        "to_class": "built_up",
+        "change_id": 7,
+        "area": 300.0,
+        "confidence": confidence,
+    }
 
 
 def test_a_rule_can_require_a_confidence_for_high_severity():
@@ -128,8 +142,9 @@ def test_a_rule_can_require_a_confidence_for_high_severity():
 
 
 @pytest.mark.postgis
-def test_stored_changes_carry_the_calibrated_confidence_and_rules_use_it(connection, pair,
-                                                                         tmp_path):
+def test_stored_changes_carry_the_calibrated_confidence_and_rules_use_it(
+    connection, pair, tmp_path
+):
     import pyogrio
     import shapely
 
@@ -140,20 +155,31 @@ def test_stored_changes_carry_the_calibrated_confidence_and_rules_use_it(connect
     x0, y0 = ORIGIN
     box = shapely.box(x0 + 300, y0 - 340, x0 + 440, y0 - 200)  # the changed square
     path = tmp_path / "p.geojson"
-    pyogrio.raw.write(path, shapely.to_wkb(np.array([box], dtype=object)),
-                      [np.array(v, dtype=object) for v in (["13345"], ["8"], ["1"], ["LUC"])],
-                      ["MaXa", "SoTo", "SoThua", "LoaiDat"], crs="EPSG:32648",
-                      geometry_type="Polygon", driver="GeoJSON")
+    pyogrio.raw.write(
+        path,
+        shapely.to_wkb(np.array([box], dtype=object)),
+        [np.array(v, dtype=object) for v in (["13345"], ["8"], ["1"], ["LUC"])],
+        ["MaXa", "SoTo", "SoThua", "LoaiDat"],
+        crs="EPSG:32648",
+        geometry_type="Polygon",
+        driver="GeoJSON",
+    )
     import_cadastre(connection, path, force=True)
-    low = save_calibration(Calibration(np.array([0.0, 1.0]), np.array([0.0, 0.1]),
-                                       "cva-noise4-v3"), tmp_path / "low.json")
+    low = save_calibration(
+        Calibration(np.array([0.0, 1.0]), np.array([0.0, 0.1]), "cva-noise4-v3"),
+        tmp_path / "low.json",
+    )
     res = detect_changes(*pair, DetectionConfig(method="cva", calibration=low))
     out = store_run(connection, res, _rules({"high": 0.3}), state_dir=tmp_path / "state")
-    stored = connection.execute(text(
-        "SELECT max(confidence) FROM land_changes WHERE run_id = :r"), {"r": out["run_id"]}
+    stored = connection.execute(
+        text("SELECT max(confidence) FROM land_changes WHERE run_id = :r"), {"r": out["run_id"]}
     ).scalar_one()
     assert stored <= 0.1
-    severity = connection.execute(text(
-        "SELECT a.severity FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
-        "WHERE a.run_id = :r AND p.sheet_number = '8'"), {"r": out["run_id"]}).scalar_one()
+    severity = connection.execute(
+        text(
+            "SELECT a.severity FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+            "WHERE a.run_id = :r AND p.sheet_number = '8'"
+        ),
+        {"r": out["run_id"]},
+    ).scalar_one()
     assert severity == "medium"

@@ -41,12 +41,20 @@ def state_dir():
 def ioc(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "IOC_DATABASE_URL"}
     full_env.update({"IOC_STATE_DIR": str(state_dir), **env})
-    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "ioc.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=180,
+    )
 
 
 def server_pids(data_dir: Path) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"postgres.*-D {data_dir}"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-f", f"postgres.*-D {data_dir}"], capture_output=True, text=True
+    )
     return [int(p) for p in out.stdout.split()]
 
 
@@ -62,8 +70,17 @@ def test_up_twice_status_url_down(state_dir: Path) -> None:
 
     url = ioc(state_dir, "db", "url").stdout.strip()
     assert url.startswith("postgresql://")
-    psql = subprocess.run(["psql", url, "-tAc", "SELECT postgis_lib_version() IS NOT NULL, count(*) FROM land_use_codes"],
-                          capture_output=True, text=True, timeout=30)
+    psql = subprocess.run(
+        [
+            "psql",
+            url,
+            "-tAc",
+            "SELECT postgis_lib_version() IS NOT NULL, count(*) FROM land_use_codes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert psql.returncode == 0, psql.stderr
     has_postgis, codes = psql.stdout.strip().split("|")
     assert has_postgis == "t" and int(codes) > 50

@@ -44,18 +44,36 @@ def test_import_detect_store_and_list_alerts(invoke, connection, tmp_path):
     assert r.exit_code == 0, r.output
     assert "134 parcels" in r.output and "geometries repaired" in r.output
     mask, vec = tmp_path / "mask.tif", tmp_path / "changes.geojson"
-    r = invoke("detect", str(BEFORE), str(AFTER), "--method", "cva", "--mask-out", str(mask),
-               "--vector-out", str(vec), "--store", "--quiet")
+    r = invoke(
+        "detect",
+        str(BEFORE),
+        str(AFTER),
+        "--method",
+        "cva",
+        "--mask-out",
+        str(mask),
+        "--vector-out",
+        str(vec),
+        "--store",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     assert "stored as run" in r.output
     run_id = _count(connection, "SELECT max(id) FROM detection_runs WHERE status = 'succeeded'")
-    run = connection.execute(text("SELECT * FROM detection_runs WHERE id = :i"),
-                             {"i": run_id}).mappings().one()
+    run = (
+        connection.execute(text("SELECT * FROM detection_runs WHERE id = :i"), {"i": run_id})
+        .mappings()
+        .one()
+    )
     assert run["method"] == "cva" and run["before_scene_id"] and run["after_scene_id"]
     assert run["stats"]["alerts"] >= 1
-    scene = connection.execute(text(
-        "SELECT acquired_at, sensor, cloud_fraction, ST_IsValid(footprint) FROM imagery_scenes "
-        "WHERE id = :i"), {"i": run["before_scene_id"]}).one()
+    scene = connection.execute(
+        text(
+            "SELECT acquired_at, sensor, cloud_fraction, ST_IsValid(footprint) FROM imagery_scenes "
+            "WHERE id = :i"
+        ),
+        {"i": run["before_scene_id"]},
+    ).one()
     assert scene[0].year == 2024 and scene[1] == "Sentinel-2" and scene[2] > 0 and scene[3]
     n_changes = _count(connection, "SELECT count(*) FROM land_changes WHERE run_id = :r", r=run_id)
     assert n_changes == len(json.loads(vec.read_text())["features"]) > 0
@@ -64,10 +82,18 @@ def test_import_detect_store_and_list_alerts(invoke, connection, tmp_path):
         assert (m.read(1) == 255).any()  # the SCL cloud
     # alerts: the two rice parcels built over, garden (CLN) plots cleared; nothing on the
     # seasonal rice / annual-crop changes
-    alerts = connection.execute(text(
-        "SELECT p.land_use_code_raw AS raw, a.parcel_id, a.rule, a.rules, a.severity, "
-        "a.observed_to FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
-        "WHERE a.run_id = :r"), {"r": run_id}).mappings().all()
+    alerts = (
+        connection.execute(
+            text(
+                "SELECT p.land_use_code_raw AS raw, a.parcel_id, a.rule, a.rules, a.severity, "
+                "a.observed_to FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id "
+                "WHERE a.run_id = :r"
+            ),
+            {"r": run_id},
+        )
+        .mappings()
+        .all()
+    )
     rules = {(a["raw"], r) for a in alerts for r in a["rules"]}
     # one alert per parcel, its first rule the one that set the severity
     assert len({a["parcel_id"] for a in alerts}) == len(alerts)
@@ -91,8 +117,12 @@ def test_import_detect_store_and_list_alerts(invoke, connection, tmp_path):
     alert_id = int(listed[0]["id"])
     r = invoke("review", str(alert_id), "--status", "confirmed", "--reviewer", "cán bộ địa chính")
     assert r.exit_code == 0
-    assert connection.execute(text("SELECT review_status FROM parcel_alerts WHERE id = :i"),
-                              {"i": alert_id}).scalar_one() == "confirmed"
+    assert (
+        connection.execute(
+            text("SELECT review_status FROM parcel_alerts WHERE id = :i"), {"i": alert_id}
+        ).scalar_one()
+        == "confirmed"
+    )
 
 
 def test_bad_input_records_a_failed_run_and_nothing_else(invoke, connection, tmp_path):
@@ -101,12 +131,16 @@ def test_bad_input_records_a_failed_run_and_nothing_else(invoke, connection, tmp
     bad = tmp_path / "corrupt.tif"
     bad.write_bytes(b"II*\x00garbage")
     runner = CliRunner()
-    r = runner.invoke(land, ["detect", str(BEFORE), str(bad), "--store", "--method", "cva",
-                             "--quiet"], obj=SimpleNamespace(engine=lambda: connection))
+    r = runner.invoke(
+        land,
+        ["detect", str(BEFORE), str(bad), "--store", "--method", "cva", "--quiet"],
+        obj=SimpleNamespace(engine=lambda: connection),
+    )
     assert r.exit_code != 0
     assert "corrupt.tif" in r.output and "Traceback" not in r.output
-    failed = connection.execute(text(
-        "SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")).one()
+    failed = connection.execute(
+        text("SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")
+    ).one()
     assert failed[0] == "failed" and "corrupt.tif" in failed[1]
     assert _count(connection, "SELECT count(*) FROM detection_runs") == before_runs + 1
     assert _count(connection, "SELECT count(*) FROM imagery_scenes") == scenes
@@ -122,13 +156,17 @@ def test_error_while_storing_leaves_nothing_partial(invoke, connection, monkeypa
     changes = _count(connection, "SELECT count(*) FROM land_changes")
     scenes = _count(connection, "SELECT count(*) FROM imagery_scenes")
     runner = CliRunner()
-    r = runner.invoke(land, ["detect", str(BEFORE), str(AFTER), "--store", "--method", "cva",
-                             "--quiet"], obj=SimpleNamespace(engine=lambda: connection))
+    r = runner.invoke(
+        land,
+        ["detect", str(BEFORE), str(AFTER), "--store", "--method", "cva", "--quiet"],
+        obj=SimpleNamespace(engine=lambda: connection),
+    )
     assert r.exit_code != 0
     assert _count(connection, "SELECT count(*) FROM land_changes") == changes
     assert _count(connection, "SELECT count(*) FROM imagery_scenes") == scenes
-    status, error = connection.execute(text(
-        "SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")).one()
+    status, error = connection.execute(
+        text("SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")
+    ).one()
     assert status == "failed" and "alert rules exploded" in error
 
 
@@ -141,8 +179,9 @@ def test_bad_pairs_are_one_line_errors(invoke, tmp_path, case):
         expect = "does not overlap"
     elif case == "crs_mismatch_unalignable":
         after = tmp_path / "after.tif"
-        with rasterio.open(after, "w", driver="GTiff", width=16, height=16, count=10,
-                           dtype="uint16") as dst:
+        with rasterio.open(
+            after, "w", driver="GTiff", width=16, height=16, count=10, dtype="uint16"
+        ) as dst:
             dst.write(data)
         expect = "no coordinate reference system"
     else:
@@ -156,8 +195,17 @@ def test_bad_pairs_are_one_line_errors(invoke, tmp_path, case):
 
 def test_ioc_land_detect_runs_as_a_command(run_ioc, tmp_path):
     mask = tmp_path / "m.tif"
-    p = run_ioc("land", "detect", str(BEFORE), str(AFTER), "--method", "cva", "--no-store",
-                "--mask-out", str(mask))
+    p = run_ioc(
+        "land",
+        "detect",
+        str(BEFORE),
+        str(AFTER),
+        "--method",
+        "cva",
+        "--no-store",
+        "--mask-out",
+        str(mask),
+    )
     assert p.returncode == 0, p.stderr
     assert mask.exists() and "change polygons" in p.stdout
     p = run_ioc("land", "detect", str(BEFORE), str(tmp_path / "missing.tif"), "--no-store")
@@ -166,9 +214,16 @@ def test_ioc_land_detect_runs_as_a_command(run_ioc, tmp_path):
 
 
 def _alert_rows(conn, run_id: int) -> list[dict]:
-    return [dict(r) for r in conn.execute(text(
-        "SELECT id, parcel_id, rule, rules, severity, review_status, reviewer, superseded_at "
-        "FROM parcel_alerts WHERE run_id = :r ORDER BY parcel_id"), {"r": run_id}).mappings()]
+    return [
+        dict(r)
+        for r in conn.execute(
+            text(
+                "SELECT id, parcel_id, rule, rules, severity, review_status, reviewer, superseded_at "
+                "FROM parcel_alerts WHERE run_id = :r ORDER BY parcel_id"
+            ),
+            {"r": run_id},
+        ).mappings()
+    ]
 
 
 def test_the_same_run_stored_twice_is_updated_not_duplicated(invoke, connection, tmp_path):
@@ -197,13 +252,16 @@ def test_the_same_run_stored_twice_is_updated_not_duplicated(invoke, connection,
     assert r.exit_code == 0 and f"updated run {run_id}" in r.output, r.output
     assert _count(connection, "SELECT count(*) FROM detection_runs") == runs0 + 1
     assert _count(connection, "SELECT count(*) FROM imagery_scenes") == scenes0 + 2
-    assert _count(connection, "SELECT count(*) FROM land_changes WHERE run_id = :r",
-                  r=run_id) == changes
+    assert (
+        _count(connection, "SELECT count(*) FROM land_changes WHERE run_id = :r", r=run_id)
+        == changes
+    )
     again = _alert_rows(connection, run_id)
     assert [a["id"] for a in again] == [a["id"] for a in first]  # same alerts, same ids
     assert next(a for a in again if a["id"] == confirmed)["review_status"] == "confirmed"
-    run = connection.execute(text("SELECT updated_at, parameters FROM detection_runs "
-                                  "WHERE id = :i"), {"i": run_id}).one()
+    run = connection.execute(
+        text("SELECT updated_at, parameters FROM detection_runs WHERE id = :i"), {"i": run_id}
+    ).one()
     assert run.updated_at is not None and len(run.parameters["after_fingerprint"]) == 64
     # another method is another run; --force stores a new run of the same pair
     r = invoke(*args, "--force")
@@ -223,8 +281,10 @@ def test_a_reviewed_alert_a_rerun_no_longer_raises_is_kept(invoke, connection, t
     bare = [a for a in first if a["rules"] == ["agricultural_to_bare"]]
     assert len(bare) >= 2
     reviewed, unreviewed = bare[0]["id"], bare[1]["id"]
-    assert invoke("review", str(reviewed), "--status", "dismissed", "--reviewer",
-                  "officer").exit_code == 0
+    assert (
+        invoke("review", str(reviewed), "--status", "dismissed", "--reviewer", "officer").exit_code
+        == 0
+    )
     # the same run with rules that no longer have the bare-soil rule
     import yaml
 

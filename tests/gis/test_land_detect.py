@@ -49,8 +49,12 @@ def test_cva_finds_the_built_square_and_writes_the_mask_contract(pair, tmp_path)
     mask_path = tmp_path / "out" / "mask.tif"
     mask_path.parent.mkdir()
     res = detect_changes(before, after, DetectionConfig(method="cva"), mask_out=mask_path)
-    with rasterio.open(mask_path) as m, rasterio.open(before / next(
-            p.name for p in before.iterdir() if p.name.endswith("_B02.tif"))) as b:
+    with (
+        rasterio.open(mask_path) as m,
+        rasterio.open(
+            before / next(p.name for p in before.iterdir() if p.name.endswith("_B02.tif"))
+        ) as b,
+    ):
         mask = m.read(1)
         assert m.dtypes[0] == "uint8" and m.count == 1 and m.nodata == 255
         assert m.crs == b.crs and m.transform == b.transform and m.shape == b.shape
@@ -63,7 +67,10 @@ def test_cva_finds_the_built_square_and_writes_the_mask_contract(pair, tmp_path)
     big = max(res.features, key=lambda f: f["area_m2"])
     assert big["area_m2"] == pytest.approx(19_600, rel=0.1)
     assert (big["from_class"], big["to_class"], big["kind"]) == (
-        "vegetation", "built_up", "conversion")
+        "vegetation",
+        "built_up",
+        "conversion",
+    )
     assert not list(tmp_path.glob("out/.*tmp"))  # temp file renamed
 
 
@@ -87,17 +94,18 @@ def test_tiles_merge_across_edges(pair):
     assert tiled.stats["tiles"] == 16
     assert len(tiled.features) == len(whole.features)
     assert sum(f["area_m2"] for f in tiled.features) == pytest.approx(
-        sum(f["area_m2"] for f in whole.features), rel=0.02)
+        sum(f["area_m2"] for f in whole.features), rel=0.02
+    )
 
 
 def test_minimum_mapping_unit_drops_small_patches(tmp_path):
     # a 2 x 2 px (400 m²) house in a vegetation block (rows/cols 8-15), nothing else changes
     before = write_multiband(tmp_path / "b.tif", scene(48, seed=1))
-    after = write_multiband(tmp_path / "a.tif", scene(48, seed=2, changed=(slice(10, 12),
-                                                                        slice(10, 12))))
+    after = write_multiband(
+        tmp_path / "a.tif", scene(48, seed=2, changed=(slice(10, 12), slice(10, 12)))
+    )
     kept = detect_changes(before, after, DetectionConfig(method="cva", min_mapping_unit_m2=0))
-    dropped = detect_changes(before, after, DetectionConfig(method="cva",
-                                                            min_mapping_unit_m2=500))
+    dropped = detect_changes(before, after, DetectionConfig(method="cva", min_mapping_unit_m2=500))
     assert [f["n_pixels"] for f in kept.features] == [4]
     assert kept.features[0]["area_m2"] == pytest.approx(400)
     assert dropped.features == []
@@ -108,10 +116,15 @@ def test_dask_local_cluster_gives_the_same_result(pair):
 
     before, after = pair
     local = detect_changes(before, after, DetectionConfig(method="cva", tile=32))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        remote = detect_changes(before, after, DetectionConfig(method="cva", tile=32),
-                                client=client)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = detect_changes(
+            before, after, DetectionConfig(method="cva", tile=32), client=client
+        )
     assert remote.stats["change_pixels"] == local.stats["change_pixels"]
     assert len(remote.features) == len(local.features)
 
@@ -200,8 +213,7 @@ def test_land_cover_rules():
     bare = np.array([1100, 1400, 1700, 1900, 2100, 2250, 2350, 2450, 3000, 2500], np.float32)
     px = np.stack([VEG, BUILT, WATER, bare], axis=1)[:, None, :]
     codes = classify(px, bands, np.ones((1, 4), bool))
-    assert codes.tolist() == [[COVER_CODES[c] for c in ("vegetation", "built_up", "water",
-                                                         "bare")]]
+    assert codes.tolist() == [[COVER_CODES[c] for c in ("vegetation", "built_up", "water", "bare")]]
 
 
 def test_change_kind_seasonal_vs_conversion():
@@ -277,6 +289,8 @@ def test_cva_threshold_has_a_floor():
     det = CvaDetector()
     assert det.fit(img, img, np.ones((50, 50), bool)) == CvaDetector.MIN_THRESHOLD
     assert not (det.probability(img, img) >= 0.5).any()
-    tiny = img + np.float32(1e-3) * np.random.default_rng(1).normal(size=img.shape).astype(np.float32)
+    tiny = img + np.float32(1e-3) * np.random.default_rng(1).normal(size=img.shape).astype(
+        np.float32
+    )
     det.fit(img, tiny, np.ones((50, 50), bool))
     assert not (det.probability(img, tiny) >= 0.5).any()

@@ -36,8 +36,9 @@ LAND = REPO / "data" / "land"
 @pytest.fixture(scope="module")
 def demo_pair():
     """The shipped sample pair, detected once (CVA: fast) for the module."""
-    return detect_changes(LAND / "before", LAND / "after_T48QXH_20250418.tif",
-                          DetectionConfig(method="cva"))
+    return detect_changes(
+        LAND / "before", LAND / "after_T48QXH_20250418.tif", DetectionConfig(method="cva")
+    )
 
 
 @pytest.fixture
@@ -57,10 +58,17 @@ def _lonlat_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
 
 
 def test_a_stored_run_keeps_a_valid_cog_per_scene(connection, stored, tmp_path):
-    rows = connection.execute(text(
-        "SELECT c.* FROM scene_cogs c JOIN detection_runs r ON c.scene_id IN "
-        "(r.before_scene_id, r.after_scene_id) WHERE r.id = :r ORDER BY c.scene_id"),
-        {"r": stored["run_id"]}).mappings().all()
+    rows = (
+        connection.execute(
+            text(
+                "SELECT c.* FROM scene_cogs c JOIN detection_runs r ON c.scene_id IN "
+                "(r.before_scene_id, r.after_scene_id) WHERE r.id = :r ORDER BY c.scene_id"
+            ),
+            {"r": stored["run_id"]},
+        )
+        .mappings()
+        .all()
+    )
     assert len(rows) == 2 and rows[0]["path"] != rows[1]["path"]
     for row in rows:
         path = Path(row["path"])
@@ -78,12 +86,15 @@ def test_a_stored_run_keeps_a_valid_cog_per_scene(connection, stored, tmp_path):
 
 
 def test_tiles_render_as_png_from_the_cog(connection, stored):
-    row = connection.execute(text(
-        "SELECT c.path, c.bands, c.stretch, ST_X(ST_Centroid(s.footprint)) AS lon, "
-        "ST_Y(ST_Centroid(s.footprint)) AS lat FROM scene_cogs c "
-        "JOIN imagery_scenes s ON s.id = c.scene_id "
-        "JOIN detection_runs r ON r.after_scene_id = c.scene_id WHERE r.id = :r"),
-        {"r": stored["run_id"]}).one()
+    row = connection.execute(
+        text(
+            "SELECT c.path, c.bands, c.stretch, ST_X(ST_Centroid(s.footprint)) AS lon, "
+            "ST_Y(ST_Centroid(s.footprint)) AS lat FROM scene_cogs c "
+            "JOIN imagery_scenes s ON s.id = c.scene_id "
+            "JOIN detection_runs r ON r.after_scene_id = c.scene_id WHERE r.id = :r"
+        ),
+        {"r": stored["run_id"]},
+    ).one()
     x, y = _lonlat_tile(row.lon, row.lat, 15)
     images = {}
     for style in ("truecolor", "falsecolor"):
@@ -107,12 +118,15 @@ def test_low_zoom_tiles_read_only_the_scene(connection, stored):
     import resource
     import time
 
-    row = connection.execute(text(
-        "SELECT c.path, c.bands, c.stretch, ST_X(ST_Centroid(s.footprint)) AS lon, "
-        "ST_Y(ST_Centroid(s.footprint)) AS lat FROM scene_cogs c "
-        "JOIN imagery_scenes s ON s.id = c.scene_id "
-        "JOIN detection_runs r ON r.after_scene_id = c.scene_id WHERE r.id = :r"),
-        {"r": stored["run_id"]}).one()
+    row = connection.execute(
+        text(
+            "SELECT c.path, c.bands, c.stretch, ST_X(ST_Centroid(s.footprint)) AS lon, "
+            "ST_Y(ST_Centroid(s.footprint)) AS lat FROM scene_cogs c "
+            "JOIN imagery_scenes s ON s.id = c.scene_id "
+            "JOIN detection_runs r ON r.after_scene_id = c.scene_id WHERE r.id = :r"
+        ),
+        {"r": stored["run_id"]},
+    ).one()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for z in (0, 5, 9, 12):
         x, y = _lonlat_tile(row.lon, row.lat, z)
@@ -128,18 +142,32 @@ def test_low_zoom_tiles_read_only_the_scene(connection, stored):
 
 
 def test_every_alert_has_its_chips_with_the_parcel_outline(connection, stored, tmp_path):
-    alerts = connection.execute(text(
-        "SELECT a.id, ST_AsBinary(p.geom) AS geom, Find_SRID('public', 'parcels', 'geom') AS srid "
-        "FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"),
-        {"r": stored["run_id"]}).all()
+    alerts = connection.execute(
+        text(
+            "SELECT a.id, ST_AsBinary(p.geom) AS geom, Find_SRID('public', 'parcels', 'geom') AS srid "
+            "FROM parcel_alerts a JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"
+        ),
+        {"r": stored["run_id"]},
+    ).all()
     assert alerts and stored["evidence"]["chips"] == 4 * len(alerts)
     for alert in alerts:
-        chips = connection.execute(text(
-            "SELECT moment, style, path, width, height, crs, bounds FROM alert_evidence "
-            "WHERE alert_id = :a ORDER BY moment, style"), {"a": alert.id}).mappings().all()
+        chips = (
+            connection.execute(
+                text(
+                    "SELECT moment, style, path, width, height, crs, bounds FROM alert_evidence "
+                    "WHERE alert_id = :a ORDER BY moment, style"
+                ),
+                {"a": alert.id},
+            )
+            .mappings()
+            .all()
+        )
         assert [(c["moment"], c["style"]) for c in chips] == [
-            ("after", "falsecolor"), ("after", "truecolor"),
-            ("before", "falsecolor"), ("before", "truecolor")]
+            ("after", "falsecolor"),
+            ("after", "truecolor"),
+            ("before", "falsecolor"),
+            ("before", "truecolor"),
+        ]
         for chip in chips:
             path = Path(chip["path"])
             assert path.parent == tmp_path / "state" / "evidence" / f"run-{stored['run_id']}"
@@ -147,8 +175,9 @@ def test_every_alert_has_its_chips_with_the_parcel_outline(connection, stored, t
             assert img.shape == (chip["height"], chip["width"], 3) == (384, 384, 3)
             # the parcel outline, transformed storage CRS -> scene CRS, drawn in yellow:
             # sample points along its boundary, each must have a yellow pixel next to it
-            parcel = transform_geometries(np.array([shapely.from_wkb(bytes(alert.geom))]),
-                                          alert.srid, chip["crs"])[0]
+            parcel = transform_geometries(
+                np.array([shapely.from_wkb(bytes(alert.geom))]), alert.srid, chip["crs"]
+            )[0]
             minx, miny, maxx, maxy = chip["bounds"]
             ring = shapely.get_parts(parcel)[0].exterior
             hits = 0
@@ -156,16 +185,20 @@ def test_every_alert_has_its_chips_with_the_parcel_outline(connection, stored, t
             for pt in samples:
                 c = int((pt.x - minx) / (maxx - minx) * 384)
                 r = int((maxy - pt.y) / (maxy - miny) * 384)
-                win = img[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3].reshape(-1, 3)
+                win = img[max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3].reshape(-1, 3)
                 hits += bool((win == PARCEL_COLOUR).all(axis=1).any())
             assert hits >= 0.9 * len(samples), (path, hits)
             # and the image itself is there around it (not a blank chip)
             assert img.std() > 10
     # the published view links the chips
-    row = connection.execute(text(
-        "SELECT evidence_before, evidence_after FROM api_parcel_alerts WHERE id = :a"),
-        {"a": alerts[0].id}).one()
-    assert row.evidence_before == f"/collections/parcel-alerts/items/{alerts[0].id}/evidence/before.png"
+    row = connection.execute(
+        text("SELECT evidence_before, evidence_after FROM api_parcel_alerts WHERE id = :a"),
+        {"a": alerts[0].id},
+    ).one()
+    assert (
+        row.evidence_before
+        == f"/collections/parcel-alerts/items/{alerts[0].id}/evidence/before.png"
+    )
     assert row.evidence_after.endswith("/evidence/after.png")
 
 
@@ -184,29 +217,58 @@ def test_chip_errors_name_the_alert(connection, stored, tmp_path):
 
     with pytest.raises(RecordNotFoundError, match="999999999"):
         make_alert_chips(connection, 999999999, tmp_path)
-    alert_id = connection.execute(text(
-        "SELECT min(id) FROM parcel_alerts WHERE run_id = :r"), {"r": stored["run_id"]}).scalar()
+    alert_id = connection.execute(
+        text("SELECT min(id) FROM parcel_alerts WHERE run_id = :r"), {"r": stored["run_id"]}
+    ).scalar()
     # a parcel far outside the scene: one clear error, nothing stored for it
-    connection.execute(text(
-        "UPDATE parcels SET geom = ST_Translate(geom, 50000, 0) WHERE id = "
-        "(SELECT parcel_id FROM parcel_alerts WHERE id = :a)"), {"a": alert_id})
-    before = connection.execute(text("SELECT path FROM alert_evidence WHERE alert_id = :a"),
-                                {"a": alert_id}).scalars().all()
-    with pytest.raises(EvidenceError, match=rf"Alert {alert_id}: scene .* does not cover its parcel"):
+    connection.execute(
+        text(
+            "UPDATE parcels SET geom = ST_Translate(geom, 50000, 0) WHERE id = "
+            "(SELECT parcel_id FROM parcel_alerts WHERE id = :a)"
+        ),
+        {"a": alert_id},
+    )
+    before = (
+        connection.execute(
+            text("SELECT path FROM alert_evidence WHERE alert_id = :a"), {"a": alert_id}
+        )
+        .scalars()
+        .all()
+    )
+    with pytest.raises(
+        EvidenceError, match=rf"Alert {alert_id}: scene .* does not cover its parcel"
+    ):
         make_alert_chips(connection, alert_id, tmp_path / "other")
     assert not (tmp_path / "other").exists() or not list((tmp_path / "other").rglob("*.png"))
-    assert connection.execute(text("SELECT path FROM alert_evidence WHERE alert_id = :a"),
-                              {"a": alert_id}).scalars().all() == before
+    assert (
+        connection.execute(
+            text("SELECT path FROM alert_evidence WHERE alert_id = :a"), {"a": alert_id}
+        )
+        .scalars()
+        .all()
+        == before
+    )
     # a run without stored imagery
     connection.execute(text("DELETE FROM scene_cogs"))
-    with pytest.raises(EvidenceError, match=rf"Alert {alert_id}: its run \d+ has no stored before imagery"):
+    with pytest.raises(
+        EvidenceError, match=rf"Alert {alert_id}: its run \d+ has no stored before imagery"
+    ):
         make_alert_chips(connection, alert_id, tmp_path)
 
 
 def test_a_file_that_is_not_a_cog_is_refused_by_name(tmp_path):
     path = tmp_path / "striped.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=600, height=600, count=1, dtype="uint16",
-                       crs="EPSG:32648", transform=rasterio.transform.from_origin(6e5, 2.28e6, 10, 10)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=600,
+        height=600,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32648",
+        transform=rasterio.transform.from_origin(6e5, 2.28e6, 10, 10),
+    ) as ds:
         ds.write(np.ones((1, 600, 600), np.uint16))
     with pytest.raises(EvidenceError, match="striped.tif: not a cloud-optimised GeoTIFF"):
         validate_cog(path)
@@ -219,13 +281,21 @@ def test_the_demo_stage_leaves_imagery_and_chips(connection, tmp_path):
     from gis.demo import demo_stage
 
     lines: list[str] = []
-    ctx = SimpleNamespace(engine=connection, database_url="", state_dir=tmp_path,
-                          data_dir=REPO / "data", echo=lines.append)
+    ctx = SimpleNamespace(
+        engine=connection,
+        database_url="",
+        state_dir=tmp_path,
+        data_dir=REPO / "data",
+        echo=lines.append,
+    )
     demo_stage(ctx)
     run_id = connection.execute(text("SELECT max(id) FROM detection_runs")).scalar()
-    alerts = connection.execute(text("SELECT count(*) FROM parcel_alerts WHERE run_id = :r"),
-                                {"r": run_id}).scalar()
+    alerts = connection.execute(
+        text("SELECT count(*) FROM parcel_alerts WHERE run_id = :r"), {"r": run_id}
+    ).scalar()
     assert alerts > 0
     assert len(list((tmp_path / "imagery" / "cog").glob("*.tif"))) == 2
     assert len(list((tmp_path / "evidence" / f"run-{run_id}").glob("*.png"))) == 4 * alerts
-    assert any(f"/imagery/runs/{run_id}" in ln and f"{4 * alerts} alert chips" in ln for ln in lines)
+    assert any(
+        f"/imagery/runs/{run_id}" in ln and f"{4 * alerts} alert chips" in ln for ln in lines
+    )

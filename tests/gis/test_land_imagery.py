@@ -57,13 +57,21 @@ def test_after_on_another_grid_is_reprojected_onto_before(tmp_path):
     with rasterio.open(shifted) as src:
         from rasterio.warp import calculate_default_transform, reproject
 
-        tf, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height,
-                                               *src.bounds)
+        tf, w, h = calculate_default_transform(
+            src.crs, "EPSG:4326", src.width, src.height, *src.bounds
+        )
         out = np.zeros((10, h, w), np.uint16)
-        reproject(data, out, src_transform=src.transform, src_crs=src.crs, dst_transform=tf,
-                  dst_crs="EPSG:4326")
-    geo = open_scene(write_multiband(tmp_path / "g.tif", out, crs="EPSG:4326",
-                                     origin=(tf.c, tf.f), res=tf.a))
+        reproject(
+            data,
+            out,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=tf,
+            dst_crs="EPSG:4326",
+        )
+    geo = open_scene(
+        write_multiband(tmp_path / "g.tif", out, crs="EPSG:4326", origin=(tf.c, tf.f), res=tf.a)
+    )
     check_alignment(before, geo)
     _, gvalid = read_full(geo, before.grid, MODEL_BANDS)
     assert gvalid[:, 6:].mean() > 0.9
@@ -90,6 +98,7 @@ def test_windowed_read_matches_full_read(tmp_path):
 
 # --- bad input: one clear error naming the file -------------------------------------------
 
+
 def test_missing_band_names_the_scene(tmp_path):
     s = open_scene(write_band_folder(tmp_path / "m", scene(16), skip=("B11",)))
     with pytest.raises(InputFileError, match=r"m: missing band\(s\) B11"):
@@ -115,16 +124,25 @@ def test_truncated_tiff_fails_on_read_naming_the_file(tmp_path):
 
 def test_no_overlap(tmp_path):
     a = open_scene(write_multiband(tmp_path / "a.tif", scene(16)))
-    b = open_scene(write_multiband(tmp_path / "b.tif", scene(16),
-                                   origin=(ORIGIN[0] + 50_000, ORIGIN[1])))
+    b = open_scene(
+        write_multiband(tmp_path / "b.tif", scene(16), origin=(ORIGIN[0] + 50_000, ORIGIN[1]))
+    )
     with pytest.raises(InputFileError, match="does not overlap"):
         check_alignment(a, b)
 
 
 def test_raster_without_crs(tmp_path):
     path = tmp_path / "nocrs.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=10, dtype="uint16",
-                       transform=rasterio.transform.from_origin(0, 8, 1, 1)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=10,
+        dtype="uint16",
+        transform=rasterio.transform.from_origin(0, 8, 1, 1),
+    ) as dst:
         dst.write(np.ones((10, 8, 8), np.uint16))
     with pytest.raises(CRSError, match="nocrs.tif: the raster has no coordinate reference"):
         open_scene(path)

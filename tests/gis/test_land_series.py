@@ -25,10 +25,10 @@ from gis.errors import InputFileError
 from tests.gis._land_rasters import BARE, BUILT, ORIGIN, VEG, WATER, scene, write_multiband
 
 # 64 x 64 px at 10 m; regions in pixel rows/columns
-PADDY = (slice(0, 12), slice(0, 64))        # a rice plain cycling through the seasons
+PADDY = (slice(0, 12), slice(0, 64))  # a rice plain cycling through the seasons
 BUILT_OVER = (slice(32, 44), slice(8, 20))  # a paddy built over in June 2024: 14,400 m²
-LATE = (slice(48, 60), slice(40, 52))       # a paddy transplanted late (bare in Feb 2025)
-FRESH = (slice(48, 60), slice(8, 20))       # built-up seen on the latest date only
+LATE = (slice(48, 60), slice(40, 52))  # a paddy transplanted late (bare in Feb 2025)
+FRESH = (slice(48, 60), slice(8, 20))  # built-up seen on the latest date only
 
 #: date -> (paddy, built-over plot, late paddy, fresh plot) spectra
 YEAR = {
@@ -54,20 +54,29 @@ def _image(date: dt.date, seed: int) -> np.ndarray:
 
 def _write_series(folder: Path, dates=YEAR) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    return [write_multiband(folder / f"S2_T48QXH_{d:%Y%m%d}T033121.tif", _image(d, seed=i + 1))
-            for i, d in enumerate(dates)]
+    return [
+        write_multiband(folder / f"S2_T48QXH_{d:%Y%m%d}T033121.tif", _image(d, seed=i + 1))
+        for i, d in enumerate(dates)
+    ]
 
 
 def _px_box(region) -> shapely.Polygon:
     x0, y0 = ORIGIN
-    return shapely.box(x0 + region[1].start * 10, y0 - region[0].stop * 10,
-                       x0 + region[1].stop * 10, y0 - region[0].start * 10)
+    return shapely.box(
+        x0 + region[1].start * 10,
+        y0 - region[0].stop * 10,
+        x0 + region[1].stop * 10,
+        y0 - region[0].start * 10,
+    )
 
 
 def _covering(features, region, share=0.5):
     box = _px_box(region)
-    return [f for f in features if f["geometry"].intersection(box).area >= share * min(
-        box.area, f["geometry"].area)]
+    return [
+        f
+        for f in features
+        if f["geometry"].intersection(box).area >= share * min(box.area, f["geometry"].area)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +113,9 @@ def test_the_persistent_conversion_is_flagged_and_the_crop_cycle_is_not(series_r
     assert not _covering(feats, FRESH)
     (pending,) = series_result.stats["series"]["pending"]
     assert pending["to_class"] == "built_up" and pending["observed"][-1] == [
-        "2025-02-12", "built_up"]
+        "2025-02-12",
+        "built_up",
+    ]
 
 
 def test_without_the_same_season_the_closest_vegetation_state_is_the_reference(tmp_path):
@@ -122,15 +133,23 @@ def test_persistence_rules():
     d = [dt.date(2024, m, 1) for m in (3, 6, 9, 12)]
     ok = persistence(["water", "built_up", "built_up", "built_up"], d, "built_up")
     assert (ok["status"], ok["change_date"], ok["persistent_dates"]) == (
-        "confirmed", "2024-06-01", 3)
+        "confirmed",
+        "2024-06-01",
+        3,
+    )
     # a cloudy date counts neither way
-    assert persistence(["water", "built_up", None, "built_up"], d, "built_up")["status"] == \
-        "confirmed"
+    assert (
+        persistence(["water", "built_up", None, "built_up"], d, "built_up")["status"] == "confirmed"
+    )
     # built-up, then water again: a flooded field misread, not a conversion
-    assert persistence(["built_up", "built_up", "water", "built_up"], d, "built_up")[
-        "status"] == "pending"
-    assert persistence(["built_up", "built_up", "built_up", "bare"], d, "built_up")[
-        "status"] == "reverted"
+    assert (
+        persistence(["built_up", "built_up", "water", "built_up"], d, "built_up")["status"]
+        == "pending"
+    )
+    assert (
+        persistence(["built_up", "built_up", "built_up", "bare"], d, "built_up")["status"]
+        == "reverted"
+    )
     assert persistence(["built_up"] * 4, d, "built_up", min_persist=5)["status"] == "pending"
 
 
@@ -183,8 +202,9 @@ def test_scenes_of_different_products_are_refused(tmp_path, case):
 
 def test_a_scene_that_does_not_overlap_is_refused(tmp_path):
     paths = _write_series(tmp_path, list(YEAR)[:3])
-    far = write_multiband(paths[2], _image(dt.date(2024, 6, 20), 3),
-                          origin=(ORIGIN[0] + 50_000, ORIGIN[1]))
+    far = write_multiband(
+        paths[2], _image(dt.date(2024, 6, 20), 3), origin=(ORIGIN[0] + 50_000, ORIGIN[1])
+    )
     msg = _err(paths)
     assert str(far) in msg and "does not overlap" in msg
 
@@ -194,20 +214,47 @@ def test_a_scene_without_a_date_needs_dates(tmp_path):
     nodate = write_multiband(tmp_path / "scene.tif", _image(dt.date(2024, 6, 20), 3))
     msg = _err([*paths, nodate])
     assert str(nodate) in msg and "--dates" in msg
-    res = detect_series([*paths, nodate], DetectionConfig(method="cva"),
-                        dates=[dt.date(2024, 2, 10), dt.date(2024, 5, 1), dt.date(2024, 6, 20)])
+    res = detect_series(
+        [*paths, nodate],
+        DetectionConfig(method="cva"),
+        dates=[dt.date(2024, 2, 10), dt.date(2024, 5, 1), dt.date(2024, 6, 20)],
+    )
     assert res.stats["series"]["target_date"] == "2024-06-20"
 
 
 def test_two_dated_scenes_can_confirm_nothing_and_say_so(tmp_path):
     a, b = _write_series(tmp_path, [dt.date(2024, 2, 10), dt.date(2025, 2, 12)])
-    r = CliRunner().invoke(land, ["detect", str(a), str(b), "--dates", "2024-02-10,2025-02-12",
-                                  "--method", "cva", "--quiet"])
+    r = CliRunner().invoke(
+        land,
+        [
+            "detect",
+            str(a),
+            str(b),
+            "--dates",
+            "2024-02-10,2025-02-12",
+            "--method",
+            "cva",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "0 confirmed, 2 pending" in r.output
     assert "no conversion can be confirmed yet" in r.output
-    r = CliRunner().invoke(land, ["detect", str(a), str(b), "--dates", "2024-02-10,2025-02-12",
-                                  "--method", "cva", "--quiet", "--min-persist", "1"])
+    r = CliRunner().invoke(
+        land,
+        [
+            "detect",
+            str(a),
+            str(b),
+            "--dates",
+            "2024-02-10,2025-02-12",
+            "--method",
+            "cva",
+            "--quiet",
+            "--min-persist",
+            "1",
+        ],
+    )
     assert "2 confirmed, 0 pending" in r.output and "no conversion" not in r.output
 
 
@@ -215,42 +262,69 @@ def test_two_dated_scenes_can_confirm_nothing_and_say_so(tmp_path):
 def _parcels(path: Path) -> Path:
     regions = {"1": BUILT_OVER, "2": LATE, "3": FRESH, "4": (slice(2, 10), slice(4, 20))}
     geoms = [_px_box(r) for r in regions.values()]
-    fields = {"MaXa": ["13345"] * 4, "SoTo": ["7"] * 4, "SoThua": list(regions),
-              "LoaiDat": ["LUC"] * 4}
-    pyogrio.raw.write(path, shapely.to_wkb(np.array(geoms, dtype=object)),
-                      [np.array(v, dtype=object) for v in fields.values()], list(fields),
-                      crs="EPSG:32648", geometry_type="Polygon", driver="GeoJSON")
+    fields = {
+        "MaXa": ["13345"] * 4,
+        "SoTo": ["7"] * 4,
+        "SoThua": list(regions),
+        "LoaiDat": ["LUC"] * 4,
+    }
+    pyogrio.raw.write(
+        path,
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        [np.array(v, dtype=object) for v in fields.values()],
+        list(fields),
+        crs="EPSG:32648",
+        geometry_type="Polygon",
+        driver="GeoJSON",
+    )
     return path
 
 
 @pytest.mark.postgis
-def test_stored_series_alerts_only_the_built_over_rice_parcel(connection, series_paths,
-                                                              tmp_path):
+def test_stored_series_alerts_only_the_built_over_rice_parcel(connection, series_paths, tmp_path):
     from gis.cadastre import import_cadastre
 
     import_cadastre(connection, _parcels(tmp_path / "parcels.geojson"), force=True)
     runner = CliRunner()
     obj = SimpleNamespace(engine=lambda: connection)
-    r = runner.invoke(land, ["detect", *map(str, series_paths), "--method", "cva", "--store",
-                             "--quiet"], obj=obj, catch_exceptions=False)
+    r = runner.invoke(
+        land,
+        ["detect", *map(str, series_paths), "--method", "cva", "--store", "--quiet"],
+        obj=obj,
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     assert "series of 6 scenes (6 usable)" in r.output and "1 confirmed, 1 pending" in r.output
     run_id = connection.execute(text("SELECT max(id) FROM detection_runs")).scalar_one()
-    alerts = connection.execute(text(
-        "SELECT p.parcel_number, a.rule, a.severity, a.observed_to FROM parcel_alerts a "
-        "JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"), {"r": run_id}).all()
+    alerts = connection.execute(
+        text(
+            "SELECT p.parcel_number, a.rule, a.severity, a.observed_to FROM parcel_alerts a "
+            "JOIN parcels p ON p.id = a.parcel_id WHERE a.run_id = :r"
+        ),
+        {"r": run_id},
+    ).all()
     assert [(a[0], a[1], a[2], a[3]) for a in alerts] == [
-        ("1", "rice_land_lost", "high", "built_up")]
-    run = connection.execute(text("SELECT parameters, stats FROM detection_runs WHERE id = :r"),
-                             {"r": run_id}).one()
+        ("1", "rice_land_lost", "high", "built_up")
+    ]
+    run = connection.execute(
+        text("SELECT parameters, stats FROM detection_runs WHERE id = :r"), {"r": run_id}
+    ).one()
     assert len(run.parameters["series"]["scenes"]) == 6
     assert run.stats["series"]["reference_date"] == "2024-02-10"
     # the same series again updates the run; one scene fewer is another run
-    r = runner.invoke(land, ["detect", *map(str, series_paths), "--method", "cva", "--store",
-                             "--quiet"], obj=obj, catch_exceptions=False)
+    r = runner.invoke(
+        land,
+        ["detect", *map(str, series_paths), "--method", "cva", "--store", "--quiet"],
+        obj=obj,
+        catch_exceptions=False,
+    )
     assert "updated run" in r.output
-    r = runner.invoke(land, ["detect", *map(str, series_paths[:5]), "--method", "cva",
-                             "--store", "--quiet"], obj=obj, catch_exceptions=False)
+    r = runner.invoke(
+        land,
+        ["detect", *map(str, series_paths[:5]), "--method", "cva", "--store", "--quiet"],
+        obj=obj,
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0 and "stored as run" in r.output, r.output
 
 
@@ -261,14 +335,26 @@ def test_a_bad_series_stores_nothing_but_the_failed_run(connection, tmp_path):
         ds.update_tags(SENSOR="Landsat")
     before = connection.execute(text("SELECT count(*) FROM land_changes")).scalar_one()
     mask = tmp_path / "mask.tif"
-    r = CliRunner().invoke(land, ["detect", *map(str, paths), "--method", "cva", "--store",
-                                  "--quiet", "--mask-out", str(mask)],
-                           obj=SimpleNamespace(engine=lambda: connection))
+    r = CliRunner().invoke(
+        land,
+        [
+            "detect",
+            *map(str, paths),
+            "--method",
+            "cva",
+            "--store",
+            "--quiet",
+            "--mask-out",
+            str(mask),
+        ],
+        obj=SimpleNamespace(engine=lambda: connection),
+    )
     assert r.exit_code == 2
     lines = [line for line in r.output.splitlines() if line.startswith("Error")]
     assert len(lines) == 1 and str(paths[1]) in lines[0]
     assert not mask.exists()
     assert connection.execute(text("SELECT count(*) FROM land_changes")).scalar_one() == before
-    status, error = connection.execute(text(
-        "SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")).one()
+    status, error = connection.execute(
+        text("SELECT status, error FROM detection_runs ORDER BY id DESC LIMIT 1")
+    ).one()
     assert status == "failed" and str(paths[1]) in error

@@ -28,30 +28,49 @@ OFFICER = Actor("tran-b", "officer", "api")
 
 def _alert(conn) -> int:
     srid = conn.execute(text("SELECT Find_SRID('public', 'parcels', 'geom')")).scalar_one()
-    run = conn.execute(text(
-        "INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id")).scalar_one()
-    parcel = conn.execute(text(
-        "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, "
-        "land_use_code_raw, land_use_code_version, geom) VALUES ('99001', '7', '42', 500, 'LUC', 'LUC', "
-        "'2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), "
-        ":srid))) RETURNING id"), {"srid": srid}).scalar_one()
-    return conn.execute(text(
-        "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, "
-        "legal_code, observed_to, rule, severity) VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', "
-        "'rice_to_built', 'high') RETURNING id"), {"r": run, "p": parcel}).scalar_one()
+    run = conn.execute(
+        text(
+            "INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id"
+        )
+    ).scalar_one()
+    parcel = conn.execute(
+        text(
+            "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, "
+            "land_use_code_raw, land_use_code_version, geom) VALUES ('99001', '7', '42', 500, 'LUC', 'LUC', "
+            "'2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), "
+            ":srid))) RETURNING id"
+        ),
+        {"srid": srid},
+    ).scalar_one()
+    return conn.execute(
+        text(
+            "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, "
+            "legal_code, observed_to, rule, severity) VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', "
+            "'rice_to_built', 'high') RETURNING id"
+        ),
+        {"r": run, "p": parcel},
+    ).scalar_one()
 
 
 def _row(conn, alert_id: int) -> dict:
-    return dict(conn.execute(text(
-        "SELECT review_status, reviewer, review_note, reviewed_at FROM parcel_alerts WHERE id = :i"),
-        {"i": alert_id}).mappings().one())
+    return dict(
+        conn.execute(
+            text(
+                "SELECT review_status, reviewer, review_note, reviewed_at FROM parcel_alerts WHERE id = :i"
+            ),
+            {"i": alert_id},
+        )
+        .mappings()
+        .one()
+    )
 
 
 @pytest.mark.postgis
 def test_review_records_reviewer_note_time_and_audit(connection):
     alert = _alert(connection)
-    review = review_alert(connection, alert, "confirmed", " Trần Thị B ", "xây nhà trên đất lúa",
-                          actor=OFFICER)
+    review = review_alert(
+        connection, alert, "confirmed", " Trần Thị B ", "xây nhà trên đất lúa", actor=OFFICER
+    )
     row = _row(connection, alert)
     assert row["review_status"] == "confirmed" and row["reviewer"] == "Trần Thị B"
     assert row["review_note"] == "xây nhà trên đất lúa" and row["reviewed_at"] is not None
@@ -59,8 +78,14 @@ def test_review_records_reviewer_note_time_and_audit(connection):
     [entry] = audit.history(connection, "parcel_alerts", alert)
     assert entry["id"] == review.audit_id
     assert (entry["actor"], entry["role"], entry["channel"], entry["action"]) == (
-        "tran-b", "officer", "api", "review_alert")
-    assert entry["old_value"]["review_status"] == "new" and entry["old_value"]["reviewed_at"] is None
+        "tran-b",
+        "officer",
+        "api",
+        "review_alert",
+    )
+    assert (
+        entry["old_value"]["review_status"] == "new" and entry["old_value"]["reviewed_at"] is None
+    )
     assert entry["new_value"]["review_status"] == "confirmed"
     assert entry["new_value"]["reviewer"] == "Trần Thị B"
     assert entry["note"] == "xây nhà trên đất lúa"
@@ -73,15 +98,20 @@ def test_review_records_reviewer_note_time_and_audit(connection):
 
 
 @pytest.mark.postgis
-@pytest.mark.parametrize("status, reviewer, note, error, words", [
-    ("approved", "x", None, InvalidValueError, "review_status"),
-    (None, "x", None, InvalidValueError, "review_status"),
-    ("confirmed", "", None, InvalidValueError, "reviewer"),
-    ("confirmed", 42, None, InvalidValueError, "reviewer"),
-    ("confirmed", "x" * 201, None, InvalidValueError, "reviewer"),
-    ("confirmed", "x", "n" * 2001, InvalidValueError, "review_note"),
-])
-def test_bad_reviews_are_refused_and_write_nothing(connection, status, reviewer, note, error, words):
+@pytest.mark.parametrize(
+    "status, reviewer, note, error, words",
+    [
+        ("approved", "x", None, InvalidValueError, "review_status"),
+        (None, "x", None, InvalidValueError, "review_status"),
+        ("confirmed", "", None, InvalidValueError, "reviewer"),
+        ("confirmed", 42, None, InvalidValueError, "reviewer"),
+        ("confirmed", "x" * 201, None, InvalidValueError, "reviewer"),
+        ("confirmed", "x", "n" * 2001, InvalidValueError, "review_note"),
+    ],
+)
+def test_bad_reviews_are_refused_and_write_nothing(
+    connection, status, reviewer, note, error, words
+):
     alert = _alert(connection)
     with pytest.raises(error, match=words):
         review_alert(connection, alert, status, reviewer, note, actor=OFFICER)
@@ -106,18 +136,36 @@ def test_the_cli_is_the_same_operation(connection):
     alert = _alert(connection)
     runner = CliRunner()
     obj = SimpleNamespace(engine=lambda: connection)
-    r = runner.invoke(land, ["review", str(alert), "--status", "dismissed", "--reviewer", "cán bộ A",
-                             "--note", "lúa mùa"], obj=obj)
+    r = runner.invoke(
+        land,
+        [
+            "review",
+            str(alert),
+            "--status",
+            "dismissed",
+            "--reviewer",
+            "cán bộ A",
+            "--note",
+            "lúa mùa",
+        ],
+        obj=obj,
+    )
     assert r.exit_code == 0, r.output
     assert _row(connection, alert)["review_status"] == "dismissed"
-    r = runner.invoke(land, ["review", str(alert), "--status", "new", "--reviewer", "cán bộ A"], obj=obj)
+    r = runner.invoke(
+        land, ["review", str(alert), "--status", "new", "--reviewer", "cán bộ A"], obj=obj
+    )
     assert r.exit_code == 0, r.output
     assert _row(connection, alert)["reviewed_at"] is None
     history = audit.history(connection, "parcel_alerts", alert)
-    assert [(h["actor"], h["role"], h["channel"]) for h in history] == [(getpass.getuser(), None, "cli")] * 2
+    assert [(h["actor"], h["role"], h["channel"]) for h in history] == [
+        (getpass.getuser(), None, "cli")
+    ] * 2
     r = runner.invoke(land, ["review", str(alert), "--status", "new", "--reviewer", " "], obj=obj)
     assert r.exit_code == 2 and "reviewer" in r.output
-    r = runner.invoke(land, ["review", "999999999", "--status", "confirmed", "--reviewer", "A"], obj=obj)
+    r = runner.invoke(
+        land, ["review", "999999999", "--status", "confirmed", "--reviewer", "A"], obj=obj
+    )
     assert r.exit_code == 2 and "No parcel alert 999999999" in r.output
     assert len(audit.history(connection, "parcel_alerts", alert)) == 2
 
@@ -146,8 +194,11 @@ def _tuple_literals(values: tuple[str, ...]) -> list[str]:
                     elements = node.values
                 else:
                     continue
-                if elements and all(isinstance(e, ast.Constant) for e in elements) and sorted(
-                        str(e.value) for e in elements) == sorted(values):
+                if (
+                    elements
+                    and all(isinstance(e, ast.Constant) for e in elements)
+                    and sorted(str(e.value) for e in elements) == sorted(values)
+                ):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     return found
 

@@ -40,22 +40,32 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     if type_ == "table" and reflected and compare_to is None and name in MIGRATION_ONLY_TABLES:
         return False
     # generated columns (geom_webmercator), see the module docstring
-    return not (type_ == "column" and reflected and compare_to is None
-                and getattr(obj, "computed", None) is not None)
+    return not (
+        type_ == "column"
+        and reflected
+        and compare_to is None
+        and getattr(obj, "computed", None) is not None
+    )
 
 
 def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):
     if isinstance(metadata_type, Geometry) and metadata_type.srid == -1:
         # storage SRID chosen at schema creation: compare the geometry type only
         return (getattr(inspected_type, "geometry_type", None) or "").upper() != (
-            metadata_type.geometry_type or "").upper()
+            metadata_type.geometry_type or ""
+        ).upper()
     return None  # Alembic's own comparison
 
 
 def schema_differences(connection) -> list:
-    ctx = MigrationContext.configure(connection, opts={
-        "include_object": include_object, "compare_type": compare_type,
-        "compare_server_default": False})
+    ctx = MigrationContext.configure(
+        connection,
+        opts={
+            "include_object": include_object,
+            "compare_type": compare_type,
+            "compare_server_default": False,
+        },
+    )
     return compare_metadata(ctx, Base.metadata)
 
 
@@ -71,5 +81,8 @@ def test_the_comparison_sees_a_column_the_models_lack(connection):
 
     connection.execute(text("ALTER TABLE detection_runs ADD COLUMN not_in_models integer"))
     diff = schema_differences(connection)
-    assert any(d[0] == "remove_column" and d[3].name == "not_in_models" for d in diff
-               if isinstance(d, tuple)), diff
+    assert any(
+        d[0] == "remove_column" and d[3].name == "not_in_models"
+        for d in diff
+        if isinstance(d, tuple)
+    ), diff

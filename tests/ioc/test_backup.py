@@ -52,10 +52,13 @@ def _counts(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            tables = conn.execute(sa.text(
-                "SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY 1, 2")).all()
-            return {f"{s}.{t}": conn.execute(sa.text(f'SELECT count(*) FROM "{s}"."{t}"')).scalar_one()
-                    for s, t in tables}
+            tables = conn.execute(
+                sa.text("SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY 1, 2")
+            ).all()
+            return {
+                f"{s}.{t}": conn.execute(sa.text(f'SELECT count(*) FROM "{s}"."{t}"')).scalar_one()
+                for s, t in tables
+            }
     finally:
         engine.dispose()
 
@@ -64,16 +67,25 @@ def _parcels_md5(url: str) -> str:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return conn.execute(sa.text(
-                "SELECT md5(string_agg(encode(ST_AsBinary(geom), 'hex') || land_use_code, ',' ORDER BY id)) "
-                "FROM parcels")).scalar_one()
+            return conn.execute(
+                sa.text(
+                    "SELECT md5(string_agg(encode(ST_AsBinary(geom), 'hex') || land_use_code, ',' ORDER BY id)) "
+                    "FROM parcels"
+                )
+            ).scalar_one()
     finally:
         engine.dispose()
 
 
 def _ioc(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], env={**os.environ, **env}, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ioc.cli", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -90,19 +102,27 @@ def source_db(cluster_db, tmp_path):
         load_reference_units(engine, REPO / "data" / "admin")
         import_cadastre(engine, SAMPLE_CADASTRE)
         with engine.begin() as conn:
-            run_id = conn.execute(sa.text(
-                "INSERT INTO job_runs (job, status, finished_at, host, pid, counts) "
-                "VALUES ('digest', 'succeeded', now(), 'h', 1, '{\"day\": \"2025-08-04\"}') RETURNING id")).scalar_one()
-            conn.execute(sa.text(
-                "INSERT INTO stored_digests (day, html, pdf, data, run_id) "
-                "VALUES ('2025-08-04', '<p>Bản tin ngày 4/8</p>', '%PDF-1.4 x', '{\"date\": \"2025-08-04\"}', :r)"),
-                {"r": run_id})
+            run_id = conn.execute(
+                sa.text(
+                    "INSERT INTO job_runs (job, status, finished_at, host, pid, counts) "
+                    "VALUES ('digest', 'succeeded', now(), 'h', 1, '{\"day\": \"2025-08-04\"}') RETURNING id"
+                )
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO stored_digests (day, html, pdf, data, run_id) "
+                    "VALUES ('2025-08-04', '<p>Bản tin ngày 4/8</p>', '%PDF-1.4 x', '{\"date\": \"2025-08-04\"}', :r)"
+                ),
+                {"r": run_id},
+            )
     finally:
         engine.dispose()
     state = tmp_path / "state"
     registry = state / "nlp-models" / "20250101-base"
     registry.mkdir(parents=True)
-    (state / "nlp-models" / "registry.json").write_text('{"current": "20250101-base"}', encoding="utf-8")
+    (state / "nlp-models" / "registry.json").write_text(
+        '{"current": "20250101-base"}', encoding="utf-8"
+    )
     (registry / "sentiment-20250101-base.joblib").write_bytes(os.urandom(50_000))
     return url, state
 
@@ -113,40 +133,75 @@ def test_round_trip_into_a_fresh_database(source_db, cluster_db, tmp_path):
     assert before["public.parcels"] > 0 and before["public.admin_units"] > 0
     md5 = _parcels_md5(url)
     archive = tmp_path / "out" / "nightly.iocbak"
-    out = _ioc({"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(state)}, "db", "backup", "--out", str(archive))
+    out = _ioc(
+        {"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(state)},
+        "db",
+        "backup",
+        "--out",
+        str(archive),
+    )
     assert out.returncode == 0, out.stderr
     assert archive.is_file() and not list(archive.parent.glob(".*"))  # no temporary left over
     with tarfile.open(archive) as tar:
         names = tar.getnames()
-    assert {"manifest.json", "database.dump", "files/nlp-models/registry.json",
-            "files/nlp-models/20250101-base/sentiment-20250101-base.joblib"} <= set(names)
+    assert {
+        "manifest.json",
+        "database.dump",
+        "files/nlp-models/registry.json",
+        "files/nlp-models/20250101-base/sentiment-20250101-base.joblib",
+    } <= set(names)
 
     target = cluster_db(create=False)  # the restore creates it
     new_state = tmp_path / "restored-state"
-    out = _ioc({"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(new_state)},
-               "db", "restore", str(archive), "--database-url", target)
+    out = _ioc(
+        {"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(new_state)},
+        "db",
+        "restore",
+        str(archive),
+        "--database-url",
+        target,
+    )
     assert out.returncode == 0, out.stderr
     assert "match the backup" in out.stdout
     assert _counts(target) == before
     assert _parcels_md5(target) == md5
     joblib = "nlp-models/20250101-base/sentiment-20250101-base.joblib"
-    assert hashlib.sha256((new_state / joblib).read_bytes()).digest() == \
-        hashlib.sha256((state / joblib).read_bytes()).digest()
+    assert (
+        hashlib.sha256((new_state / joblib).read_bytes()).digest()
+        == hashlib.sha256((state / joblib).read_bytes()).digest()
+    )
     engine = make_engine(target)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT pdf FROM stored_digests")).scalar_one() == b"%PDF-1.4 x"
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == \
-                migrate.current_revision(url)
+            assert (
+                conn.execute(sa.text("SELECT pdf FROM stored_digests")).scalar_one()
+                == b"%PDF-1.4 x"
+            )
+            assert conn.execute(
+                sa.text("SELECT version_num FROM alembic_version")
+            ).scalar_one() == migrate.current_revision(url)
     finally:
         engine.dispose()
 
     # a database that is not empty is refused (user error), unless --force
-    again = _ioc({"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(tmp_path / "s3")},
-                 "db", "restore", str(archive), "--database-url", target)
+    again = _ioc(
+        {"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(tmp_path / "s3")},
+        "db",
+        "restore",
+        str(archive),
+        "--database-url",
+        target,
+    )
     assert again.returncode == 2 and "is not empty" in again.stderr and "--force" in again.stderr
-    forced = _ioc({"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(tmp_path / "s3")},
-                  "db", "restore", str(archive), "--database-url", target, "--force")
+    forced = _ioc(
+        {"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(tmp_path / "s3")},
+        "db",
+        "restore",
+        str(archive),
+        "--database-url",
+        target,
+        "--force",
+    )
     assert forced.returncode == 0, forced.stderr
     assert _counts(target) == before
 
@@ -160,7 +215,9 @@ def test_round_trip_into_a_fresh_database(source_db, cluster_db, tmp_path):
 def _mount_tmpfs(path: Path, size: str, readonly: bool = False) -> None:
     path.mkdir(parents=True, exist_ok=True)
     opts = f"size={size}" + (",ro" if readonly else "")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip()}")
 
@@ -177,15 +234,24 @@ def test_full_disk_and_read_only_folder_keep_earlier_backups(source_db, tmp_path
     try:
         first = create_backup(url, disk / "ioc-20250801T000000Z.iocbak")
         digest = hashlib.sha256(first.path.read_bytes()).hexdigest()
-        with pytest.raises(BackupError, match="no space left on the device; earlier backups are untouched"):
+        with pytest.raises(
+            BackupError, match="no space left on the device; earlier backups are untouched"
+        ):
             create_backup(url, disk / "ioc-20250802T000000Z.iocbak")
         assert sorted(p.name for p in disk.iterdir()) == ["ioc-20250801T000000Z.iocbak"]
         assert hashlib.sha256(first.path.read_bytes()).hexdigest() == digest
         assert read_manifest(first.path)["tables"]["public.parcels"] > 0
         # the CLI says it in one line and exits non-zero
-        out = _ioc({"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(state)},
-                   "db", "backup", "--out", str(disk / "ioc-20250803T000000Z.iocbak"))
-        assert out.returncode == 1 and out.stderr.strip().startswith("error: Cannot write the backup")
+        out = _ioc(
+            {"IOC_DATABASE_URL": url, "IOC_STATE_DIR": str(state)},
+            "db",
+            "backup",
+            "--out",
+            str(disk / "ioc-20250803T000000Z.iocbak"),
+        )
+        assert out.returncode == 1 and out.stderr.strip().startswith(
+            "error: Cannot write the backup"
+        )
         assert len(out.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(["umount", str(disk)], check=False)
@@ -215,8 +281,16 @@ def test_retention_keeps_daily_and_weekly(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert "manual-before-upgrade.iocbak" in left
     kept = [p for p in made if p.exists()]
-    local_days = sorted({(dt.datetime.strptime(p.name[4:20], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-                          + dt.timedelta(hours=7)).date() for p in kept}, reverse=True)
+    local_days = sorted(
+        {
+            (
+                dt.datetime.strptime(p.name[4:20], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+                + dt.timedelta(hours=7)
+            ).date()
+            for p in kept
+        },
+        reverse=True,
+    )
     # the 7 newest days, and the newest of each of the 4 newest ISO weeks (some coincide)
     assert local_days[:7] == [dt.date(2025, 9, 1) - dt.timedelta(days=i) for i in range(7)]
     weeks = {d.isocalendar()[:2] for d in local_days}

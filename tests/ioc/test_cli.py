@@ -32,7 +32,12 @@ def test_every_command_has_help() -> None:
     runner = CliRunner()
     ctx = click.Context(cli, info_name="ioc")
     paths = list(all_commands(cli, ctx))
-    assert ("db",) in paths and ("db", "up") in paths and ("admin", "import") in paths and ("demo",) in paths
+    assert (
+        ("db",) in paths
+        and ("db", "up") in paths
+        and ("admin", "import") in paths
+        and ("demo",) in paths
+    )
     for path in paths:
         result = runner.invoke(cli, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
@@ -42,8 +47,14 @@ def test_every_command_has_help() -> None:
 def run(*args: str, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], capture_output=True, text=True,
-                          env=full, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ioc.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_unknown_command_and_bad_option() -> None:
@@ -57,7 +68,10 @@ def test_database_not_running_is_one_sentence(tmp_path: Path) -> None:
     # not the user's input: a failure (1), not a user error (2)
     result = run("admin", "load-reference", IOC_STATE_DIR=str(tmp_path))
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: The embedded PostGIS is not running; start it with `ioc db up`."
+    assert (
+        result.stderr.strip()
+        == "error: The embedded PostGIS is not running; start it with `ioc db up`."
+    )
 
 
 def test_bad_setting_is_reported(tmp_path: Path) -> None:
@@ -82,14 +96,18 @@ def test_bad_files_and_arguments_exit_2_without_a_database(tmp_path: Path) -> No
     broken_rules.write_text("rules: [\n", encoding="utf-8")
     before, after = "data/land/before", "data/land/after_T48QXH_20250418.tif"
     cases = [
-        (("land", "detect", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--quiet"),
-         ("a.tif", "no such file")),
+        (
+            ("land", "detect", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--quiet"),
+            ("a.tif", "no such file"),
+        ),
         (("land", "detect", str(corrupt), str(corrupt), "--quiet"), ("corrupt.tif", "raster")),
         (("land", "detect", before, after, "--method", "magic"), ("magic",)),
         (("land", "detect", before, after, "--threshold", "high"), ("high",)),
         (("land", "detect", before, after, "--force"), ("--force", "--store")),
-        (("land", "detect", before, after, "--store", "--rules", str(broken_rules)),
-         ("rules.yaml", "not valid YAML", "line")),
+        (
+            ("land", "detect", before, after, "--store", "--rules", str(broken_rules)),
+            ("rules.yaml", "not valid YAML", "line"),
+        ),
         (("land", "import-cadastre", "x.gpkg", "--field", "nonsense"), ("TARGET=NAME",)),
         (("crawl", "run", "--no-store", "--since", "yesterday"), ("yesterday",)),
         (("crawl", "extract", str(tmp_path / "missing.html")), ("missing.html",)),
@@ -105,11 +123,13 @@ def test_bad_files_exit_2_with_a_database(run_ioc, tmp_path: Path) -> None:
     not_vector.write_text("{ not json", encoding="utf-8")
     empty = tmp_path / "empty.geojson"
     empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
-    for args in (("admin", "import", str(not_vector)),
-                 ("admin", "import", str(tmp_path / "missing.gpkg")),
-                 ("land", "import-cadastre", str(not_vector)),
-                 ("land", "import-cadastre", str(empty)),
-                 ("land", "import-cadastre", str(tmp_path / "missing.gpkg"))):
+    for args in (
+        ("admin", "import", str(not_vector)),
+        ("admin", "import", str(tmp_path / "missing.gpkg")),
+        ("land", "import-cadastre", str(not_vector)),
+        ("land", "import-cadastre", str(empty)),
+        ("land", "import-cadastre", str(tmp_path / "missing.gpkg")),
+    ):
         result = run_ioc(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and result.stderr.strip(), args

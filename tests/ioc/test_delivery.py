@@ -49,46 +49,132 @@ def _seed(conn) -> dict[str, int]:
     these tests do not depend on another module's helper)."""
     ids: dict[str, int] = {}
     for code, name, x0 in (("99001", "Phường Thử A", 105.90), ("99002", "Xã Thử B", 105.95)):
-        conn.execute(text(
-            "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, geom) "
-            "VALUES (:c, 'commune', 'phường', :n, :n, '99', '2025-07-01', ST_GeomFromText(:g, 4326))"),
-            {"c": code, "n": name, "g": SQUARE.format(x0=x0, y0=20.50, x1=x0 + 0.05, y1=20.55)})
-    conn.execute(text(
-        "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, valid_to) "
-        "VALUES ('98001', 'commune', 'xã', 'Xã Cũ', 'Xa Cu', '98', '2000-01-01', '2025-06-30')"))
-    conn.execute(text("INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) VALUES ('98001', '99002', 'full', '2025-07-01')"))
-    unit = {r[0]: r[1] for r in conn.execute(text("SELECT code, id FROM admin_units WHERE code IN ('99001','99002','98001')"))}
-    src = conn.execute(text("INSERT INTO news_sources (name, title) VALUES ('baothu', 'Báo Thử') RETURNING id")).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, geom) "
+                "VALUES (:c, 'commune', 'phường', :n, :n, '99', '2025-07-01', ST_GeomFromText(:g, 4326))"
+            ),
+            {"c": code, "n": name, "g": SQUARE.format(x0=x0, y0=20.50, x1=x0 + 0.05, y1=20.55)},
+        )
+    conn.execute(
+        text(
+            "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, valid_to) "
+            "VALUES ('98001', 'commune', 'xã', 'Xã Cũ', 'Xa Cu', '98', '2000-01-01', '2025-06-30')"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) VALUES ('98001', '99002', 'full', '2025-07-01')"
+        )
+    )
+    unit = {
+        r[0]: r[1]
+        for r in conn.execute(
+            text("SELECT code, id FROM admin_units WHERE code IN ('99001','99002','98001')")
+        )
+    }
+    src = conn.execute(
+        text("INSERT INTO news_sources (name, title) VALUES ('baothu', 'Báo Thử') RETURNING id")
+    ).scalar_one()
     arts = [
-        ("neg1", "Cháy lớn thiêu rụi xưởng ở phường Thử A", "negative", {"negative": 0.91, "neutral": 0.06, "positive": 0.03}, "security_order", "99001", DAY),
-        ("neg2", "Người dân bức xúc vì ô nhiễm ở xã Cũ", "negative", {"negative": 0.72, "neutral": 0.2, "positive": 0.08}, "environment_pollution", "98001", DAY),
-        ("pos1", "Khánh thành cầu mới ở xã Thử B", "positive", {"negative": 0.05, "neutral": 0.15, "positive": 0.8}, "land_construction", "99002", DAY),
-        ("old1", "Họp bàn kế hoạch năm", "neutral", {"negative": 0.1, "neutral": 0.8, "positive": 0.1}, "public_services_admin", None, DAY - dt.timedelta(days=2)),
+        (
+            "neg1",
+            "Cháy lớn thiêu rụi xưởng ở phường Thử A",
+            "negative",
+            {"negative": 0.91, "neutral": 0.06, "positive": 0.03},
+            "security_order",
+            "99001",
+            DAY,
+        ),
+        (
+            "neg2",
+            "Người dân bức xúc vì ô nhiễm ở xã Cũ",
+            "negative",
+            {"negative": 0.72, "neutral": 0.2, "positive": 0.08},
+            "environment_pollution",
+            "98001",
+            DAY,
+        ),
+        (
+            "pos1",
+            "Khánh thành cầu mới ở xã Thử B",
+            "positive",
+            {"negative": 0.05, "neutral": 0.15, "positive": 0.8},
+            "land_construction",
+            "99002",
+            DAY,
+        ),
+        (
+            "old1",
+            "Họp bàn kế hoạch năm",
+            "neutral",
+            {"negative": 0.1, "neutral": 0.8, "positive": 0.1},
+            "public_services_admin",
+            None,
+            DAY - dt.timedelta(days=2),
+        ),
     ]
     for key, title, label, probs, topic, place, day in arts:
-        aid = conn.execute(text(
-            "INSERT INTO articles (source_id, url, canonical_url, title, lead, text, published_at, content_hash) "
-            "VALUES (:s, :u, :u, :t, 'Tóm tắt.', 'Nội dung bài viết.', :p, :h) RETURNING id"),
-            {"s": src, "u": f"https://bao.test/{key}", "t": title, "p": dt.datetime.combine(day, dt.time(9, 0), tzinfo=dt.timezone(dt.timedelta(hours=7))), "h": key}).scalar_one()
+        aid = conn.execute(
+            text(
+                "INSERT INTO articles (source_id, url, canonical_url, title, lead, text, published_at, content_hash) "
+                "VALUES (:s, :u, :u, :t, 'Tóm tắt.', 'Nội dung bài viết.', :p, :h) RETURNING id"
+            ),
+            {
+                "s": src,
+                "u": f"https://bao.test/{key}",
+                "t": title,
+                "p": dt.datetime.combine(
+                    day, dt.time(9, 0), tzinfo=dt.timezone(dt.timedelta(hours=7))
+                ),
+                "h": key,
+            },
+        ).scalar_one()
         ids[key] = aid
-        reasons = [{"kind": "sentence", "text": title, "score": probs[label]}, {"kind": "phrase", "text": "cháy lớn"}]
-        conn.execute(text(
-            "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
-            "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), :t, CAST(:r AS jsonb))"),
-            {"a": aid, "l": label, "p": json.dumps(probs), "t": topic, "r": json.dumps(reasons, ensure_ascii=False)})
+        reasons = [
+            {"kind": "sentence", "text": title, "score": probs[label]},
+            {"kind": "phrase", "text": "cháy lớn"},
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
+                "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), :t, CAST(:r AS jsonb))"
+            ),
+            {
+                "a": aid,
+                "l": label,
+                "p": json.dumps(probs),
+                "t": topic,
+                "r": json.dumps(reasons, ensure_ascii=False),
+            },
+        )
         if place:
-            conn.execute(text("INSERT INTO article_places (article_id, admin_unit_id, mention, confidence) VALUES (:a, :u, 'x', 0.9)"),
-                         {"a": aid, "u": unit[place]})
+            conn.execute(
+                text(
+                    "INSERT INTO article_places (article_id, admin_unit_id, mention, confidence) VALUES (:a, :u, 'x', 0.9)"
+                ),
+                {"a": aid, "u": unit[place]},
+            )
     srid = conn.execute(text("SELECT Find_SRID('public', 'parcels', 'geom')")).scalar_one()
-    run = conn.execute(text("INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id")).scalar_one()
-    parcel = conn.execute(text(
-        "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, land_use_code_raw, land_use_code_version, geom) "
-        "VALUES ('99001', '1', '1', 500, 'LUC', 'LUC', '2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), :srid))) RETURNING id"),
-        {"srid": srid}).scalar_one()
-    conn.execute(text(
-        "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, legal_code, observed_to, rule, severity, created_at) "
-        "VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', 'rice_to_built', 'high', :c)"),
-        {"r": run, "p": parcel, "c": dt.datetime.combine(DAY, dt.time(10, 0), tzinfo=dt.UTC)})
+    run = conn.execute(
+        text(
+            "INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id"
+        )
+    ).scalar_one()
+    parcel = conn.execute(
+        text(
+            "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, land_use_code_raw, land_use_code_version, geom) "
+            "VALUES ('99001', '1', '1', 500, 'LUC', 'LUC', '2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), :srid))) RETURNING id"
+        ),
+        {"srid": srid},
+    ).scalar_one()
+    conn.execute(
+        text(
+            "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, legal_code, observed_to, rule, severity, created_at) "
+            "VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', 'rice_to_built', 'high', :c)"
+        ),
+        {"r": run, "p": parcel, "c": dt.datetime.combine(DAY, dt.time(10, 0), tzinfo=dt.UTC)},
+    )
     return ids
 
 
@@ -105,18 +191,31 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -138,12 +237,15 @@ class Handler:
         if self.defer_data > 0:
             self.defer_data -= 1
             return "451 4.3.0 temporary failure, try again later"
-        self.messages.append({
-            "mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
-            "content": envelope.original_content or envelope.content,
-            "tls": session.ssl is not None,
-            "login": session.auth_data.login.decode() if session.authenticated else None,
-        })
+        self.messages.append(
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "content": envelope.original_content or envelope.content,
+                "tls": session.ssl is not None,
+                "login": session.auth_data.login.decode() if session.authenticated else None,
+            }
+        )
         return "250 Message accepted for delivery"
 
 
@@ -157,7 +259,9 @@ class SmtpServer:
     """aiosmtpd on 127.0.0.1: STARTTLS required (default), implicit TLS (``implicit``), or
     no TLS at all (``tls=False``)."""
 
-    def __init__(self, certificate, accept_login: bool = True, implicit: bool = False, tls: bool = True) -> None:
+    def __init__(
+        self, certificate, accept_login: bool = True, implicit: bool = False, tls: bool = True
+    ) -> None:
         import ssl
 
         self.handler = Handler()
@@ -179,8 +283,9 @@ class SmtpServer:
             kwargs = {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True}
         else:
             kwargs = {"auth_require_tls": False}
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     authenticator=authenticate, **kwargs)
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, authenticator=authenticate, **kwargs
+        )
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()
@@ -196,12 +301,21 @@ def smtp(certificate):
         yield server
 
 
-def settings_for(server: SmtpServer | None, certificate, recipients: Path | None, **overrides) -> DeliverySettings:
+def settings_for(
+    server: SmtpServer | None, certificate, recipients: Path | None, **overrides
+) -> DeliverySettings:
     values = dict(
-        smtp_host="127.0.0.1", smtp_port=server.port if server else _free_port(), smtp_user=USER,
-        smtp_password=PASSWORD, smtp_from="Trung tâm IOC Ninh Bình <ioc@ninhbinh.example.vn>",
-        smtp_ca_file=certificate[0], smtp_timeout=5, delivery_recipients_file=recipients,
-        delivery_attempts=4, delivery_backoff_seconds=0.01, delivery_backoff_max_seconds=0.05,
+        smtp_host="127.0.0.1",
+        smtp_port=server.port if server else _free_port(),
+        smtp_user=USER,
+        smtp_password=PASSWORD,
+        smtp_from="Trung tâm IOC Ninh Bình <ioc@ninhbinh.example.vn>",
+        smtp_ca_file=certificate[0],
+        smtp_timeout=5,
+        delivery_recipients_file=recipients,
+        delivery_attempts=4,
+        delivery_backoff_seconds=0.01,
+        delivery_backoff_max_seconds=0.05,
         delivery_base_url="https://ioc.example.vn",
     )
     values.update(overrides)
@@ -230,11 +344,12 @@ def recipients(tmp_path) -> Path:
         "alerts: [diachinh@example.vn]\n"
         "topics:\n"
         "  security_order: [anninh@example.vn]\n"
-        "  health: [yte@example.vn]\n"            # no health news that day: no digest
+        "  health: [yte@example.vn]\n"  # no health news that day: no digest
         "communes:\n"
-        "  '99002': [xathub@example.vn, LANHDAO@example.vn]\n"   # duplicate of default
+        "  '99002': [xathub@example.vn, LANHDAO@example.vn]\n"  # duplicate of default
         "  '12345': [xakhac@example.vn]\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return path
 
 
@@ -273,7 +388,9 @@ def test_digest_arrives_as_valid_mime_in_vietnamese(smtp, certificate, recipient
 
     msg = parse(got["anninh@example.vn"]["content"])
     assert msg["Subject"] == digest_subject(data)
-    assert msg["Subject"].startswith("Bản tin dư luận trực tuyến ngày 10/03/2026: 3 bài, 2 tiêu cực")
+    assert msg["Subject"].startswith(
+        "Bản tin dư luận trực tuyến ngày 10/03/2026: 3 bài, 2 tiêu cực"
+    )
     assert msg["From"].addresses[0].display_name == "Trung tâm IOC Ninh Bình"
     assert msg["To"] == "anninh@example.vn" and msg["Auto-Submitted"] == "auto-generated"
     assert msg.get_content_type() == "multipart/mixed"
@@ -294,12 +411,24 @@ def test_digest_arrives_as_valid_mime_in_vietnamese(smtp, certificate, recipient
     again = deliver_digest(data, html, None, settings)
     assert again.ok
     second = parse(smtp.handler.messages[-1]["content"])
-    first = parse(next(m["content"] for m in smtp.handler.messages if m["rcpt_tos"] == smtp.handler.messages[-1]["rcpt_tos"]))
+    first = parse(
+        next(
+            m["content"]
+            for m in smtp.handler.messages
+            if m["rcpt_tos"] == smtp.handler.messages[-1]["rcpt_tos"]
+        )
+    )
     assert second["Message-ID"] == first["Message-ID"]
-    assert [p.get_content_type() for p in second.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    assert [p.get_content_type() for p in second.walk()] == [
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+    ]
 
 
-def test_refused_login_is_one_clear_error_and_the_password_is_never_logged(certificate, recipients, digest, caplog):
+def test_refused_login_is_one_clear_error_and_the_password_is_never_logged(
+    certificate, recipients, digest, caplog
+):
     data, html, _ = digest
     caplog.set_level(logging.DEBUG)
     with SmtpServer(certificate, accept_login=False) as server:
@@ -312,14 +441,18 @@ def test_refused_login_is_one_clear_error_and_the_password_is_never_logged(certi
     assert f"127.0.0.1:{server.port}" in message and f"'{USER}'" in message and "535" in message
     assert info.value.report.errors and info.value.report.sent == []
     assert PASSWORD not in message and PASSWORD not in caplog.text
-    assert PASSWORD not in repr(settings) and PASSWORD not in json.dumps(info.value.report.to_dict())
+    assert PASSWORD not in repr(settings) and PASSWORD not in json.dumps(
+        info.value.report.to_dict()
+    )
 
 
 def test_transient_failures_are_retried_with_back_off(smtp, certificate, recipients, digest):
     data, html, _ = digest
     smtp.handler.defer_data = 2  # 451 twice
     sleeps: list[float] = []
-    report = deliver_digest(data, html, PDF, settings_for(smtp, certificate, recipients), sleep=sleeps.append)
+    report = deliver_digest(
+        data, html, PDF, settings_for(smtp, certificate, recipients), sleep=sleeps.append
+    )
     assert report.ok and len(report.sent) == 3
     assert report.smtp_attempts == 3 and len(sleeps) == 2 and sleeps[1] > sleeps[0]
     assert len(smtp.handler.messages) == 3  # nobody twice
@@ -331,7 +464,9 @@ def test_unreachable_server_gives_up_after_the_attempts(certificate, recipients,
     sleeps: list[float] = []
     with pytest.raises(SmtpUnavailableError) as info:
         deliver_digest(data, html, PDF, settings, sleep=sleeps.append)
-    assert f"127.0.0.1:{settings.smtp_port}" in str(info.value) and "connection refused" in str(info.value)
+    assert f"127.0.0.1:{settings.smtp_port}" in str(info.value) and "connection refused" in str(
+        info.value
+    )
     assert "after 3 attempt(s)" in str(info.value) and len(sleeps) == 2
     assert info.value.report.not_sent == 3
 
@@ -339,15 +474,21 @@ def test_unreachable_server_gives_up_after_the_attempts(certificate, recipients,
 def test_untrusted_certificate_is_refused(smtp, certificate, recipients, digest):
     data, html, _ = digest
     with pytest.raises(SmtpTlsError, match="not trusted.*IOC_SMTP_CA_FILE"):
-        deliver_digest(data, html, PDF, settings_for(smtp, certificate, recipients, smtp_ca_file=None))
+        deliver_digest(
+            data, html, PDF, settings_for(smtp, certificate, recipients, smtp_ca_file=None)
+        )
     assert smtp.handler.messages == [] and smtp.logins == []  # no password sent
 
 
 def test_implicit_tls_on_port_465_style(certificate, recipients, digest):
     data, html, _ = digest
     with SmtpServer(certificate, implicit=True) as server:
-        report = deliver_digest(data, html, PDF, settings_for(server, certificate, recipients,
-                                                               smtp_ssl=True, smtp_starttls=False))
+        report = deliver_digest(
+            data,
+            html,
+            PDF,
+            settings_for(server, certificate, recipients, smtp_ssl=True, smtp_starttls=False),
+        )
         assert report.ok and len(server.handler.messages) == 3
         assert all(m["login"] == USER for m in server.handler.messages)
 
@@ -359,7 +500,9 @@ def test_a_server_without_starttls_never_sees_the_password(certificate, recipien
             deliver_digest(data, html, PDF, settings_for(server, certificate, recipients))
         assert server.logins == [] and server.handler.messages == []
     with pytest.raises(DeliveryConfigError, match="unencrypted"):
-        deliver_digest(data, html, PDF, settings_for(server, certificate, recipients, smtp_starttls=False))
+        deliver_digest(
+            data, html, PDF, settings_for(server, certificate, recipients, smtp_starttls=False)
+        )
 
 
 def test_a_refused_recipient_does_not_stop_the_others(smtp, certificate, recipients, digest):
@@ -368,22 +511,36 @@ def test_a_refused_recipient_does_not_stop_the_others(smtp, certificate, recipie
     report = deliver_digest(data, html, PDF, settings_for(smtp, certificate, recipients))
     assert not report.ok and list(report.failed) == ["anninh@example.vn"]
     assert report.failed["anninh@example.vn"].startswith("550")
-    assert sorted(m["rcpt_tos"][0] for m in smtp.handler.messages) == ["lanhdao@example.vn", "xathub@example.vn"]
+    assert sorted(m["rcpt_tos"][0] for m in smtp.handler.messages) == [
+        "lanhdao@example.vn",
+        "xathub@example.vn",
+    ]
 
 
 # -- alerts ---------------------------------------------------------------------------------------
-def test_alert_summary_goes_to_the_alert_lists_and_the_communes_concerned(smtp, certificate, tmp_path, digest):
+def test_alert_summary_goes_to_the_alert_lists_and_the_communes_concerned(
+    smtp, certificate, tmp_path, digest
+):
     _, _, alerts = digest
-    assert [a["severity"] for a in alerts] == ["high"] and alerts[0]["commune_name"] == "Phường Thử A"
+    assert [a["severity"] for a in alerts] == ["high"] and alerts[0][
+        "commune_name"
+    ] == "Phường Thử A"
     path = tmp_path / "r.yaml"
-    path.write_text("alerts: [diachinh@example.vn]\ncommunes:\n  '99001': [phuonga@example.vn]\n"
-                    "  '99002': [xathub@example.vn]\n", encoding="utf-8")
+    path.write_text(
+        "alerts: [diachinh@example.vn]\ncommunes:\n  '99001': [phuonga@example.vn]\n"
+        "  '99002': [xathub@example.vn]\n",
+        encoding="utf-8",
+    )
     report = deliver_alert_summary(alerts, settings_for(smtp, certificate, path))
     assert sorted(report.sent) == ["diachinh@example.vn", "phuonga@example.vn"]  # not 99002
     msg = parse(smtp.handler.messages[0]["content"])
     assert msg["Subject"] == "Cảnh báo sử dụng đất mới: 1 thửa đất trên 1 xã/phường"
     text = msg.get_body(("plain",)).get_content()
-    assert "Phường Thử A (99001), thửa 1/1 [LUC]" in text and "mức cao" in text and "→ xây dựng" in text
+    assert (
+        "Phường Thử A (99001), thửa 1/1 [LUC]" in text
+        and "mức cao" in text
+        and "→ xây dựng" in text
+    )
     assert f"https://ioc.example.vn/collections/parcel-alerts/items/{alerts[0]['id']}" in text
     assert "<td>Phường Thử A</td>" in msg.get_body(("html",)).get_content()
 
@@ -393,13 +550,16 @@ def test_alert_summary_goes_to_the_alert_lists_and_the_communes_concerned(smtp, 
 
 
 # -- recipients file --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("content", "expected"), [
-    ("topics:\n  land: [a@example.vn]\n", "topics: unknown topic(s) ['land']"),
-    ("default: [not-an-address]\n", "default: 'not-an-address' is not an e-mail address"),
-    ("communes:\n  'xã A': [a@example.vn]\n", "is not a number"),
-    ("colleagues: [a@example.vn]\n", "colleagues"),
-    ("default: [a@example.vn\n", "not a valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("topics:\n  land: [a@example.vn]\n", "topics: unknown topic(s) ['land']"),
+        ("default: [not-an-address]\n", "default: 'not-an-address' is not an e-mail address"),
+        ("communes:\n  'xã A': [a@example.vn]\n", "is not a number"),
+        ("colleagues: [a@example.vn]\n", "colleagues"),
+        ("default: [a@example.vn\n", "not a valid YAML"),
+    ],
+)
 def test_bad_recipients_file_is_one_clear_error(tmp_path, content, expected):
     path = tmp_path / "recipients.yaml"
     path.write_text(content, encoding="utf-8")
@@ -410,7 +570,9 @@ def test_bad_recipients_file_is_one_clear_error(tmp_path, content, expected):
 
 def test_unquoted_commune_codes_keep_their_five_digits(tmp_path):
     path = tmp_path / "recipients.yaml"
-    path.write_text("communes:\n  13324: [a@example.vn]\n  '00001': [b@example.vn]\n", encoding="utf-8")
+    path.write_text(
+        "communes:\n  13324: [a@example.vn]\n  '00001': [b@example.vn]\n", encoding="utf-8"
+    )
     assert set(Recipients.load(path).communes) == {"13324", "00001"}
 
 
@@ -459,15 +621,24 @@ def test_webhook_is_retried_until_it_answers(digest, caplog):
     hook = Hook(fail=2)
     caplog.set_level(logging.DEBUG)
     try:
-        settings = DeliverySettings(_env_file=None, delivery_webhook_url=hook.url, delivery_attempts=4,
-                                    delivery_backoff_seconds=0.01, delivery_backoff_max_seconds=0.05)
+        settings = DeliverySettings(
+            _env_file=None,
+            delivery_webhook_url=hook.url,
+            delivery_attempts=4,
+            delivery_backoff_seconds=0.01,
+            delivery_backoff_max_seconds=0.05,
+        )
         report = deliver_digest(data, html, PDF, settings)
     finally:
         hook.close()
     assert report.webhook == "sent" and report.webhook_attempts == 3 and len(hook.bodies) == 3
     path, ctype, body = hook.bodies[-1]
     payload = json.loads(body)
-    assert ctype == "application/json" and payload["kind"] == "digest" and payload["date"] == "2026-03-10"
+    assert (
+        ctype == "application/json"
+        and payload["kind"] == "digest"
+        and payload["date"] == "2026-03-10"
+    )
     assert "Cháy lớn thiêu rụi xưởng ở phường Thử A" in payload["text"]
     assert "HTTP 503" in caplog.text and "T0KEN-abc123" not in caplog.text
 
@@ -500,19 +671,35 @@ def test_email_failure_does_not_stop_the_webhook(certificate, recipients, digest
 
 # -- command line -----------------------------------------------------------------------------
 def _cli_env(server: SmtpServer, certificate, recipients: Path, **extra: str) -> dict[str, str]:
-    return {"IOC_SMTP_HOST": "127.0.0.1", "IOC_SMTP_PORT": str(server.port), "IOC_SMTP_USER": USER,
-            "IOC_SMTP_PASSWORD": PASSWORD, "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
-            "IOC_SMTP_CA_FILE": str(certificate[0]), "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients),
-            "IOC_DELIVERY_ATTEMPTS": "1", **extra}
+    return {
+        "IOC_SMTP_HOST": "127.0.0.1",
+        "IOC_SMTP_PORT": str(server.port),
+        "IOC_SMTP_USER": USER,
+        "IOC_SMTP_PASSWORD": PASSWORD,
+        "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
+        "IOC_SMTP_CA_FILE": str(certificate[0]),
+        "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients),
+        "IOC_DELIVERY_ATTEMPTS": "1",
+        **extra,
+    }
 
 
 def test_ioc_delivery_check(run_ioc, smtp, certificate, recipients):
-    done = run_ioc("delivery", "check", "--send-to", "thu@example.vn", env=_cli_env(smtp, certificate, recipients))
+    done = run_ioc(
+        "delivery",
+        "check",
+        "--send-to",
+        "thu@example.vn",
+        env=_cli_env(smtp, certificate, recipients),
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "recipients: 1 default, 1 alerts, 2 topic list(s), 2 commune list(s)"
     assert lines[1].startswith(f"SMTP server 127.0.0.1:{smtp.port}: STARTTLS (TLSv1.")
-    assert lines[1].endswith(f"logged in as '{USER}'") and lines[2] == "test message sent to thu@example.vn"
+    assert (
+        lines[1].endswith(f"logged in as '{USER}'")
+        and lines[2] == "test message sent to thu@example.vn"
+    )
     msg = parse(smtp.handler.messages[0]["content"])
     assert msg["Subject"] == "Thư thử nghiệm của ioc-monitor" and msg["To"] == "thu@example.vn"
 
@@ -523,17 +710,25 @@ def test_ioc_delivery_check_refused_login_is_one_line(run_ioc, certificate, reci
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: SMTP server 127.0.0.1:{server.port} refused the login of user '{USER}': "
-        "535 5.7.8 Authentication credentials invalid."]
+        "535 5.7.8 Authentication credentials invalid."
+    ]
     assert PASSWORD not in done.stdout + done.stderr
 
 
 def test_ioc_delivery_digest_dry_run(run_ioc, smtp, certificate, recipients):
-    done = run_ioc("delivery", "digest", "--date", "2026-03-11", "--dry-run",
-                   env=_cli_env(smtp, certificate, recipients))
+    done = run_ioc(
+        "delivery",
+        "digest",
+        "--date",
+        "2026-03-11",
+        "--dry-run",
+        env=_cli_env(smtp, certificate, recipients),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "Bản tin dư luận trực tuyến ngày 11/03/2026: 0 bài, 0 tiêu cực (built now)",
-        "  Lãnh đạo Sở <lanhdao@example.vn>: default"]
+        "  Lãnh đạo Sở <lanhdao@example.vn>: default",
+    ]
     assert smtp.handler.messages == []
 
 

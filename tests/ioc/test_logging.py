@@ -81,10 +81,17 @@ def test_bad_settings_are_one_clear_error(monkeypatch):
     with pytest.raises(ConfigurationError, match="IOC_LOG_FORMAT must be 'text' or 'json'"):
         configure_logging()
     env = {**os.environ, "IOC_LOG_FORMAT": "xml"}
-    done = subprocess.run([sys.executable, "-m", "ioc.cli", "db", "url"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc.cli", "db", "url"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: IOC_LOG_FORMAT must be 'text' or 'json'."]
+        "error: IOC_LOG_FORMAT must be 'text' or 'json'."
+    ]
 
 
 def test_uvicorn_config_routes_every_record_through_the_ioc_handler():

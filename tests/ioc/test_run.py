@@ -52,8 +52,10 @@ def _clean(engine, base: str | None = None) -> None:
         conn.execute(text("DELETE FROM apscheduler_jobs"))
         if base:
             conn.execute(text("DELETE FROM articles WHERE url LIKE :b"), {"b": base + "%"})
-            conn.execute(text("DELETE FROM crawl_failures WHERE source_name = 'testsite' OR url LIKE :b"),
-                         {"b": base + "%"})
+            conn.execute(
+                text("DELETE FROM crawl_failures WHERE source_name = 'testsite' OR url LIKE :b"),
+                {"b": base + "%"},
+            )
 
 
 @pytest.fixture()
@@ -85,19 +87,36 @@ def service_env(site, database_url, tmp_path):
 
 def _start_service(env: dict, tmp_path: Path, tag: str) -> subprocess.Popen:
     log = open(tmp_path / f"run-{tag}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "ioc.cli", "run", "--no-api"], env=env, cwd=REPO,
-                            stdout=log, stderr=log)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ioc.cli", "run", "--no-api"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=log,
+    )
 
 
 def _ioc(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ioc.cli", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ioc.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _runs(engine, job: str = CRAWL) -> list:
     with engine.connect() as conn:
-        return list(conn.execute(text(
-            "SELECT id, status, error, counts, pid FROM job_runs WHERE job = :j ORDER BY id"), {"j": job}))
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id, status, error, counts, pid FROM job_runs WHERE job = :j ORDER BY id"
+                ),
+                {"j": job},
+            )
+        )
 
 
 def _wait(cond, timeout: float, what: str, logs: list[Path] = ()):
@@ -107,7 +126,9 @@ def _wait(cond, timeout: float, what: str, logs: list[Path] = ()):
         if value:
             return value
         time.sleep(0.3)
-    tails = "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs if p.exists())
+    tails = "\n".join(
+        f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs if p.exists()
+    )
     raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
@@ -123,7 +144,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _articles(engine, base: str) -> list:
     with engine.connect() as conn:
-        return list(conn.execute(text("SELECT url FROM articles WHERE url LIKE :b"), {"b": base + "%"}))
+        return list(
+            conn.execute(text("SELECT url FROM articles WHERE url LIKE :b"), {"b": base + "%"})
+        )
 
 
 @pytest.mark.slow
@@ -133,15 +156,24 @@ def test_two_services_run_each_turn_once(engine, site, service_env, tmp_path):
     b = _start_service(service_env, tmp_path, "b")
     try:
         # a new crawl job's first turn is at start: both processes reach it
-        _wait(lambda: [r for r in _runs(engine) if r.status == "succeeded"], 120, "the first crawl", logs)
+        _wait(
+            lambda: [r for r in _runs(engine) if r.status == "succeeded"],
+            120,
+            "the first crawl",
+            logs,
+        )
         time.sleep(3)  # the other process has had every chance to run the same turn
         runs = _runs(engine)
         assert len(runs) == 1, runs
         # the next turn, made "now" through the shared job store: again one run in all
         out = _ioc(service_env, "jobs", "trigger", CRAWL)
         assert out.returncode == 0, out.stderr
-        _wait(lambda: len([r for r in _runs(engine) if r.status == "succeeded"]) == 2, 120,
-              "the triggered crawl", logs)
+        _wait(
+            lambda: len([r for r in _runs(engine) if r.status == "succeeded"]) == 2,
+            120,
+            "the triggered crawl",
+            logs,
+        )
         time.sleep(3)
         runs = _runs(engine)
         assert [r.status for r in runs] == ["succeeded", "succeeded"], runs
@@ -163,13 +195,23 @@ def test_two_services_run_each_turn_once(engine, site, service_env, tmp_path):
 
 @pytest.mark.slow
 def test_killed_service_run_is_failed_then_next_turn_completes(engine, site, service_env, tmp_path):
-    env = {**service_env, "IOC_CRAWL_DOWNLOAD_DELAY": "0.4", "IOC_CRAWL_CONCURRENCY_PER_DOMAIN": "1"}
+    env = {
+        **service_env,
+        "IOC_CRAWL_DOWNLOAD_DELAY": "0.4",
+        "IOC_CRAWL_CONCURRENCY_PER_DOMAIN": "1",
+    }
     logs = [tmp_path / "run-killed.log", tmp_path / "run-again.log"]
     victim = _start_service(env, tmp_path, "killed")
     try:
         # kill -9 while the crawl is running and has stored part of the articles
-        _wait(lambda: [r for r in _runs(engine) if r.status == "running"] and _articles(engine, site.base),
-              120, "a crawl in progress", logs)
+        _wait(
+            lambda: (
+                [r for r in _runs(engine) if r.status == "running"] and _articles(engine, site.base)
+            ),
+            120,
+            "a crawl in progress",
+            logs,
+        )
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     finally:
@@ -192,7 +234,9 @@ def test_killed_service_run_is_failed_then_next_turn_completes(engine, site, ser
         # the job's next turn (made now) runs it again, to the end
         out = _ioc(env, "jobs", "trigger", CRAWL)
         assert out.returncode == 0, out.stderr
-        _wait(lambda: any(r.status == "succeeded" for r in _runs(engine)), 180, "the next crawl", logs)
+        _wait(
+            lambda: any(r.status == "succeeded" for r in _runs(engine)), 180, "the next crawl", logs
+        )
     finally:
         _stop(again)
     statuses = [r.status for r in _runs(engine)]
@@ -207,20 +251,33 @@ def test_killed_service_run_is_failed_then_next_turn_completes(engine, site, ser
 
 def _seed_scored_article(engine, base: str, title: str) -> int:
     with engine.begin() as conn:
-        article_id = conn.execute(text(
-            "INSERT INTO articles (url, canonical_url, title, text, published_at, content_hash, relevant) "
-            "VALUES (:u, :u, :t, :x, '2025-08-04T09:15:00+07:00', md5(:u), true) RETURNING id"),
-            {"u": base + "/xa-hoi/digest-test-9001.html", "t": title,
-             "x": "Người dân xã Thanh Liêm phản ánh kênh mương bị ô nhiễm kéo dài."}).scalar_one()
-        conn.execute(text(
-            "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic) "
-            "VALUES (:a, 'test', 'negative', CAST(:p AS jsonb), 'environment')"),
-            {"a": article_id, "p": json.dumps({"negative": 0.9, "neutral": 0.08, "positive": 0.02})})
+        article_id = conn.execute(
+            text(
+                "INSERT INTO articles (url, canonical_url, title, text, published_at, content_hash, relevant) "
+                "VALUES (:u, :u, :t, :x, '2025-08-04T09:15:00+07:00', md5(:u), true) RETURNING id"
+            ),
+            {
+                "u": base + "/xa-hoi/digest-test-9001.html",
+                "t": title,
+                "x": "Người dân xã Thanh Liêm phản ánh kênh mương bị ô nhiễm kéo dài.",
+            },
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic) "
+                "VALUES (:a, 'test', 'negative', CAST(:p AS jsonb), 'environment')"
+            ),
+            {
+                "a": article_id,
+                "p": json.dumps({"negative": 0.9, "neutral": 0.08, "positive": 0.02}),
+            },
+        )
     return article_id
 
 
-def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, database_url, site, tmp_path,
-                                                                  monkeypatch):
+def test_digest_built_at_its_hour_stored_and_served_from_the_store(
+    engine, database_url, site, tmp_path, monkeypatch
+):
     from aiosmtpd.controller import Controller
 
     from ioc.run import Service
@@ -244,14 +301,23 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
     inbox.start()
     recipients = tmp_path / "recipients.yaml"
     recipients.write_text("default: ['Ban biên tập <bbt@example.vn>']\n", encoding="utf-8")
-    for key, value in {"IOC_SMTP_HOST": "127.0.0.1", "IOC_SMTP_PORT": str(smtp_port),
-                       "IOC_SMTP_STARTTLS": "false", "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
-                       "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients), "IOC_DELIVERY_ATTEMPTS": "1"}.items():
+    for key, value in {
+        "IOC_SMTP_HOST": "127.0.0.1",
+        "IOC_SMTP_PORT": str(smtp_port),
+        "IOC_SMTP_STARTTLS": "false",
+        "IOC_SMTP_FROM": "IOC <ioc@example.vn>",
+        "IOC_DELIVERY_RECIPIENTS_FILE": str(recipients),
+        "IOC_DELIVERY_ATTEMPTS": "1",
+    }.items():
         monkeypatch.setenv(key, value)
     # the clock of the jobs: the digest's hour on 5 August 2025
     at_hour = dt.datetime(2025, 8, 5, 6, 30, tzinfo=TZ)
-    settings = ScheduleSettings(disabled=["crawl", "imagery", "backup", "retrain"], poll_seconds=0.2)
-    service = Service(database_url, tmp_path / "state", clock=lambda: at_hour, schedule_settings=settings)
+    settings = ScheduleSettings(
+        disabled=["crawl", "imagery", "backup", "retrain"], poll_seconds=0.2
+    )
+    service = Service(
+        database_url, tmp_path / "state", clock=lambda: at_hour, schedule_settings=settings
+    )
     service.start()
     try:
         job = service.scheduler.get_job("digest")
@@ -261,7 +327,11 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
         assert service.scheduler.get_job("digest").next_run_time > dt.datetime.now(dt.UTC)
         # the hour comes: the turn is made now in the job store, the scheduler runs it
         service.scheduler.modify_job("digest", next_run_time=dt.datetime.now(dt.UTC))
-        _wait(lambda: [r for r in _runs(engine, "digest") if r.status != "running"], 300, "the digest run")
+        _wait(
+            lambda: [r for r in _runs(engine, "digest") if r.status != "running"],
+            300,
+            "the digest run",
+        )
     finally:
         service.stop()
         inbox.stop()
@@ -284,7 +354,10 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
 
     # served as stored: the article's title changes afterwards, the 4 August digest does not
     with engine.begin() as conn:
-        conn.execute(text("UPDATE articles SET title = 'Đã sửa sau' WHERE url LIKE :b"), {"b": site.base + "%"})
+        conn.execute(
+            text("UPDATE articles SET title = 'Đã sửa sau' WHERE url LIKE :b"),
+            {"b": site.base + "%"},
+        )
     from starlette.testclient import TestClient
 
     from api.app import create_app
@@ -303,7 +376,9 @@ def test_digest_built_at_its_hour_stored_and_served_from_the_store(engine, datab
         listed = client.get("/service/digests").json()["digests"]
         assert listed[0]["date"] == "2025-08-04"
         runs = client.get("/service/runs", params={"job": "digest"}).json()
-        assert [r["id"] for r in runs["runs"]] == [run.id] and runs["runs"][0]["status"] == "succeeded"
+        assert [r["id"] for r in runs["runs"]] == [run.id] and runs["runs"][0][
+            "status"
+        ] == "succeeded"
         assert client.get(f"/service/runs/{run.id}").json()["counts"]["day"] == "2025-08-04"
         assert client.get("/service/runs/999999999").status_code == 404
         assert client.get("/service/runs", params={"status": "lost"}).status_code == 400
@@ -319,7 +394,9 @@ def test_bad_schedule_settings_are_one_sentence(tmp_path):
     with pytest.raises(ScheduleError, match="unknown job"):
         load_schedule(ScheduleSettings(disabled=["crawl:nowhere"]), ["a"])
     f = tmp_path / "schedule.yaml"
-    f.write_text("crawl:\n  every_minutes: 15\n  outlets: {a: 5}\ndigest: '0 7 * * *'\n", encoding="utf-8")
+    f.write_text(
+        "crawl:\n  every_minutes: 15\n  outlets: {a: 5}\ndigest: '0 7 * * *'\n", encoding="utf-8"
+    )
     schedule = load_schedule(ScheduleSettings(file=f), ["a", "b"])
     by_name = {j.name: j for j in schedule.jobs}
     assert str(by_name["crawl:a"].trigger) == "interval[0:05:00]"
@@ -335,7 +412,9 @@ def _service(database_url, state_dir: Path, clock, keep: list[str], monkeypatch,
     from ioc.scheduler import JOB_KINDS, ScheduleSettings
 
     monkeypatch.setenv("IOC_CRAWL_SITES_FILE", str(state_dir / "none.yaml"))
-    settings = ScheduleSettings(disabled=[k for k in JOB_KINDS if k not in keep], poll_seconds=0.2, **extra)
+    settings = ScheduleSettings(
+        disabled=[k for k in JOB_KINDS if k not in keep], poll_seconds=0.2, **extra
+    )
     service = Service(database_url, state_dir, clock=clock, schedule_settings=settings)
     service.start()
     return service
@@ -344,8 +423,13 @@ def _service(database_url, state_dir: Path, clock, keep: list[str], monkeypatch,
 def _turn(engine, service, job: str, n: int, timeout: float = 120) -> list:
     """Make ``job``'s next turn now through the scheduler; wait for its n-th finished run."""
     service.scheduler.modify_job(job, next_run_time=dt.datetime.now(dt.UTC))
-    return _wait(lambda: (lambda rs: rs if len(rs) >= n else None)(
-        [r for r in _runs(engine, job) if r.status != "running"]), timeout, f"run {n} of {job}")
+    return _wait(
+        lambda: (lambda rs: rs if len(rs) >= n else None)(
+            [r for r in _runs(engine, job) if r.status != "running"]
+        ),
+        timeout,
+        f"run {n} of {job}",
+    )
 
 
 def test_nightly_backup_job_with_retention(engine, database_url, tmp_path, monkeypatch):
@@ -372,7 +456,9 @@ def test_nightly_backup_job_with_retention(engine, database_url, tmp_path, monke
     assert last.counts["tables"] > 10 and last.counts["bytes"] > 0
 
 
-def test_failing_job_is_recorded_failed_with_its_reason(engine, database_url, tmp_path, monkeypatch):
+def test_failing_job_is_recorded_failed_with_its_reason(
+    engine, database_url, tmp_path, monkeypatch
+):
     _clean(engine)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("x")
@@ -383,10 +469,15 @@ def test_failing_job_is_recorded_failed_with_its_reason(engine, database_url, tm
     finally:
         service.stop()
     assert run.status == "failed"
-    assert run.error.startswith("BackupError: Cannot write the backup in") and str(blocked) in run.error
+    assert (
+        run.error.startswith("BackupError: Cannot write the backup in")
+        and str(blocked) in run.error
+    )
 
 
-def test_imagery_job_polls_the_intake_and_records_what_it_did(engine, database_url, tmp_path, monkeypatch):
+def test_imagery_job_polls_the_intake_and_records_what_it_did(
+    engine, database_url, tmp_path, monkeypatch
+):
     """gis.intake.poll through the scheduler: an empty watch folder is a run with its counts; a
     watch folder that is gone is a failed run naming it (the scenes themselves are tested in
     tests/gis/test_intake*.py)."""
@@ -405,16 +496,30 @@ def test_imagery_job_polls_the_intake_and_records_what_it_did(engine, database_u
     assert ok.status == "succeeded", ok.error
     assert ok.counts["watch"]["discovered"] == 0 and "stac" not in ok.counts
     failed = runs[-1]
-    assert failed.status == "failed" and str(watch) in failed.error and "does not exist" in failed.error
+    assert (
+        failed.status == "failed"
+        and str(watch) in failed.error
+        and "does not exist" in failed.error
+    )
 
 
 def test_retrain_job_waits_for_enough_corrections(engine, database_url, tmp_path, monkeypatch):
     _clean(engine)
     with engine.connect() as conn:
-        pending = conn.execute(text("SELECT count(DISTINCT article_id) FROM label_feedback "
-                                    "WHERE field = 'sentiment' AND used_in_model_version IS NULL")).scalar_one()
-    service = _service(database_url, tmp_path / "state", None, ["retrain"], monkeypatch,
-                       retrain_min_corrections=pending + 1)
+        pending = conn.execute(
+            text(
+                "SELECT count(DISTINCT article_id) FROM label_feedback "
+                "WHERE field = 'sentiment' AND used_in_model_version IS NULL"
+            )
+        ).scalar_one()
+    service = _service(
+        database_url,
+        tmp_path / "state",
+        None,
+        ["retrain"],
+        monkeypatch,
+        retrain_min_corrections=pending + 1,
+    )
     try:
         [run] = _turn(engine, service, "retrain", 1)
     finally:
@@ -433,24 +538,37 @@ def test_crawl_job_scores_and_places_articles_stored_unscored(engine, site, tmp_
     from ioc.scheduler import JobRunner, RunContext, ScheduleSettings
 
     with engine.begin() as conn:
-        article_id = conn.execute(text(
-            "INSERT INTO articles (url, canonical_url, title, lead, text, published_at, content_hash, "
-            "relevant, extra) VALUES (:u, :u, :t, :l, :x, now(), md5(:u), true, "
-            "'{\"not_scored\": \"scoring switched off\"}') RETURNING id"),
-            {"u": site.base + "/xa-hoi/chua-cham-9002.html",
-             "t": "Người dân xã Thanh Liêm bức xúc vì rác thải tràn lan",
-             "l": "Rác thải sinh hoạt ùn ứ nhiều ngày tại xã Thanh Liêm, tỉnh Hà Nam gây ô nhiễm.",
-             "x": "Rác thải sinh hoạt ùn ứ nhiều ngày khiến người dân xã Thanh Liêm bức xúc. "
-                  "Mùi hôi bốc lên nồng nặc, chính quyền chưa có biện pháp xử lý dứt điểm."}).scalar_one()
-    services = Services(database_url="", state_dir=tmp_path, schedule=ScheduleSettings(),
-                        crawl=CrawlSettings(scorer_ner=False))
+        article_id = conn.execute(
+            text(
+                "INSERT INTO articles (url, canonical_url, title, lead, text, published_at, content_hash, "
+                "relevant, extra) VALUES (:u, :u, :t, :l, :x, now(), md5(:u), true, "
+                '\'{"not_scored": "scoring switched off"}\') RETURNING id'
+            ),
+            {
+                "u": site.base + "/xa-hoi/chua-cham-9002.html",
+                "t": "Người dân xã Thanh Liêm bức xúc vì rác thải tràn lan",
+                "l": "Rác thải sinh hoạt ùn ứ nhiều ngày tại xã Thanh Liêm, tỉnh Hà Nam gây ô nhiễm.",
+                "x": "Rác thải sinh hoạt ùn ứ nhiều ngày khiến người dân xã Thanh Liêm bức xúc. "
+                "Mùi hôi bốc lên nồng nặc, chính quyền chưa có biện pháp xử lý dứt điểm.",
+            },
+        ).scalar_one()
+    services = Services(
+        database_url="",
+        state_dir=tmp_path,
+        schedule=ScheduleSettings(),
+        crawl=CrawlSettings(scorer_ner=False),
+    )
     ctx = RunContext(JobRunner(engine, {}, services), "crawl:testsite", 0, None)
     counts = score_unscored(ctx)
     assert counts["rescored"] >= 1
     with engine.connect() as conn:
-        score = conn.execute(text("SELECT label, model_version FROM article_scores WHERE article_id = :a"),
-                             {"a": article_id}).one()
-        extra = conn.execute(text("SELECT extra FROM articles WHERE id = :a"), {"a": article_id}).scalar_one()
+        score = conn.execute(
+            text("SELECT label, model_version FROM article_scores WHERE article_id = :a"),
+            {"a": article_id},
+        ).one()
+        extra = conn.execute(
+            text("SELECT extra FROM articles WHERE id = :a"), {"a": article_id}
+        ).scalar_one()
     assert score.label in ("negative", "neutral", "positive") and score.model_version
     assert "not_scored" not in extra
     # (places need the admin units, which this database may not have: tests/crawler covers them)

@@ -37,46 +37,132 @@ SQUARE = "MULTIPOLYGON((({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0})))"
 def _seed(conn) -> dict[str, int]:
     ids: dict[str, int] = {}
     for code, name, x0 in (("99001", "Phường Thử A", 105.90), ("99002", "Xã Thử B", 105.95)):
-        conn.execute(text(
-            "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, geom) "
-            "VALUES (:c, 'commune', 'phường', :n, :n, '99', '2025-07-01', ST_GeomFromText(:g, 4326))"),
-            {"c": code, "n": name, "g": SQUARE.format(x0=x0, y0=20.50, x1=x0 + 0.05, y1=20.55)})
-    conn.execute(text(
-        "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, valid_to) "
-        "VALUES ('98001', 'commune', 'xã', 'Xã Cũ', 'Xa Cu', '98', '2000-01-01', '2025-06-30')"))
-    conn.execute(text("INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) VALUES ('98001', '99002', 'full', '2025-07-01')"))
-    unit = {r[0]: r[1] for r in conn.execute(text("SELECT code, id FROM admin_units WHERE code IN ('99001','99002','98001')"))}
-    src = conn.execute(text("INSERT INTO news_sources (name, title) VALUES ('baothu', 'Báo Thử') RETURNING id")).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, geom) "
+                "VALUES (:c, 'commune', 'phường', :n, :n, '99', '2025-07-01', ST_GeomFromText(:g, 4326))"
+            ),
+            {"c": code, "n": name, "g": SQUARE.format(x0=x0, y0=20.50, x1=x0 + 0.05, y1=20.55)},
+        )
+    conn.execute(
+        text(
+            "INSERT INTO admin_units (code, level, unit_type, name, name_ascii, province_code, valid_from, valid_to) "
+            "VALUES ('98001', 'commune', 'xã', 'Xã Cũ', 'Xa Cu', '98', '2000-01-01', '2025-06-30')"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO admin_unit_crosswalk (old_code, new_code, relation, effective) VALUES ('98001', '99002', 'full', '2025-07-01')"
+        )
+    )
+    unit = {
+        r[0]: r[1]
+        for r in conn.execute(
+            text("SELECT code, id FROM admin_units WHERE code IN ('99001','99002','98001')")
+        )
+    }
+    src = conn.execute(
+        text("INSERT INTO news_sources (name, title) VALUES ('baothu', 'Báo Thử') RETURNING id")
+    ).scalar_one()
     arts = [
-        ("neg1", "Cháy lớn thiêu rụi xưởng ở phường Thử A", "negative", {"negative": 0.91, "neutral": 0.06, "positive": 0.03}, "security_order", "99001", DAY),
-        ("neg2", "Người dân bức xúc vì ô nhiễm ở xã Cũ", "negative", {"negative": 0.72, "neutral": 0.2, "positive": 0.08}, "environment_pollution", "98001", DAY),
-        ("pos1", "Khánh thành cầu mới ở xã Thử B", "positive", {"negative": 0.05, "neutral": 0.15, "positive": 0.8}, "land_construction", "99002", DAY),
-        ("old1", "Họp bàn kế hoạch năm", "neutral", {"negative": 0.1, "neutral": 0.8, "positive": 0.1}, "public_services_admin", None, DAY - dt.timedelta(days=2)),
+        (
+            "neg1",
+            "Cháy lớn thiêu rụi xưởng ở phường Thử A",
+            "negative",
+            {"negative": 0.91, "neutral": 0.06, "positive": 0.03},
+            "security_order",
+            "99001",
+            DAY,
+        ),
+        (
+            "neg2",
+            "Người dân bức xúc vì ô nhiễm ở xã Cũ",
+            "negative",
+            {"negative": 0.72, "neutral": 0.2, "positive": 0.08},
+            "environment_pollution",
+            "98001",
+            DAY,
+        ),
+        (
+            "pos1",
+            "Khánh thành cầu mới ở xã Thử B",
+            "positive",
+            {"negative": 0.05, "neutral": 0.15, "positive": 0.8},
+            "land_construction",
+            "99002",
+            DAY,
+        ),
+        (
+            "old1",
+            "Họp bàn kế hoạch năm",
+            "neutral",
+            {"negative": 0.1, "neutral": 0.8, "positive": 0.1},
+            "public_services_admin",
+            None,
+            DAY - dt.timedelta(days=2),
+        ),
     ]
     for key, title, label, probs, topic, place, day in arts:
-        aid = conn.execute(text(
-            "INSERT INTO articles (source_id, url, canonical_url, title, lead, text, published_at, content_hash) "
-            "VALUES (:s, :u, :u, :t, 'Tóm tắt.', 'Nội dung bài viết.', :p, :h) RETURNING id"),
-            {"s": src, "u": f"https://bao.test/{key}", "t": title, "p": dt.datetime.combine(day, dt.time(9, 0), tzinfo=dt.timezone(dt.timedelta(hours=7))), "h": key}).scalar_one()
+        aid = conn.execute(
+            text(
+                "INSERT INTO articles (source_id, url, canonical_url, title, lead, text, published_at, content_hash) "
+                "VALUES (:s, :u, :u, :t, 'Tóm tắt.', 'Nội dung bài viết.', :p, :h) RETURNING id"
+            ),
+            {
+                "s": src,
+                "u": f"https://bao.test/{key}",
+                "t": title,
+                "p": dt.datetime.combine(
+                    day, dt.time(9, 0), tzinfo=dt.timezone(dt.timedelta(hours=7))
+                ),
+                "h": key,
+            },
+        ).scalar_one()
         ids[key] = aid
-        reasons = [{"kind": "sentence", "text": title, "score": probs[label]}, {"kind": "phrase", "text": "cháy lớn"}]
-        conn.execute(text(
-            "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
-            "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), :t, CAST(:r AS jsonb))"),
-            {"a": aid, "l": label, "p": json.dumps(probs), "t": topic, "r": json.dumps(reasons, ensure_ascii=False)})
+        reasons = [
+            {"kind": "sentence", "text": title, "score": probs[label]},
+            {"kind": "phrase", "text": "cháy lớn"},
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
+                "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), :t, CAST(:r AS jsonb))"
+            ),
+            {
+                "a": aid,
+                "l": label,
+                "p": json.dumps(probs),
+                "t": topic,
+                "r": json.dumps(reasons, ensure_ascii=False),
+            },
+        )
         if place:
-            conn.execute(text("INSERT INTO article_places (article_id, admin_unit_id, mention, confidence) VALUES (:a, :u, 'x', 0.9)"),
-                         {"a": aid, "u": unit[place]})
+            conn.execute(
+                text(
+                    "INSERT INTO article_places (article_id, admin_unit_id, mention, confidence) VALUES (:a, :u, 'x', 0.9)"
+                ),
+                {"a": aid, "u": unit[place]},
+            )
     srid = conn.execute(text("SELECT Find_SRID('public', 'parcels', 'geom')")).scalar_one()
-    run = conn.execute(text("INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id")).scalar_one()
-    parcel = conn.execute(text(
-        "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, land_use_code_raw, land_use_code_version, geom) "
-        "VALUES ('99001', '1', '1', 500, 'LUC', 'LUC', '2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), :srid))) RETURNING id"),
-        {"srid": srid}).scalar_one()
-    conn.execute(text(
-        "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, legal_code, observed_to, rule, severity, created_at) "
-        "VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', 'rice_to_built', 'high', :c)"),
-        {"r": run, "p": parcel, "c": dt.datetime.combine(DAY, dt.time(10, 0), tzinfo=dt.UTC)})
+    run = conn.execute(
+        text(
+            "INSERT INTO detection_runs (status, method) VALUES ('succeeded', 'test') RETURNING id"
+        )
+    ).scalar_one()
+    parcel = conn.execute(
+        text(
+            "INSERT INTO parcels (commune_code, sheet_number, parcel_number, area_m2, land_use_code, land_use_code_raw, land_use_code_version, geom) "
+            "VALUES ('99001', '1', '1', 500, 'LUC', 'LUC', '2024', ST_Multi(ST_Transform(ST_SetSRID(ST_MakeEnvelope(105.91, 20.51, 105.911, 20.511), 4326), :srid))) RETURNING id"
+        ),
+        {"srid": srid},
+    ).scalar_one()
+    conn.execute(
+        text(
+            "INSERT INTO parcel_alerts (run_id, parcel_id, commune_code, changed_area_m2, changed_fraction, legal_code, observed_to, rule, severity, created_at) "
+            "VALUES (:r, :p, '99001', 420, 0.84, 'LUC', 'built_up', 'rice_to_built', 'high', :c)"
+        ),
+        {"r": run, "p": parcel, "c": dt.datetime.combine(DAY, dt.time(10, 0), tzinfo=dt.UTC)},
+    )
     return ids
 
 
@@ -84,7 +170,9 @@ def test_feedback_is_validated_and_stored(connection):
     ids = _seed(connection)
     fid = record_correction(connection, ids["neg2"], "neutral", "biên tập viên A", "tin trung tính")
     assert fid > 0
-    row = connection.execute(text("SELECT old_label, new_label, reviewer FROM label_feedback WHERE id = :i"), {"i": fid}).one()
+    row = connection.execute(
+        text("SELECT old_label, new_label, reviewer FROM label_feedback WHERE id = :i"), {"i": fid}
+    ).one()
     assert tuple(row) == ("negative", "neutral", "biên tập viên A")
     assert load_corrections(connection)[0]["label"] == "neutral"
     with pytest.raises(InputError, match="not one of"):
@@ -100,15 +188,28 @@ def test_digest_gathers_the_day(connection, tmp_path):
     record_correction(connection, ids["neg2"], "neutral", "biên tập viên A")
     d = build_digest(connection, DAY, days=7)
     json.dumps(d, default=str)  # serialisable
-    assert d["totals"] == {"articles": 3, "negative": 1, "neutral": 1, "positive": 1}  # correction applied
+    assert d["totals"] == {
+        "articles": 3,
+        "negative": 1,
+        "neutral": 1,
+        "positive": 1,
+    }  # correction applied
     assert [s["total"] for s in d["series"]][-3:] == [1, 0, 3]
     assert d["negative_articles"][0]["id"] == ids["neg1"]
     assert d["negative_articles"][0]["phrases"] == ["cháy lớn"]
     stats = {c["code"]: c for c in d["commune_stats"]}
-    assert stats["99001"]["negative"] == 1 and stats["99002"]["articles"] == 2  # old commune via crosswalk
-    assert {c["code"] for c in d["communes"]} == {"99001", "99002"} and d["communes"][0]["path"].startswith("M")
+    assert (
+        stats["99001"]["negative"] == 1 and stats["99002"]["articles"] == 2
+    )  # old commune via crosswalk
+    assert {c["code"] for c in d["communes"]} == {"99001", "99002"} and d["communes"][0][
+        "path"
+    ].startswith("M")
     assert d["alerts"][0]["commune_code"] == "99001" and d["alerts"][0]["severity"] == "high"
-    assert {t["key"] for t in d["by_topic"]} == {"security_order", "environment_pollution", "land_construction"}
+    assert {t["key"] for t in d["by_topic"]} == {
+        "security_order",
+        "environment_pollution",
+        "land_construction",
+    }
     assert d["by_source"][0]["name"] == "Báo Thử"
     html = render_html(d, feedback_url="https://api.test/digest/feedback")
     assert "Bản tin dư luận trực tuyến" in html and "<svg" in html and "Cháy lớn thiêu rụi" in html
@@ -157,47 +258,95 @@ VN = dt.timezone(dt.timedelta(hours=7))
 def _seed_posts(conn, day: dt.date, unit_ids: dict[str, int], items) -> list[int]:
     ids = []
     for n, (body, label, codes, phrases) in enumerate(items):
-        pid = conn.execute(text(
-            "INSERT INTO posts (post_key, source, url, author, published_at, text, content_hash) "
-            "VALUES (:k, 'facebook', :u, 'Người Riêng Tư', :p, :t, :h) RETURNING id"),
-            {"k": f"test-{day}-{n}", "u": f"https://fb.test/p/{day}/{n}", "t": body, "h": f"h{n}",
-             "p": dt.datetime.combine(day, dt.time(8 + n % 10, 0), tzinfo=VN)}).scalar_one()
+        pid = conn.execute(
+            text(
+                "INSERT INTO posts (post_key, source, url, author, published_at, text, content_hash) "
+                "VALUES (:k, 'facebook', :u, 'Người Riêng Tư', :p, :t, :h) RETURNING id"
+            ),
+            {
+                "k": f"test-{day}-{n}",
+                "u": f"https://fb.test/p/{day}/{n}",
+                "t": body,
+                "h": f"h{n}",
+                "p": dt.datetime.combine(day, dt.time(8 + n % 10, 0), tzinfo=VN),
+            },
+        ).scalar_one()
         ids.append(pid)
         if label:
             probs = {"negative": 0.1, "neutral": 0.1, "positive": 0.1, label: 0.8}
             reasons = [{"kind": "phrase", "text": ph} for ph in phrases]
-            conn.execute(text(
-                "INSERT INTO post_scores (post_id, model_version, genre, label, probabilities, confidence, reasons) "
-                "VALUES (:p, 'sentiment-test', 'post', :l, CAST(:pr AS jsonb), 0.7, CAST(:r AS jsonb))"),
-                {"p": pid, "l": label, "pr": json.dumps(probs), "r": json.dumps(reasons, ensure_ascii=False)})
+            conn.execute(
+                text(
+                    "INSERT INTO post_scores (post_id, model_version, genre, label, probabilities, confidence, reasons) "
+                    "VALUES (:p, 'sentiment-test', 'post', :l, CAST(:pr AS jsonb), 0.7, CAST(:r AS jsonb))"
+                ),
+                {
+                    "p": pid,
+                    "l": label,
+                    "pr": json.dumps(probs),
+                    "r": json.dumps(reasons, ensure_ascii=False),
+                },
+            )
         for code in codes:
-            conn.execute(text("INSERT INTO post_places (post_id, admin_unit_id) VALUES (:p, :u)"),
-                         {"p": pid, "u": unit_ids[code]})
+            conn.execute(
+                text("INSERT INTO post_places (post_id, admin_unit_id) VALUES (:p, :u)"),
+                {"p": pid, "u": unit_ids[code]},
+            )
     return ids
 
 
 def test_digest_shows_posts_apart_from_articles(connection):
     ids = _seed(connection)
-    unit = {r[0]: r[1] for r in connection.execute(text(
-        "SELECT code, id FROM admin_units WHERE code IN ('99001', '99002', '98001')"))}
-    _seed_posts(connection, DAY, unit, [
-        ("Đường ở phường Thử A ngập sâu mà chưa ai xử lý", "negative", ["99001"], [". sau", "ngập sâu"]),
-        ("Khói bụi ở phường Thử A quá nhiều", "negative", ["99001"], ["khói bụi"]),
-        ("Cầu mới ở xã Cũ đẹp quá", "positive", ["98001"], ["đẹp"]),
-        ("Có ai biết lịch cắt điện không", None, [], []),
-    ])
-    _seed_posts(connection, DAY - dt.timedelta(days=1), unit, [("Hôm qua mưa to", "neutral", [], [])])
+    unit = {
+        r[0]: r[1]
+        for r in connection.execute(
+            text("SELECT code, id FROM admin_units WHERE code IN ('99001', '99002', '98001')")
+        )
+    }
+    _seed_posts(
+        connection,
+        DAY,
+        unit,
+        [
+            (
+                "Đường ở phường Thử A ngập sâu mà chưa ai xử lý",
+                "negative",
+                ["99001"],
+                [". sau", "ngập sâu"],
+            ),
+            ("Khói bụi ở phường Thử A quá nhiều", "negative", ["99001"], ["khói bụi"]),
+            ("Cầu mới ở xã Cũ đẹp quá", "positive", ["98001"], ["đẹp"]),
+            ("Có ai biết lịch cắt điện không", None, [], []),
+        ],
+    )
+    _seed_posts(
+        connection, DAY - dt.timedelta(days=1), unit, [("Hôm qua mưa to", "neutral", [], [])]
+    )
     d = build_digest(connection, DAY, days=7)
     assert d["totals"]["articles"] == 3  # articles unchanged by posts
     posts = d["posts"]
-    assert posts["totals"] == {"posts": 4, "negative": 2, "neutral": 0, "positive": 1, "unscored": 1}
+    assert posts["totals"] == {
+        "posts": 4,
+        "negative": 2,
+        "neutral": 0,
+        "positive": 1,
+        "unscored": 1,
+    }
     assert [s["total"] for s in posts["series"]][-2:] == [1, 4]
     communes = {c["code"]: c for c in posts["communes"]}
     assert communes["99001"]["posts"] == 2 and communes["99001"]["negative"] == 2
-    assert communes["99002"]["name"] == "Xã Thử B" and communes["99002"]["posts"] == 1  # old unit → new
+    assert (
+        communes["99002"]["name"] == "Xã Thử B" and communes["99002"]["posts"] == 1
+    )  # old unit → new
     assert posts["negative_posts"][0]["phrases"] == ["ngập sâu"]  # ". sau" is not a tag
-    assert posts["by_source"][0] == {"name": "facebook", "total": 4, "negative": 2, "neutral": 0,
-                                      "positive": 1, "unscored": 1}
+    assert posts["by_source"][0] == {
+        "name": "facebook",
+        "total": 4,
+        "negative": 2,
+        "neutral": 0,
+        "positive": 1,
+        "unscored": 1,
+    }
     html = render_html(d)
     assert "Ý kiến người dân trên mạng xã hội" in html and "Đường ở phường Thử A ngập sâu" in html
     assert "Người Riêng Tư" not in html  # authors are private persons
@@ -207,15 +356,26 @@ def test_digest_shows_posts_apart_from_articles(connection):
 
 def test_tag_chips_are_words_not_tokenisation_artefacts(connection):
     ids = _seed(connection)
-    connection.execute(text(
-        "UPDATE article_scores SET reasons = CAST(:r AS jsonb) WHERE article_id = :a"),
-        {"a": ids["neg1"], "r": json.dumps([{"kind": "phrase", "text": t} for t in
-                                           (". sau", "sau khi", "cháy_lớn", ", của", "2026", "thiêu rụi .")],
-                                          ensure_ascii=False)})
+    connection.execute(
+        text("UPDATE article_scores SET reasons = CAST(:r AS jsonb) WHERE article_id = :a"),
+        {
+            "a": ids["neg1"],
+            "r": json.dumps(
+                [
+                    {"kind": "phrase", "text": t}
+                    for t in (". sau", "sau khi", "cháy_lớn", ", của", "2026", "thiêu rụi .")
+                ],
+                ensure_ascii=False,
+            ),
+        },
+    )
     d = build_digest(connection, DAY)
     assert d["negative_articles"][0]["phrases"] == ["cháy lớn", "thiêu rụi"]
     html = render_html(d)
-    assert '<span class="pill">. sau</span>' not in html and '<span class="pill">cháy lớn</span>' in html
+    assert (
+        '<span class="pill">. sau</span>' not in html
+        and '<span class="pill">cháy lớn</span>' in html
+    )
 
 
 def _seed_province(connection, engine) -> None:
@@ -223,32 +383,72 @@ def _seed_province(connection, engine) -> None:
     from gis.admin_units import load_reference_units
 
     load_reference_units(engine, REPO / "data" / "admin")
-    codes = [r[0] for r in connection.execute(text(
-        "SELECT code FROM admin_units WHERE level = 'commune' AND valid_to IS NULL AND geom IS NOT NULL "
-        "AND province_code = '37' ORDER BY code LIMIT 10"))]
-    unit = dict(connection.execute(text(
-        "SELECT code, id FROM admin_units WHERE code = ANY(:c) AND valid_to IS NULL"), {"c": codes}).all())
+    codes = [
+        r[0]
+        for r in connection.execute(
+            text(
+                "SELECT code FROM admin_units WHERE level = 'commune' AND valid_to IS NULL AND geom IS NOT NULL "
+                "AND province_code = '37' ORDER BY code LIMIT 10"
+            )
+        )
+    ]
+    unit = dict(
+        connection.execute(
+            text("SELECT code, id FROM admin_units WHERE code = ANY(:c) AND valid_to IS NULL"),
+            {"c": codes},
+        ).all()
+    )
     labels = ("negative", "neutral", "positive")
     for n in range(30):
         label = labels[n % 3]
-        aid = connection.execute(text(
-            "INSERT INTO articles (url, canonical_url, title, lead, text, published_at, content_hash) "
-            "VALUES (:u, :u, :t, 'Tóm tắt.', 'Nội dung.', :p, :h) RETURNING id"),
-            {"u": f"https://bao.test/pdf/{n}", "t": f"Tin số {n} về đời sống người dân trong tỉnh",
-             "p": dt.datetime.combine(DAY, dt.time(7 + n % 12, 0), tzinfo=VN), "h": f"pdf{n}"}).scalar_one()
+        aid = connection.execute(
+            text(
+                "INSERT INTO articles (url, canonical_url, title, lead, text, published_at, content_hash) "
+                "VALUES (:u, :u, :t, 'Tóm tắt.', 'Nội dung.', :p, :h) RETURNING id"
+            ),
+            {
+                "u": f"https://bao.test/pdf/{n}",
+                "t": f"Tin số {n} về đời sống người dân trong tỉnh",
+                "p": dt.datetime.combine(DAY, dt.time(7 + n % 12, 0), tzinfo=VN),
+                "h": f"pdf{n}",
+            },
+        ).scalar_one()
         probs = {"negative": 0.1, "neutral": 0.1, "positive": 0.1, label: 0.8}
-        reasons = [{"kind": "sentence", "text": "Câu nêu lý do của nhãn.", "score": 0.8},
-                   {"kind": "phrase", "text": ". sau"}, {"kind": "phrase", "text": "ô_nhiễm"}]
-        connection.execute(text(
-            "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
-            "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), 'environment_pollution', CAST(:r AS jsonb))"),
-            {"a": aid, "l": label, "p": json.dumps(probs), "r": json.dumps(reasons, ensure_ascii=False)})
-        connection.execute(text("INSERT INTO article_places (article_id, admin_unit_id) VALUES (:a, :u)"),
-                           {"a": aid, "u": unit[codes[n % len(codes)]]})
-    _seed_posts(connection, DAY, unit, [
-        (f"Bài đăng số {n}: đường làng ngập nước, mong được sửa sớm", labels[n % 3], [codes[n % 4]], [". sau", "ngập"])
-        for n in range(12)
-    ])
+        reasons = [
+            {"kind": "sentence", "text": "Câu nêu lý do của nhãn.", "score": 0.8},
+            {"kind": "phrase", "text": ". sau"},
+            {"kind": "phrase", "text": "ô_nhiễm"},
+        ]
+        connection.execute(
+            text(
+                "INSERT INTO article_scores (article_id, model_version, label, probabilities, topic, reasons) "
+                "VALUES (:a, 'sentiment-test', :l, CAST(:p AS jsonb), 'environment_pollution', CAST(:r AS jsonb))"
+            ),
+            {
+                "a": aid,
+                "l": label,
+                "p": json.dumps(probs),
+                "r": json.dumps(reasons, ensure_ascii=False),
+            },
+        )
+        connection.execute(
+            text("INSERT INTO article_places (article_id, admin_unit_id) VALUES (:a, :u)"),
+            {"a": aid, "u": unit[codes[n % len(codes)]]},
+        )
+    _seed_posts(
+        connection,
+        DAY,
+        unit,
+        [
+            (
+                f"Bài đăng số {n}: đường làng ngập nước, mong được sửa sớm",
+                labels[n % 3],
+                [codes[n % 4]],
+                [". sau", "ngập"],
+            )
+            for n in range(12)
+        ],
+    )
 
 
 @pytest.mark.chromium
@@ -268,11 +468,22 @@ def test_pdf_is_a4_and_page_one_is_filled(connection, engine, tmp_path):
         assert abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2, (w, h)
     if shutil.which("pdftotext") is None:
         pytest.skip("pdftotext (poppler-utils) is not installed: page fill not checked")
-    page1 = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(tmp_path / "digest.pdf"), "-"],
-                           capture_output=True, text=True, check=True).stdout
+    page1 = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-layout", str(tmp_path / "digest.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     lines = [ln for ln in page1.splitlines() if ln.strip()]
     # the map section starts on page 1 (a section kept whole used to push it to page 2)
     assert "Bản đồ sắc thái theo xã, phường" in page1, page1[:500]
     assert len(lines) >= 20, f"page 1 has only {len(lines)} lines of text"
-    assert ". sau" not in subprocess.run(["pdftotext", str(tmp_path / "digest.pdf"), "-"],
-                                         capture_output=True, text=True, check=True).stdout
+    assert (
+        ". sau"
+        not in subprocess.run(
+            ["pdftotext", str(tmp_path / "digest.pdf"), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

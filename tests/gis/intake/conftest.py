@@ -42,6 +42,7 @@ def _free_port() -> int:
 
 # --- a static file server honouring Range requests ------------------------------------------
 
+
 @dataclass
 class Logged:
     method: str
@@ -62,8 +63,9 @@ class RangeHandler(SimpleHTTPRequestHandler):
 
     def _record(self, status: int, sent: int) -> None:
         with self.lock:
-            self.log_list.append(Logged(self.command, self.path, self.headers.get("Range"),
-                                        status, sent))
+            self.log_list.append(
+                Logged(self.command, self.path, self.headers.get("Range"), status, sent)
+            )
 
     def do_HEAD(self) -> None:
         self._serve(head=True)
@@ -149,6 +151,7 @@ def cog_server(tmp_path_factory):
 
 # --- stac-fastapi-pgstac over the tests' PostgreSQL -------------------------------------------
 
+
 def _stac_unavailable(request, reason: str):
     if request.config.getoption("--require-db"):
         pytest.fail(f"STAC test server required but unavailable: {reason}", pytrace=False)
@@ -174,8 +177,12 @@ class StacApi:
         ifile.write_text("\n".join(json.dumps(i) for i in items) + "\n")
         exe = str(STAC_VENV / "bin" / "pypgstac")
         for kind, f in (("collections", cfile), ("items", ifile)):
-            r = subprocess.run([exe, "load", kind, str(f), "--dsn", self.dsn, "--method",
-                                "upsert"], capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [exe, "load", kind, str(f), "--dsn", self.dsn, "--method", "upsert"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -185,8 +192,9 @@ def stac_api(request, database_url, tmp_path_factory):
     uvicorn = STAC_VENV / "bin" / "uvicorn"
     pypgstac = STAC_VENV / "bin" / "pypgstac"
     if not (uvicorn.exists() and pypgstac.exists()):
-        _stac_unavailable(request, f"{STAC_VENV} has no stac-fastapi-pgstac/pypgstac "
-                          "(run `make stac-server`)")
+        _stac_unavailable(
+            request, f"{STAC_VENV} has no stac-fastapi-pgstac/pypgstac (run `make stac-server`)"
+        )
     import psycopg
 
     name = "ioc_test_pgstac"
@@ -195,26 +203,46 @@ def stac_api(request, database_url, tmp_path_factory):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = _with_db(database_url, name)
-    r = subprocess.run([str(pypgstac), "migrate", "--dsn", dsn], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [str(pypgstac), "migrate", "--dsn", dsn], capture_output=True, text=True, timeout=300
+    )
     if r.returncode != 0:
         _stac_unavailable(request, f"pypgstac migrate failed: {r.stderr[-1500:]}")
     parts = urlsplit(dsn)
     port = _free_port()
     env = {
-        **os.environ, "PGUSER": parts.username or "", "PGPASSWORD": parts.password or "",
-        "PGHOST": parts.hostname or "127.0.0.1", "PGPORT": str(parts.port or 5432),
-        "PGDATABASE": name, "DB_MIN_CONN_SIZE": "1", "DB_MAX_CONN_SIZE": "4",
-        "WEB_CONCURRENCY": "1", "STAC_FASTAPI_TITLE": "ioc-monitor test catalogue",
-        "STAC_FASTAPI_DESCRIPTION": "intake tests", "STAC_FASTAPI_LANDING_ID": "ioc-test",
+        **os.environ,
+        "PGUSER": parts.username or "",
+        "PGPASSWORD": parts.password or "",
+        "PGHOST": parts.hostname or "127.0.0.1",
+        "PGPORT": str(parts.port or 5432),
+        "PGDATABASE": name,
+        "DB_MIN_CONN_SIZE": "1",
+        "DB_MAX_CONN_SIZE": "4",
+        "WEB_CONCURRENCY": "1",
+        "STAC_FASTAPI_TITLE": "ioc-monitor test catalogue",
+        "STAC_FASTAPI_DESCRIPTION": "intake tests",
+        "STAC_FASTAPI_LANDING_ID": "ioc-test",
         "STAC_FASTAPI_VERSION": "test",
     }
     work = tmp_path_factory.mktemp("stac")
     logf = open(work / "uvicorn.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(uvicorn), "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1", "--port",
-         str(port), "--log-level", "warning"],
-        env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=work,
+        [
+            str(uvicorn),
+            "stac_fastapi.pgstac.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        cwd=work,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -228,8 +256,10 @@ def stac_api(request, database_url, tmp_path_factory):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             logf.close()
-            _stac_unavailable(request, "stac-fastapi-pgstac did not start: "
-                              + (work / "uvicorn.log").read_text()[-1500:])
+            _stac_unavailable(
+                request,
+                "stac-fastapi-pgstac did not start: " + (work / "uvicorn.log").read_text()[-1500:],
+            )
         time.sleep(0.3)
     try:
         yield StacApi(url, dsn, work)
@@ -245,6 +275,7 @@ def stac_api(request, database_url, tmp_path_factory):
 
 
 # --- faulty catalogues ---------------------------------------------------------------------
+
 
 class FaultHandler(BaseHTTPRequestHandler):
     """``mode``: 'error' (always 500), 'slow' (answers after ``delay`` s), 'flaky' (503 for the
@@ -290,16 +321,17 @@ class FaultHandler(BaseHTTPRequestHandler):
         if n <= self.failures:
             self._answer(503, b'{"code":"Unavailable","description":"try again"}')
             return
-        req = urllib.request.Request(self.upstream + self.path, data=body or None,
-                                     method=self.command,
-                                     headers={"Content-Type": self.headers.get(
-                                         "Content-Type", "application/json")})
+        req = urllib.request.Request(
+            self.upstream + self.path,
+            data=body or None,
+            method=self.command,
+            headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             data = resp.read()
             # links point at the upstream: rewrite them to this proxy
             data = data.replace(self.upstream.encode(), self.state["self_url"].encode())
-            self._answer(resp.status, data, resp.headers.get("Content-Type",
-                                                              "application/json"))
+            self._answer(resp.status, data, resp.headers.get("Content-Type", "application/json"))
 
     do_GET = _handle
     do_POST = _handle
@@ -322,8 +354,17 @@ def fault_server():
 
     def start(mode: str, delay: float = 0.0, failures: int = 0, upstream: str = "") -> FaultServer:
         state = {"count": 0, "lock": threading.Lock(), "stop": threading.Event()}
-        cls = type("F", (FaultHandler,), {"mode": mode, "delay": delay, "failures": failures,
-                                           "upstream": upstream, "state": state})
+        cls = type(
+            "F",
+            (FaultHandler,),
+            {
+                "mode": mode,
+                "delay": delay,
+                "failures": failures,
+                "upstream": upstream,
+                "state": state,
+            },
+        )
         server = ThreadingHTTPServer(("127.0.0.1", 0), cls)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -344,4 +385,3 @@ def _no_proxy(monkeypatch):
     """Requests to 127.0.0.1 never go through a proxy configured in the environment."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-

@@ -19,20 +19,28 @@ def c(i: int, day: str, cloud: float, footprint=BOX) -> Candidate:
     return Candidate(i, when, cloud, f"/scenes/{i}", footprint, f"scene{i}")
 
 
-@pytest.mark.parametrize(("a", "b", "days"), [
-    ("2025-04-18", "2024-04-20", 2),
-    ("2025-01-05", "2024-12-28", 8),   # around the year end
-    ("2025-04-18", "2024-10-15", 180),
-    ("2025-03-01", "2024-02-29", 1),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "days"),
+    [
+        ("2025-04-18", "2024-04-20", 2),
+        ("2025-01-05", "2024-12-28", 8),  # around the year end
+        ("2025-04-18", "2024-10-15", 180),
+        ("2025-03-01", "2024-02-29", 1),
+    ],
+)
 def test_season_distance(a, b, days):
     assert season_distance(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) == days
 
 
 def test_least_clouded_scene_of_the_same_season_wins():
     after = c(1, "2025-04-18", 0.05)
-    pool = [after, c(2, "2024-04-20", 0.10), c(3, "2024-04-25", 0.02),
-            c(4, "2024-10-15", 0.0), c(5, "2023-04-10", 0.02)]
+    pool = [
+        after,
+        c(2, "2024-04-20", 0.10),
+        c(3, "2024-04-25", 0.02),
+        c(4, "2024-10-15", 0.0),
+        c(5, "2023-04-10", 0.02),
+    ]
     # 3 and 5 tie on cloud: the closer day of the year (25 April: 7 days) wins
     assert choose_before(after, pool, S).id == 3
 

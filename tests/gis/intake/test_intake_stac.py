@@ -27,24 +27,39 @@ UTC = dt.UTC
 
 def _seed_area(conn, code: str, province: str, bbox: tuple[float, float, float, float]) -> None:
     w, s, e, n = bbox
-    conn.execute(text(
-        "INSERT INTO admin_units (code, level, name, name_ascii, province_code, valid_from, geom) "
-        "VALUES (:c, 'commune', :n1, :n2, :p, DATE '2020-01-01', "
-        "ST_Multi(ST_MakeEnvelope(:w, :s, :e, :n, 4326)))"
-    ), {"c": code, "n1": code, "n2": code, "p": province, "w": w, "s": s, "e": e, "n": n})
+    conn.execute(
+        text(
+            "INSERT INTO admin_units (code, level, name, name_ascii, province_code, valid_from, geom) "
+            "VALUES (:c, 'commune', :n1, :n2, :p, DATE '2020-01-01', "
+            "ST_Multi(ST_MakeEnvelope(:w, :s, :e, :n, 4326)))"
+        ),
+        {"c": code, "n1": code, "n2": code, "p": province, "w": w, "s": s, "e": e, "n": n},
+    )
 
 
 def _rows(conn, collection: str) -> dict[str, dict]:
-    rows = conn.execute(text(
-        "SELECT * FROM imagery_intake WHERE source = 'stac' AND collection = :c"
-    ), {"c": collection}).mappings().all()
+    rows = (
+        conn.execute(
+            text("SELECT * FROM imagery_intake WHERE source = 'stac' AND collection = :c"),
+            {"c": collection},
+        )
+        .mappings()
+        .all()
+    )
     return {r["item_id"]: dict(r) for r in rows}
 
 
 def _settings(tmp_path: Path, url: str, collection: str, **kw) -> IntakeSettings:
-    base = {"stac_url": url, "stac_collection": collection, "dir": tmp_path / "scenes",
-            "stac_retries": 2, "stac_backoff_s": 0.05, "stac_timeout_s": 10,
-            "retry_after_s": 0, "detect": False}
+    base = {
+        "stac_url": url,
+        "stac_collection": collection,
+        "dir": tmp_path / "scenes",
+        "stac_retries": 2,
+        "stac_backoff_s": 0.05,
+        "stac_timeout_s": 10,
+        "retry_after_s": 0,
+        "detect": False,
+    }
     base.update(kw)
     return IntakeSettings(_env_file=None, **base)
 
@@ -66,21 +81,55 @@ def paris(cog_server, shared_data):
 
 
 def test_discovers_reads_only_the_window_and_rejects_the_clouded_scene(
-        stac_api, cog_server, paris, connection, tmp_path):
+    stac_api, cog_server, paris, connection, tmp_path
+):
     files, area = paris
     cid = "t-paris"
     root, url = cog_server.root, cog_server.url
     items = [
-        sc.item(cid, "S2A_31UDQ_20161130_0_L2A", dt.datetime(2016, 11, 30, 10, 57, tzinfo=UTC),
-                files["p1"], root, url, 4.0, keys=sc.EARTH_SEARCH_KEYS),
-        sc.item(cid, "S2B_31UDQ_20171107_0_L2A", dt.datetime(2017, 11, 7, 10, 52, tzinfo=UTC),
-                files["p2"], root, url, 6.5, keys=sc.EARTH_SEARCH_KEYS, platform="sentinel-2b"),
+        sc.item(
+            cid,
+            "S2A_31UDQ_20161130_0_L2A",
+            dt.datetime(2016, 11, 30, 10, 57, tzinfo=UTC),
+            files["p1"],
+            root,
+            url,
+            4.0,
+            keys=sc.EARTH_SEARCH_KEYS,
+        ),
+        sc.item(
+            cid,
+            "S2B_31UDQ_20171107_0_L2A",
+            dt.datetime(2017, 11, 7, 10, 52, tzinfo=UTC),
+            files["p2"],
+            root,
+            url,
+            6.5,
+            keys=sc.EARTH_SEARCH_KEYS,
+            platform="sentinel-2b",
+        ),
         # the catalogue says 30 % for the whole tile; SCL says the commune is under cloud
-        sc.item(cid, "S2A_31UDQ_20171112_0_L2A", dt.datetime(2017, 11, 12, 10, 57, tzinfo=UTC),
-                files["cloudy"], root, url, 30.0, keys=sc.EARTH_SEARCH_KEYS),
+        sc.item(
+            cid,
+            "S2A_31UDQ_20171112_0_L2A",
+            dt.datetime(2017, 11, 12, 10, 57, tzinfo=UTC),
+            files["cloudy"],
+            root,
+            url,
+            30.0,
+            keys=sc.EARTH_SEARCH_KEYS,
+        ),
         # over the catalogue's cloud limit: never read
-        sc.item(cid, "S2A_31UDQ_20171122_0_L2A", dt.datetime(2017, 11, 22, 10, 57, tzinfo=UTC),
-                files["p2"], root, url, 95.0, keys=sc.EARTH_SEARCH_KEYS),
+        sc.item(
+            cid,
+            "S2A_31UDQ_20171122_0_L2A",
+            dt.datetime(2017, 11, 22, 10, 57, tzinfo=UTC),
+            files["p2"],
+            root,
+            url,
+            95.0,
+            keys=sc.EARTH_SEARCH_KEYS,
+        ),
     ]
     stac_api.load(sc.collection(cid), items)
     _seed_area(connection, "T-PARIS-1", "T-PARIS", area)
@@ -131,8 +180,10 @@ def test_discovers_reads_only_the_window_and_rejects_the_clouded_scene(
     item_sent = sum(r.sent for r in item_gets)
     item_size = sum(f.stat().st_size for f in files["p2"].values())
     assert item_sent < 0.5 * item_size
-    print(f"whole item (10 bands + SCL): {item_sent} of {item_size} bytes in "
-          f"{len(item_gets)} range requests")
+    print(
+        f"whole item (10 bands + SCL): {item_sent} of {item_size} bytes in "
+        f"{len(item_gets)} range requests"
+    )
 
     # the next poll reads nothing again
     cog_server.clear()
@@ -140,7 +191,8 @@ def test_discovers_reads_only_the_window_and_rejects_the_clouded_scene(
     assert (again.processed, again.rejected, again.skipped) == (0, 0, 3)
     assert not [r for r in cog_server.log if "/paris/" in r.path]
     assert {k: v["attempts"] for k, v in _rows(connection, cid).items()} == {
-        i["id"]: 1 for i in items[:3]}
+        i["id"]: 1 for i in items[:3]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +206,15 @@ def demo(cog_server):
 
 
 def test_best_pair_is_detected_with_parcel_alerts_once(
-        stac_api, cog_server, demo, connection, tmp_path):
+    stac_api, cog_server, demo, connection, tmp_path
+):
     cid = "t-demo"
     root, url = cog_server.root, cog_server.url
 
     def it(iid, day, files, cloud):
-        return sc.item(cid, iid, dt.datetime.combine(day, dt.time(3, 31), UTC), files, root,
-                       url, cloud)
+        return sc.item(
+            cid, iid, dt.datetime.combine(day, dt.time(3, 31), UTC), files, root, url, cloud
+        )
 
     items = [
         it("S2A_48QXH_20240420_0_L2A", dt.date(2024, 4, 20), demo["before"], 12.0),
@@ -174,44 +228,84 @@ def test_best_pair_is_detected_with_parcel_alerts_once(
     import_cadastre(connection, sc.LAND / "sample_cadastre.gpkg")
     settings = _settings(tmp_path, stac_api.url, cid, province_code="T-DEMO", detect=True)
 
-    stac_res, det = poll(connection, settings, land=LandSettings(_env_file=None, detector="cva"),
-                         now=dt.datetime(2025, 5, 1, tzinfo=UTC))
+    stac_res, det = poll(
+        connection,
+        settings,
+        land=LandSettings(_env_file=None, detector="cva"),
+        now=dt.datetime(2025, 5, 1, tzinfo=UTC),
+    )
 
     assert stac_res.processed == 4 and det.error is None
     assert det.detections == 1 and det.detections_failed == 0, det.details
-    pair = connection.execute(text(
-        "SELECT b.item_id AS before, a.item_id AS after, p.status, p.detection_run_id, p.alerts "
-        "FROM imagery_intake_pairs p JOIN imagery_intake b ON b.id = p.before_id "
-        "JOIN imagery_intake a ON a.id = p.after_id WHERE a.collection = :c"), {"c": cid}
-    ).mappings().one()
+    pair = (
+        connection.execute(
+            text(
+                "SELECT b.item_id AS before, a.item_id AS after, p.status, p.detection_run_id, p.alerts "
+                "FROM imagery_intake_pairs p JOIN imagery_intake b ON b.id = p.before_id "
+                "JOIN imagery_intake a ON a.id = p.after_id WHERE a.collection = :c"
+            ),
+            {"c": cid},
+        )
+        .mappings()
+        .one()
+    )
     # same season a year before, the clear one (not the cloudier 25 April, not October)
     assert pair["before"] == "S2A_48QXH_20240420_0_L2A"
     assert pair["after"] == "S2B_48QXH_20250418_0_L2A"
     assert pair["status"] == "succeeded" and pair["alerts"] == det.alerts >= 1
-    run = connection.execute(text("SELECT status, method FROM detection_runs WHERE id = :i"),
-                             {"i": pair["detection_run_id"]}).one()
+    run = connection.execute(
+        text("SELECT status, method FROM detection_runs WHERE id = :i"),
+        {"i": pair["detection_run_id"]},
+    ).one()
     assert tuple(run) == ("succeeded", "cva")
-    rules = {tuple(r) for r in connection.execute(text(
-        "SELECT p.land_use_code_raw, a.rule FROM parcel_alerts a JOIN parcels p "
-        "ON p.id = a.parcel_id WHERE a.run_id = :r"), {"r": pair["detection_run_id"]})}
+    rules = {
+        tuple(r)
+        for r in connection.execute(
+            text(
+                "SELECT p.land_use_code_raw, a.rule FROM parcel_alerts a JOIN parcels p "
+                "ON p.id = a.parcel_id WHERE a.run_id = :r"
+            ),
+            {"r": pair["detection_run_id"]},
+        )
+    }
     assert ("LUC", "rice_land_lost") in rules
 
     # the next poll: nothing new, no second detection of the same pair
-    stac_res, det = poll(connection, settings, land=LandSettings(_env_file=None, detector="cva"),
-                         now=dt.datetime(2025, 5, 1, tzinfo=UTC))
+    stac_res, det = poll(
+        connection,
+        settings,
+        land=LandSettings(_env_file=None, detector="cva"),
+        now=dt.datetime(2025, 5, 1, tzinfo=UTC),
+    )
     assert stac_res.processed == 0 and det.detections == 0
-    assert connection.execute(text(
-        "SELECT count(*) FROM imagery_intake_pairs p JOIN imagery_intake a ON a.id = p.after_id "
-        "WHERE a.collection = :c"), {"c": cid}).scalar_one() == 1
+    assert (
+        connection.execute(
+            text(
+                "SELECT count(*) FROM imagery_intake_pairs p JOIN imagery_intake a ON a.id = p.after_id "
+                "WHERE a.collection = :c"
+            ),
+            {"c": cid},
+        ).scalar_one()
+        == 1
+    )
 
 
 def test_catalogue_answering_500_is_retried_then_reported(fault_server, connection, tmp_path):
     bad = fault_server("error")
-    connection.execute(text(
-        "INSERT INTO imagery_intake (source, collection, item_id, status, local_path) "
-        "VALUES ('stac', 'kept', 'earlier-item', 'processed', '/x')"))
-    settings = _settings(tmp_path, bad.url, "t-none", bbox=(105.9, 20.4, 106.0, 20.5),
-                         stac_retries=2, stac_backoff_s=0.05)
+    connection.execute(
+        text(
+            "INSERT INTO imagery_intake (source, collection, item_id, status, local_path) "
+            "VALUES ('stac', 'kept', 'earlier-item', 'processed', '/x')"
+        )
+    )
+    settings = _settings(
+        tmp_path,
+        bad.url,
+        "t-none",
+        bbox=(105.9, 20.4, 106.0, 20.5),
+        stac_retries=2,
+        stac_backoff_s=0.05,
+    )
     report = poll(connection, settings)
     (res,) = report
     assert res.error is not None and "failed after 3 attempt(s)" in res.error
@@ -221,15 +315,25 @@ def test_catalogue_answering_500_is_retried_then_reported(fault_server, connecti
     assert report.as_dict()["stac"]["processed"] == 0
     assert "HTTP 500" in res.error and bad.url in res.error
     assert bad.requests == 3
-    assert connection.execute(text(
-        "SELECT status FROM imagery_intake WHERE item_id = 'earlier-item'")).scalar_one() \
+    assert (
+        connection.execute(
+            text("SELECT status FROM imagery_intake WHERE item_id = 'earlier-item'")
+        ).scalar_one()
         == "processed"
+    )
 
 
 def test_catalogue_timing_out_is_reported_quickly(fault_server, connection, tmp_path):
     slow = fault_server("slow", delay=20)
-    settings = _settings(tmp_path, slow.url, "t-none", bbox=(105.9, 20.4, 106.0, 20.5),
-                         stac_retries=1, stac_backoff_s=0.05, stac_timeout_s=0.5)
+    settings = _settings(
+        tmp_path,
+        slow.url,
+        "t-none",
+        bbox=(105.9, 20.4, 106.0, 20.5),
+        stac_retries=1,
+        stac_backoff_s=0.05,
+        stac_timeout_s=0.5,
+    )
     t0 = time.monotonic()
     (res,) = poll(connection, settings)
     assert time.monotonic() - t0 < 10
@@ -237,22 +341,41 @@ def test_catalogue_timing_out_is_reported_quickly(fault_server, connection, tmp_
     assert slow.requests == 2
 
 
-def test_flaky_catalogue_is_retried_with_backoff(stac_api, cog_server, demo, fault_server,
-                                                 connection, tmp_path):
+def test_flaky_catalogue_is_retried_with_backoff(
+    stac_api, cog_server, demo, fault_server, connection, tmp_path
+):
     cid = "t-flaky"
-    stac_api.load(sc.collection(cid), [sc.item(
-        cid, "S2B_48QXH_20250418_0_L2A", dt.datetime(2025, 4, 18, 3, 31, tzinfo=UTC),
-        demo["after"], cog_server.root, cog_server.url, 8.0)])
+    stac_api.load(
+        sc.collection(cid),
+        [
+            sc.item(
+                cid,
+                "S2B_48QXH_20250418_0_L2A",
+                dt.datetime(2025, 4, 18, 3, 31, tzinfo=UTC),
+                demo["after"],
+                cog_server.root,
+                cog_server.url,
+                8.0,
+            )
+        ],
+    )
     flaky = fault_server("flaky", failures=2, upstream=stac_api.url)
-    settings = _settings(tmp_path, flaky.url, cid, bbox=tuple(
-        sc.footprint_lonlat(demo["after"]["B02"])), stac_retries=3, stac_backoff_s=0.05)
+    settings = _settings(
+        tmp_path,
+        flaky.url,
+        cid,
+        bbox=tuple(sc.footprint_lonlat(demo["after"]["B02"])),
+        stac_retries=3,
+        stac_backoff_s=0.05,
+    )
     (res,) = poll(connection, settings, now=dt.datetime(2025, 5, 1, tzinfo=UTC))
     assert res.error is None and res.processed == 1
     assert flaky.requests >= 4  # 2 answered 503, then the landing page and the search
 
 
-def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fault_server,
-                                                  connection, tmp_path):
+def test_missing_truncated_and_unreachable_assets(
+    stac_api, cog_server, demo, fault_server, connection, tmp_path
+):
     cid = "t-assets"
     root, url = cog_server.root, cog_server.url
     trunc = dict(demo["after"])
@@ -264,18 +387,49 @@ def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fa
     down = fault_server("error")
     when = dt.datetime(2025, 4, 18, 3, 31, tzinfo=UTC)
     items = [
-        sc.item(cid, "missing-asset", when, demo["after"], root, url, 5.0,
-                href_override={"B04": f"{url}/demo/nowhere/B04.tif"}),
+        sc.item(
+            cid,
+            "missing-asset",
+            when,
+            demo["after"],
+            root,
+            url,
+            5.0,
+            href_override={"B04": f"{url}/demo/nowhere/B04.tif"},
+        ),
         sc.item(cid, "truncated-asset", when, trunc, root, url, 5.0),
-        sc.item(cid, "server-down", when, demo["after"], root, url, 5.0,
-                href_override={"B05": f"{down.url}/B05.tif"}),
-        sc.item(cid, "no-band", when, {k: v for k, v in demo["after"].items() if k != "B11"},
-                root, url, 5.0),
+        sc.item(
+            cid,
+            "server-down",
+            when,
+            demo["after"],
+            root,
+            url,
+            5.0,
+            href_override={"B05": f"{down.url}/B05.tif"},
+        ),
+        sc.item(
+            cid,
+            "no-band",
+            when,
+            {k: v for k, v in demo["after"].items() if k != "B11"},
+            root,
+            url,
+            5.0,
+        ),
     ]
     stac_api.load(sc.collection(cid), items)
     bbox = tuple(sc.footprint_lonlat(demo["after"]["B02"]))
-    settings = _settings(tmp_path, stac_api.url, cid, bbox=bbox, stac_retries=1,
-                         stac_backoff_s=0.05, max_attempts=2, retry_after_s=3600)
+    settings = _settings(
+        tmp_path,
+        stac_api.url,
+        cid,
+        bbox=bbox,
+        stac_retries=1,
+        stac_backoff_s=0.05,
+        max_attempts=2,
+        retry_after_s=3600,
+    )
     now = dt.datetime(2025, 5, 1, tzinfo=UTC)
     (res,) = poll(connection, settings, now=now)
     assert (res.processed, res.rejected, res.failed) == (0, 3, 1), res.details
@@ -297,8 +451,9 @@ def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fa
     (res,) = poll(connection, settings, now=now)
     assert res.skipped == 4 and res.failed == 0
     # ... and once due, is tried again; at the attempt limit it is given up with the reason
-    connection.execute(text("UPDATE imagery_intake SET next_attempt_at = now() "
-                            "WHERE item_id = 'server-down'"))
+    connection.execute(
+        text("UPDATE imagery_intake SET next_attempt_at = now() WHERE item_id = 'server-down'")
+    )
     (res,) = poll(connection, settings, now=now)
     assert res.rejected == 1
     row = _rows(connection, cid)["server-down"]
@@ -307,7 +462,8 @@ def test_missing_truncated_and_unreachable_assets(stac_api, cog_server, demo, fa
 
 
 def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
-        stac_api, cog_server, connection, tmp_path, capsys):
+    stac_api, cog_server, connection, tmp_path, capsys
+):
     """The operator's path (docs/imagery-intake.md): scenes on disk → COGs + items with
     ``python -m gis.intake.catalogue`` → pypgstac → the intake, detection and alerts."""
     from gis.intake.catalogue import main
@@ -315,10 +471,24 @@ def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
     cid = "t-tool"
     out = cog_server.root / "tool"
     items_file, coll_file = tmp_path / "items.ndjson", tmp_path / "collection.json"
-    rc = main([str(sc.LAND / "before"), str(next(sc.LAND.glob("after_*.tif"))),
-               "--out-dir", str(out), "--base-url", f"{cog_server.url}/tool",
-               "--collection", cid, "--items", str(items_file),
-               "--collection-file", str(coll_file), "--blocksize", "64"])
+    rc = main(
+        [
+            str(sc.LAND / "before"),
+            str(next(sc.LAND.glob("after_*.tif"))),
+            "--out-dir",
+            str(out),
+            "--base-url",
+            f"{cog_server.url}/tool",
+            "--collection",
+            cid,
+            "--items",
+            str(items_file),
+            "--collection-file",
+            str(coll_file),
+            "--blocksize",
+            "64",
+        ]
+    )
     assert rc == 0
     items = [json.loads(line) for line in items_file.read_text().splitlines()]
     assert [i["properties"]["datetime"][:10] for i in items] == ["2024-04-20", "2025-04-18"]
@@ -329,13 +499,23 @@ def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
         assert ds.profile["tiled"] and ds.overviews(1) is not None
     stac_api.load(json.loads(coll_file.read_text()), items)
     import_cadastre(connection, sc.LAND / "sample_cadastre.gpkg")
-    settings = _settings(tmp_path, stac_api.url, cid, detect=True,
-                         bbox=tuple(json.loads(coll_file.read_text())["extent"]["spatial"]
-                                    ["bbox"][0]))
-    stac_res, det = poll(connection, settings, land=LandSettings(_env_file=None, detector="cva"),
-                         now=dt.datetime(2025, 5, 1, tzinfo=UTC))
+    settings = _settings(
+        tmp_path,
+        stac_api.url,
+        cid,
+        detect=True,
+        bbox=tuple(json.loads(coll_file.read_text())["extent"]["spatial"]["bbox"][0]),
+    )
+    stac_res, det = poll(
+        connection,
+        settings,
+        land=LandSettings(_env_file=None, detector="cva"),
+        now=dt.datetime(2025, 5, 1, tzinfo=UTC),
+    )
     assert stac_res.processed == 2 and det.detections == 1 and det.alerts >= 1, (
-        stac_res.details, det.details)
+        stac_res.details,
+        det.details,
+    )
     no_scl = _rows(connection, cid)[items[1]["id"]]
     assert no_scl["properties"]["scl"].startswith("no SCL asset")
 
@@ -344,21 +524,37 @@ def test_local_catalogue_made_with_the_tool_is_taken_and_detected(
     from tests.gis._land_rasters import scene, write_multiband
 
     write_multiband(tmp_path / "undated" / "scene.tif", scene(32))
-    rc = main([str(tmp_path / "undated" / "scene.tif"), "--out-dir", str(tmp_path / "o"),
-               "--base-url", "http://x", "--collection", "c"])
+    rc = main(
+        [
+            str(tmp_path / "undated" / "scene.tif"),
+            "--out-dir",
+            str(tmp_path / "o"),
+            "--base-url",
+            "http://x",
+            "--collection",
+            "c",
+        ]
+    )
     assert rc == 2 and "acquisition date unknown" in capsys.readouterr().err
 
 
-def test_unusable_scene_folder_or_unknown_area_is_one_clear_error(fault_server, connection,
-                                                                  tmp_path):
+def test_unusable_scene_folder_or_unknown_area_is_one_clear_error(
+    fault_server, connection, tmp_path
+):
     never = fault_server("error")  # must not be asked
     (tmp_path / "a_file").write_text("x")
-    settings = _settings(tmp_path, never.url, "t-none", bbox=(105.9, 20.4, 106.0, 20.5),
-                         dir=tmp_path / "a_file" / "scenes")
+    settings = _settings(
+        tmp_path,
+        never.url,
+        "t-none",
+        bbox=(105.9, 20.4, 106.0, 20.5),
+        dir=tmp_path / "a_file" / "scenes",
+    )
     (res,) = poll(connection, settings)
     assert res.error.startswith(f"cannot write scenes into {tmp_path / 'a_file' / 'scenes'}")
     settings = _settings(tmp_path, never.url, "t-none", province_code="NO-SUCH")
     (res,) = poll(connection, settings)
-    assert res.error.startswith("No current administrative unit of province NO-SUCH with a "
-                                "geometry is stored")
+    assert res.error.startswith(
+        "No current administrative unit of province NO-SUCH with a geometry is stored"
+    )
     assert never.requests == 0

@@ -53,7 +53,8 @@ def test_settled_deliveries_are_processed_and_the_pair_detected(connection, tmp_
     w, det = poll(connection, settings, land=land)
     assert (w.processed, w.rejected, w.waiting) == (2, 0, 0), w.details
     assert sorted(p.name for p in (watch / "processed").iterdir()) == sorted(
-        ["T48QXH_20240420T033121", AFTER.name])
+        ["T48QXH_20240420T033121", AFTER.name]
+    )
     assert not (watch / AFTER.name).exists()
     rows = _watch_rows(connection)
     assert rows[AFTER.name]["status"] == "processed"
@@ -63,9 +64,16 @@ def test_settled_deliveries_are_processed_and_the_pair_detected(connection, tmp_
     # same season a year apart: detected, with the planted parcel alerts
     assert det.detections == 1 and det.alerts >= 1, det.details
     run_id = det.details[0]["run_id"]
-    rules = {tuple(r) for r in connection.execute(text(
-        "SELECT p.land_use_code_raw, a.rule FROM parcel_alerts a JOIN parcels p "
-        "ON p.id = a.parcel_id WHERE a.run_id = :r"), {"r": run_id})}
+    rules = {
+        tuple(r)
+        for r in connection.execute(
+            text(
+                "SELECT p.land_use_code_raw, a.rule FROM parcel_alerts a JOIN parcels p "
+                "ON p.id = a.parcel_id WHERE a.run_id = :r"
+            ),
+            {"r": run_id},
+        )
+    }
     assert ("LUC", "rice_land_lost") in rules
 
     # the next poll finds nothing new and detects nothing twice
@@ -86,12 +94,12 @@ def test_a_file_still_being_written_is_left_alone(connection, tmp_path):
     (w,) = poll(connection, settings)
     assert (w.waiting, w.processed, w.rejected) == (2, 0, 0)
     with open(growing, "ab") as f:  # the copy goes on between the polls
-        f.write(data[len(data) // 3: 2 * len(data) // 3])
+        f.write(data[len(data) // 3 : 2 * len(data) // 3])
     (w,) = poll(connection, settings)
     assert (w.waiting, w.processed, w.rejected) == (2, 0, 0)
     assert growing.exists() and partial.exists() and not _watch_rows(connection)
     with open(growing, "ab") as f:
-        f.write(data[2 * len(data) // 3:])
+        f.write(data[2 * len(data) // 3 :])
     partial.rename(watch / "S2_20250418_copy.tif")  # the .partial convention: renamed when done
 
     (w,) = poll(connection, settings)  # both seen complete once: still waiting
@@ -99,7 +107,9 @@ def test_a_file_still_being_written_is_left_alone(connection, tmp_path):
     (w,) = poll(connection, settings)
     assert (w.waiting, w.processed, w.rejected) == (0, 2, 0), w.details
     assert {p.name for p in (watch / "processed").iterdir()} == {
-        "S2_20250418_growing.tif", "S2_20250418_copy.tif"}
+        "S2_20250418_growing.tif",
+        "S2_20250418_copy.tif",
+    }
     assert not (watch / ".ioc-intake-watch.json").exists()  # nothing waits: no state left
 
 
@@ -159,8 +169,9 @@ def test_database_down_puts_the_delivery_back(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    engine = make_engine(f"postgresql://ioc:x@127.0.0.1:{port}/ioc",
-                         connect_args={"connect_timeout": 2})
+    engine = make_engine(
+        f"postgresql://ioc:x@127.0.0.1:{port}/ioc", connect_args={"connect_timeout": 2}
+    )
     watch = tmp_path / "watch"
     watch.mkdir()
     shutil.copy(AFTER, watch / AFTER.name)
