@@ -9,10 +9,11 @@ same settings (they come from one :class:`api.settings.ApiSettings`), so they sh
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PoolSettings:
     statement_timeout_ms: int = 30_000
     #: seconds a request waits for a connection (or for one to be made) before its 503; short so
     #: that during a database outage clients hear 503 at once rather than hang
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: float = 3.0
 
 
 _POOLS: dict[PoolSettings, ConnectionPool] = {}
@@ -50,6 +51,36 @@ def get_pool(settings: PoolSettings) -> ConnectionPool:
             )
             _POOLS[settings] = pool
         return pool
+
+
+def discard_pool(settings: PoolSettings, pool: ConnectionPool) -> None:
+    """Drop ``pool`` after it could not hand out a connection in time: its reconnection back-off
+    grows to tens of seconds during an outage (a 30 s outage kept items pages failing 27 s after
+    the database came back), while a new pool connects at the next request."""
+    with _LOCK:
+        if _POOLS.get(settings) is pool:
+            del _POOLS[settings]
+        else:
+            pool = None
+    if pool is not None:
+        pool.close(timeout=0)
+
+
+@contextlib.contextmanager
+def connection(settings: PoolSettings):
+    """A connection from the pool of ``settings`` (as ``pool.connection()``); a pool that could
+    not hand one out in time is replaced, so the first request after an outage connects anew."""
+    pool = get_pool(settings)
+    try:
+        conn = pool.getconn()
+    except PoolTimeout:
+        discard_pool(settings, pool)
+        raise
+    try:
+        with conn:
+            yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def close_pools(database_url: str | None = None) -> None:

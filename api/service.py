@@ -16,7 +16,7 @@ from typing import Any
 from api.collections import BY_ID, TableInfo, inspect_collection
 from api.errors import NotFoundError
 from api.params import FeatureQuery
-from api.pools import PoolSettings, get_pool
+from api.pools import PoolSettings, connection, get_pool
 from api.sql import CollectionSQL
 
 
@@ -28,7 +28,7 @@ class ServiceSettings:
     pool_size: int = 8
     statement_timeout_ms: int = 30_000
     exact_count_limit: int = 200_000
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: float = 3.0
 
     @classmethod
     def from_api_settings(cls, settings, database_url: str) -> ServiceSettings:
@@ -48,7 +48,7 @@ class ServiceSettings:
             int(options.get("pool_size", 8)),
             int(options.get("statement_timeout_ms", 30_000)),
             int(options.get("exact_count_limit", 200_000)),
-            float(options.get("connect_timeout_s", 5.0)),
+            float(options.get("connect_timeout_s", 3.0)),
         )
 
 
@@ -127,7 +127,7 @@ class FeatureService:
     def page(self, collection_id: str, q: FeatureQuery) -> Page:
         c = self.collection(collection_id)
         query, params = c.page(q)
-        with self.pool.connection() as conn:
+        with connection(self.pool_settings) as conn:
             rows = conn.execute(query, params).fetchall()
             has_more = len(rows) > q.limit
             rows = rows[: q.limit]
@@ -158,7 +158,7 @@ class FeatureService:
         """numberMatched before the rows are read: the planner's estimate on large unfiltered
         tables, else an exact count (capped at ``exact_count_limit`` when filtered)."""
         c = self.collection(collection_id)
-        with self.pool.connection() as conn:
+        with connection(self.pool_settings) as conn:
             if not q.filtered:
                 estimate = self._estimate(conn, c)
                 if estimate > self.exact_count_limit:
@@ -172,7 +172,7 @@ class FeatureService:
         pooled connection only while the response is being written; ``limit + 1`` rows."""
         c = self.collection(collection_id)
         query, params = c.page(q)
-        with self.pool.connection() as conn:
+        with connection(self.pool_settings) as conn:
             yield from conn.cursor().stream(query, params)
 
     def item(self, collection_id: str, identifier: str, q: FeatureQuery) -> str:
@@ -188,7 +188,7 @@ class FeatureService:
             if not -(2**63) <= key < 2**63:
                 raise NotFoundError(f"No item '{identifier[:80]}' in collection {collection_id}.")
         query, params = c.item(key, q)
-        with self.pool.connection() as conn:
+        with connection(self.pool_settings) as conn:
             row = conn.execute(query, params).fetchone()
         if row is None:
             raise NotFoundError(f"No item '{identifier[:80]}' in collection {collection_id}.")
@@ -197,7 +197,7 @@ class FeatureService:
     def tile(self, collection_id: str, z: int, x: int, y: int) -> bytes:
         c = self.collection(collection_id)
         query, params = c.tile(z, x, y)
-        with self.pool.connection() as conn:
+        with connection(self.pool_settings) as conn:
             row = conn.execute(query, params).fetchone()
         return bytes(row[0]) if row and row[0] is not None else b""
 

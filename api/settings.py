@@ -57,7 +57,7 @@ class ApiSettings(BaseSettings):
     pool_size: int = Field(default=8, ge=1)
     statement_timeout_ms: int = Field(default=30_000, ge=100)
     connect_timeout_s: float = Field(
-        default=5.0,
+        default=3.0,
         gt=0,
         le=120,
         description="Seconds a request waits for a database connection before answering 503 "

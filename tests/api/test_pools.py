@@ -35,3 +35,27 @@ def test_pools_differ_by_connect_timeout():
         )
     finally:
         close_pools(url)
+
+
+def test_a_pool_that_timed_out_is_replaced_so_the_next_request_connects_at_once(database_url):
+    """A 30 s outage left items pages failing 27 s after the database was back: the pool's
+    reconnection back-off had grown. Now the timed-out pool is dropped and the next request
+    gets a new pool that connects at once."""
+    from api.pools import connection
+
+    closed_port = f"postgresql://ioc@127.0.0.1:{_free_port()}/ioc"
+    down = PoolSettings(closed_port, size=2, connect_timeout_s=1.0)
+    first = get_pool(down)
+    with pytest.raises(psycopg.OperationalError), connection(down):
+        pass
+    assert first.closed and get_pool(down) is not first  # replaced, not reused
+    close_pools(closed_port)
+
+    up = PoolSettings(database_url, size=2, connect_timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        with connection(up) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert time.monotonic() - started < 5
+    finally:
+        close_pools(database_url)
