@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,32 +28,42 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-@pytest.fixture(scope="session")
-def api_database_url(database_url) -> str:
-    """A migrated, seeded database for the API tests (the server commits to it)."""
+@contextlib.contextmanager
+def migrated_database(database_url: str, name: str):
+    """A freshly migrated database ``name`` next to ``database_url`` (its URL), dropped again
+    afterwards together with the API's pools; skips when the user may not create databases."""
     from gis.db import migrate
-    from gis.db.session import make_engine
 
-    name = "ioc_api_test"
     admin = _with_database(database_url, "postgres")
     try:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
-        pytest.skip(f"the API tests need a database of their own and cannot create it: {exc}")
+        pytest.skip(f"needs a database of its own ({name}) and cannot create it: {exc}")
     url = _with_database(database_url, name)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        seed(conn)
-    engine.dispose()
-    yield url
-    from api.pools import close_pools
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        from api.pools import close_pools
 
-    close_pools()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        close_pools()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def api_database_url(database_url) -> str:
+    """A migrated, seeded database for the API tests (the server commits to it)."""
+    from gis.db.session import make_engine
+
+    with migrated_database(database_url, "ioc_api_test") as url:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            seed(conn)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")

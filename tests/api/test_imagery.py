@@ -10,12 +10,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 from PIL import Image
 from sqlalchemy import text
 
-from tests.api.conftest import _with_database
+from tests.api.conftest import migrated_database
 
 pytestmark = pytest.mark.postgis
 
@@ -29,34 +28,19 @@ def imagery(database_url, tmp_path_factory):
     from gis.cadastre import import_cadastre
     from gis.change.detect import DetectionConfig, detect_changes
     from gis.change.store import store_run
-    from gis.db import migrate
     from gis.db.session import make_engine
 
-    name = "ioc_imagery_test"
-    admin = _with_database(database_url, "postgres")
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        pytest.skip(f"needs a database of its own: {exc}")
-    url = _with_database(database_url, name)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    import_cadastre(engine, LAND / "sample_cadastre.gpkg")
-    result = detect_changes(
-        LAND / "before", LAND / "after_T48QXH_20250418.tif", DetectionConfig(method="cva")
-    )
-    state = tmp_path_factory.mktemp("state")
-    stored = store_run(engine, result, load_rules(), state_dir=state)
-    stored.update(state=state, result=result)
-    yield url, engine, stored
-    engine.dispose()
-    from api.pools import close_pools
-
-    close_pools()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(database_url, "ioc_imagery_test") as url:
+        engine = make_engine(url)
+        import_cadastre(engine, LAND / "sample_cadastre.gpkg")
+        result = detect_changes(
+            LAND / "before", LAND / "after_T48QXH_20250418.tif", DetectionConfig(method="cva")
+        )
+        state = tmp_path_factory.mktemp("state")
+        stored = store_run(engine, result, load_rules(), state_dir=state)
+        stored.update(state=state, result=result)
+        yield url, engine, stored
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import text
 
-from tests.api.conftest import _free_port, _with_database
+from tests.api.conftest import _free_port, migrated_database
 from tests.api.seed import seed
 
 pytestmark = pytest.mark.postgis
@@ -41,29 +40,14 @@ CHROMIUM = (
 @pytest.fixture(scope="module")
 def page_db(database_url):
     """A migrated, seeded database of this module's own: (url, engine)."""
-    from gis.db import migrate
     from gis.db.session import make_engine
 
-    name = "ioc_review_page_test"
-    admin = _with_database(database_url, "postgres")
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        pytest.skip(f"needs a database of its own and cannot create it: {exc}")
-    url = _with_database(database_url, name)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        seed(conn)
-    yield url, engine
-    engine.dispose()
-    from api.pools import close_pools
-
-    close_pools()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(database_url, "ioc_review_page_test") as url:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            seed(conn)
+        yield url, engine
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
