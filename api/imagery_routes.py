@@ -2,10 +2,12 @@
 
 - ``GET /imagery/{scene_id}/tiles/{z}/{x}/{y}.png?style=truecolor|falsecolor``: XYZ
   (WebMercatorQuad) 256-px PNG map tiles of a scene's COG, rendered by rio-tiler with the
-  scene's recorded 2-98 % stretch (:mod:`gis.evidence`); transparent outside the scene, 204
-  for a tile that does not touch it. QGIS: *XYZ Tiles* with this URL.
+  scene's recorded 2-98 % stretch and the display gamma (:mod:`gis.evidence`); transparent
+  outside the scene, 204 for a tile that does not touch it. QGIS: *XYZ Tiles* with this URL.
 - ``GET /imagery/runs/{run}/{before|after}/tiles/{z}/{x}/{y}.png``: the same for a run's
-  before or after scene; ``{run}`` may be ``latest`` (the shipped QGIS project uses that).
+  before or after scene, with the run's pair stretch (:func:`gis.evidence.pair_stretch`, the
+  one its alerts' chips use), so before and after compare honestly and the map matches the
+  chips; ``{run}`` may be ``latest`` (the shipped QGIS project uses that).
 - ``GET /imagery/runs/{run_id}``: before and after of a run side by side (two synced Leaflet
   maps, the run's alerts and changes drawn on both; local Leaflet, works offline).
 - ``GET /collections/parcel-alerts/items/{id}/evidence/{before|after}.png?style=...``: the
@@ -31,7 +33,7 @@ from starlette.routing import Route
 from api.app_context import AppContext, RouteGroup
 from api.crs import CRS84
 from api.errors import ConfigError, InvalidParameterError, NotFoundError
-from gis.evidence import MOMENTS, STYLES, render_tile
+from gis.evidence import MOMENTS, STYLES, pair_stretch, render_tile
 
 COVERAGE_PREFIX = "imagery-scene-"
 PNG = "image/png"
@@ -117,35 +119,41 @@ def _scene(engine: Engine, scene_id: int):
     return row
 
 
-def _run_scene(engine: Engine, run: str, moment: str) -> int:
+RUN_COGS_SQL = """
+    SELECT r.id, r.{column} AS scene_id, cb.stretch AS before_stretch,
+           ca.stretch AS after_stretch
+    FROM detection_runs r
+    JOIN scene_cogs cb ON cb.scene_id = r.before_scene_id
+    JOIN scene_cogs ca ON ca.scene_id = r.after_scene_id
+    WHERE r.status = 'succeeded' {where}
+    ORDER BY r.id DESC LIMIT 1
+"""
+
+
+def _run_scene(engine: Engine, run: str, moment: str) -> tuple[int, dict]:
     """The before/after scene id of run ``run`` (an id, or ``latest``: the latest succeeded
-    run with stored imagery)."""
+    run with stored imagery) and the run's pair stretch (the one its chips use)."""
     if moment not in MOMENTS:
         raise NotFoundError(f"No imagery '{moment[:20]}'; use before or after.")
     column = f"{moment}_scene_id"
-    with engine.connect() as conn:
-        if run == "latest":
-            scene = conn.execute(
-                text(
-                    f"SELECT r.{column} FROM detection_runs r JOIN scene_cogs c ON c.scene_id = "
-                    f"r.{column} WHERE r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1"
-                )
-            ).scalar()
-            if scene is None:
-                raise NotFoundError("No stored detection run has imagery yet.")
-            return int(scene)
+    params: dict[str, int] = {}
+    if run == "latest":
+        where = ""
+    else:
         try:
             run_id = int(run)
         except ValueError:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.") from None
         if not 0 < run_id <= INT4_MAX:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.")
-        scene = conn.execute(
-            text(f"SELECT {column} FROM detection_runs WHERE id = :r"), {"r": run_id}
-        ).scalar()
-    if scene is None:
+        where, params = "AND r.id = :r", {"r": run_id}
+    with engine.connect() as conn:
+        row = conn.execute(text(RUN_COGS_SQL.format(column=column, where=where)), params).one_or_none()
+    if row is None:
+        if run == "latest":
+            raise NotFoundError("No stored detection run has imagery yet.")
         raise NotFoundError(f"No stored detection run {run_id} with imagery.")
-    return int(scene)
+    return int(row.scene_id), pair_stretch(row.before_stretch, row.after_stretch)
 
 
 def _style(request: Request, allowed: tuple[str, ...] = ("style",)) -> str:
@@ -223,16 +231,17 @@ PAGE = """<!DOCTYPE html>
  <div class="pane"><h2>Sau: {after_at} (cảnh {after_id})</h2><div id="after" class="map"></div></div>
 </div>
 <script>
-const BASE = {base_json}, RUN = {run_id}, SCENES = {{before: {before_id}, after: {after_id}}};
+const BASE = {base_json}, RUN = {run_id};
 const BOUNDS = [[{ymin}, {xmin}], [{ymax}, {xmax}]];
-function tileUrl(scene, style) {{
-  return BASE + "/imagery/" + scene + "/tiles/{{z}}/{{x}}/{{y}}.png?style=" + style;
+// the run's tiles: both dates with the run's one stretch, the one its alerts' chips use
+function tileUrl(moment, style) {{
+  return BASE + "/imagery/runs/" + RUN + "/" + moment + "/tiles/{{z}}/{{x}}/{{y}}.png?style=" + style;
 }}
 const maps = {{}}, layers = {{}};
 for (const moment of ["before", "after"]) {{
   const m = L.map(moment, {{maxZoom: 19, minZoom: 8}});
   m.attributionControl.setPrefix("");
-  layers[moment] = L.tileLayer(tileUrl(SCENES[moment], "truecolor"),
+  layers[moment] = L.tileLayer(tileUrl(moment, "truecolor"),
       {{maxZoom: 19, maxNativeZoom: 17, bounds: BOUNDS}}).addTo(m);
   m.fitBounds(BOUNDS);
   maps[moment] = m;
@@ -247,7 +256,7 @@ function follow(src, dst) {{
 }}
 follow(maps.before, maps.after); follow(maps.after, maps.before);
 document.querySelectorAll("input[name=style]").forEach(el => el.addEventListener("change", e => {{
-  for (const moment of ["before", "after"]) layers[moment].setUrl(tileUrl(SCENES[moment], e.target.value));
+  for (const moment of ["before", "after"]) layers[moment].setUrl(tileUrl(moment, e.target.value));
 }}));
 // the run's changes and alerted parcels on both maps
 function overlay(collection, colour, weight) {{
@@ -316,12 +325,14 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         z, x, y = p["z"], p["x"], p["y"]
         if z > 24 or x >= 2**z or y >= 2**z:
             raise NotFoundError(f"Tile {z}/{x}/{y} is outside WebMercatorQuad.")
-        scene_id = p.get("scene_id")
-        if scene_id is None:  # /imagery/runs/{run}/{moment}/tiles/...
-            scene_id = await run_in_threadpool(_run_scene, engine, p["run"], p["moment"])
+        scene_id, stretch = p.get("scene_id"), None
+        if scene_id is None:  # /imagery/runs/{run}/{moment}/tiles/...: the run's pair stretch
+            scene_id, stretch = await run_in_threadpool(
+                _run_scene, engine, p["run"], p["moment"]
+            )
         scene = await run_in_threadpool(_scene, engine, scene_id)
         png = await run_in_threadpool(
-            render_tile, scene.path, list(scene.bands), dict(scene.stretch), z, x, y, style
+            render_tile, scene.path, list(scene.bands), stretch or dict(scene.stretch), z, x, y, style
         )
         if png is None:
             return Response(status_code=204, headers=CACHE)

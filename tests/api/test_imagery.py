@@ -93,12 +93,24 @@ def test_imagery_tiles(client, imagery):
         pixels[s.before_scene_id, "truecolor"], pixels[s.after_scene_id, "truecolor"]
     )
     # by run and moment (latest: what the shipped QGIS project asks for)
+    # with the run's one stretch for both dates (its chips' stretch), not each scene's own
+    from gis.evidence import pair_stretch, render_tile
+
+    with engine.connect() as conn:
+        cogs = {
+            r.scene_id: r
+            for r in conn.execute(text("SELECT scene_id, path, bands, stretch FROM scene_cogs"))
+        }
+    shared = pair_stretch(cogs[s.before_scene_id].stretch, cogs[s.after_scene_id].stretch)
     for run in (stored["run_id"], "latest"):
-        r = client.get(f"/imagery/runs/{run}/after/tiles/16/{x}/{y}.png")
-        assert r.status_code == 200
-        assert np.array_equal(
-            np.asarray(Image.open(io.BytesIO(r.content))), pixels[s.after_scene_id, "truecolor"]
-        )
+        for moment, scene in (("before", s.before_scene_id), ("after", s.after_scene_id)):
+            r = client.get(f"/imagery/runs/{run}/{moment}/tiles/16/{x}/{y}.png")
+            assert r.status_code == 200
+            c = cogs[scene]
+            expected = render_tile(c.path, c.bands, shared, 16, x, y, "truecolor")
+            got = np.asarray(Image.open(io.BytesIO(r.content)))
+            assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(expected))))
+    assert not np.array_equal(got, pixels[s.after_scene_id, "truecolor"])
     assert client.get(f"/imagery/runs/latest/during/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/runs/987654/before/tiles/16/{x}/{y}.png").status_code == 404
     assert client.get(f"/imagery/{s.after_scene_id}/tiles/16/0/0.png").status_code == 204
@@ -180,8 +192,9 @@ def test_run_page_and_coverages(client, imagery):
     r = client.get(f"/imagery/runs/{stored['run_id']}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
-    assert '"/imagery/" + scene + "/tiles/' in page
-    assert f"SCENES = {{before: {s.before_scene_id}, after: {s.after_scene_id}}}" in page
+    # both maps show the run's tiles (the run's one stretch, as its chips), scenes named
+    assert '"/imagery/runs/" + RUN + "/" + moment + "/tiles/' in page
+    assert f"(cảnh {s.before_scene_id})" in page and f"(cảnh {s.after_scene_id})" in page
     assert "http://testserver/vendor/leaflet/leaflet.js" in page  # local Leaflet: offline
     assert "unpkg.com" not in page
     assert client.get("/imagery/runs/987654").status_code == 404
