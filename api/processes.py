@@ -473,8 +473,11 @@ def process_resources(
     settings: ApiSettings, land: LandSettings, database_url: str
 ) -> dict[str, dict]:
     """The ``resources`` entries of the three processes for the pygeoapi configuration, with
-    what each needs passed in: the database, the folders the land process may read and the
-    land settings (the ones ``ioc land detect`` honours)."""
+    what each needs passed in: the database, the folders the land process may read, the
+    land settings (the ones ``ioc land detect`` honours) and, for sentiment scoring, the
+    model (``IOC_NLP_MODEL_PATH``, else the registry's promoted one, else the shipped one),
+    the encoder switch (``IOC_NLP_ENCODER``) and the state dir holding the encoder's vector
+    cache (``IOC_STATE_DIR``)."""
     from api.errors import ConfigError
 
     if land.detector not in DETECTORS:
@@ -502,6 +505,8 @@ def process_resources(
         }
         if process_id == "land-change-detection":
             processor["land"] = land_def
+        if process_id == "sentiment-scoring":
+            processor["nlp"] = _nlp_def()
         out[process_id] = {"type": "process", "processor": processor}
     return out
 
@@ -657,13 +662,44 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
 _SCORER: list = []
 
 
-def _scorer():
-    """The sentiment scorer, loaded once per process (model + gazetteer)."""
+def _nlp_def() -> dict[str, Any]:
+    """What the sentiment processor's scorer needs, read from the settings at app start."""
+    from gis.settings import StateSettings
+    from nlp.settings import NLPSettings  # pydantic only: scikit-learn loads with the scorer
+
+    nlp_settings = NLPSettings()
+    state_dir = Path(StateSettings().state_dir)
+    return {
+        "model_path": str(nlp_settings.model_path) if nlp_settings.model_path else None,
+        "registry_dir": str(nlp_settings.registry_dir or state_dir / "nlp-models"),
+        "gazetteer_path": str(nlp_settings.gazetteer_path),
+        "state_dir": str(state_dir),
+        "use_encoder": nlp_settings.use_encoder,
+    }
+
+
+def _scorer(nlp_def: dict[str, Any] | None = None):
+    """The sentiment scorer, loaded once per process (model + gazetteer + encoder with its
+    vector cache under the state dir, so re-scoring a stored article costs no encoding)."""
     if not _SCORER:
         from nlp.scoring import load_scorer
 
+        conf = nlp_def or {}
         try:
-            _SCORER.append(load_scorer())
+            model = Path(conf["model_path"]) if conf.get("model_path") else None
+            if model is None and conf.get("registry_dir"):  # the promoted model, as the CLI
+                from nlp.registry import ModelRegistry
+
+                current = ModelRegistry(Path(conf["registry_dir"])).current_model_path()
+                model = current if current and current.exists() else None
+            _SCORER.append(
+                load_scorer(
+                    model,
+                    Path(conf["gazetteer_path"]) if conf.get("gazetteer_path") else None,
+                    state_dir=Path(conf["state_dir"]) if conf.get("state_dir") else None,
+                    use_encoder=conf.get("use_encoder"),
+                )
+            )
         except Exception as exc:
             LOGGER.exception("the sentiment model cannot be loaded")
             raise ProcessorExecuteError(
@@ -677,6 +713,7 @@ class SentimentScoringProcessor(_DatabaseProcessor):
 
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, SENTIMENT_METADATA)
+        self.nlp_def = processor_def.get("nlp") or {}
 
     def check_inputs(self, inputs: Any) -> dict:
         data = check_inputs(self.metadata, inputs)
@@ -717,7 +754,7 @@ class SentimentScoringProcessor(_DatabaseProcessor):
                 for r in rows
             ]
         try:
-            scored = _scorer().score_records(records)
+            scored = _scorer(self.nlp_def).score_records(records)
         except (IocError, ValueError, OSError) as exc:
             raise ProcessorExecuteError(public_message(str(exc))) from exc
         return "application/json", {"id": "scores", "value": list(scored)}

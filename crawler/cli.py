@@ -286,8 +286,13 @@ def import_command(file, default_source, fmt, no_score, strip_html, no_ner, batc
         from nlp.cli import resolve_model_path
         from nlp.scoring import load_scorer
 
+        state_dir = Path(getattr(obj, "state_dir", None) or os.environ.get("IOC_STATE_DIR", ".state"))
         scorer = load_scorer(
-            resolve_model_path(None, settings), settings.gazetteer_path, use_ner=not no_ner
+            resolve_model_path(None, settings, state_dir),
+            settings.gazetteer_path,
+            use_ner=not no_ner,
+            state_dir=state_dir,  # the encoder's vector cache: a re-import costs no encoding
+            use_encoder=settings.use_encoder,
         )
 
     def on_error(where: str, reason: str) -> None:

@@ -357,10 +357,13 @@ class ScoreStage(_Stage):
 
         spec = settings.get("IOC_SCORER")
         try:
+            state = settings.get("IOC_SCORER_STATE_DIR")
             scorer = load_scorer(
                 Path(spec) if spec else None,
                 Path(settings.get("IOC_GAZETTEER")) if settings.get("IOC_GAZETTEER") else None,
                 use_ner=settings.getbool("IOC_SCORER_NER", True),
+                state_dir=Path(state) if state else None,
+                use_encoder=settings.getbool("IOC_SCORER_ENCODER", True),
             )
         except Exception as exc:  # noqa: BLE001 - no model → stage off, said in the log
             log.warning("scoring switched off: no NLP scorer could be loaded (%s)", exc)

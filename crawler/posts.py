@@ -806,7 +806,11 @@ def demo_stage(ctx: Any) -> None:
         from nlp.scoring import load_scorer
 
         scorer = load_scorer(
-            resolve_model_path(None, settings), settings.gazetteer_path, use_ner=False
+            resolve_model_path(None, settings, Path(ctx.state_dir)),
+            settings.gazetteer_path,
+            use_ner=False,
+            state_dir=Path(ctx.state_dir),
+            use_encoder=settings.use_encoder,
         )
     except Exception as exc:  # noqa: BLE001 - no model: the posts are stored unscored, said so
         ctx.echo(f"  scoring skipped: {exc}")

@@ -59,6 +59,13 @@ def job_dir(state_dir: Path, job: str) -> Path:
     return Path(state_dir) / "crawl" / "jobs" / job
 
 
+def _nlp_encoder_on() -> bool:
+    """The ``IOC_NLP_ENCODER`` setting (nlp.settings), passed to the score stage."""
+    from nlp.settings import NLPSettings
+
+    return NLPSettings().use_encoder
+
+
 def scrapy_settings(
     settings: CrawlSettings,
     state_dir: Path,
@@ -118,6 +125,8 @@ def scrapy_settings(
         "IOC_NEAR_DUPLICATE_THRESHOLD": settings.near_duplicate_threshold,
         "IOC_SCORER": settings.scorer,
         "IOC_SCORER_NER": settings.scorer_ner,
+        "IOC_SCORER_STATE_DIR": str(state_dir),  # the encoder's vector cache (<state>/nlp-cache)
+        "IOC_SCORER_ENCODER": _nlp_encoder_on(),
         "IOC_STATE_JOBDIR": str(jobdir),
         "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",
     }

@@ -187,10 +187,14 @@ def score_unscored(ctx: RunContext, days: int = 7, limit: int = 500) -> dict[str
     from nlp.scoring import load_scorer
 
     svc: Services = ctx.services
+    from nlp.settings import NLPSettings
+
     scorer = load_scorer(
         Path(svc.crawl.scorer) if svc.crawl.scorer else None,
         Path(svc.crawl.gazetteer),
         use_ner=svc.crawl.scorer_ner,
+        state_dir=Path(svc.state_dir),  # the encoder's vector cache: re-scoring costs a lookup
+        use_encoder=NLPSettings().use_encoder,
     )
     results = scorer.score_records(
         [

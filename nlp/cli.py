@@ -21,8 +21,8 @@ DEFAULT_STATE_DIR = Path(".state")
 
 
 def _app() -> Any:
-    ctx = click.get_current_context()
-    return ctx.find_root().obj
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().obj if ctx is not None else None
 
 
 def _state_dir() -> Path:
@@ -30,8 +30,8 @@ def _state_dir() -> Path:
     return Path(getattr(app, "state_dir", None) or DEFAULT_STATE_DIR)
 
 
-def _registry_dir(settings: NLPSettings) -> Path:
-    return settings.registry_dir or (_state_dir() / "nlp-models")
+def _registry_dir(settings: NLPSettings, state_dir: Path | None = None) -> Path:
+    return settings.registry_dir or ((state_dir or _state_dir()) / "nlp-models")
 
 
 def _engine() -> Any:
@@ -43,8 +43,13 @@ def _engine() -> Any:
     return app.engine()
 
 
-def resolve_model_path(explicit: Path | None, settings: NLPSettings) -> Path | None:
-    """Explicit path, else the setting, else the registry's current model, else None (shipped)."""
+def resolve_model_path(
+    explicit: Path | None, settings: NLPSettings, state_dir: Path | None = None
+) -> Path | None:
+    """Explicit path, else the setting, else the registry's current model, else None (shipped).
+
+    ``state_dir``: where the registry lives when ``IOC_NLP_REGISTRY_DIR`` is unset (default:
+    the click app's state dir; callers outside a click command pass it)."""
     if explicit:
         return explicit
     if settings.model_path:
@@ -52,7 +57,7 @@ def resolve_model_path(explicit: Path | None, settings: NLPSettings) -> Path | N
     from nlp.registry import ModelRegistry
 
     try:
-        cur = ModelRegistry(_registry_dir(settings)).current_model_path()
+        cur = ModelRegistry(_registry_dir(settings, state_dir)).current_model_path()
     except (OSError, ValueError):
         cur = None
     return cur if cur and cur.exists() else None
@@ -147,7 +152,7 @@ def score_cmd(
             gazetteer or settings.gazetteer_path,
             use_ner=not no_ner,
             state_dir=_state_dir(),
-            use_encoder=not no_encoder,
+            use_encoder=settings.use_encoder and not no_encoder,
         )
     except NLPError as exc:
         if fin is not sys.stdin:

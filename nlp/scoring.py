@@ -45,7 +45,7 @@ from nlp.errors import ModelLoadError, ModelNotFoundError
 from nlp.heads import GENRES, TFIDF_ONLY, WITH_ENCODER, GenreModel
 from nlp.places import PlaceFinder, load_gazetteer
 from nlp.sentiment import LABELS, NewsModel
-from nlp.settings import DEFAULT_GAZETTEER, DEFAULT_MODEL_DIR
+from nlp.settings import DEFAULT_GAZETTEER, DEFAULT_MODEL_DIR, NLPSettings
 from nlp.text import (
     is_vietnamese_syllable,
     normalize_text,
@@ -652,7 +652,7 @@ def load_scorer(
     gazetteer_path: Path | None = None,
     use_ner: bool = True,
     state_dir: Path | None = None,
-    use_encoder: bool = True,
+    use_encoder: bool | None = None,
 ) -> Scorer:
     """Load the sentiment/topic model, the gazetteer and the encoder once, for many batches.
 
@@ -663,9 +663,12 @@ def load_scorer(
     gazetteer_path : Path, optional
         Gazetteer JSON; default ``data/admin/gazetteer_hanam.json`` of the repository.
     state_dir : Path, optional
-        Where the encoder's vector cache lives (``<state_dir>/nlp-cache``); None: no disk cache.
-    use_encoder : bool
-        False: the TF-IDF-only heads even where the encoder could run.
+        Where the encoder's vector cache lives (``<state_dir>/nlp-cache``): scoring a text
+        again (a re-scored article, a re-imported post) reads its vector instead of running
+        the encoder. None: no disk cache. The product passes its state dir (``IOC_STATE_DIR``).
+    use_encoder : bool, optional
+        False: the TF-IDF-only heads even where the encoder could run; None: the
+        ``IOC_NLP_ENCODER`` setting (:attr:`nlp.settings.NLPSettings.use_encoder`).
     """
     from nlp.encoder import load_encoder
 
@@ -673,9 +676,13 @@ def load_scorer(
     model = load_model(model_path or default_model_path())
     gaz = load_gazetteer(gazetteer_path or DEFAULT_GAZETTEER)
     encoder, reason = None, "switched off"
-    if isinstance(model, GenreModel) and model.needs_encoder and use_encoder:
+    if use_encoder is None:
+        use_encoder = NLPSettings().use_encoder
+    if not use_encoder:
+        reason = "switched off (IOC_NLP_ENCODER=off or --no-encoder)"
+    elif isinstance(model, GenreModel) and model.needs_encoder:
         encoder, reason = load_encoder(
-            state_dir, max_chars=int(model.meta.get("encoder_max_chars", 1000))
+            state_dir, max_chars=int(model.meta.get("encoder_max_chars", 1000)), enabled=True
         )
     scorer = Scorer(
         model, PlaceFinder(gaz, use_ner=use_ner), encoder=encoder, encoder_reason=reason
