@@ -14,11 +14,16 @@ Protocol (every choice inside the folds):
   on one source (magizbox, 537 items) and scored on the other two (63 items); leave-one-topic-out
   (12 folds, each topic predicted by a head that saw none of it); the article head applied to
   the comment sets (cross-genre).
-- posts (VLSP 2016 train, 5,100): nested CV (outer 5, inner 3) for the encoder and the
-  TF-IDF-only heads, tuned figure and gap, and the same outer folds scored on the test part
-  with its diacritics removed (unaccented text).
-- vsfc / visfd: heads chosen by CV on the official training split, scored once on the
-  official test split (and on the test split without diacritics); plus the shipped post head.
+- posts: every post-head candidate of ``nlp.training.POST_CANDIDATES`` (training-data mixes:
+  VLSP 2016 only; + UIT-VSFC train; + UIT-ViSFD train; + stripped-diacritics copies) gets the
+  same measurement: nested CV over the 5,100 VLSP 2016 items (outer 5, inner 3; only VLSP
+  items are held out, the other sets train in every fold, a held-out item's stripped copy is
+  left out), the tuned figure of the same outer folds and the gap; then the head chosen by
+  3-fold CV on the whole mix (grid point and neutral bias; on a mix by the mean of the sets'
+  macro-F1) is refitted on it and scored once on the official UIT-VSFC and UIT-ViSFD test
+  splits, on UIT-VSFC test typed without diacritics and on news-dev (cross-genre).
+- vsfc / visfd: in-domain references: heads chosen by CV on one set's official training split
+  only, scored once on its official test split.
 - cross: the post head on news-dev; detect: genre detection on every set; topics: nested CV of
   the topic grid on news-dev (macro-F1 over the 12 topics).
 Encoder vectors and word segmentations are cached under <state-dir>/nlp-cache (vectors keyed
@@ -43,15 +48,17 @@ from sklearn.metrics import f1_score  # noqa: E402
 from nlp.encoder import load_encoder  # noqa: E402
 from nlp.heads import Data, Head  # noqa: E402
 from nlp.scoring import detect_genre  # noqa: E402
-from nlp.selection import choose, grid_oof, nested_cv, report, tuned_cv  # noqa: E402
+from nlp.selection import choose, grid_oof, nested_cv, report  # noqa: E402
 from nlp.sentiment import LABELS, TOPICS  # noqa: E402
 from nlp.training import (  # noqa: E402
     ARTICLE_FAMILIES,
+    POST_CANDIDATES,
     POST_GRID,
     POST_SETS,
     TOPIC_GRID,
     labelled_data,
     news_base_model,
+    parse_spec,
     tfidf_only,
 )
 
@@ -83,8 +90,8 @@ def articles(ctx) -> None:
     for fam, grid in ARTICLE_FAMILIES.items():
         t0 = time.perf_counter()
         nested = nested_cv(grid, news, ctx.args.outer, ctx.args.inner, 0, base)
-        tuned = tuned_cv(grid, news, ctx.args.outer, 0, base)
-        gap = tuned["macro_f1"] - nested["scores"]["macro_f1"]
+        tuned = nested["tuned"]
+        gap = nested["gap"]
         pred_lso, cfg_lso = _fit_predict(grid, news.subset(tr), news.subset(te), base)
         lso = report(news.labels[te], pred_lso)
         lto_pred = np.empty(len(news.texts), dtype=object)
@@ -126,112 +133,109 @@ def articles(ctx) -> None:
     RESULTS["articles"] = out
 
 
-def posts(ctx) -> None:
-    vlsp = ctx.post(ctx.args.vlsp)
-    stripped = ctx.post(ctx.args.vlsp, stripped=True) if ctx.args.unaccented else None
-    out = {}
-    for name, grid in (
-        ("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]),
-        ("tfidf", tfidf_only(POST_GRID)),
-    ):
-        data = vlsp if name != "tfidf" else Data(vlsp.texts, vlsp.segs, vlsp.labels, None)
-        t0 = time.perf_counter()
-        nested = nested_cv(grid, data, ctx.args.post_outer, ctx.args.inner, 0, None)
-        tuned = tuned_cv(grid, data, ctx.args.post_outer, 0, None)
-        gap = tuned["macro_f1"] - nested["scores"]["macro_f1"]
-        row = {
-            "nested": nested["scores"],
-            "nested_chosen": nested["chosen"],
-            "tuned": tuned["macro_f1"],
-            "tuned_chosen": tuned["chosen"],
-            "gap": round(gap, 4),
-        }
-        msg = ""
-        if stripped is not None:
-            # the same outer folds; train on accented text (+ its stripped copies), score stripped test folds
-            from sklearn.model_selection import StratifiedKFold
+def _predict(h: Head, d: Data, with_encoder: bool) -> np.ndarray:
+    emb = d.emb if with_encoder else None
+    return np.array(LABELS)[h.decision_matrix(h.features(d.texts, d.segs, emb)).argmax(1)]
 
-            preds = {
-                False: np.empty(len(vlsp.texts), dtype=object),
-                True: np.empty(len(vlsp.texts), dtype=object),
+
+def _limited(spec: str, n: int | None) -> str:
+    """``spec`` cut to a fixed subsample of ``n`` items (smoke runs: --post-sample)."""
+    if not n:
+        return spec
+    name, limit, stripped = parse_spec(spec)
+    return f"{name}:{min(n, limit or n)}" + ("/stripped" if stripped else "")
+
+
+def posts(ctx) -> None:
+    """Post-head candidates (training-data mixes of POST_CANDIDATES), each measured the same way:
+    nested CV over VLSP 2016 (outer folds hold out VLSP items only; the other sets train in every
+    fold), the tuned figure of the same folds and the gap; then the head chosen by 3-fold CV on
+    the whole mix, refitted on it and scored ONCE on each official test split (UIT-VSFC,
+    UIT-ViSFD), on UIT-VSFC test typed without diacritics, and on news-dev (cross-genre)."""
+    a = ctx.args
+    names = a.post_candidates or list(POST_CANDIDATES)
+    shipped = tuple(POST_SETS.values())
+    out = {}
+    tests = [
+        ("vsfc_test", _limited("vsfc-test", a.post_sample)),
+        ("visfd_test", _limited("visfd-test", a.post_sample)),
+        ("vsfc_test_unaccented", _limited("vsfc-test/stripped", a.post_sample)),
+    ]
+    if a.cross:
+        tests.append(("news-dev", "news-dev"))
+    for cand in names:
+        if cand not in POST_CANDIDATES:
+            sys.exit(
+                f"--post-candidates: unknown candidate {cand!r} (one of {', '.join(POST_CANDIDATES)})"
+            )
+        specs = [_limited(x, a.post_sample) for x in POST_CANDIDATES[cand]]
+        data = Data.concat([ctx.post(x) for x in specs])
+        first = parse_spec(specs[0])[0]
+        feats = [("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0])]
+        if cand in (a.post_tfidf or []) or POST_CANDIDATES[cand] == shipped:
+            feats.append(("tfidf", tfidf_only(POST_GRID)))
+        out[cand] = {}
+        for name, grid in feats:
+            d = data if name != "tfidf" else data.without_encoder()
+            t0 = time.perf_counter()
+            nested = nested_cv(
+                grid, d, a.post_outer, a.inner, 0, None, outer_group=first, criterion=a.criterion
+            )
+            cfg, f_cv, _ = choose(grid, d, a.inner, 0, None, criterion=a.criterion)
+            h = Head(cfg).fit(d, None, calibrate=False)
+            row = {
+                "train": specs,
+                "n_train": len(d.texts),
+                "criterion": nested["criterion"],
+                f"{first}_nested": nested["scores"],
+                "nested_chosen": nested["chosen"],
+                "tuned": nested["tuned"]["macro_f1"],
+                "tuned_chosen": nested["tuned"]["chosen"],
+                "gap": nested["gap"],
+                "chosen_on_all": cfg.label(),
+                "cv_on_all": round(f_cv, 4),
             }
-            sdata = (
-                stripped
-                if name != "tfidf"
-                else Data(stripped.texts, stripped.segs, stripped.labels, None)
+            for key, spec in tests:
+                td = ctx.news() if spec == "news-dev" else ctx.post(spec)
+                row[key] = report(td.labels, _predict(h, td, name != "tfidf"))
+            out[cand][name] = row
+            say(
+                f"[posts: {cand} {name}] n={len(d.texts)}; {first} nested {a.post_outer}x{a.inner} "
+                f"macro-F1 {nested['scores']['macro_f1']:.3f} (neg. recall {nested['scores']['negative_recall']:.3f}, "
+                f"F1 neg/neu/pos {nested['scores']['f1_neg_neu_pos']}); tuned {row['tuned']:.3f} "
+                f"({row['tuned_chosen']}), gap {row['gap']:+.3f}; chosen on all ({row['criterion']}): "
+                f"{cfg.label()} -> "
+                + "; ".join(
+                    f"{k} {row[k]['macro_f1']:.3f} (F1 neg/neu/pos {row[k]['f1_neg_neu_pos']})"
+                    for k, _ in tests
+                )
+                + f" ({time.perf_counter() - t0:.0f} s)"
             )
-            skf = StratifiedKFold(ctx.args.post_outer, shuffle=True, random_state=0)
-            cfg = tuned["config"]
-            for trn, tst in skf.split(np.zeros(len(vlsp.labels)), vlsp.labels):
-                for aug in (False, True):
-                    train = (
-                        data.subset(trn)
-                        if not aug
-                        else Data.concat([data.subset(trn), sdata.subset(trn)])
-                    )
-                    h = Head(cfg).fit(train, None, calibrate=False)
-                    t = sdata.subset(tst)
-                    preds[aug][tst] = np.array(LABELS)[
-                        h.decision_matrix(h.features(t.texts, t.segs, t.emb)).argmax(1)
-                    ]
-            row["unaccented_test"] = report(vlsp.labels, preds[False])
-            row["unaccented_test_trained_with_stripped_copies"] = report(vlsp.labels, preds[True])
-            msg = (
-                f"; unaccented test folds {row['unaccented_test']['macro_f1']:.3f}, trained with stripped copies "
-                f"{row['unaccented_test_trained_with_stripped_copies']['macro_f1']:.3f} ({cfg.label()})"
-            )
-        out[name] = row
-        if ctx.args.cross:
-            h = Head(tuned["config"]).fit(data, None, calibrate=False)
-            nd = ctx.news()
-            pred = np.array(LABELS)[
-                h.decision_matrix(
-                    h.features(nd.texts, nd.segs, nd.emb if name != "tfidf" else None)
-                ).argmax(1)
-            ]
-            row["on_news-dev"] = report(nd.labels, pred)
-            msg += f"; this head on news-dev {row['on_news-dev']['macro_f1']:.3f}"
-        say(
-            f"[posts: {ctx.args.vlsp} {name}] nested {ctx.args.post_outer}x{ctx.args.inner} CV macro-F1 "
-            f"{nested['scores']['macro_f1']:.3f}; tuned {tuned['macro_f1']:.3f} ({tuned['chosen']}), gap {gap:+.3f}"
-            f"{msg} ({time.perf_counter() - t0:.0f} s)"
-        )
-        say(f"    chosen in the outer folds: {sorted(set(nested['chosen']))}")
-    RESULTS["posts_vlsp2016"] = out
+            say(f"    chosen in the outer folds: {sorted(set(nested['chosen']))}")
+    RESULTS["posts"] = out
 
 
 def official(ctx, train_spec: str, test_name: str, key: str) -> None:
-    train, test = ctx.post(train_spec), ctx.post(test_name)
-    stest = ctx.post(test_name, stripped=True) if ctx.args.unaccented else None
+    """In-domain reference: a head trained on one set's official training split only."""
+    a = ctx.args
+    train = ctx.post(_limited(train_spec, a.post_sample))
+    test = ctx.post(_limited(test_name, a.post_sample))
     out = {}
     for name, grid in (
         ("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0]),
         ("tfidf", tfidf_only(POST_GRID)),
     ):
-        tr = train if name != "tfidf" else Data(train.texts, train.segs, train.labels, None)
+        tr = train if name != "tfidf" else train.without_encoder()
         t0 = time.perf_counter()
         cfg, f_cv, _ = choose(grid, tr, 3, 0, None)
         h = Head(cfg).fit(tr, None, calibrate=False)
         row = {"chosen": cfg.label(), "cv_on_train": round(f_cv, 4)}
-        for tag, d in (("test", test), ("test_unaccented", stest)):
-            if d is None:
-                continue
-            pred = np.array(LABELS)[
-                h.decision_matrix(
-                    h.features(d.texts, d.segs, d.emb if name != "tfidf" else None)
-                ).argmax(1)
-            ]
-            row[tag] = report(d.labels, pred)
+        row["test"] = report(test.labels, _predict(h, test, name != "tfidf"))
         out[name] = row
         say(
-            f"[{key}: {name}] trained on {train_spec} ({cfg.label()}, 3-fold CV {f_cv:.3f}): test macro-F1 "
+            f"[{key}: {name}] trained on {train_spec} only ({cfg.label()}, 3-fold CV {f_cv:.3f}): test macro-F1 "
             f"{row['test']['macro_f1']:.3f} (F1 neg/neu/pos {row['test']['f1_neg_neu_pos']})"
-            + (
-                f"; unaccented test {row['test_unaccented']['macro_f1']:.3f}"
-                if "test_unaccented" in row
-                else ""
-            )
-            + f" ({time.perf_counter() - t0:.0f} s)"
+            f" ({time.perf_counter() - t0:.0f} s)"
         )
     RESULTS[key] = out
 
@@ -354,22 +358,38 @@ def main() -> None:
     ap.add_argument("--post-outer", type=int, default=5)
     ap.add_argument(
         "--vlsp",
-        default=POST_SETS["vlsp"],
-        help="the VLSP 2016 set for the nested CV (NAME or NAME:N)",
+        default="vlsp2016",
+        help="the VLSP 2016 set the article head is scored on (cross-genre; NAME or NAME:N)",
     )
     ap.add_argument(
-        "--vsfc-train",
-        default=POST_SETS["vsfc"],
-        help="training spec for the VSFC figure (NAME or NAME:N)",
+        "--post-candidates",
+        nargs="*",
+        default=None,
+        help=f"post-head candidates to measure (default all: {', '.join(POST_CANDIDATES)})",
     )
     ap.add_argument(
-        "--visfd-train", default="visfd-train:2000", help="training spec for the ViSFD figure"
+        "--post-tfidf",
+        nargs="*",
+        default=["vlsp"],
+        help="candidates also measured with the TF-IDF-only head (the shipped mix always is)",
     )
     ap.add_argument(
-        "--no-unaccented",
-        dest="unaccented",
-        action="store_false",
-        help="skip the unaccented-text figures",
+        "--criterion",
+        default="auto",
+        choices=["auto", "pooled", "per-set"],
+        help="how the grid point and neutral bias are chosen on a mix of sets (auto: per-set mean)",
+    )
+    ap.add_argument(
+        "--post-sample",
+        type=int,
+        default=None,
+        help="cut every post set to a fixed subsample of N items (quick smoke runs only)",
+    )
+    ap.add_argument(
+        "--vsfc-train", default="vsfc-train", help="training spec of the in-domain VSFC figure"
+    )
+    ap.add_argument(
+        "--visfd-train", default="visfd-train", help="training spec of the in-domain ViSFD figure"
     )
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()

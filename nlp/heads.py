@@ -17,7 +17,7 @@ run), and the same two for topics. Choices (featurizer, weight, C, bias) are mad
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ class Data:
 
     ``texts`` are normalised (:func:`nlp.text.normalize_text`), ``segs`` word-segmented
     (:func:`nlp.text.segment_for_features`), ``emb`` the encoder's rows (None: no encoder).
+    Optional: ``groups`` names the set each row comes from (``vlsp2016``, ``vsfc-train/stripped``
+    ...; selection can score each set on its own), ``keys`` the original item's id — a
+    stripped-diacritics copy shares its original's key, so folds keep copies together
+    (:func:`fold_splits`).
     """
 
     texts: list[str]
@@ -61,6 +65,8 @@ class Data:
     labels: np.ndarray
     emb: np.ndarray | None = None
     weights: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> Data:
         idx = np.asarray(idx, dtype=int)
@@ -70,19 +76,67 @@ class Data:
             self.labels[idx],
             None if self.emb is None else self.emb[idx],
             None if self.weights is None else self.weights[idx],
+            None if self.groups is None else self.groups[idx],
+            None if self.keys is None else self.keys[idx],
         )
+
+    def without_encoder(self) -> Data:
+        """The same rows without encoder vectors (for the TF-IDF-only heads)."""
+        return replace(self, emb=None)
 
     @staticmethod
     def concat(parts: Sequence[Data]) -> Data:
         emb = None if any(p.emb is None for p in parts) else np.vstack([p.emb for p in parts])
         w = [p.weights if p.weights is not None else np.ones(len(p.texts)) for p in parts]
+        groups = keys = None
+        if any(p.groups is not None for p in parts):
+            groups = np.concatenate(
+                [
+                    p.groups if p.groups is not None else np.full(len(p.texts), "", dtype=object)
+                    for p in parts
+                ]
+            ).astype(object)
+        if any(p.keys is not None for p in parts):
+            keys = np.concatenate(
+                [
+                    p.keys
+                    if p.keys is not None
+                    else np.array([f"_row{n}-{i}" for i in range(len(p.texts))], dtype=object)
+                    for n, p in enumerate(parts)
+                ]
+            ).astype(object)
         return Data(
             [t for p in parts for t in p.texts],
             [s for p in parts for s in p.segs],
             np.concatenate([p.labels for p in parts]),
             emb,
             np.concatenate(w),
+            groups,
+            keys,
         )
+
+
+def fold_splits(data: Data, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds (by set and label when ``groups`` is given) that keep rows sharing a key
+    (an item and its stripped-diacritics copy) in the same fold: no item is scored by a model
+    that saw its copy."""
+
+    strata = np.asarray(data.labels).astype(str)
+    if data.groups is not None:
+        # a copy's stratum is its original's set: strip the "/stripped" suffix
+        base = np.array([str(g).split("/")[0] for g in data.groups], dtype=object)
+        strata = np.array([f"{g}|{y}" for g, y in zip(base, strata, strict=True)], dtype=object)
+    skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    if data.keys is None or len(set(data.keys)) == len(data.keys):
+        return list(skf.split(np.zeros(len(strata)), strata))
+    uniq, first, inverse = np.unique(
+        np.asarray(data.keys).astype(str), return_index=True, return_inverse=True
+    )
+    out = []
+    for _, te_u in skf.split(np.zeros(len(uniq)), strata[first]):
+        te = np.isin(inverse, te_u)
+        out.append((np.flatnonzero(~te), np.flatnonzero(te)))
+    return out
 
 
 # ------------------------------------------------------------------------------ featurizers
@@ -329,8 +383,7 @@ def oof_decisions(
 ) -> np.ndarray:
     """Out-of-fold decision values of ``config`` on ``data`` (for the temperature)."""
     out = np.zeros((len(data.texts), len(classes)))
-    skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for tr, te in skf.split(np.zeros(len(data.labels)), data.labels):
+    for tr, te in fold_splits(data, folds, seed):
         h = Head(config, classes)
         h.fit(data.subset(tr), news_base, calibrate=False)
         sub = data.subset(te)

@@ -14,7 +14,7 @@ import sklearn
 
 from nlp.heads import TFIDF_ONLY, WITH_ENCODER, Data, GenreModel, Head, HeadConfig
 from nlp.scoring import save_model
-from nlp.selection import choose, grid_oof, macro_f1
+from nlp.selection import choose, grid_oof, macro_f1, named_sets, resolve_criterion
 from nlp.sentiment import (
     LABELS,
     TOPICS,
@@ -112,13 +112,28 @@ ARTICLE_GRID: tuple[HeadConfig, ...] = (
 POST_GRID: tuple[HeadConfig, ...] = (
     HeadConfig("plain", 1.0, 1.0),
     HeadConfig("plain", 2.0, 1.0),
-    HeadConfig("plain", 2.0, 3.0),
     HeadConfig("plain", 0.0, 1.0),
     HeadConfig("plain", 0.0, 3.0),
 )
 TOPIC_GRID: tuple[HeadConfig, ...] = (HeadConfig("news", 1.0, 10.0), HeadConfig("news", 0.0, 10.0))
-# training sets of the post head (NAME or NAME:N, a fixed subsample; see the model card)
+# training sets of the post head: NAME, NAME:N (a fixed subsample, corpora.sample_indices),
+# NAME[:N]/stripped (copies typed without diacritics; a copy keeps its original's id, so folds
+# keep them together). Chosen under the nested protocol of benchmarks/nlp_sentiment.py among
+# POST_CANDIDATES (figures: the model card).
 POST_SETS: dict[str, str] = {"vlsp": "vlsp2016:2000", "vsfc": "vsfc-train:1000"}
+# the post-head candidates the benchmark measures (training-data mixes; the first set is the
+# one whose nested CV is reported)
+POST_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "vlsp": ("vlsp2016",),
+    "vlsp+vsfc": ("vlsp2016", "vsfc-train"),
+    "vlsp+vsfc+visfd": ("vlsp2016", "vsfc-train", "visfd-train"),
+    "vlsp+vsfc+visfd+stripped": (
+        "vlsp2016",
+        "vsfc-train",
+        "visfd-train",
+        "vsfc-train:4000/stripped",
+    ),
+}
 
 
 def tfidf_only(grid: Sequence[HeadConfig]) -> list[HeadConfig]:
@@ -134,41 +149,45 @@ def fit_genre_heads(
     classes: tuple[str, ...] = LABELS,
     echo: Callable[[str], None] = print,
     name: str = "",
+    criterion: str = "auto",
 ) -> dict[str, Head]:
     """The encoder head and the TF-IDF fallback head of one genre (or of topics): each chosen
     by ``folds``-fold CV over its part of the grid (points with the encoder / TF-IDF-only
-    points; bias included for sentiment), refitted on all of ``data`` and calibrated."""
+    points; bias included for sentiment, scored by ``criterion``: see :func:`nlp.selection.choose`),
+    refitted on all of ``data`` and calibrated."""
     out: dict[str, Head] = {}
     plans = [(TFIDF_ONLY, tfidf_only(grid))]
     if data.emb is not None and any(g.encoder_weight > 0 for g in grid):
         plans.insert(0, (WITH_ENCODER, [g for g in grid if g.encoder_weight > 0]))
     for feats, g in plans:
+        d = data if feats == WITH_ENCODER else _no_emb(data)
         if len(g) == 1:
             cfg, f = g[0], float("nan")
         elif classes == LABELS:
-            cfg, f, _ = choose(
-                g, data if feats == WITH_ENCODER else _no_emb(data), folds, 0, news_base
-            )
+            cfg, f, _ = choose(g, d, folds, 0, news_base, criterion=criterion)
         else:
-            oof = grid_oof(g, data, folds, 0, news_base, classes)
+            oof = grid_oof(g, d, folds, 0, news_base, classes)
             scored = [
-                (macro_f1(data.labels, np.array(classes)[d.argmax(1)], classes), c)
-                for c, d in oof.items()
+                (macro_f1(d.labels, np.array(classes)[o.argmax(1)], classes), c)
+                for c, o in oof.items()
             ]
             f, cfg = max(scored, key=lambda fc: fc[0])
-        head = Head(cfg, classes).fit(
-            data if feats == WITH_ENCODER else _no_emb(data), news_base, folds=folds
-        )
-        head.meta = {"cv_macro_f1": round(f, 4), "n_train": len(data.texts)}
+        head = Head(cfg, classes).fit(d, news_base, folds=folds)
+        head.meta = {
+            "cv_score": round(f, 4),
+            "criterion": resolve_criterion(criterion, d) if classes == LABELS else "pooled",
+            "n_train": len(d.texts),
+            "sets": named_sets(d),
+        }
         echo(
-            f"{name} [{feats}]: {cfg.label()} (CV macro-F1 {f:.3f}, temperature {head.temperature:.2f})"
+            f"{name} [{feats}]: {cfg.label()} (CV score {f:.3f}, temperature {head.temperature:.2f})"
         )
         out[feats] = head
     return out
 
 
 def _no_emb(data: Data) -> Data:
-    return Data(data.texts, data.segs, data.labels, None, data.weights)
+    return data.without_encoder()
 
 
 def build_genre_model(
@@ -233,6 +252,17 @@ def segment_cached(texts: Sequence[str], cache_dir: Path | None, name: str) -> l
     return segs
 
 
+def parse_spec(spec: str) -> tuple[str, int | None, bool]:
+    """``NAME[:N][/stripped]`` -> (set name, subsample size or None, stripped copies)."""
+    body, slash, flag = spec.partition("/")
+    if slash and flag != "stripped":
+        raise ValueError(f"bad data set spec {spec!r}: the only suffix is /stripped")
+    name, colon, limit = body.partition(":")
+    if colon and not limit.isdigit():
+        raise ValueError(f"bad data set spec {spec!r}: NAME:N needs a whole number N")
+    return name, int(limit) if colon else None, bool(slash)
+
+
 def labelled_data(
     data_dir: Path,
     spec: str,
@@ -241,22 +271,54 @@ def labelled_data(
     stripped: bool = False,
     weight: float = 1.0,
 ) -> tuple[Data, Any]:
-    """(Data, the corpora.Labelled rows) of one labelled set; ``spec`` is NAME or NAME:N (the
-    fixed subsample of N items, :func:`nlp.corpora.sample_indices`). ``stripped``: the texts
-    without diacritics. Encoder vectors come through the encoder (and its cache)."""
+    """(Data, the corpora.Labelled rows) of one labelled set; ``spec`` is NAME, NAME:N (the
+    fixed subsample of N items, :func:`nlp.corpora.sample_indices`) and/or NAME/stripped.
+    ``stripped`` (or the /stripped suffix): the texts without diacritics. Encoder vectors come
+    through the encoder (and its cache). The rows carry their set (``groups``: the spec's name,
+    ``/stripped`` added) and their item ids (``keys``, shared by an item and its copy)."""
     from nlp import corpora
     from nlp.text import strip_diacritics
 
-    name, _, limit = spec.partition(":")
+    name, limit, flag = parse_spec(spec)
+    stripped = stripped or flag
     rows = corpora.load(data_dir, name)
     if limit:
-        rows = rows.subset(corpora.sample_indices(len(rows), int(limit)))
+        rows = rows.subset(corpora.sample_indices(len(rows), limit))
     texts = [strip_diacritics(t) for t in rows.texts] if stripped else list(rows.texts)
-    segs = segment_cached(
-        texts, cache_dir, spec.replace(":", "_") + ("-stripped" if stripped else "")
-    )
+    seg_name = name + (f"_{limit}" if limit else "")
+    segs = segment_cached(texts, cache_dir, seg_name + ("-stripped" if stripped else ""))
     emb = encoder.encode(texts) if encoder is not None else None
-    return Data(texts, segs, rows.labels, emb, np.full(len(texts), weight)), rows
+    group = name + ("/stripped" if stripped else "")
+    return (
+        Data(
+            texts,
+            segs,
+            rows.labels,
+            emb,
+            np.full(len(texts), weight),
+            np.full(len(texts), group, dtype=object),
+            np.array(rows.ids, dtype=object),
+        ),
+        rows,
+    )
+
+
+def post_sets_data(
+    data_dir: Path,
+    specs: Sequence[str],
+    encoder: Any | None,
+    cache_dir: Path | None,
+    exclude_ids: set[str] | None = None,
+) -> Data:
+    """The rows of several labelled sets, concatenated (minus ``exclude_ids``)."""
+    parts = []
+    for spec in specs:
+        d, rows = labelled_data(data_dir, spec, encoder, cache_dir)
+        if exclude_ids:
+            keep = np.array([i not in exclude_ids for i in rows.ids])
+            d = d.subset(np.flatnonzero(keep))
+        parts.append(d)
+    return Data.concat(parts)
 
 
 def news_base_model(
@@ -301,14 +363,7 @@ def post_training_data(
     data_dir: Path, encoder: Any | None, cache_dir: Path | None, exclude_ids: set[str] | None = None
 ) -> Data:
     """The post head's training data: the sets of :data:`POST_SETS` (minus ``exclude_ids``)."""
-    parts = []
-    for spec in POST_SETS.values():
-        d, rows = labelled_data(data_dir, spec, encoder, cache_dir)
-        if exclude_ids:
-            keep = np.array([i not in exclude_ids for i in rows.ids])
-            d = d.subset(np.flatnonzero(keep))
-        parts.append(d)
-    return Data.concat(parts)
+    return post_sets_data(data_dir, list(POST_SETS.values()), encoder, cache_dir, exclude_ids)
 
 
 def train_genre_release(
@@ -317,11 +372,13 @@ def train_genre_release(
     version: str | None = None,
     state_dir: Path | None = None,
     echo: Callable[[str], None] = print,
+    post_sets: Sequence[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the genre model (format 2) and write ``sentiment-<version>.joblib``.
 
     Article heads on news-dev (LSA and lexicon from the unlabelled news), post heads on
-    :data:`POST_SETS`, topic heads on news-dev's topics; each genre gets a head with the
+    ``post_sets`` (default :data:`POST_SETS`; the bias is chosen by the mean of the sets'
+    macro-F1 when several are mixed), topic heads on news-dev's topics; each genre gets a head with the
     encoder (when it runs here) and a TF-IDF-only fallback, chosen by 3-fold CV over its grid
     and calibrated on 3-fold out-of-fold decision values. Encoder vectors and segmentations are cached in ``<state_dir>/nlp-cache``.
     """
@@ -340,16 +397,17 @@ def train_genre_release(
     topics.labels = rows.topics[mask]
     article_heads = fit_genre_heads(ARTICLE_GRID, news, base, echo=echo, name="article")
     topic_heads = fit_genre_heads(TOPIC_GRID, topics, base, classes=TOPICS, echo=echo, name="topic")
-    posts = post_training_data(data_dir, encoder, cache_dir)
+    specs = list(post_sets) if post_sets is not None else list(POST_SETS.values())
+    posts = post_sets_data(data_dir, specs, encoder, cache_dir)
     echo(
-        f"posts: {len(posts.texts)} items from {', '.join(POST_SETS.values())} ({time.perf_counter() - t0:.0f} s)"
+        f"posts: {len(posts.texts)} items from {', '.join(specs)} ({time.perf_counter() - t0:.0f} s)"
     )
     version = version or dt.date.today().strftime("%Y.%m.%d")
     ref = frozen_reference_ids([{"id": i} for i in rows.ids])
     meta = {
         "trained_on": {
             "article": "news-dev (600) + unlabelled news (LSA, lexicon)",
-            "post": dict(POST_SETS),
+            "post": specs,
             "topic": "news-dev topics",
         },
         "encoder": encoder.name if encoder is not None else None,
