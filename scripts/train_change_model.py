@@ -43,7 +43,7 @@ from gis.change.features import (  # noqa: E402
     noise_level,
     scale_for_noise,
 )
-from gis.change.oscd import CITIES, load_city  # noqa: E402
+from gis.change.oscd import CITIES, load_city, load_pair  # noqa: E402
 from gis.imagery import MODEL_BANDS  # noqa: E402
 
 
@@ -119,9 +119,10 @@ def sample_batch(
     diff_only: bool = False,
 ):
     """Random patches (a share centred on change pixels), flips, rotations, date swap and a
-    small per-band gain/offset jitter on the normalised values."""
-    xs, ys = [], []
-    weights = np.array([c["label"].size for c in cities], dtype=float)
+    small per-band gain/offset jitter on the normalised values. Returns x, y and the loss
+    mask m (1 where the label counts; pseudo-labelled cities leave uncertain pixels out)."""
+    xs, ys, ms = [], [], []
+    weights = np.array([c["label"].size * c.get("weight", 1.0) for c in cities], dtype=float)
     weights /= weights.sum()
     for _ in range(batch):
         c = cities[rng.choice(len(cities), p=weights)]
@@ -136,6 +137,8 @@ def sample_batch(
         pb = b[:, r0 : r0 + patch, c0 : c0 + patch]
         pa = a[:, r0 : r0 + patch, c0 : c0 + patch]
         py = y[r0 : r0 + patch, c0 : c0 + patch]
+        mask = c.get("mask")
+        pm = mask[r0 : r0 + patch, c0 : c0 + patch] if mask is not None else np.ones_like(py)
         if rng.random() < 0.5:
             pb, pa = pa, pb
         nb = pb.shape[0]
@@ -145,12 +148,37 @@ def sample_batch(
         pa = pa * gain[1] + off[1]
         x = model_input(pb, pa, c["diff_scale"], diff_only=diff_only)
         k = int(rng.integers(4))
-        x, py = np.rot90(x, k, axes=(1, 2)), np.rot90(py, k)
+        x, py, pm = np.rot90(x, k, axes=(1, 2)), np.rot90(py, k), np.rot90(pm, k)
         if rng.random() < 0.5:
-            x, py = x[:, :, ::-1], py[:, ::-1]
+            x, py, pm = x[:, :, ::-1], py[:, ::-1], pm[:, ::-1]
         xs.append(np.ascontiguousarray(x))
         ys.append(np.ascontiguousarray(py))
-    return np.stack(xs), np.stack(ys)[:, None]
+        ms.append(np.ascontiguousarray(pm))
+    return np.stack(xs), np.stack(ys)[:, None], np.stack(ms)[:, None]
+
+
+def pseudo_label(teacher: Path, before, after, valid, hi: float, lo: float):
+    """Pseudo-labels of an unlabelled pair, from two views that must agree.
+
+    Change where the teacher CNN's probability is at least ``hi`` *and* change vector
+    analysis (the product's noise rule) flags the pixel; no change where the teacher is below
+    ``lo`` and CVA does not flag it; every other pixel is left out of the loss (mask 0). The
+    teacher must not have seen the city being held out (its own fold model), so the held-out
+    figure stays clean. Returns label, mask (float32) and the shares, for the log.
+    """
+    from gis.change.models import CnnDetector, CvaDetector
+
+    cnn = CnnDetector(teacher, threads=1)
+    cnn.fit(before, after, valid)
+    cva = CvaDetector()
+    cva.fit(before, after, valid)
+    p = cnn.probability(before, after)
+    flagged = cva.probability(before, after) >= 0.5
+    pos = (p >= hi) & flagged & valid
+    neg = (p < lo) & ~flagged & valid
+    label = pos.astype(np.float32)
+    mask = (pos | neg).astype(np.float32)
+    return label, mask, float(pos.mean()), float(mask.mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +229,30 @@ def main(argv: list[str] | None = None) -> int:
         help="scale the difference channels by the scene's median change magnitude "
         "(gis.change.features.scene_diff_scale)",
     )
+    p.add_argument(
+        "--unlabelled",
+        type=Path,
+        help="self-training: also train on every city of this folder (e.g. "
+        "../shared/data/oscd-unlabelled) with pseudo-labels from --teacher",
+    )
+    p.add_argument(
+        "--transductive",
+        action="store_true",
+        help="self-training: the held-out cities' own images (never their labels) are "
+        "pseudo-labelled too, as the product would do with the scenes it is to judge",
+    )
+    p.add_argument("--teacher", type=Path, help="ONNX model giving the pseudo-labels")
+    p.add_argument("--pseudo-hi", type=float, default=0.6, help="teacher p for change")
+    p.add_argument("--pseudo-lo", type=float, default=0.2, help="teacher p for no change")
+    p.add_argument(
+        "--pseudo-weight",
+        type=float,
+        default=1.0,
+        help="sampling weight of a pseudo-labelled city relative to a labelled one of its size",
+    )
     args = p.parse_args(argv)
+    if (args.unlabelled or args.transductive) and not args.teacher:
+        p.error("self-training (--unlabelled/--transductive) needs --teacher")
     if args.diff_only and args.arch == "siamdiff":
         p.error("--diff-only gives no images for the Siam-diff encoder: use --arch ef")
 
@@ -232,9 +283,36 @@ def main(argv: list[str] | None = None) -> int:
                 "diff_scale": diff_scale(before, after, valid),
             }
         )
+    pseudo_sources = []
+    if args.unlabelled:
+        pseudo_sources += sorted(d for d in args.unlabelled.iterdir() if (d / "imgs_1").is_dir())
+    if args.transductive:
+        pseudo_sources += [args.oscd / name for name in args.holdout]
+    for folder in pseudo_sources:
+        before, after, valid = load_pair(folder)
+        label, mask, pos_share, kept = pseudo_label(
+            args.teacher, before, after, valid, args.pseudo_hi, args.pseudo_lo
+        )
+        print(
+            f"pseudo-labels {folder.name}: change {pos_share:.4f}, kept {kept:.3f} of pixels",
+            flush=True,
+        )
+        cities.append(
+            {
+                "name": f"pseudo:{folder.name}",
+                "before": before,
+                "after": after,
+                "label": label,
+                "mask": mask,
+                "weight": args.pseudo_weight,
+                "pos": np.argwhere(label > 0),
+                "diff_scale": diff_scale(before, after, valid),
+            }
+        )
     train_names = [c["name"] for c in cities]
     held = [load_city(args.oscd, name) for name in args.holdout] if args.eval_every else []
-    pos = sum(c["label"].sum() for c in cities) / sum(c["label"].size for c in cities)
+    labelled = [c for c in cities if "mask" not in c]
+    pos = sum(c["label"].sum() for c in labelled) / sum(c["label"].size for c in labelled)
     print(
         f"training on {train_names}; change share {pos:.3f}; difference scale "
         + ", ".join(f"{c['name']} {c['diff_scale']:.2f}" for c in cities),
@@ -256,12 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.ema
         else None
     )
-    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(args.pos_weight))
+    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(args.pos_weight), reduction="none")
     t0 = time.time()
     running = 0.0
     for step in range(1, args.steps + 1):
         model.train()
-        x, y = sample_batch(
+        x, y, m = sample_batch(
             cities,
             rng,
             args.batch,
@@ -270,12 +348,12 @@ def main(argv: list[str] | None = None) -> int:
             jitter=args.jitter,
             diff_only=args.diff_only,
         )
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        x, y, m = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
         logit = model(x)
-        prob = torch.sigmoid(logit)
+        prob = torch.sigmoid(logit) * m  # masked pixels (pseudo-label unsure) count nowhere
         inter = (prob * y).sum()
-        dice = 1 - (2 * inter + 1) / (prob.sum() + y.sum() + 1)
-        loss = bce(logit, y) + args.dice_weight * dice
+        dice = 1 - (2 * inter + 1) / (prob.sum() + (y * m).sum() + 1)
+        loss = (bce(logit, y) * m).sum() / m.sum().clamp(min=1) + args.dice_weight * dice
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -337,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         "diff_only": "true" if args.diff_only else "false",
         "normalisation": "per image and band: (x - mean) / std over valid pixels, clip +-6",
         "trained_on": json.dumps(train_names),
+        "teacher": args.teacher.name if args.teacher else "",
+        "pseudo": json.dumps([args.pseudo_lo, args.pseudo_hi, args.pseudo_weight])
+        if args.teacher
+        else "",
         "held_out": json.dumps(args.holdout),
         "steps": str(args.steps),
         "batch": str(args.batch),
