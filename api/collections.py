@@ -49,6 +49,12 @@ class CollectionSpec:
     update: Updater | None = None  # applies a write, in the caller's transaction
     # links every item carries besides self/collection: (rel, media type, title, path with {id})
     item_links: tuple[tuple[str, str, str, str], ...] = ()
+    # properties holding a server-relative path (from the database): served absolute, the
+    # public URL prefixed, in every output (JSON, HTML, items pages)
+    href_properties: tuple[str, ...] = ()
+    # links an item carries when a property is set: (property, rel, media type, title, query);
+    # href = the property's absolute URL + query
+    property_links: tuple[tuple[str, str, str, str, str], ...] = ()
 
 
 def _review_alert(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
@@ -74,6 +80,22 @@ def _correct_label(conn: Connection, item_id: int, props: dict[str, Any], princi
         props.get("reviewer") or principal.name,
         props.get("note"),
         principal=principal,
+    )
+
+
+def _correct_post_label(
+    conn: Connection, item_id: int, props: dict[str, Any], principal: Any
+) -> None:
+    from api.review import correct_article_label
+
+    correct_article_label(
+        conn,
+        item_id,
+        props.get("sentiment"),
+        props.get("reviewer") or principal.name,
+        props.get("note"),
+        principal=principal,
+        genre="post",
     )
 
 
@@ -148,6 +170,16 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         writable=("review_status", "reviewer", "review_note"),
         write_role=ALERT_REVIEW_ROLE,
         update=_review_alert,
+        # the alert's before/after chips (api.imagery_routes), stored with the alert
+        href_properties=("evidence_before", "evidence_after"),
+        property_links=tuple(
+            (f"evidence_{moment}", "preview", "image/png", f"Ảnh {name} ({style_name}, PNG)", query)
+            for moment, name in (("before", "trước"), ("after", "sau"))
+            for style_name, query in (
+                ("màu tự nhiên", ""),
+                ("màu giả hồng ngoại NIR", "?style=falsecolor"),
+            )
+        ),
         item_links=(  # the alert's A4 report (api.report_routes)
             (
                 "describedby",
@@ -185,12 +217,17 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
         title_vi="Ý kiến người dân trên mạng xã hội",
         title_en="Citizens' posts and comments",
         description_vi="Bài đăng, bình luận của người dân (mạng xã hội, diễn đàn) với nhãn cảm "
-        "xúc, độ tin cậy và địa danh được nhắc tới; không công bố tên người đăng.",
+        "xúc (đã hiệu chỉnh nếu có), độ tin cậy và địa danh được nhắc tới; không công bố tên "
+        "người đăng.",
         description_en="Citizens' posts and comments (social media, forums) with their sentiment "
-        "label, its confidence and the places they mention; authors are not published.",
+        "label (staff-corrected where corrected), its confidence and the places they mention; "
+        "authors are not published.",
         keywords=("mạng xã hội", "bình luận", "posts", "comments", "sentiment", "cảm xúc"),
         time_column="published_at",
         count_table="posts",
+        writable=("sentiment", "reviewer", "note"),
+        write_role=LABEL_CORRECTION_ROLE,
+        update=_correct_post_label,
     ),
     CollectionSpec(
         id="commune-sentiment",
@@ -208,6 +245,28 @@ COLLECTIONS: tuple[CollectionSpec, ...] = (
 )
 
 BY_ID = {c.id: c for c in COLLECTIONS}
+
+
+def item_links(
+    spec: CollectionSpec, base_url: str, item_id: str, properties: dict[str, Any]
+) -> list[dict[str, str]]:
+    """An item's links besides self/collection, absolute (``base_url`` is the public URL):
+    the spec's ``item_links`` and, for each set property, its ``property_links`` (the
+    property already absolute, as the API serves it, or a server-relative path)."""
+    from urllib.parse import quote
+
+    base = base_url.rstrip("/")
+    links = [
+        {"rel": rel, "type": media_type, "title": title, "href": base + path.format(id=quote(item_id))}
+        for rel, media_type, title, path in spec.item_links
+    ]
+    for prop, rel, media_type, title, query in spec.property_links:
+        value = properties.get(prop)
+        if not isinstance(value, str) or not value:
+            continue
+        href = value if value.startswith(("http://", "https://")) else base + value
+        links.append({"rel": rel, "type": media_type, "title": title, "href": href + query})
+    return links
 
 # PostgreSQL type -> (JSON schema type, format)
 _JSON_TYPES = {

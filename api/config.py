@@ -73,6 +73,7 @@ def _collection(info: TableInfo, settings: ApiSettings, database_url: str) -> di
         "pool_size": settings.pool_size,
         "statement_timeout_ms": settings.statement_timeout_ms,
         "connect_timeout_s": settings.connect_timeout_s,
+        "public_url": settings.public_url(),
     }
     feature: dict[str, Any] = {
         "type": "feature",

@@ -34,7 +34,7 @@ from pygeoapi.provider.base_mvt import BaseMVTProvider
 from pygeoapi.provider.mvt_postgresql import MVTPostgreSQLProvider
 from pygeoapi.provider.tile import ProviderTileNotFoundError
 
-from api.collections import BY_ID
+from api.collections import BY_ID, item_links
 from api.crs import parse_crs
 from api.errors import InvalidParameterError, NotFoundError
 from api.params import FeatureQuery, parse_datetime
@@ -136,9 +136,18 @@ class PostGISProvider(BaseProvider):
         if spec is not None:
             _, fq.out_srid, fq.out_flip = parse_crs(getattr(spec, "target_crs_uri", None))
         try:
-            return json.loads(self.service.item(self.collection_id, str(identifier), fq))
+            feature = json.loads(self.service.item(self.collection_id, str(identifier), fq))
         except NotFoundError as exc:
             raise ProviderItemNotFoundError(user_msg=str(exc)) from None
+        # the item's own links (report, evidence chips), absolute like pygeoapi's, which it
+        # appends to these on the HTML and JSON-LD pages
+        feature["links"] = item_links(
+            self.spec,
+            self.service.settings.public_url,
+            str(identifier),
+            feature.get("properties") or {},
+        )
+        return feature
 
     def __repr__(self) -> str:
         return f"<PostGISProvider> {self.collection_id}"

@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from api.app_context import AppContext, RouteFactory, RouteGroup
+from api.collections import item_links
 from api.crs import CRS84, crs_uri
 from api.digest import digest_routes
 from api.errors import InvalidParameterError, NotFoundError, public_message
@@ -177,12 +178,18 @@ class FeatureRoutes:
     def _with_links(self, feature: str, collection_id: str, item_id: str) -> str:
         base = f"{self.ctx.base_url}/collections/{collection_id}"
         links = [
-            {"rel": "self", "type": GEOJSON, "href": f"{base}/items/{urllib.parse.quote(item_id)}"},
-            {"rel": "collection", "type": "application/json", "href": base},
+            {
+                "rel": "self",
+                "type": GEOJSON,
+                "title": "This document",
+                "href": f"{base}/items/{urllib.parse.quote(item_id)}",
+            },
+            {"rel": "collection", "type": "application/json", "title": "The collection", "href": base},
         ]
-        for rel, media_type, title, path in self.ctx.collection(collection_id).spec.item_links:
-            href = self.ctx.base_url + path.format(id=urllib.parse.quote(item_id))
-            links.append({"rel": rel, "type": media_type, "title": title, "href": href})
+        spec = self.ctx.collection(collection_id).spec
+        if spec.item_links or spec.property_links:
+            props = json.loads(feature).get("properties") or {}
+            links += item_links(spec, self.ctx.base_url, item_id, props)
         return feature[:-1] + ',"links":' + json.dumps(links, ensure_ascii=False) + "}"
 
     async def items(self, request: Request) -> Response:

@@ -29,6 +29,7 @@ class ServiceSettings:
     statement_timeout_ms: int = 30_000
     exact_count_limit: int = 200_000
     connect_timeout_s: float = 3.0
+    public_url: str = ""  # prefixed to the server-relative href properties of a collection
 
     @classmethod
     def from_api_settings(cls, settings, database_url: str) -> ServiceSettings:
@@ -38,6 +39,7 @@ class ServiceSettings:
             settings.statement_timeout_ms,
             settings.exact_count_limit,
             settings.connect_timeout_s,
+            settings.public_url(),
         )
 
     @classmethod
@@ -49,6 +51,7 @@ class ServiceSettings:
             int(options.get("statement_timeout_ms", 30_000)),
             int(options.get("exact_count_limit", 200_000)),
             float(options.get("connect_timeout_s", 3.0)),
+            str(options.get("public_url", "")),
         )
 
 
@@ -111,7 +114,11 @@ class FeatureService:
     def collection(self, collection_id: str) -> CollectionSQL:
         c = self._sql.get(collection_id)
         if c is None:
-            c = CollectionSQL(table_info(self.database_url, collection_id), self.exact_count_limit)
+            c = CollectionSQL(
+                table_info(self.database_url, collection_id),
+                self.exact_count_limit,
+                self.settings.public_url,
+            )
             self._sql[collection_id] = c
         return c
 

@@ -31,8 +31,11 @@ from api.params import FeatureQuery
 class CollectionSQL:
     """SQL builders of one collection (pure: they return SQL and parameters)."""
 
-    def __init__(self, info: TableInfo, exact_count_limit: int = 200_000) -> None:
+    def __init__(
+        self, info: TableInfo, exact_count_limit: int = 200_000, public_url: str = ""
+    ) -> None:
         self.info = info
+        self.public_url = public_url.rstrip("/")
         self.spec = info.spec
         self.rel = sql.Identifier(self.spec.relation)
         self.id = sql.Identifier(self.spec.id_column)
@@ -71,9 +74,15 @@ class CollectionSQL:
         names = q.properties if q.properties is not None else self.info.properties
         if not names:
             return sql.SQL("'{}'")
-        cols = sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n)) for n in names
-        )
+        def col(n: str) -> sql.Composable:
+            c = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n))
+            if n in self.spec.href_properties:  # a server-relative path, served absolute
+                return sql.SQL("{} || {} AS {}").format(
+                    sql.Literal(self.public_url), c, sql.Identifier(n)
+                )
+            return c
+
+        cols = sql.SQL(", ").join(col(n) for n in names)
         # row_to_json of a sub-row keeps the column names and is faster than json_build_object
         return sql.SQL("row_to_json((SELECT r FROM (SELECT {}) r))::text").format(cols)
 

@@ -139,7 +139,9 @@ def test_evidence_routes(client, imagery):
     for f in features:
         for moment in ("before", "after"):
             href = f["properties"][f"evidence_{moment}"]
-            assert href == f"/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+            assert href == (
+                f"http://testserver/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+            )
             for style in ("truecolor", "falsecolor"):
                 r = client.get(f"{href}?style={style}")
                 assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -290,3 +292,82 @@ def test_the_generated_configuration_with_coverages_validates(imagery):
     validate(config)  # pygeoapi's own schema
     provider = next(iter(coverages.values()))["providers"][0]
     assert provider["name"] == "rasterio" and Path(provider["data"]).is_file()
+
+
+PUBLIC = "https://dat-dai.example.gov.vn/ioc"  # the configured public URL, not the request's
+
+
+@pytest.fixture(scope="module")
+def public_client(imagery):
+    """The API behind a proxy: public URL with a path, requests arriving at testserver."""
+    from starlette.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    url, engine, _ = imagery
+    app = create_app(ApiSettings(base_url=PUBLIC + "/"), url, engine=engine)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _local(href: str) -> str:
+    assert href.startswith(PUBLIC + "/"), href
+    return href[len(PUBLIC) :]
+
+
+def test_alert_links_are_absolute_with_type_and_title(public_client, imagery):
+    """QGIS, OWSLib and the IOC dashboard follow an item's hrefs as they are: the evidence
+    chips and the report are absolute URLs on the configured public URL, with a media type
+    and a title, in the items page, the item (JSON) and the item's HTML page."""
+    _, _, stored = imagery
+    c = public_client
+    r = c.get(f"/collections/parcel-alerts/items?run_id={stored['run_id']}&f=json")
+    features = r.json()["features"]
+    assert features
+    for f in features:
+        for moment in ("before", "after"):
+            href = f["properties"][f"evidence_{moment}"]
+            assert href == f"{PUBLIC}/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+    alert_id = features[0]["id"]
+    item = c.get(f"/collections/parcel-alerts/items/{alert_id}?f=json").json()
+    links = item["links"]
+    assert all(link["href"].startswith(PUBLIC + "/") for link in links), links
+    assert all(link.get("type") and link.get("title") for link in links), links
+    chips = [link for link in links if link["rel"] == "preview"]
+    assert len(chips) == 4 and {link["type"] for link in chips} == {"image/png"}
+    assert len({link["title"] for link in chips}) == 4
+    for link in chips:  # each one is the chip it says
+        got = c.get(_local(link["href"]))
+        assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    nir = [link["href"] for link in chips if "falsecolor" in link["href"]]
+    assert len(nir) == 2 and all("NIR" in link["title"] for link in chips if link["href"] in nir)
+    reports = {link["type"]: link["href"] for link in links if link["rel"] == "describedby"}
+    assert reports == {
+        "text/html": f"{PUBLIC}/collections/parcel-alerts/items/{alert_id}/report?f=html",
+        "application/pdf": f"{PUBLIC}/collections/parcel-alerts/items/{alert_id}/report?f=pdf",
+    }
+    assert c.get(_local(reports["text/html"])).status_code == 200
+    # the HTML item page: the chips shown and linked, the report linked, all absolute
+    page = c.get(f"/collections/parcel-alerts/items/{alert_id}?f=html")
+    assert page.status_code == 200
+    html = page.text
+    for link in chips:
+        assert f'href="{link["href"]}"'.replace("&", "&amp;") in html or f'href="{link["href"]}"' in html
+    assert f'src="{PUBLIC}/collections/parcel-alerts/items/{alert_id}/evidence/before.png"' in html
+    assert f'href="{reports["text/html"]}"' in html and f'href="{reports["application/pdf"]}"' in html
+    assert f'href="/collections/parcel-alerts/items/{alert_id}/evidence' not in html
+    assert f'src="/collections/parcel-alerts/items/{alert_id}/evidence' not in html
+
+
+def test_an_alert_without_chips_links_none():
+    from api.collections import BY_ID, item_links
+
+    spec = BY_ID["parcel-alerts"]
+    links = item_links(spec, PUBLIC, "7", {"evidence_before": None, "evidence_after": None})
+    assert [link["rel"] for link in links] == ["describedby", "describedby"]
+    links = item_links(spec, PUBLIC, "7", {"evidence_before": "/x/before.png"})
+    assert [link["href"] for link in links if link["rel"] == "preview"] == [
+        f"{PUBLIC}/x/before.png",
+        f"{PUBLIC}/x/before.png?style=falsecolor",
+    ]
