@@ -1,6 +1,7 @@
 """The daily digest over HTTP: ``GET /digest/{date}?f=html|json|pdf`` (the one stored by
 ``ioc run`` for that day, else built by :mod:`nlp.digest`) and ``POST /digest/feedback`` (a
-media token corrects an article's sentiment label, as the digest page's form does)."""
+media token corrects an article's sentiment label, as the digest page's form does, or a
+citizen's post's: ``post_id`` instead of ``article_id``)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def render_digest(engine: Engine, day: dt.date, fmt: str, base_url: str = "") ->
     return html.encode("utf-8"), "text/html; charset=utf-8"
 
 
-FEEDBACK_FIELDS = {"article_id", "label", "reviewer", "note"}
+FEEDBACK_FIELDS = {"article_id", "post_id", "label", "reviewer", "note"}
 
 DIGEST_PATHS: dict[str, dict] = {
     "/digest/{date}": {
@@ -76,7 +77,7 @@ DIGEST_PATHS: dict[str, dict] = {
     },
     "/digest/feedback": {
         "post": {
-            "summary": "Correct an article's sentiment label",
+            "summary": "Correct the sentiment label of an article (article_id) or a citizen's post (post_id)",
             "tags": ["digest"],
             "operationId": "postDigestFeedback",
             "security": [{"bearer": []}],
@@ -86,10 +87,12 @@ DIGEST_PATHS: dict[str, dict] = {
                     "application/json": {
                         "schema": {
                             "type": "object",
-                            "required": ["article_id", "label", "reviewer"],
+                            "required": ["label", "reviewer"],
+                            "oneOf": [{"required": ["article_id"]}, {"required": ["post_id"]}],
                             "additionalProperties": False,
                             "properties": {
                                 "article_id": {"type": "integer"},
+                                "post_id": {"type": "integer"},
                                 "label": {"type": "string", "enum": list(SENTIMENT_LABELS)},
                                 "reviewer": {"type": "string"},
                                 "note": {"type": "string"},
@@ -103,7 +106,7 @@ DIGEST_PATHS: dict[str, dict] = {
                 "400": {"description": "Invalid"},
                 "401": {"description": "No or invalid token"},
                 "403": {"description": "The token may not correct labels"},
-                "404": {"description": "No such article"},
+                "404": {"description": "No such article or post"},
             },
         }
     },
@@ -123,31 +126,39 @@ def digest_routes(ctx: AppContext) -> RouteGroup:
         body = await json_body(request)
         if not isinstance(body, dict):
             raise InvalidParameterError(
-                'The body must be {"article_id", "label", "reviewer", "note"}.'
+                'The body must be {"article_id" or "post_id", "label", "reviewer", "note"}.'
             )
         unknown = set(body) - FEEDBACK_FIELDS
         if unknown:
             raise InvalidParameterError(f"Unknown field(s) {', '.join(sorted(unknown))[:80]}.")
-        if "article_id" not in body:
-            raise InvalidParameterError("'article_id' is required.")
-        if isinstance(body["article_id"], bool) or not isinstance(body["article_id"], int | str):
-            raise InvalidParameterError("'article_id' must be an integer.")
-        article_id = as_int_id(body["article_id"], "article")
+        given = [k for k in ("article_id", "post_id") if k in body]
+        if len(given) != 1:
+            raise InvalidParameterError(
+                "Give either 'article_id' or 'post_id', not both."
+                if given
+                else "'article_id' (or 'post_id' for a citizen's post) is required."
+            )
+        key = given[0]
+        genre = "post" if key == "post_id" else "article"
+        if isinstance(body[key], bool) or not isinstance(body[key], int | str):
+            raise InvalidParameterError(f"'{key}' must be an integer.")
+        item_id = as_int_id(body[key], genre)
 
         def write() -> int:
             with ctx.engine.begin() as conn:
                 return correct_article_label(
                     conn,
-                    article_id,
+                    item_id,
                     body.get("label"),
                     body.get("reviewer") or principal.name,
                     body.get("note"),
                     principal=principal,
+                    genre=genre,
                 )
 
         feedback_id = await run_in_threadpool(write)
         return JSONResponse(
-            {"id": feedback_id, "article_id": article_id, "label": body.get("label")},
+            {"id": feedback_id, key: item_id, "label": body.get("label")},
             status_code=201,
         )
 

@@ -1,8 +1,8 @@
 """Review writes at the edge: check the token's role, call the domain owner, map its errors.
 
 Land officers confirm or dismiss a parcel alert (:func:`gis.review.review_alert`); media staff
-correct an article's sentiment label (:func:`nlp.feedback.record_correction`, stored in
-``label_feedback`` for ``ioc nlp retrain``). Both owners validate the input and write the audit
+correct an article's or a citizen's post's sentiment label (:func:`nlp.feedback.record_correction`,
+stored in ``label_feedback`` for ``ioc nlp retrain``). Both owners validate the input and write the audit
 row in the caller's transaction; this module only authorises (403 naming the role needed) and
 turns domain errors into :class:`InvalidParameterError` / :class:`NotFoundError`.
 """
@@ -51,12 +51,14 @@ def correct_article_label(
     note: Any = None,
     *,
     principal: Principal,
+    genre: str = "article",
 ) -> int:
-    """Record a sentiment correction for ``principal`` (needs the media role) through
-    :func:`nlp.feedback.record_correction`; returns its id."""
+    """Record a sentiment correction of an article (``genre="article"``) or a citizen's post
+    (``genre="post"``, ``article_id`` is then the post's id) for ``principal`` (needs the media
+    role) through :func:`nlp.feedback.record_correction`; returns its id."""
     role = principal.require(LABEL_CORRECTION_ROLE, "Correcting sentiment labels")
     # Imported here: nlp brings scikit-learn, which the read-only API never needs.
-    from nlp.errors import ArticleNotFoundError, InputError
+    from nlp.errors import InputError, ItemNotFoundError
     from nlp.feedback import record_correction
 
     try:
@@ -66,12 +68,13 @@ def correct_article_label(
             label,
             reviewer,
             note,
+            genre=genre,
             actor=principal.name,
             role=role,
             channel="api",
         )
-    except ArticleNotFoundError:
-        raise NotFoundError(f"No article {article_id}.") from None
+    except ItemNotFoundError:
+        raise NotFoundError(f"No {genre} {article_id}.") from None
     except InputError as exc:  # unknown label, bad reviewer or note
         raise InvalidParameterError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from exc
 

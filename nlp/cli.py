@@ -358,7 +358,12 @@ def retrain_cmd(
     engine = _engine()
     with engine.connect() as conn:
         corrections = load_corrections(conn)
-    click.echo(f"{len(corrections)} corrections; training (takes a few minutes)...", err=True)
+    by_genre = {g: sum(c["genre"] == g for c in corrections) for g in ("article", "post")}
+    click.echo(
+        f"{len(corrections)} corrections ({by_genre['article']} of articles, {by_genre['post']} "
+        "of posts); training (takes a few minutes)...",
+        err=True,
+    )
     if recipe == "genre":
         from nlp.registry import retrain_genre
 
@@ -369,8 +374,17 @@ def retrain_cmd(
             state_dir=_state_dir(),
             tolerance=tolerance,
             echo=lambda m: click.echo(m, err=True),
+            use_encoder=settings.use_encoder,
         )
     else:
+        # the format-1 news model has no post head: only the articles' corrections train it
+        if by_genre["post"]:
+            click.echo(
+                f"recipe tfidf: the {by_genre['post']} corrections of posts are left for the "
+                "genre recipe",
+                err=True,
+            )
+        corrections = [c for c in corrections if c["genre"] == "article"]
         result = retrain(registry, labelled, unlabelled, corrections, tolerance=tolerance)
     if result.promoted and corrections:
         with engine.begin() as conn:
@@ -378,6 +392,62 @@ def retrain_cmd(
     click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=1))
     if not result.promoted:
         click.echo(result.reason, err=True)
+
+
+@nlp.command("correct")
+@click.argument("item")
+@click.argument("label")
+@click.option(
+    "--field",
+    type=click.Choice(["sentiment", "topic"]),
+    default="sentiment",
+    show_default=True,
+    help="What is corrected: the sentiment label or the topic.",
+)
+@click.option(
+    "--reviewer", default=None, help="Who corrects it (default: the system user running ioc)."
+)
+@click.option("--note", default=None, help="Why (at most 2,000 characters).")
+def correct_cmd(item: str, label: str, field: str, reviewer: str | None, note: str | None) -> None:
+    """Correct the label of an article or a citizen's post; ``ioc nlp retrain`` trains the
+    article head with the corrections of articles and the post head with those of posts.
+
+    ITEM is article:ID or post:ID (the id the articles and posts collections publish), or the
+    item's URL. LABEL is negative, neutral or positive (--field topic: one of the 12 topics).
+    Stored with an audit row (channel cli, the system user) like the API's corrections.
+    """
+    import getpass
+
+    from nlp.errors import InputError
+    from nlp.feedback import record_correction, resolve_item
+
+    user = getpass.getuser()
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            genre, item_id = resolve_item(conn, item)
+            feedback_id = record_correction(
+                conn,
+                item_id,
+                label,
+                reviewer or user,
+                note,
+                field,
+                genre=genre,
+                actor=user,
+                role=None,
+                channel="cli",
+            )
+    except InputError as exc:  # an unknown item or label: a user error
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from exc
+    click.echo(
+        json.dumps(
+            {"id": feedback_id, "genre": genre, f"{genre}_id": item_id, field: label},
+            ensure_ascii=False,
+        )
+    )
 
 
 @click.command("digest")

@@ -30,5 +30,13 @@ class InputError(NLPError, ValueError):
     """An input record or line cannot be scored (malformed JSON, missing text...)."""
 
 
-class ArticleNotFoundError(InputError, LookupError):
+class ItemNotFoundError(InputError, LookupError):
+    """A label correction names an article or a post that does not exist."""
+
+
+class ArticleNotFoundError(ItemNotFoundError):
     """A label correction names an article that does not exist."""
+
+
+class PostNotFoundError(ItemNotFoundError):
+    """A label correction names a citizen's post that does not exist."""

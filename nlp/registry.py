@@ -48,6 +48,7 @@ class RetrainResult:
     current_version: str | None
     n_corrections: int
     reason: str
+    corrections_by_genre: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -194,9 +195,12 @@ def retrain(
 ) -> RetrainResult:
     """Train a candidate with the corrections and promote it only if not worse.
 
+    The format-1 news model has one head, trained on news: only the corrections of articles
+    are used (a post's correction trains the post head of :func:`retrain_genre`).
     The first run also creates the reference baseline (the same recipe without corrections),
     promoted unconditionally, so later candidates always have a current model to beat.
     """
+    corrections = [c for c in corrections if (c.get("genre") or "article") == "article"]
     ref_ids = set(frozen_reference_ids(labelled))
     train_items = [it for it in labelled if str(it["id"]) not in ref_ids]
     ref_items = [it for it in labelled if str(it["id"]) in ref_ids]
@@ -271,6 +275,7 @@ def retrain_genre(
     version: str | None = None,
     echo: Any = print,
     base_config: ModelConfig | None = None,
+    use_encoder: bool | None = None,
 ) -> RetrainResult:
     """Retrain the genre model with staff corrections; promote only if no genre gets worse.
 
@@ -282,6 +287,9 @@ def retrain_genre(
     (:func:`evaluate_genre`), on both reference sets; the candidate is promoted if neither
     genre's macro-F1 drops by more than ``tolerance``. The first run trains the baseline (same
     recipe, no corrections) and promotes it.
+
+    ``use_encoder``: False trains and scores the TF-IDF heads only; None reads
+    ``IOC_NLP_ENCODER`` (:class:`nlp.settings.NLPSettings`).
     """
     from nlp.encoder import load_encoder
     from nlp.heads import Data, GenreModel
@@ -297,9 +305,12 @@ def retrain_genre(
     )
 
     cache_dir = Path(state_dir) / "nlp-cache" if state_dir else None
-    encoder, why = load_encoder(state_dir, cache_entries=2_000_000)
+    encoder, why = load_encoder(state_dir, cache_entries=2_000_000, enabled=use_encoder)
     if encoder is None:
         echo(f"the encoder cannot run here ({why}): TF-IDF-only heads")
+    unknown = sorted({str(c.get("genre")) for c in corrections} - {"article", "post", "None"})
+    if unknown:
+        raise ValueError(f"corrections of unknown genre {', '.join(unknown)[:80]}: article or post")
     news, rows = labelled_data(data_dir, "news-dev", encoder, cache_dir)
     ref_news = set(frozen_reference_ids([{"id": i} for i in rows.ids]))
     is_ref = np.array([i in ref_news for i in rows.ids])
@@ -372,11 +383,13 @@ def retrain_genre(
     stamp = version or dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
     heads = dict(current.heads)
     n_used = 0
+    used: dict[str, int] = {}
     for genre, grid, train in (
         ("article", ARTICLE_GRID, news_train),
         ("post", POST_GRID, post_train),
     ):
         extra = corrections_data(genre)
+        used[genre] = 0 if extra is None else len(extra.texts)
         if extra is not None:
             n_used += len(extra.texts)
             heads[genre] = fit_genre_heads(
@@ -401,7 +414,8 @@ def retrain_genre(
     promote = not worse
     reason = (
         "; ".join(
-            f"{g}: candidate macro-F1 {cand_scores[g]['macro_f1']:.4f} vs current {current_scores[g]['macro_f1']:.4f}"
+            f"{g}: {used.get(g, 0)} corrections, candidate macro-F1 {cand_scores[g]['macro_f1']:.4f} "
+            f"vs current {current_scores[g]['macro_f1']:.4f}"
             for g in cand_scores
         )
         + f" on the frozen reference sets ({len(news_ref.texts)} news items, {len(post_ref.texts)} posts): "
@@ -411,10 +425,15 @@ def retrain_genre(
         cand,
         _flat(cand_scores),
         promote=promote,
-        info={**info, "n_corrections": n_used, "reason": reason},
+        info={
+            **info,
+            "n_corrections": n_used,
+            **{f"n_corrections_{g}": n for g, n in used.items()},
+            "reason": reason,
+        },
     )
     return RetrainResult(
-        cand.version, promote, _flat(cand_scores), _flat(current_scores), cur, n_used, reason
+        cand.version, promote, _flat(cand_scores), _flat(current_scores), cur, n_used, reason, used
     )
 
 

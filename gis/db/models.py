@@ -359,10 +359,11 @@ class ArticlePlace(Base):
 
 
 class LabelFeedback(Base):
-    """A correction of an article's label by media staff; used by ``ioc nlp retrain``."""
+    """A correction of an article's or a citizen's post's label by media staff (exactly one of
+    ``article_id``, ``post_id``: 0012); used by ``ioc nlp retrain`` (per genre)."""
 
     __tablename__ = "label_feedback"
-    # 0004: the latest correction of an article
+    # 0004: the latest correction of an article; 0012: of a post
     __table_args__ = (
         Index(
             "ix_label_feedback_article_created",
@@ -370,11 +371,20 @@ class LabelFeedback(Base):
             text("created_at DESC"),
             text("id DESC"),
         ),
+        Index(
+            "ix_label_feedback_post_created",
+            "post_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    article_id: Mapped[int] = mapped_column(
+    article_id: Mapped[int | None] = mapped_column(
         ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
+    post_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("posts.id", ondelete="CASCADE")
     )
     field: Mapped[str] = mapped_column(String(16), server_default="sentiment")
     old_label: Mapped[str | None] = mapped_column(String(48))
