@@ -67,12 +67,18 @@ _POSTS_SQL = f"""
 WITH s AS (
   SELECT DISTINCT ON (post_id) post_id, label, probabilities, confidence, topic, reasons, model_version
   FROM post_scores ORDER BY post_id, scored_at DESC, id DESC
+), f AS (  -- a staff correction (migration 0012) overrides the model's label, as for articles
+  SELECT DISTINCT ON (post_id) post_id, new_label
+  FROM label_feedback WHERE field = 'sentiment' AND post_id IS NOT NULL
+  ORDER BY post_id, created_at DESC, id DESC
 )
 SELECT p.id, p.text, p.url, COALESCE(p.source, '—') AS source,
        (COALESCE(p.published_at, p.imported_at) AT TIME ZONE '{TIMEZONE}')::date AS day,
-       s.label, s.probabilities, s.confidence, s.topic, s.reasons, s.model_version
+       COALESCE(f.new_label, s.label) AS label, s.probabilities, s.confidence, s.topic,
+       s.reasons, s.model_version
 FROM posts p
 LEFT JOIN s ON s.post_id = p.id
+LEFT JOIN f ON f.post_id = p.id
 WHERE p.duplicate_of IS NULL
   AND (COALESCE(p.published_at, p.imported_at) AT TIME ZONE '{TIMEZONE}')::date BETWEEN :start AND :day
 """

@@ -10,6 +10,7 @@ import json
 import pytest
 from sqlalchemy import text
 
+from nlp.digest import build_digest
 from nlp.errors import ArticleNotFoundError, InputError, PostNotFoundError
 from nlp.feedback import load_corrections, mark_used, record_correction, resolve_item
 from nlp.registry import ModelRegistry, retrain_genre
@@ -99,6 +100,13 @@ def test_a_post_is_corrected_through_the_audited_path_and_read_with_its_genre(co
         {"p": post},
     ).one()
     assert tuple(published) == ("positive", "negative", "positive")
+    # the digest's posts section counts the corrected label too
+    day = connection.execute(
+        text("SELECT (published_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM posts WHERE id = :p"),
+        {"p": post},
+    ).scalar_one()
+    totals = build_digest(connection, day)["posts"]["totals"]
+    assert (totals["posts"], totals["positive"], totals["negative"]) == (1, 1, 0)
 
     got = load_corrections(connection)
     posts = [c for c in got if c["genre"] == "post"]
