@@ -58,6 +58,8 @@ PROCESS_ROLES: dict[str, str] = {
 EXECUTE_MEMBERS = ("inputs", "outputs", "response", "subscriber")
 MAX_RECORDS = 5000
 MAX_TEXT = 200_000
+#: scenes of a time series in one execution (three years of monthly scenes)
+MAX_SERIES = 36
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 #: the days a digest can be asked for (news of the past, not of year 1 or 9999)
 DIGEST_DAYS = (dt.date(1970, 1, 1), dt.date(2999, 12, 31))
@@ -115,15 +117,52 @@ LAND_CHANGE_METADATA = _meta(
     "land-change-detection",
     "Phát hiện biến động đất đai",
     "Land-change detection",
-    "Detect land-cover change between two images (paths on the server, under the configured "
-    "data folders), store the run and its change polygons (collection land-changes). Needs a "
-    "token with the officer (or admin) role.",
+    "Detect land-cover change between two images (before, after), or over a time series of "
+    "scenes (scenes, optionally dates and min_persist: the latest scene compared with the "
+    "best-matching earlier one, conversions confirmed by persistence, as `ioc land detect "
+    "S1 S2 S3 ...`); paths on the server, under the configured data folders. Stores the run "
+    "and its change polygons (collection land-changes). Needs a token with the officer (or "
+    "admin) role.",
     {
         "before": _input(
-            "Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs",
+            "Image before: multi-band GeoTIFF or folder of per-band GeoTIFFs (with after; or "
+            "give scenes)",
             {"type": "string", "minLength": 1, "maxLength": 1024},
+            False,
         ),
-        "after": _input("Image after", {"type": "string", "minLength": 1, "maxLength": 1024}),
+        "after": _input(
+            "Image after (with before)",
+            {"type": "string", "minLength": 1, "maxLength": 1024},
+            False,
+        ),
+        "scenes": _input(
+            "Time series: the scenes (GeoTIFFs or band folders) of one product, in any order "
+            "(instead of before/after)",
+            {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": MAX_SERIES,
+                "items": {"type": "string", "minLength": 1, "maxLength": 1024},
+            },
+            False,
+        ),
+        "dates": _input(
+            "Time series: the scenes' acquisition dates (YYYY-MM-DD), one per scene in their "
+            "order; by default from the scenes' tags or names",
+            {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": MAX_SERIES,
+                "items": {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+            },
+            False,
+        ),
+        "min_persist": _input(
+            "Time series: a conversion is confirmed when it holds on at least this many "
+            "scenes from its change date on",
+            {"type": "integer", "minimum": 1, "maximum": MAX_SERIES, "default": 2},
+            False,
+        ),
         "method": _input(
             "Detector: cnn, gbm or cva (default: the server's IOC_LAND_DETECTOR)",
             {"type": "string", "enum": list(DETECTORS)},
@@ -593,18 +632,81 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
 
     def check_inputs(self, inputs: Any) -> dict:
         data = check_inputs(self.metadata, inputs)
+        pair = [k for k in ("before", "after") if k in data]
+        if "scenes" in data:
+            if pair:
+                raise InvalidParameterError(
+                    "Give either 'before' and 'after' (a pair) or 'scenes' (a time series), "
+                    "not both."
+                )
+            return self._check_series(data)
+        extra = [k for k in ("dates", "min_persist") if k in inputs]
+        if extra:
+            raise InvalidParameterError(
+                f"Input '{extra[0]}' applies to a time series: give 'scenes' with it."
+            )
+        if len(pair) < 2:
+            missing = "before" if "before" not in data else "after"
+            raise InvalidParameterError(
+                f"Input '{missing}' is required by process land-change-detection "
+                "(or give 'scenes', a time series)."
+            )
         data["before_path"] = self._path(data["before"], "before")
         data["after_path"] = self._path(data["after"], "after")
+        data["paths"] = {
+            str(data["before_path"]): data["before"].strip(),
+            str(data["after_path"]): data["after"].strip(),
+        }
         return data
 
-    def _public(self, message: str, data: dict) -> str:
-        """``message`` with the server's paths replaced by the paths the client gave."""
-        for key in ("before", "after"):
-            resolved = str(data[f"{key}_path"])
-            message = message.replace(resolved, data[key].strip())
+    def _check_series(self, data: dict) -> dict:
+        """A time series, checked before any job with the code ``ioc land detect`` runs
+        (:mod:`gis.change.series`): dates, one product (sensor, processing level, bands,
+        pixel size), overlap, one scene per date, at least two usable dates. Each problem is
+        a 400 naming the scene as the client gave it."""
+        from gis.change.series import check_usable, open_series, parse_dates
+
+        scenes = data["scenes"]
+        resolved = [self._path(v, f"scenes[{i}]") for i, v in enumerate(scenes)]
+        data["scene_paths"] = resolved
+        data["paths"] = {str(p): v.strip() for p, v in zip(resolved, scenes, strict=True)}
+        dates = data.get("dates")
+        if dates is not None and len(dates) != len(scenes):
+            raise InvalidParameterError(
+                f"Input 'dates' has {len(dates)} dates for {len(scenes)} scenes; give one per "
+                "scene, in their order."
+            )
+        try:
+            data["series_dates"] = parse_dates(dates, len(scenes)) if dates is not None else None
+            items = open_series(resolved, data["series_dates"])
+            check_usable(items)
+        except (IocError, ValueError, OSError) as exc:
+            message = self._public(str(exc), data).replace("--dates", "the input 'dates'")
+            raise InvalidParameterError("Input 'scenes': " + message) from exc
+        return data
+
+    def _client_paths(self, text_: str, data: dict) -> str:
+        """``text_`` with the server's paths replaced by the paths the client gave."""
+        # longest first: a band folder's path is a prefix of its files' paths
+        for resolved, given in sorted(data.get("paths", {}).items(), key=lambda kv: -len(kv[0])):
+            text_ = text_.replace(resolved, given)
         for root in self.allowed_roots:
-            message = message.replace(str(root) + "/", "")
-        return public_message(message)
+            text_ = text_.replace(str(root) + "/", "")
+        return text_
+
+    def _client_values(self, value: Any, data: dict) -> Any:
+        """``value`` (JSON-like) with the server's paths in its strings replaced."""
+        if isinstance(value, str):
+            return self._client_paths(value, data)
+        if isinstance(value, dict):
+            return {k: self._client_values(v, data) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._client_values(v, data) for v in value]
+        return value
+
+    def _public(self, message: str, data: dict) -> str:
+        """An error ``message`` fit for the client: its paths, no server path."""
+        return public_message(self._client_paths(message, data))
 
     @_public_errors("Land-change detection")
     def execute(self, data: dict, outputs: dict | None = None):
@@ -629,7 +731,17 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
                     "The server's alert rules (IOC_LAND_RULES_FILE) cannot be read; see the server log."
                 ) from exc
         try:
-            result = detect_changes(data["before_path"], data["after_path"], config)
+            if "scenes" in data:  # the CLI's time-series path (gis.change.series)
+                from gis.change.series import detect_series
+
+                result = detect_series(
+                    data["scene_paths"],
+                    config,
+                    data["series_dates"],
+                    min_persist=int(data["min_persist"]),
+                )
+            else:
+                result = detect_changes(data["before_path"], data["after_path"], config)
         except (IocError, ValueError, OSError) as exc:
             raise ProcessorExecuteError(self._public(str(exc), data)) from exc
         except Exception as exc:
@@ -656,6 +768,8 @@ class LandChangeDetectionProcessor(_DatabaseProcessor):
             "timings": result.timings,
             "changes": len(result.features),
         }
+        # a series' summary names its scenes: as the client gave them, never a server path
+        summary = self._client_values(summary, data)
         return "application/json", {"id": "result", "value": summary}
 
 

@@ -350,6 +350,40 @@ def persistence(
     }
 
 
+def check_usable(items: list[SeriesScene]) -> dict[int, tuple]:
+    """Sample every scene of a series (:func:`open_series`) on the latest scene's grid: a
+    scene with no valid pixel (cloud or nodata everywhere) is marked unusable. Returns the
+    NDVI samples (for :func:`choose_reference`).
+
+    Raises
+    ------
+    InputFileError
+        Fewer than two usable dates (naming the files), or the latest scene unusable.
+    """
+    target_grid = items[-1].scene.grid
+    samples: dict[int, tuple] = {}
+    for i, it in enumerate(items):
+        values, valid, _ = read_sample(it.scene, target_grid, ("B04", "B08"), max_pixels=250_000)
+        it.valid_fraction = float(valid.mean()) if valid.size else 0.0
+        if not valid.any():
+            it.usable = False
+            it.note = "no valid pixel (cloud or nodata everywhere)"
+        samples[i] = (_ndvi(values), valid)
+    usable = [it for it in items if it.usable]
+    if len(usable) < 2:
+        bad = "; ".join(f"{it.path} ({it.date}): {it.note}" for it in items if not it.usable)
+        raise InputFileError(
+            f"a time series needs at least two usable dates; only "
+            f"{', '.join(f'{it.path} ({it.date})' for it in usable) or 'none'} is usable ({bad})."
+        )
+    if not items[-1].usable:
+        raise InputFileError(
+            f"{items[-1].path}: the latest scene of the series has no valid "
+            "pixel (cloud or nodata everywhere); leave it out."
+        )
+    return samples
+
+
 def detect_series(
     paths: Sequence[str | Path],
     config=None,
@@ -375,27 +409,7 @@ def detect_series(
         raise InvalidValueError("--min-persist must be at least 1.")
     config = config or DetectionConfig()
     items = open_series(paths, dates)
-    target_grid = items[-1].scene.grid
-    samples: dict[int, tuple] = {}
-    for i, it in enumerate(items):
-        values, valid, _ = read_sample(it.scene, target_grid, ("B04", "B08"), max_pixels=250_000)
-        it.valid_fraction = float(valid.mean()) if valid.size else 0.0
-        if not valid.any():
-            it.usable = False
-            it.note = "no valid pixel (cloud or nodata everywhere)"
-        samples[i] = (_ndvi(values), valid)
-    usable = [it for it in items if it.usable]
-    if len(usable) < 2:
-        bad = "; ".join(f"{it.path} ({it.date}): {it.note}" for it in items if not it.usable)
-        raise InputFileError(
-            f"a time series needs at least two usable dates; only "
-            f"{', '.join(f'{it.path} ({it.date})' for it in usable) or 'none'} is usable ({bad})."
-        )
-    if not items[-1].usable:
-        raise InputFileError(
-            f"{items[-1].path}: the latest scene of the series has no valid "
-            "pixel (cloud or nodata everywhere); leave it out."
-        )
+    samples = check_usable(items)
     ref, choice = choose_reference(items, samples)
     result = detect_changes(
         items[ref].path, items[-1].path, config, mask_out=mask_out, progress=progress, client=client
