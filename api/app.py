@@ -94,7 +94,7 @@ def create_app(
             settings,
             database_url,
             land if land is not None else LandSettings(),
-            coverages=scene_coverages(engine),
+            coverages=scene_coverages(engine, settings.coverage_runs),
         )
     ctx = AppContext(
         settings=settings,

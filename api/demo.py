@@ -18,7 +18,8 @@ def demo_stage(ctx: Any) -> None:
     infos = collect_table_infos(ctx.engine)
     from api.imagery_routes import scene_coverages
 
-    coverages = scene_coverages(ctx.engine)  # stored imagery (OGC API - Coverages)
+    # stored imagery (OGC API - Coverages): the latest runs' scenes and those of open alerts
+    coverages = scene_coverages(ctx.engine, settings.coverage_runs)
     config = build_config(
         infos,
         settings,

@@ -40,27 +40,50 @@ PNG = "image/png"
 # tiles and chips of a stored scene only change when its run is stored again
 CACHE = {"Cache-Control": "public, max-age=300"}
 
-SCENES_SQL = text("""
+#: the scenes published as coverage collections: those of the latest ``:runs`` succeeded runs
+#: with imagery, and those of any run with an alert still to review (new, not superseded)
+PUBLISHED_SCENES_SQL = """
+    WITH runs AS (
+        SELECT r.id, r.before_scene_id, r.after_scene_id FROM detection_runs r
+        WHERE r.status = 'succeeded'
+          AND EXISTS (SELECT 1 FROM scene_cogs c WHERE c.scene_id = r.after_scene_id)
+    ), latest AS (
+        SELECT * FROM runs ORDER BY id DESC LIMIT :runs
+    ), open_runs AS (
+        SELECT * FROM runs r WHERE EXISTS (
+            SELECT 1 FROM parcel_alerts a WHERE a.run_id = r.id AND a.review_status = 'new'
+            AND a.superseded_at IS NULL)
+    )
+    SELECT before_scene_id AS scene_id FROM latest UNION SELECT after_scene_id FROM latest
+    UNION SELECT before_scene_id FROM open_runs UNION SELECT after_scene_id FROM open_runs
+"""
+
+SCENES_SQL = text(f"""
     SELECT s.id, c.path, s.acquired_at, s.sensor, c.crs, c.bands,
            ST_XMin(b) AS xmin, ST_YMin(b) AS ymin, ST_XMax(b) AS xmax, ST_YMax(b) AS ymax,
            (SELECT array_agg(r.id ORDER BY r.id) FROM detection_runs r
             WHERE r.status = 'succeeded' AND s.id IN (r.before_scene_id, r.after_scene_id)) AS runs
     FROM scene_cogs c JOIN imagery_scenes s ON s.id = c.scene_id,
          LATERAL (SELECT s.footprint::box2d AS b) f
+    WHERE s.id IN ({PUBLISHED_SCENES_SQL})
     ORDER BY s.id
 """)
 
 
-def scene_coverages(engine: Engine) -> dict[str, dict]:
-    """pygeoapi resources: one OGC API - Coverages collection per stored scene COG whose file
-    is there (``imagery-scene-{scene id}``), for :func:`api.config.build_config`."""
+def scene_coverages(engine: Engine, latest_runs: int = 10) -> dict[str, dict]:
+    """pygeoapi resources, for :func:`api.config.build_config`: one OGC API - Coverages
+    collection (``imagery-scene-{scene id}``) per stored scene COG whose file is there, for
+    the scenes of the latest ``latest_runs`` detection runs and of the runs with alerts still
+    to review (``IOC_API_COVERAGE_RUNS``). A year of intake would otherwise list hundreds of
+    scenes under /collections; every stored scene keeps its map tiles at
+    ``/imagery/{scene}/tiles/...`` and its chips, published or not."""
     with engine.connect() as conn:
         if conn.execute(text("SELECT to_regclass('scene_cogs')")).scalar() is None:
             raise ConfigError(
                 "Cannot publish the stored imagery: table scene_cogs is missing; "
                 "run `ioc db up` to migrate the database."
             )
-        rows = conn.execute(SCENES_SQL).all()
+        rows = conn.execute(SCENES_SQL, {"runs": max(0, int(latest_runs))}).all()
     resources: dict[str, dict] = {}
     for r in rows:
         if not Path(r.path).is_file() or not r.runs:
@@ -104,6 +127,18 @@ def scene_coverages(engine: Engine) -> dict[str, dict]:
 
 
 INT4_MAX = 2**31 - 1  # scene and run ids are integer columns; alert ids bigint
+
+
+def _stored_scene(engine: Engine, collection_id: str) -> int | None:
+    """The scene id of ``imagery-scene-{id}`` when that scene has a stored COG."""
+    digits = collection_id.removeprefix(COVERAGE_PREFIX)
+    if digits == collection_id or not digits.isdigit() or not 0 < int(digits) <= INT4_MAX:
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM scene_cogs WHERE scene_id = :id"), {"id": int(digits)}
+        ).scalar()
+    return int(digits) if found else None
 
 
 def _scene(engine: Engine, scene_id: int):
@@ -380,6 +415,14 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
         ctx.check_read(request)
         cid = request.path_params["collection_id"]
         if cid not in ctx.coverage_ids:
+            stored = await run_in_threadpool(_stored_scene, engine, cid)
+            if stored is not None:
+                raise NotFoundError(
+                    f"Scene {stored} is stored but not published as a coverage collection "
+                    f"(only the scenes of the latest {ctx.settings.coverage_runs} runs and of "
+                    "alerts to review are); its imagery is at "
+                    f"/imagery/{stored}/tiles/{{z}}/{{x}}/{{y}}.png."
+                )
             raise NotFoundError(
                 f"Collection '{cid[:80]}' has no coverage; imagery collections "
                 f"are named {COVERAGE_PREFIX}<scene id>."

@@ -63,6 +63,14 @@ class ApiSettings(BaseSettings):
         description="Seconds a request waits for a database connection before answering 503 "
         "(short, so an outage is answered at once instead of hanging clients).",
     )
+    coverage_runs: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Stored scenes published as OGC API - Coverages collections: those of the "
+        "latest this many detection runs, plus those of runs with alerts still to review; "
+        "every stored scene keeps its map tiles at /imagery/{scene}/tiles.",
+    )
     config_file: Path | None = Field(
         default=None, description="Where `ioc demo` writes the pygeoapi YAML; unset = state dir."
     )
