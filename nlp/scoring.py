@@ -44,7 +44,7 @@ import sklearn
 from nlp.errors import ModelLoadError, ModelNotFoundError
 from nlp.heads import GENRES, TFIDF_ONLY, WITH_ENCODER, GenreModel
 from nlp.places import PlaceFinder, load_gazetteer
-from nlp.sentiment import LABELS, NewsModel
+from nlp.sentiment import LABELS, NewsModel, add_reason_phrase
 from nlp.settings import DEFAULT_GAZETTEER, DEFAULT_MODEL_DIR, NLPSettings
 from nlp.text import (
     is_vietnamese_syllable,
@@ -603,11 +603,16 @@ class Scorer:
                 if label != "neutral" and score < 0.4:
                     break
                 reasons.append({"kind": "sentence", "text": text[:300], "score": round(score, 3)})
+            # phrases: readable Vietnamese (no punctuation, numbers or function words at the
+            # ends, no lone function word: nlp.sentiment.clean_reason_phrase), each once
             phrases: list[str] = []
             for _, _, xrow, m in cands[:3]:
-                for phrase in m.phrase_reasons(xrow, label, k=4):
-                    if phrase not in phrases:
-                        phrases.append(phrase)
+                for phrase in m.phrase_reasons(xrow, label, k=6):
+                    raw = _segmented(m, phrase)
+                    if raw is not None:
+                        add_reason_phrase(phrases, raw)
+                    else:
+                        add_reason_phrase(phrases, phrase, cleaned=True)
             reasons.extend({"kind": "phrase", "text": ph_} for ph_ in phrases[:6])
             confidence = float(doc[li])
             rec = out[p.index]
@@ -645,6 +650,36 @@ class Scorer:
                 rec["html_stripped"] = True
             if p.mixed_scripts:
                 rec["mixed_scripts"] = p.mixed_scripts
+
+
+def _segmented(model: Any, phrase: str, max_syllables: int = 9) -> str | None:
+    """The vocabulary entry (word-segmented: ``bị_thương nặng``) a reason phrase was read from,
+    or None when the model's word vocabulary does not hold it.
+
+    Heads give phrases with the segmentation undone (``bị thương nặng``); cleaning needs the
+    words back, or "bị thương" (injured) would be cut to "thương" as if "bị" stood alone. The
+    candidate segmentations are looked up in the TF-IDF vocabulary; the one with the longest
+    words wins.
+    """
+    fz = getattr(model, "featurizer", None)
+    vec = getattr(fz, "word_vec", None) or getattr(getattr(fz, "news", None), "word_vec", None)
+    if vec is None:
+        vec = getattr(model, "word_vec", None)
+    vocab = getattr(vec, "vocabulary_", None)
+    sylls = phrase.split()
+    if not vocab or not sylls or len(sylls) > max_syllables:
+        return None
+    if phrase in vocab and len(sylls) == 1:
+        return phrase
+    best: str | None = None
+    for mask in range(2 ** (len(sylls) - 1)):  # bit i: a word boundary after syllable i
+        parts = [sylls[0]]
+        for i, s in enumerate(sylls[1:]):
+            parts.append((" " if mask >> i & 1 else "_") + s)
+        cand = "".join(parts)
+        if cand in vocab and (best is None or cand.count(" ") < best.count(" ")):
+            best = cand
+    return best
 
 
 def load_scorer(

@@ -208,6 +208,116 @@ _WEAK_WORDS = frozenset(
     ]
 )
 
+# Function words (segmented forms, "_" joins syllables): a reason phrase never starts or ends
+# with one (". sau" -> nothing, "tôm và" -> "tôm", "sẽ xuất hiện" -> "xuất hiện"), and a phrase
+# made only of these and _WEAK_WORDS is no reason at all. Negations are kept at the start
+# ("không an toàn" must not become "an toàn"). Includes common forms typed without diacritics.
+_FUNCTION_WORDS_TEXT = """và của là có được cho các những một với trong tại khi đã sau trước này đó thì mà cũng
+    về từ theo đến ra vào lên xuống nên nhưng hay hoặc để do bị rất lại còn đang sẽ vẫn như
+    nơi việc ngày năm tháng giờ ở trên dưới qua cùng nhiều ít hơn nhất đều chỉ mới vừa rồi nữa
+    thế vậy gì nào ai đây kia ấy họ chúng tôi ta bạn anh chị em ông bà phải vì nếu tuy dù bởi
+    nhằm đối rằng nó mình cả mọi mỗi từng cái con chiếc sự cuộc số lần hai ba bốn sáu bảy
+    tám chín mười trăm gần khoảng thêm luôn lúc hiện nay hôm đã_từng nhé nha ạ à ơi ư hả
+    thôi lắm quá chứ đấy đâu sao đối_với sau_khi trước_khi trong_khi vì_vậy do_đó tuy_nhiên
+    bởi_vì cho_nên hiện_nay hôm_nay hôm_qua vừa_qua thế_nào như_thế_nào bao_nhiêu chúng_tôi
+    chúng_ta các_bạn mọi_người trong_đó theo_đó bên_cạnh ngoài_ra đồng_thời cũng_như
+    va cua duoc dc đc nhung voi thi cung nen roi nua vay vs nhe oi ak lun thoi mk mik j
+"""
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+_NEGATIONS_TEXT = "không chưa chẳng chả đừng chớ ko k kg kh hok khong chua chang cha hông khum"
+_NEGATIONS = frozenset(_NEGATIONS_TEXT.split())
+# lone words that say nothing as a reason even when not function words
+_VAGUE_TEXT = "làm gây khá cần muốn tự sắp đủ hết tính bước mức đi độ"
+_VAGUE_WORDS = frozenset(_VAGUE_TEXT.split())
+
+
+def _is_symbol(token: str) -> bool:
+    return not any(ch.isalnum() for ch in token)
+
+
+def _is_function(token: str) -> bool:
+    """A function word, or a lone letter (an abbreviation cut off: "độ c", "phớ dài t")."""
+    return token.lower() in _FUNCTION_WORDS or len(token) == 1
+
+
+def _is_weak(token: str) -> bool:
+    low = token.lower()
+    if low in _FUNCTION_WORDS or low in _NEGATIONS or low in _VAGUE_WORDS:
+        return True
+    if not any(ch.isalpha() for ch in low):  # numbers, percentages, symbols
+        return True
+    return all(w in _WEAK_WORDS or w in _FUNCTION_WORDS for w in low.split("_"))
+
+
+def clean_reason_phrase(phrase: object) -> str | None:
+    """A reason phrase a reader can use, or None.
+
+    ``phrase`` is a word n-gram as the TF-IDF vocabulary holds it (segmented: ``ô_nhiễm``,
+    punctuation as tokens). Punctuation splits it (an n-gram across a comma or a full stop is
+    two fragments: the longest readable one is kept); function words are dropped at both
+    ends, negations only at the end; what is left must hold a content word.
+
+    >>> [clean_reason_phrase(p) for p in (". sau", "bắc_ninh ,", "( hà_nội", "tôm và")]
+    [None, 'bắc ninh', 'hà nội', 'tôm']
+    >>> [clean_reason_phrase(p) for p in ("không an_toàn", "sẽ xuất_hiện", "vì nó", "2 người")]
+    ['không an toàn', 'xuất hiện', None, None]
+    >>> [clean_reason_phrase(p) for p in ("k tốt", "tốt lắm", "độ c", "bị_thương nặng")]
+    ['k tốt', 'tốt', None, 'bị thương nặng']
+    """
+    if not isinstance(phrase, str):
+        return None
+    runs: list[list[str]] = [[]]
+    for token in phrase.split():
+        if _is_symbol(token) or token in ("_",):
+            runs.append([])
+        else:
+            runs[-1].append(token.strip("_"))
+    best: list[str] | None = None
+    for run in runs:
+        run = [t for t in run if t]
+        while run and run[0].lower() not in _NEGATIONS and (
+            _is_function(run[0]) or not any(ch.isalpha() for ch in run[0])
+        ):
+            run.pop(0)
+        while run and (
+            _is_function(run[-1])
+            or run[-1].lower() in _NEGATIONS
+            or not any(ch.isalpha() for ch in run[-1])
+        ):
+            run.pop()
+        if not run or all(_is_weak(t) for t in run):
+            continue
+        if best is None or len(run) > len(best):
+            best = run
+    if best is None:
+        return None
+    return " ".join(t.replace("_", " ") for t in best)
+
+
+def add_reason_phrase(out: list[str], phrase: object, cleaned: bool = False) -> bool:
+    """Append the cleaned ``phrase`` to ``out`` unless it adds nothing (empty, a duplicate, or
+    the same words as a phrase already there, inside it or around it); True if appended.
+
+    ``cleaned``: ``phrase`` is already a cleaned reason (spaces between syllables, its word
+    segmentation lost): only checked for letters and repeats, not cleaned again (cleaning
+    "bị thương" syllable by syllable would leave "thương")."""
+    if cleaned:
+        clean = " ".join(phrase.split()) if isinstance(phrase, str) else None
+        if not clean or not any(ch.isalpha() for ch in clean):
+            return False
+    else:
+        clean = clean_reason_phrase(phrase)
+    if clean is None:
+        return False
+    padded = f" {clean.lower()} "
+    for o in out:
+        other = f" {o.lower()} "
+        if padded in other or other in padded:
+            return False
+    out.append(clean)
+    return True
+
+
 _HEAD_RE = re.compile(r"[.!?…]\s")
 
 
@@ -399,16 +509,13 @@ class NewsModel:
             )
             for j in idx:
                 if j < n_word and " " not in names[j] and names[j] in lex:
-                    out.append(names[j].replace("_", " "))
+                    add_reason_phrase(out, names[j])
         for c, j in contrib:
             if c <= 0 or len(out) >= k:
                 break
-            phrase = names[j].replace("_", " ")
-            words = phrase.split()
-            if all(w in _WEAK_WORDS or not any(ch.isalpha() for ch in w) for w in words):
-                continue  # times, numbers and function words are not reasons a reader can use
-            if phrase not in out and not any(phrase in o or o in phrase for o in out):
-                out.append(phrase)
+            # punctuation, numbers and function words are not reasons a reader can use:
+            # cleaned at the edges, dropped when nothing readable is left, no repeats
+            add_reason_phrase(out, names[j])
         return out[:k]
 
 
