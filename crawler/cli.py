@@ -286,7 +286,9 @@ def import_command(file, default_source, fmt, no_score, strip_html, no_ner, batc
         from nlp.cli import resolve_model_path
         from nlp.scoring import load_scorer
 
-        state_dir = Path(getattr(obj, "state_dir", None) or os.environ.get("IOC_STATE_DIR", ".state"))
+        state_dir = Path(
+            getattr(obj, "state_dir", None) or os.environ.get("IOC_STATE_DIR", ".state")
+        )
         scorer = load_scorer(
             resolve_model_path(None, settings, state_dir),
             settings.gazetteer_path,

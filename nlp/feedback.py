@@ -60,9 +60,13 @@ def resolve_item(connection: Any, ref: Any) -> tuple[str, int]:
         genre = "post" if m.group(1).lower().startswith("post") else "article"
         item_id = int(m.group(2))
         table, _, _, error = _ITEMS[genre]
-        if not 0 < item_id < 2**63 or connection.execute(
-            text(f"SELECT 1 FROM {table} WHERE id = :i"), {"i": item_id}
-        ).first() is None:
+        if (
+            not 0 < item_id < 2**63
+            or connection.execute(
+                text(f"SELECT 1 FROM {table} WHERE id = :i"), {"i": item_id}
+            ).first()
+            is None
+        ):
             raise error(f"{genre} {item_id} does not exist")
         return genre, item_id
     url = ref.strip()

@@ -275,8 +275,10 @@ def clean_reason_phrase(phrase: object) -> str | None:
     best: list[str] | None = None
     for run in runs:
         run = [t for t in run if t]
-        while run and run[0].lower() not in _NEGATIONS and (
-            _is_function(run[0]) or not any(ch.isalpha() for ch in run[0])
+        while (
+            run
+            and run[0].lower() not in _NEGATIONS
+            and (_is_function(run[0]) or not any(ch.isalpha() for ch in run[0]))
         ):
             run.pop(0)
         while run and (

@@ -78,9 +78,7 @@ def test_media_staff_correct_a_post_through_part4_and_the_digest_form(
         "label",
     )
     assert_ogc_error(
-        client.patch(
-            f"/collections/posts/items/{positive}", json={"text": "khác"}, headers=BEARER
-        ),
+        client.patch(f"/collections/posts/items/{positive}", json={"text": "khác"}, headers=BEARER),
         400,
         "sentiment",
     )

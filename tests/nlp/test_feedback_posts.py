@@ -102,7 +102,9 @@ def test_a_post_is_corrected_through_the_audited_path_and_read_with_its_genre(co
     assert tuple(published) == ("positive", "negative", "positive")
     # the digest's posts section counts the corrected label too
     day = connection.execute(
-        text("SELECT (published_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM posts WHERE id = :p"),
+        text(
+            "SELECT (published_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM posts WHERE id = :p"
+        ),
         {"p": post},
     ).scalar_one()
     totals = build_digest(connection, day)["posts"]["totals"]
@@ -239,7 +241,11 @@ def test_a_post_correction_trains_the_post_head(
     assert _label(cand, POST_TEXT) == target, "the post correction did not reach the post head"
     # no article was corrected: the article head is the current one, unchanged
     current, candidate = load_model(base), load_model(cand)
-    art = {"title": "Cháy lớn thiêu rụi nhà xưởng", "lead": "Thiệt hại nặng.", "text": "Hai người bị thương."}
+    art = {
+        "title": "Cháy lớn thiêu rụi nhà xưởng",
+        "lead": "Thiệt hại nặng.",
+        "text": "Hai người bị thương.",
+    }
     a = Scorer(current, None).score_records([art], genre="article")[0]["sentiment"]["scores"]
     b = Scorer(candidate, None).score_records([art], genre="article")[0]["sentiment"]["scores"]
     assert a == b

@@ -91,7 +91,11 @@ def test_the_encoder_switch_is_an_nlp_setting(monkeypatch, tmp_path):
     scorer = load_scorer(use_ner=False, use_encoder=False)
     assert scorer.features == "tfidf" and "switched off" in scorer.encoder_reason
     out = scorer.score_records([POST])[0]
-    assert out["features"] == "tfidf" and out["sentiment"]["label"] in ("negative", "neutral", "positive")
+    assert out["features"] == "tfidf" and out["sentiment"]["label"] in (
+        "negative",
+        "neutral",
+        "positive",
+    )
 
 
 @needs_encoder
