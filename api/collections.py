@@ -257,7 +257,12 @@ def item_links(
 
     base = base_url.rstrip("/")
     links = [
-        {"rel": rel, "type": media_type, "title": title, "href": base + path.format(id=quote(item_id))}
+        {
+            "rel": rel,
+            "type": media_type,
+            "title": title,
+            "href": base + path.format(id=quote(item_id)),
+        }
         for rel, media_type, title, path in spec.item_links
     ]
     for prop, rel, media_type, title, query in spec.property_links:
@@ -267,6 +272,7 @@ def item_links(
         href = value if value.startswith(("http://", "https://")) else base + value
         links.append({"rel": rel, "type": media_type, "title": title, "href": href + query})
     return links
+
 
 # PostgreSQL type -> (JSON schema type, format)
 _JSON_TYPES = {

@@ -183,7 +183,9 @@ def _run_scene(engine: Engine, run: str, moment: str) -> tuple[int, dict]:
             raise NotFoundError(f"No stored detection run '{run[:40]}'.")
         where, params = "AND r.id = :r", {"r": run_id}
     with engine.connect() as conn:
-        row = conn.execute(text(RUN_COGS_SQL.format(column=column, where=where)), params).one_or_none()
+        row = conn.execute(
+            text(RUN_COGS_SQL.format(column=column, where=where)), params
+        ).one_or_none()
     if row is None:
         if run == "latest":
             raise NotFoundError("No stored detection run has imagery yet.")
@@ -362,12 +364,17 @@ def imagery_routes(ctx: AppContext) -> RouteGroup:
             raise NotFoundError(f"Tile {z}/{x}/{y} is outside WebMercatorQuad.")
         scene_id, stretch = p.get("scene_id"), None
         if scene_id is None:  # /imagery/runs/{run}/{moment}/tiles/...: the run's pair stretch
-            scene_id, stretch = await run_in_threadpool(
-                _run_scene, engine, p["run"], p["moment"]
-            )
+            scene_id, stretch = await run_in_threadpool(_run_scene, engine, p["run"], p["moment"])
         scene = await run_in_threadpool(_scene, engine, scene_id)
         png = await run_in_threadpool(
-            render_tile, scene.path, list(scene.bands), stretch or dict(scene.stretch), z, x, y, style
+            render_tile,
+            scene.path,
+            list(scene.bands),
+            stretch or dict(scene.stretch),
+            z,
+            x,
+            y,
+            style,
         )
         if png is None:
             return Response(status_code=204, headers=CACHE)

@@ -184,7 +184,12 @@ class FeatureRoutes:
                 "title": "This document",
                 "href": f"{base}/items/{urllib.parse.quote(item_id)}",
             },
-            {"rel": "collection", "type": "application/json", "title": "The collection", "href": base},
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "title": "The collection",
+                "href": base,
+            },
         ]
         spec = self.ctx.collection(collection_id).spec
         if spec.item_links or spec.property_links:

@@ -74,6 +74,7 @@ class CollectionSQL:
         names = q.properties if q.properties is not None else self.info.properties
         if not names:
             return sql.SQL("'{}'")
+
         def col(n: str) -> sql.Composable:
             c = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n))
             if n in self.spec.href_properties:  # a server-relative path, served absolute

@@ -309,7 +309,9 @@ def _style_indexes(style: str, bands: list[str]) -> list[int]:
     return [bands.index(b) + 1 for b in STYLES[style]]
 
 
-def to_display(values: np.ndarray, lo: float, hi: float, gamma: float = DISPLAY_GAMMA) -> np.ndarray:
+def to_display(
+    values: np.ndarray, lo: float, hi: float, gamma: float = DISPLAY_GAMMA
+) -> np.ndarray:
     """uint8 display values of one band: linear from ``lo`` (0) to ``hi`` (255), clipped, then
     the display gamma (the one transfer tiles and chips share).
 

@@ -328,7 +328,9 @@ def test_alert_links_are_absolute_with_type_and_title(public_client, imagery):
     for f in features:
         for moment in ("before", "after"):
             href = f["properties"][f"evidence_{moment}"]
-            assert href == f"{PUBLIC}/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+            assert (
+                href == f"{PUBLIC}/collections/parcel-alerts/items/{f['id']}/evidence/{moment}.png"
+            )
     alert_id = features[0]["id"]
     item = c.get(f"/collections/parcel-alerts/items/{alert_id}?f=json").json()
     links = item["links"]
@@ -353,9 +355,14 @@ def test_alert_links_are_absolute_with_type_and_title(public_client, imagery):
     assert page.status_code == 200
     html = page.text
     for link in chips:
-        assert f'href="{link["href"]}"'.replace("&", "&amp;") in html or f'href="{link["href"]}"' in html
+        assert (
+            f'href="{link["href"]}"'.replace("&", "&amp;") in html
+            or f'href="{link["href"]}"' in html
+        )
     assert f'src="{PUBLIC}/collections/parcel-alerts/items/{alert_id}/evidence/before.png"' in html
-    assert f'href="{reports["text/html"]}"' in html and f'href="{reports["application/pdf"]}"' in html
+    assert (
+        f'href="{reports["text/html"]}"' in html and f'href="{reports["application/pdf"]}"' in html
+    )
     assert f'href="/collections/parcel-alerts/items/{alert_id}/evidence' not in html
     assert f'src="/collections/parcel-alerts/items/{alert_id}/evidence' not in html
 

@@ -126,7 +126,9 @@ def test_the_api_lists_the_bounded_set_and_keeps_every_scene_reachable(runs, mon
             f"Scene {hidden} is stored but not published" in r.json()["description"]
             and f"/imagery/{hidden}/tiles/" in r.json()["description"]
         )
-        assert c.get(f"/collections/imagery-scene-{scenes[r4][1]}/coverage?f=json").status_code == 200
+        assert (
+            c.get(f"/collections/imagery-scene-{scenes[r4][1]}/coverage?f=json").status_code == 200
+        )
         # its map tiles are still served, as the chips of its alerts
         with engine.connect() as conn:
             lon, lat = conn.execute(

@@ -42,10 +42,10 @@ def client(api_database_url, api_engine, root):
     from api.settings import ApiSettings
     from gis.settings import LandSettings
 
-    settings = ApiSettings(
-        tokens=[TOKEN], base_url="http://testserver", process_data_roots=[root]
+    settings = ApiSettings(tokens=[TOKEN], base_url="http://testserver", process_data_roots=[root])
+    app = create_app(
+        settings, api_database_url, engine=api_engine, land=LandSettings(detector="cva")
     )
-    app = create_app(settings, api_database_url, engine=api_engine, land=LandSettings(detector="cva"))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -171,14 +171,20 @@ def _cases(root, bad) -> list[tuple[dict, list[str]]]:
 
     return [
         # a series with one usable date: the scenes named, the unusable ones said why
-        ({"scenes": one}, ["scenes", "two usable dates", named(one[0]), named(one[1]), "no valid pixel"]),
+        (
+            {"scenes": one},
+            ["scenes", "two usable dates", named(one[0]), named(one[1]), "no valid pixel"],
+        ),
         # scenes of different sensors / processing levels: the odd scene named
         ({"scenes": sensors}, ["scenes", named(sensors[1]), "sensor landsat", "one sensor"]),
         ({"scenes": levels}, ["scenes", named(levels[1]), "processing level l1c", "l2a"]),
         # the schema: one scene is no series, dates are dates, one per scene
         ({"scenes": ok[:1]}, ["scenes", "at least 2"]),
         ({"scenes": ok, "dates": ["2024-02-10", "2024-05-01"]}, ["dates", "2 dates for 3 scenes"]),
-        ({"scenes": ok, "dates": ["2024-02-10", "2024-13-01", "2024-06-20"]}, ["dates[1]", "yyyy-mm-dd"]),
+        (
+            {"scenes": ok, "dates": ["2024-02-10", "2024-13-01", "2024-06-20"]},
+            ["dates[1]", "yyyy-mm-dd"],
+        ),
         ({"scenes": ok, "dates": ["2024-02-10"] * 3}, ["scenes", "same date"]),
         ({"scenes": ok, "min_persist": 0}, ["min_persist", "at least 1"]),
         ({"scenes": [ok[0], 7]}, ["scenes[1]", "string"]),
@@ -213,4 +219,3 @@ def test_the_process_description_declares_the_series_inputs(client):
     assert inputs["dates"]["schema"]["items"]["format"] == "date"
     assert inputs["min_persist"]["schema"]["default"] == 2
     assert inputs["before"]["minOccurs"] == 0 and inputs["after"]["minOccurs"] == 0
-
