@@ -508,8 +508,8 @@ def test_retrain_job_waits_for_enough_corrections(engine, database_url, tmp_path
     with engine.connect() as conn:
         pending = conn.execute(
             text(
-                "SELECT count(DISTINCT article_id) FROM label_feedback "
-                "WHERE field = 'sentiment' AND used_in_model_version IS NULL"
+                "SELECT count(DISTINCT coalesce('a' || article_id, 'p' || post_id)) "
+                "FROM label_feedback WHERE field = 'sentiment' AND used_in_model_version IS NULL"
             )
         ).scalar_one()
     service = _service(
@@ -528,6 +528,55 @@ def test_retrain_job_waits_for_enough_corrections(engine, database_url, tmp_path
     assert run.counts["corrections_pending"] == pending
     assert f"a proposal needs {pending + 1}" in run.counts["skipped"]
     assert not (tmp_path / "state" / "nlp-models").exists()  # nothing trained, nothing promoted
+
+
+def test_retrain_job_proposes_with_post_corrections(engine, database_url, tmp_path, monkeypatch):
+    """A citizen's post corrected by media staff counts towards a proposal and reaches the
+    genre retraining (the recipe of `ioc nlp retrain`), which never promotes from the job."""
+    import nlp.registry
+    from nlp.feedback import record_correction
+
+    _clean(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM label_feedback"))
+        post_id = conn.execute(
+            text(
+                "INSERT INTO posts (post_key, source, url, canonical_url, published_at, text, "
+                "content_hash) VALUES ('job-retrain-1', 'facebook', NULL, NULL, now(), :t, md5(:t)) "
+                "RETURNING id"
+            ),
+            {"t": "đường làng ngập nước mấy ngày rồi mà chưa ai xử lý"},
+        ).scalar_one()
+        record_correction(conn, item_id=post_id, label="negative", reviewer="tester", genre="post")
+    seen = {}
+
+    def fake_retrain_genre(registry, data_dir, corrections, **kwargs):
+        seen.update(corrections=list(corrections), **kwargs)
+        return nlp.registry.RetrainResult(
+            version="2099.01.01.1",
+            promoted=False,
+            reason="test",
+            candidate_scores={"article_macro_f1": 0.7, "post_macro_f1": 0.71},
+            current_scores={"article_macro_f1": 0.7, "post_macro_f1": 0.7},
+            current_version="2026.11.30.1",
+            n_corrections=len(corrections),
+            corrections_by_genre={"post": 1},
+        )
+
+    monkeypatch.setattr(nlp.registry, "retrain_genre", fake_retrain_genre)
+    service = _service(
+        database_url, tmp_path / "state", None, ["retrain"], monkeypatch, retrain_min_corrections=1
+    )
+    try:
+        [run] = _turn(engine, service, "retrain", 1)
+    finally:
+        service.stop()
+    assert run.status == "succeeded", run.error
+    assert run.counts["corrections_pending"] == 1
+    assert [(c["genre"], c["label"]) for c in seen["corrections"]] == [("post", "negative")]
+    assert seen["tolerance"] == float("-inf")  # a proposal, never promoted by the job
+    assert run.counts["not_worse_than_current"] is True
+    assert run.counts["promoted"] is False
 
 
 @pytest.mark.slow
