@@ -216,6 +216,10 @@ def test_digest_shows_posts_apart_from_articles(connection):
     html = render_html(d)
     assert "Ý kiến người dân trên mạng xã hội" in html and "Đường ở phường Thử A ngập sâu" in html
     assert "Người Riêng Tư" not in html  # authors are private persons
+    # media staff correct a post's label from the digest like an article's (POST post_id)
+    for p in posts["negative_posts"]:
+        assert f'<form class="fix" data-post="{p["id"]}">' in html
+    assert "body.post_id = Number(f.dataset.post)" in html
     assert ids  # the articles' section is still there
     assert "Cháy lớn thiêu rụi" in html
 
