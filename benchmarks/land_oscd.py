@@ -79,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         help="fit the confidence calibration on the cities' polygons and write it",
     )
     ap.add_argument(
+        "--calibration-for",
+        metavar="VERSION",
+        help="with --models-dir: the model version the calibration is for (e.g. change_cnn_v3, "
+        "the shipped model of the fold models' recipe); the fold models' scores are out of "
+        "fold, so the map is too",
+    )
+    ap.add_argument(
         "--unlabelled",
         nargs="?",
         const=ROOT.parent / "shared" / "data" / "oscd-unlabelled",
@@ -89,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cities", nargs="*", default=None)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args(argv)
+    if (
+        args.calibration_out
+        and args.method == "cnn"
+        and not args.model
+        and not args.calibration_for
+    ):
+        ap.error(
+            "--calibration-out with fold models needs --calibration-for VERSION: the fold "
+            "models are named after their held-out city, not after the model the map is for"
+        )
     if args.unlabelled:
         return flagged_share(args)
     args.cities = args.cities or list(CITIES)
@@ -233,6 +250,7 @@ def fit_calibration(polygons: list[dict], args, version: str, argv) -> None:
         save_calibration,
     )
 
+    version = args.calibration_for or version
     raw = np.array([p["raw"] for p in polygons])
     n = np.array([p["n"] for p in polygons], float)
     share = np.array([p["pos"] / p["n"] for p in polygons])

@@ -3,7 +3,7 @@
 Runs in the separate training environment (CPU torch; the product needs onnxruntime only):
 
     ~/.pyenv/versions/3.11.7/bin/python -m venv .venv-train
-    .venv-train/bin/pip install torch==2.13.0 numpy rasterio onnx
+    .venv-train/bin/pip install torch==2.13.0 numpy rasterio onnx onnxruntime  # onnxruntime: --teacher
     # the shipped model (v3: the difference only, scaled by the pair's no-change level):
     .venv-train/bin/python scripts/train_change_model.py --steps 2400 --batch 16 --patch 64 \
         --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
@@ -13,7 +13,17 @@ Runs in the separate training environment (CPU torch; the product needs onnxrunt
     .venv-train/bin/python scripts/train_change_model.py --steps 1200 --batch 16 --patch 64 \
         --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
         --diff-norm scene-median --diff-only --eval-every 1200 --holdout paris \
-        --out .state/oscd_loco_do/paris.onnx
+        --out .state/oscd_loco_s0/paris.onnx
+
+    # self-training fold (issue 14): the fold's own model (above) as the teacher; the ten
+    # unlabelled OSCD test cities and the held-out city's images (never its labels) are
+    # pseudo-labelled where teacher and CVA agree, uncertain pixels left out of the loss:
+    .venv-train/bin/python scripts/train_change_model.py --steps 1200 --batch 16 --patch 64 \
+        --pos-share 0.3 --pos-weight 1.5 --dice-weight 0.5 --jitter 0.2 \
+        --diff-norm scene-median --diff-only --eval-every 1200 --holdout paris \
+        --unlabelled ../shared/data/oscd-unlabelled --transductive \
+        --teacher .state/oscd_loco_s0/paris.onnx --pseudo-hi 0.6 --pseudo-lo 0.2 \
+        --pseudo-weight 0.5 --out .state/oscd_loco_st/paris.onnx
 
     # earlier recipes (measured, see gis/models/MODEL_CARD.md): v2 = the same without
     # --diff-norm/--diff-only; "v2 long" = v2 with --steps 5000 --pos-weight 2 --jitter 0.1
