@@ -1,6 +1,6 @@
 """`ioc nlp retrain` with the genre model: corrections per genre, the promotion guard scores
 candidate and current on the same frozen reference sets — on a synthetic copy of the shared
-data layout (news-dev, unlabelled news, VLSP 2016, UIT-VSFC), TF-IDF heads (encoder off)."""
+data layout (news-dev, unlabelled news, VLSP 2016, UIT-VSFC, UIT-ViSFD), TF-IDF heads (encoder off)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ def data_dir(tmp_path):
             labs.append(y)
     (vs / "sents.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
     (vs / "sentiments.txt").write_text("\n".join(labs) + "\n", encoding="utf-8")
+    vf = root / "uit-visfd"  # the post head also trains on UIT-ViSFD Train (labels from stars)
+    vf.mkdir()
+    rows_vf = ["index,comment,n_star,date_time,label"] + [
+        f'{3 * i + k},"{pool[i % len(pool)]} {i}",{star},,'
+        for i in range(20)
+        for k, (star, pool) in enumerate(((1, POST_NEG), (3, POST_NEU), (5, POST_POS)))
+    ]
+    (vf / "Train.csv").write_text("\n".join(rows_vf) + "\n", encoding="utf-8")
     return tmp_path / "data"
 
 
