@@ -172,7 +172,8 @@ def posts(ctx) -> None:
         data = Data.concat([ctx.post(x) for x in specs])
         first = parse_spec(specs[0])[0]
         feats = [("tfidf+encoder", [g for g in POST_GRID if g.encoder_weight > 0])]
-        if cand in (a.post_tfidf or []) or POST_CANDIDATES[cand] == shipped:
+        tfidf_for = a.post_tfidf if a.post_tfidf is not None else ["vlsp"]
+        if cand in tfidf_for or (a.post_tfidf is None and POST_CANDIDATES[cand] == shipped):
             feats.append(("tfidf", tfidf_only(POST_GRID)))
         out[cand] = {}
         for name, grid in feats:
@@ -392,8 +393,8 @@ def main() -> None:
     ap.add_argument(
         "--post-tfidf",
         nargs="*",
-        default=["vlsp"],
-        help="candidates also measured with the TF-IDF-only head (the shipped mix always is)",
+        default=None,
+        help="candidates also measured with the TF-IDF-only head (default: vlsp and the shipped mix)",
     )
     ap.add_argument(
         "--criterion",
