@@ -4,6 +4,12 @@ the tuned (non-nested) figure and the gap, memorisation checks and cross-genre f
     nice -n 10 .venv/bin/python benchmarks/nlp_sentiment.py [--data-dir ../shared/data]
         [--state-dir .state] [--sections articles posts vsfc visfd cross detect topics]
         [--outer 10] [--inner 3] [--post-outer 5] [--json-out FILE]
+        [--post-candidates vlsp vlsp+vsfc ...] [--post-nested CAND ...] [--post-tfidf CAND ...]
+        [--criterion auto|pooled|per-set] [--post-sample N]
+
+Sections run in the order given (the JSON is written after each). The full post candidates
+with nested CV take about 20 CPU-minutes each on this 2-core machine (the mixes with UIT-VSFC);
+encode the sets first (scripts/nlp_encode_corpora.py).
 
 Protocol (every choice inside the folds):
 - articles (news-dev, 600): for each feature family (encoder only; LSA+lexicon + encoder; news
