@@ -8,7 +8,7 @@ the tuned (non-nested) figure and the gap, memorisation checks and cross-genre f
         [--criterion auto|pooled|per-set] [--post-sample N]
 
 Sections run in the order given (the JSON is written after each). The full post candidates
-with nested CV take about 20 CPU-minutes each on this 2-core machine (the mixes with UIT-VSFC);
+with nested CV took ~20 minutes each (VLSP + UIT-VSFC: 1,162 s at half a core, 2026-11-30);
 encode the sets first (scripts/nlp_encode_corpora.py).
 
 Protocol (every choice inside the folds):
