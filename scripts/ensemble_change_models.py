@@ -43,7 +43,7 @@ def join(paths: list[Path]) -> onnx.ModelProto:
         (out,) = [v.name for v in g.output]
         rename = {t.name: prefix + t.name for t in g.initializer}
         for n in g.node:
-            for k, name in enumerate(n.output):
+            for name in n.output:
                 rename.setdefault(name, prefix + name)
         rename[inp] = "x"
         for t in g.initializer:
