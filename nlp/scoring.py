@@ -44,7 +44,7 @@ import sklearn
 from nlp.errors import ModelLoadError, ModelNotFoundError
 from nlp.heads import GENRES, TFIDF_ONLY, WITH_ENCODER, GenreModel
 from nlp.places import PlaceFinder, load_gazetteer
-from nlp.sentiment import LABELS, NewsModel, add_reason_phrase
+from nlp.sentiment import LABELS, NewsModel, add_reason_phrase, join_adjacent_phrases
 from nlp.settings import DEFAULT_GAZETTEER, DEFAULT_MODEL_DIR, NLPSettings
 from nlp.text import (
     is_vietnamese_syllable,
@@ -613,6 +613,8 @@ class Scorer:
                         add_reason_phrase(phrases, raw)
                     else:
                         add_reason_phrase(phrases, phrase, cleaned=True)
+            # single syllables next to each other in the text read as one phrase
+            phrases = join_adjacent_phrases(phrases, [c[0] for c in cands[:3]])
             reasons.extend({"kind": "phrase", "text": ph_} for ph_ in phrases[:6])
             confidence = float(doc[li])
             rec = out[p.index]

@@ -320,6 +320,48 @@ def add_reason_phrase(out: list[str], phrase: object, cleaned: bool = False) -> 
     return True
 
 
+def join_adjacent_phrases(
+    phrases: list[str], texts: list[str], max_syllables: int = 5
+) -> list[str]:
+    """Reason phrases that stand next to each other in the text, joined into one.
+
+    A head's strongest features are often single syllables ("tắc", "đường"); shown apart they
+    read as noise, joined as the text has them they read as "tắc đường". Joins never cross
+    punctuation and stop at ``max_syllables``; the joined phrase takes the first one's place.
+
+    >>> join_adjacent_phrases(["đường", "tắc", "giao", "nút", "mưa"],
+    ...                       ["Tắc đường kéo dài ở nút giao, mưa to."])
+    ['tắc đường', 'nút giao', 'mưa']
+    >>> join_adjacent_phrases(["lịch", "điện", "cắt"], ["Lịch cắt điện ngày mai?"])
+    ['lịch cắt điện']
+    >>> join_adjacent_phrases(["mưa", "to"], ["trời mưa. to quá"])
+    ['mưa', 'to']
+    """
+    runs = [
+        " " + " ".join(part.split()) + " "
+        for t in texts
+        for part in re.split(r"[^\w\s]+", t.lower())
+        if part.strip()
+    ]
+    out = list(phrases)
+    joined = True
+    while joined:
+        joined = False
+        for i, a in enumerate(out):
+            for j, b in enumerate(out):
+                if i == j or len(a.split()) + len(b.split()) > max_syllables:
+                    continue
+                pair = f" {a.lower()} {b.lower()} "
+                if any(pair in r for r in runs):
+                    out[i] = f"{a} {b}"
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return out
+
+
 _HEAD_RE = re.compile(r"[.!?…]\s")
 
 

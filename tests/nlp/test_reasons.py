@@ -4,6 +4,8 @@ Checked on the cleaner itself and on real-looking news and posts through the shi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nlp.digest import STOPWORDS, clean_tag
@@ -115,6 +117,16 @@ def test_score_output_reasons_are_readable_phrases(use_encoder):
     records = [{"id": f"a{i}", **a} for i, a in enumerate(ARTICLES)]
     records += [{"id": f"p{i}", "text": t} for i, t in enumerate(POSTS)]
     out = scorer.score_records(records)
+    # each record's text with punctuation as breaks ("|"): a join never crosses it
+    rec_text = {
+        r["id"]: " | ".join(
+            " ".join(part.split())
+            for k in ("title", "lead", "text")
+            for part in re.split(r"[^\w\s]+", str(r.get(k, "")))
+            if part.strip()
+        )
+        for r in records
+    }
     shown = 0
     for rec in out:
         phrases = [r["text"] for r in rec["sentiment"]["reasons"] if r["kind"] == "phrase"]
@@ -136,5 +148,13 @@ def test_score_output_reasons_are_readable_phrases(use_encoder):
         for i, a in enumerate(lowered):
             for b in lowered[i + 1 :]:
                 assert a not in b and b not in a, f"{rec['id']}: repeated {a!r} / {b!r}"
+        # neighbours in the text are one phrase ("tắc đường", not "tắc" and "đường")
+        source = rec_text[rec["id"]].lower()
+        for a in phrases:
+            for b in phrases:
+                if a != b and len(a.split()) + len(b.split()) <= 5:
+                    assert f" {a.lower()} {b.lower()} " not in f" {source} ", (
+                        f"{rec['id']}: {a!r} and {b!r} stand together in the text"
+                    )
         shown += len(phrases)
     assert shown >= 2 * len(records)  # the reasons are there, only cleaned
