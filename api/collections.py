@@ -13,6 +13,7 @@ the SRID of the geometry column, extents, an estimated row count.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,21 +71,8 @@ def _review_alert(conn: Connection, item_id: int, props: dict[str, Any], princip
     )
 
 
-def _correct_label(conn: Connection, item_id: int, props: dict[str, Any], principal: Any) -> None:
-    from api.review import correct_article_label
-
-    correct_article_label(
-        conn,
-        item_id,
-        props.get("sentiment"),
-        props.get("reviewer") or principal.name,
-        props.get("note"),
-        principal=principal,
-    )
-
-
-def _correct_post_label(
-    conn: Connection, item_id: int, props: dict[str, Any], principal: Any
+def _correct_label(
+    conn: Connection, item_id: int, props: dict[str, Any], principal: Any, genre: str = "article"
 ) -> None:
     from api.review import correct_article_label
 
@@ -95,8 +83,11 @@ def _correct_post_label(
         props.get("reviewer") or principal.name,
         props.get("note"),
         principal=principal,
-        genre="post",
+        genre=genre,
     )
+
+
+_correct_post_label = functools.partial(_correct_label, genre="post")
 
 
 COLLECTIONS: tuple[CollectionSpec, ...] = (
